@@ -1,0 +1,1 @@
+"""Hyperbatch samplers: batches that grow from one image by splitting."""

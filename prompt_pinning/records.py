@@ -1,0 +1,104 @@
+"""Plain records that a run produces and reports consume.
+
+The run writes them; report writers only read them. Keeping them here lets
+the optimizer and the reports change independently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import numpy as np
+import torch
+
+
+@dataclass
+class UnitRow:
+    """One pinnable unit of the prompt and what the run did with it."""
+
+    text: str
+    prompt: str  # "positive" or "negative"
+    base_weight: float
+    offset: float = 0.0
+    tightness: Optional[float] = None  # final search std along this unit
+
+    @property
+    def pinned_weight(self) -> float:
+        return abs(self.base_weight + self.offset)
+
+
+@dataclass
+class IndividualRecord:
+    """One evaluated candidate: its weights, images and loss."""
+
+    generation: int  # 0 is the unmodified prompt
+    index: int  # position within its generation
+    individual_id: str  # stable, derived from the offsets
+    offsets: np.ndarray
+    positive: str
+    negative: str
+    images: torch.Tensor  # (B, 3, H, W) float32 in [0, 1], CPU
+    seeds: list[int]
+    loss: float
+    pair_losses: np.ndarray  # every pair value the loss used
+    traces: Optional[np.ndarray] = None
+    size: Optional[float] = None  # L2 distance from the original weights
+    render_seconds: float = 0.0
+    loss_seconds: float = 0.0
+    folder: Optional[Path] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationRecord:
+    """Summary of one CMA generation after all its individuals are evaluated."""
+
+    generation: int
+    losses: list[float]
+    individual_ids: list[str]
+    sigma: float
+    centroid: np.ndarray
+    diag_std: np.ndarray  # sigma * sqrt(diag(C)) per coordinate
+    axis_ratio: float
+    eigenvalues: np.ndarray  # scaling of all main axes
+    best_loss: float
+    folder: Optional[Path] = None
+
+
+@dataclass
+class RunResult:
+    """What a finished (or stopped) run hands back."""
+
+    run_dir: Path
+    original_positive: str
+    original_negative: str
+    baseline: Optional[IndividualRecord]
+    best: Optional[IndividualRecord]
+    hall_of_fame: list[IndividualRecord]
+    units: list[UnitRow]
+    generations: list[GenerationRecord]
+    stop_reason: str  # "completed", "interrupted", "error: ..."
+    config: dict[str, Any] = field(default_factory=dict)
+    logbook: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best_loss(self) -> float:
+        return self.best.loss if self.best is not None else float("nan")
+
+    @property
+    def baseline_loss(self) -> float:
+        return self.baseline.loss if self.baseline is not None else float("nan")
+
+
+class ReportSink(Protocol):
+    """Receives a run's records as they happen. Report writers implement this."""
+
+    def on_run_start(self, run_dir: Path, config: dict[str, Any], units: list[UnitRow]) -> None: ...
+
+    def on_individual(self, record: IndividualRecord) -> None: ...
+
+    def on_generation(self, record: GenerationRecord, result: RunResult) -> None: ...
+
+    def on_finish(self, result: RunResult) -> None:
+        """Flush everything; when this returns every report is complete."""

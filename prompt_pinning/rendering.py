@@ -1,0 +1,88 @@
+"""The renderer interface: how the engine asks any backend for images.
+
+One call renders many individuals (prompt pairs) with shared settings, so a
+backend can pack a whole generation into as few sampler calls as it can hold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+
+class RenderInterrupted(Exception):
+    """Raised by a renderer when the host asked to stop (interrupt or skip)."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Settings shared by every individual of a run.
+
+    Image i of every individual uses seed ``seed + i`` (common random numbers).
+    """
+
+    seed: int
+    subseed: int = 0
+    subseed_strength: float = 0.0
+    batch_size: int = 8
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 64
+    height: int = 64
+    sampler: str = "DPM++ 2M"
+    scheduler: str = "karras"
+    denoising_strength: float = 1.0  # below 1 only with init images (img2img)
+
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.batch_size)]
+
+    def with_(self, **changes) -> "GenerationSettings":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class RenderedBatch:
+    """One individual's images, in seed order."""
+
+    images: torch.Tensor  # (B, 3, H, W), float32 sRGB in [0, 1]
+    seeds: list[int]
+    # (B, K) ancestor index of each image at doubling level K=1..K (column 0 is
+    # the root); None for plain samplers.
+    traces: Optional[np.ndarray] = None
+    infotexts: list[str] = field(default_factory=list)  # host infotext per image, if any
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Text to token ids and token strings, as the host model sees them."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def token_strings(self, ids: Sequence[int]) -> list[str]: ...
+
+
+ProgressCallback = Callable[[int, int], None]  # (done, total) in image-steps
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """A backend that turns prompt pairs into images.
+
+    ``render`` returns one RenderedBatch per prompt pair, in the order given.
+    It may raise RenderInterrupted; any other exception is a render failure.
+    """
+
+    name: str
+    tokenizer: Tokenizer
+
+    def render(
+        self,
+        prompts: Sequence[tuple[str, str]],
+        settings: GenerationSettings,
+        progress: Optional[ProgressCallback] = None,
+    ) -> list[RenderedBatch]: ...
