@@ -59,7 +59,10 @@ class RenderedBatch:
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """Text to token ids and token strings, as the host model sees them."""
+    """Text to token ids and token strings, as the host model sees them.
+
+    ``encode`` returns the ids of the text alone, without start and end tokens.
+    """
 
     def encode(self, text: str) -> list[int]: ...
 

@@ -1,0 +1,201 @@
+"""A1111Renderer: the engine's Renderer on top of ``process_images``.
+
+Several individuals are packed into one ``process_images`` call with
+per-image prompts (``p.prompt``/``p.negative_prompt`` as lists, which A1111's
+``setup_prompts`` turns into ``all_prompts``/``all_negative_prompts``), one
+batch of ``individuals * batch_size`` rows and ``n_iter = 1``. Seeds are
+passed as lists so that image i of every individual gets seed + i (common
+random numbers). The returned images, in memory, are split back per
+individual; nothing is read from disk and nothing is saved by these calls.
+
+Every call works on a fresh copy of the base ``p``; the caller's object is
+never changed.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from prompt_pinning.rendering import GenerationSettings, RenderedBatch, RenderInterrupted
+
+from .samplers import GROUP_SIZE_ATTR, TRACES_ATTR
+
+logger = logging.getLogger(__name__)
+
+# Rough GPU memory per 512x512 image in one call (fp16 UNet with CFG plus VAE
+# decode), scaled by pixel count; only used when no budget is given.
+BYTES_PER_512_IMAGE = 600 * 2**20
+MAX_AUTO_IMAGES = 64
+
+
+def auto_images_per_call(width: int, height: int, free_bytes: Optional[int]) -> int:
+    """A memory budget: images that fit in ``free_bytes`` (half of it, to be safe)."""
+    if not free_bytes:
+        return 1
+    per_image = BYTES_PER_512_IMAGE * (width * height) / (512 * 512)
+    return int(max(1, min(MAX_AUTO_IMAGES, (free_bytes // 2) // max(1, per_image))))
+
+
+def free_gpu_bytes() -> Optional[int]:
+    if not torch.cuda.is_available():
+        return None
+    try:
+        free, _total = torch.cuda.mem_get_info()
+    except RuntimeError:
+        return None
+    return int(free)
+
+
+def pil_to_tensor(image) -> torch.Tensor:
+    """PIL image -> (3, H, W) float32 in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def individual_seeds(settings: GenerationSettings) -> tuple[list[int], list[int]]:
+    """Seeds and subseeds of one individual's images, as A1111 assigns them."""
+    step = 1 if settings.subseed_strength == 0 else 0
+    seeds = [settings.seed + step * i for i in range(settings.batch_size)]
+    subseeds = [settings.subseed + i for i in range(settings.batch_size)]
+    return seeds, subseeds
+
+
+def _host_process_images(p):
+    from modules import processing
+
+    return processing.process_images(p)
+
+
+def _host_stop_requested() -> bool:
+    from modules import shared
+
+    state = shared.state
+    return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
+
+
+class A1111Renderer:
+    """Render prompt pairs with the WebUI's loaded model and settings of ``base_p``."""
+
+    name = "a1111"
+
+    def __init__(self, base_p: Any, *, max_images_per_call: Optional[int] = None, tokenizer=None,
+                 process_images: Callable = _host_process_images,
+                 stop_requested: Callable[[], bool] = _host_stop_requested):
+        self.base_p = base_p
+        self.max_images_per_call = max_images_per_call
+        self._tokenizer = tokenizer
+        self._process_images = process_images
+        self._stop_requested = stop_requested
+        self.infotexts: dict[tuple[str, str], list[str]] = {}  # last host infotexts per prompt pair
+        self.calls = 0
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from .tokenizer import HostTokenizer
+
+            self._tokenizer = HostTokenizer.from_model()
+        return self._tokenizer
+
+    def individuals_per_call(self, settings: GenerationSettings) -> int:
+        init_images = getattr(self.base_p, "init_images", None) or []
+        if 1 < len(init_images) != settings.batch_size:
+            return 1  # A1111 resizes such a batch to the init images: no packing
+        budget = self.max_images_per_call
+        if not budget:
+            budget = auto_images_per_call(settings.width, settings.height, free_gpu_bytes())
+        return max(1, budget // settings.batch_size)
+
+    def calls_needed(self, individuals: int, settings: GenerationSettings) -> int:
+        return math.ceil(individuals / self.individuals_per_call(settings))
+
+    def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
+               progress: Optional[Callable[[int, int], None]] = None) -> list[RenderedBatch]:
+        prompts = list(prompts)
+        per_call = self.individuals_per_call(settings)
+        total = len(prompts) * settings.batch_size * settings.steps
+        out: list[RenderedBatch] = []
+        for start in range(0, len(prompts), per_call):
+            if self._stop_requested():
+                raise RenderInterrupted("stopped by the WebUI (interrupt or skip)")
+            out += self._render_chunk(prompts[start:start + per_call], settings)
+            if progress is not None:
+                progress(len(out) * settings.batch_size * settings.steps, total)
+        return out
+
+    # -- one process_images call -------------------------------------------
+    def make_p(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings):
+        """A copy of the base p set up for these individuals (the base is untouched)."""
+        p = copy.copy(self.base_p)
+        count, size = len(prompts), settings.batch_size
+        seeds, subseeds = individual_seeds(settings)
+        p.prompt = [pos for pos, _ in prompts for _ in range(size)]
+        p.negative_prompt = [neg for _, neg in prompts for _ in range(size)]
+        p.seed, p.subseed = seeds * count, subseeds * count
+        p.subseed_strength = settings.subseed_strength
+        p.batch_size, p.n_iter = count * size, 1
+        p.do_not_save_samples = True
+        p.do_not_save_grid = True
+        # Fresh containers: process_images writes into these.
+        p.extra_generation_params = dict(getattr(self.base_p, "extra_generation_params", None) or {})
+        p.override_settings = dict(getattr(self.base_p, "override_settings", None) or {})
+        p.comments = dict(getattr(self.base_p, "comments", None) or {})
+        init_images = getattr(self.base_p, "init_images", None)
+        if init_images:
+            many = len(init_images) == size and size > 1
+            p.init_images = list(init_images) * (count if many else 1)
+        setattr(p, GROUP_SIZE_ATTR, size)
+        setattr(p, TRACES_ATTR, None)
+        return p
+
+    def _render_chunk(self, prompts, settings: GenerationSettings) -> list[RenderedBatch]:
+        p = self.make_p(prompts, settings)
+        try:
+            processed = self._process_images(p)
+        finally:
+            close = getattr(p, "close", None)
+            if callable(close):
+                close()
+        self.calls += 1
+        if self._stop_requested():  # the batch may hold half-denoised images
+            raise RenderInterrupted("stopped by the WebUI (interrupt or skip)")
+        images, infotexts = _output_images(processed, len(prompts) * settings.batch_size)
+        traces = getattr(p, TRACES_ATTR, None)
+        return self._split(prompts, settings, images, infotexts, traces)
+
+    def _split(self, prompts, settings, images, infotexts, traces) -> list[RenderedBatch]:
+        size = len(images) // len(prompts)
+        seeds, _ = individual_seeds(settings)
+        out = []
+        for k, pair in enumerate(prompts):
+            rows = slice(k * size, (k + 1) * size)
+            tensor = torch.stack([pil_to_tensor(image) for image in images[rows]])
+            trace = None if traces is None or len(traces) != len(images) else np.asarray(traces[rows])
+            texts = list(infotexts[rows])
+            self.infotexts[tuple(pair)] = texts
+            out.append(RenderedBatch(images=tensor, seeds=list(seeds[:size]), traces=trace, infotexts=texts))
+        return out
+
+
+def _output_images(processed, expected: int) -> tuple[list, list[str]]:
+    """The generated images of a Processed (no grid, no masks) and their infotexts."""
+    first = int(getattr(processed, "index_of_first_image", 0) or 0)
+    images = list(processed.images[first:])
+    texts = list(getattr(processed, "infotexts", None) or [])[first:]
+    if len(texts) != len(images):
+        texts = [getattr(processed, "info", "")] * len(images)
+    if len(images) == expected or expected == 0:
+        return images, texts
+    # Inpainting can append a mask and/or a composite after every image.
+    if len(images) % expected == 0:
+        stride = len(images) // expected
+        return images[::stride], texts[::stride]
+    if len(images) < expected and len(images) > 0:
+        # A1111 lowered the batch (several init images); keep what came back, evenly split.
+        return images, texts
+    raise RuntimeError(f"process_images returned {len(images)} images, expected {expected}")

@@ -1,0 +1,193 @@
+"""The hyperbatch samplers inside A1111: registration and the host wrapper.
+
+A1111 v1.10 has no ``add_sampler``: samplers are ``SamplerData(name,
+constructor, aliases, options)`` entries of ``sd_samplers.all_samplers``
+(plus ``all_samplers_map``), and ``set_samplers()`` rebuilds the visible
+lists. ``set_samplers`` reads ``shared.opts``, which does not exist at
+preload, so ``register_samplers`` runs when the script module loads and
+again before the UI is built; it is idempotent (entries are replaced by
+name, never duplicated).
+
+The wrapper gives each hyperbatch function what only the host knows: the
+group size of packed individuals (``GROUP_SIZE_ATTR`` on ``p``), each image's
+own unit noise for the splits, and where to leave the traces
+(``TRACES_ATTR`` on ``p``). Where a hyperbatch cannot be right (hires-fix
+second pass, inpainting masks, init images that differ per row) it falls
+back to the plain sampler of the same family.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+import hyperbatch
+from hyperbatch import SamplerSpec
+
+logger = logging.getLogger(__name__)
+
+GROUP_SIZE_ATTR = "prompt_pinning_group_size"  # images per individual in a packed batch
+TRACES_ATTR = "prompt_pinning_traces"  # (rows, L) traces of the last hyperbatch call
+
+_PLAIN_FALLBACK = {"DPM++ 2M Karras - Hyperbatch": "DPM++ 2M",
+                   "DPM++ SDE Karras - Hyperbatch": "DPM++ SDE",
+                   "DPM++ SDE - Hyperbatch": "DPM++ SDE"}
+
+
+def hyperbatch_specs() -> list[SamplerSpec]:
+    return [spec for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch]
+
+
+def is_hyperbatch_sampler(name: Optional[str]) -> bool:
+    spec = hyperbatch.SAMPLERS.get(name or "")
+    return bool(spec and spec.hyperbatch)
+
+
+def sampler_options(spec: SamplerSpec) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if spec.scheduler:
+        options["scheduler"] = spec.scheduler
+    if spec.needs_noise_sampler:  # DPM++ SDE: two model calls per step, Brownian noise
+        options["second_order"] = True
+        options["brownian_noise"] = True
+    return options
+
+
+def sampler_aliases(spec: SamplerSpec) -> list[str]:
+    slug = spec.name.lower().replace("++", "pp").replace(" - ", "_").replace(" ", "_")
+    return ["k_" + slug]
+
+
+def _fallback_reason(sampler, x) -> Optional[str]:
+    p = getattr(sampler, "p", None)
+    if getattr(p, "is_hr_pass", False):
+        return "hires-fix second pass (rows already differ)"
+    denoiser = getattr(sampler, "model_wrap_cfg", None)
+    if getattr(denoiser, "mask", None) is not None:
+        return "inpainting mask"
+    init = getattr(denoiser, "init_latent", None)
+    if init is not None and init.shape[0] > 1 and not bool((init == init[:1]).all()):
+        return "init images differ between rows"
+    return None
+
+
+def _group_size(sampler, rows: int) -> Optional[int]:
+    size = getattr(getattr(sampler, "p", None), GROUP_SIZE_ATTR, None)
+    if isinstance(size, int) and size > 0 and rows % size == 0:
+        return size
+    return None
+
+
+def _branch_noise(sampler, x, sigmas):
+    """Each row's own unit noise: (x - init latent) / sigma_0 (txt2img: x / sigma_0)."""
+    init = getattr(getattr(sampler, "model_wrap_cfg", None), "init_latent", None)
+    if init is not None and init.shape == x.shape:
+        return (x - init) / sigmas[0]
+    return x / sigmas[0]
+
+
+def _run(spec: SamplerSpec, sampler, model, x, sigmas, extra_args, callback, disable, **noise_kwargs):
+    reason = _fallback_reason(sampler, x)
+    if reason is not None:
+        plain = hyperbatch.SAMPLERS[_PLAIN_FALLBACK[spec.name]]
+        logger.info("%s: running as %s (%s)", spec.name, plain.name, reason)
+        return plain.function(model, x, sigmas, extra_args=extra_args, callback=callback,
+                              disable=disable, **noise_kwargs)
+    trace_out: list = []
+    result = spec.function(model, x, sigmas, extra_args=extra_args, callback=callback,
+                           disable=disable, group_size=_group_size(sampler, x.shape[0]),
+                           branch_noise=_branch_noise(sampler, x, sigmas), trace_out=trace_out,
+                           **noise_kwargs)
+    p = getattr(sampler, "p", None)
+    if p is not None and trace_out:
+        groups = x.shape[0] // trace_out[-1].shape[0]
+        setattr(p, TRACES_ATTR, np.concatenate([trace_out[-1]] * groups, axis=0))
+    return result
+
+
+def host_sampler_function(spec: SamplerSpec, sampler) -> Callable:
+    """The function A1111 calls; its signature tells A1111 what to pass.
+
+    A1111 passes ``eta`` only if the signature names it and ``noise_sampler``
+    when the entry has the "brownian_noise" option.
+    """
+    if spec.needs_noise_sampler:
+        def sample_sde(model, x, sigmas, extra_args=None, callback=None, disable=None,
+                       eta=1.0, noise_sampler=None):
+            return _run(spec, sampler, model, x, sigmas, extra_args, callback, disable,
+                        eta=eta, noise_sampler=noise_sampler)
+        return sample_sde
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        return _run(spec, sampler, model, x, sigmas, extra_args, callback, disable)
+    return sample
+
+
+def make_constructor(spec: SamplerSpec) -> Callable:
+    def construct(model):
+        from modules import sd_samplers_kdiffusion
+
+        sampler = sd_samplers_kdiffusion.KDiffusionSampler(spec.function, model)
+        sampler.func = host_sampler_function(spec, sampler)
+        return sampler
+    construct.__name__ = f"construct_{sampler_aliases(spec)[0]}"
+    return construct
+
+
+def _select_multicond(value, rows, batch_size):
+    """MulticondLearnedConditioning restricted to ``rows`` (a new object)."""
+    picked = [value.batch[r] for r in rows]
+    return type(value)(shape=(len(picked),), batch=picked)
+
+
+def register_row_selectors() -> None:
+    """Teach hyperbatch to cut A1111's cond object down to active rows.
+
+    ``uncond`` is a plain per-prompt list and ``image_cond`` a tensor, which
+    hyperbatch's defaults already handle.
+    """
+    from modules import prompt_parser
+
+    hyperbatch.register_row_selector(prompt_parser.MulticondLearnedConditioning, _select_multicond)
+
+
+def register_samplers() -> list[str]:
+    """Add (or refresh) the hyperbatch samplers in A1111's sampler lists. Idempotent.
+
+    Returns the registered names. Needs ``shared.opts`` (set_samplers reads it).
+    """
+    from modules import sd_samplers, sd_samplers_common, sd_samplers_kdiffusion
+
+    register_row_selectors()
+    names = []
+    for spec in hyperbatch_specs():
+        data = sd_samplers_common.SamplerData(spec.name, make_constructor(spec),
+                                              sampler_aliases(spec), sampler_options(spec))
+        existing = [i for i, s in enumerate(sd_samplers.all_samplers) if s.name == spec.name]
+        if existing:
+            sd_samplers.all_samplers[existing[0]] = data
+        else:
+            sd_samplers.all_samplers.append(data)
+        sd_samplers.all_samplers_map[spec.name] = data
+        kd_map = getattr(sd_samplers_kdiffusion, "k_diffusion_samplers_map", None)
+        if isinstance(kd_map, dict):
+            kd_map[spec.name] = data
+        names.append(spec.name)
+    sd_samplers.set_samplers()
+    cached = getattr(sd_samplers, "get_sampler_and_scheduler", None)
+    if hasattr(cached, "cache_clear"):  # it memoises name lookups made before we registered
+        cached.cache_clear()
+    return names
+
+
+def register_when_ready() -> None:
+    """Register now if the host's options exist, and again before the UI is built."""
+    from modules import script_callbacks, shared
+
+    if getattr(getattr(shared, "cmd_opts", None), "prompt_pinning_no_samplers", False):
+        register_row_selectors()  # still needed if a packed run uses a hyperbatch sampler
+        return
+    if getattr(shared, "opts", None) is not None:
+        register_samplers()
+    script_callbacks.on_before_ui(register_samplers)

@@ -1,0 +1,115 @@
+"""Gradio components for the Script, built from the ``ARGUMENTS`` table.
+
+``build_components`` creates one input per argument, in argument order,
+inside one accordion per group, and returns them (A1111 passes their values
+to ``run`` in that order). It only creates components, so calling it again
+(the API does, to read defaults) is harmless. Hover hints travel to the page
+as a hidden JSON block that javascript/prompt_pinning.js reads.
+"""
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Callable, Optional
+
+from .args import ARGUMENTS, GROUPS, ArgSpec
+
+ELEM_PREFIX = "prompt_pinning"
+
+
+def elem_id(tab: str, name: str) -> str:
+    return f"{ELEM_PREFIX}_{tab}_{name}"
+
+
+def default_text(spec: ArgSpec) -> str:
+    if spec.kind == "images":
+        return "none (the unmodified prompt's first batch)"
+    if spec.auto_zero:
+        return "0 = auto"
+    if spec.kind in ("text", "matrix") and not spec.default:
+        return "empty"
+    return str(spec.default)
+
+
+def hint(spec: ArgSpec) -> str:
+    return f"{spec.help} Default: {default_text(spec)}."
+
+
+def hints_html(tab: str) -> str:
+    """Hidden element carrying every argument's hint, keyed by element id."""
+    data = {elem_id(tab, spec.name): hint(spec) for spec in ARGUMENTS}
+    return (f'<div id="{ELEM_PREFIX}_{tab}_hints" style="display:none" '
+            f'data-hints="{html.escape(json.dumps(data), quote=True)}"></div>')
+
+
+def make_component(gr, tab: str, spec: ArgSpec):
+    common = {"label": spec.label, "elem_id": elem_id(tab, spec.name)}
+    if spec.kind == "images":
+        return gr.File(file_count="multiple", file_types=["image"], **common)
+    if spec.kind == "bool":
+        return gr.Checkbox(value=spec.default, info=spec.help, **common)
+    if spec.kind == "choice":
+        return gr.Dropdown(choices=list(spec.choices), value=spec.default, info=spec.help, **common)
+    if spec.kind in ("int", "float"):
+        return gr.Number(value=spec.default, precision=0 if spec.kind == "int" else None,
+                         info=hint(spec), **common)
+    lines = 2 if spec.kind == "matrix" else 1
+    return gr.Textbox(value=spec.default, lines=lines, info=hint(spec), **common)
+
+
+def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts: tuple = ()) -> list:
+    """All argument components, grouped; returns them in argument order.
+
+    ``describe(prompt, negative, unit_mode) -> html`` fills the "N units"
+    display when the prompt boxes of this tab are given in ``prompts``.
+    """
+    components: dict[str, Any] = {}
+    units_info = None
+    gr.HTML(hints_html(tab))
+    for group in GROUPS:
+        with gr.Accordion(f"Prompt pinning: {group.lower()}", open=group == "Target",
+                          elem_id=f"{ELEM_PREFIX}_{tab}_{group.lower().replace(' ', '_')}"):
+            if group == "Target":
+                units_info = gr.HTML(units_placeholder(), elem_id=f"{ELEM_PREFIX}_{tab}_units")
+                count = gr.Button("Count units (N)", elem_id=f"{ELEM_PREFIX}_{tab}_count_units")
+            for spec in ARGUMENTS:
+                if spec.group == group:
+                    components[spec.name] = make_component(gr, tab, spec)
+    if describe is not None and len(prompts) == 2 and units_info is not None:
+        count.click(fn=describe, inputs=[prompts[0], prompts[1], components["unit_mode"]],
+                    outputs=[units_info], show_progress=False)
+    return [components[spec.name] for spec in ARGUMENTS]
+
+
+def units_placeholder() -> str:
+    return ("<p>N (pinnable units) and the defaults it implies appear here: "
+            "press <b>Count units</b> (it needs a loaded model).</p>")
+
+
+def implied_defaults(n: int) -> dict[str, int]:
+    """The seed's computed defaults for N units."""
+    from prompt_pinning.optimizer import default_generations, default_lambda
+
+    lambda_ = default_lambda(n)
+    return {"N": n, "generations": default_generations(n), "lambda_": lambda_, "mu": int(lambda_ / 2),
+            "evaluations": 1 + default_generations(n) * lambda_}
+
+
+def units_html(n: int) -> str:
+    d = implied_defaults(n)
+    return (f"<p><b>N = {n}</b> pinnable units. Defaults: {d['generations']} generations, "
+            f"lambda_ = {d['lambda_']}, mu = {d['mu']}, "
+            f"{d['evaluations']} individuals in all (baseline included).</p>")
+
+
+def describe_units(positive: str, negative: str, unit_mode: str) -> str:
+    """HTML with N and its implied defaults, or the reason it cannot be computed."""
+    try:
+        from prompt_pinning.prompt_weights import PromptVector
+
+        from .tokenizer import HostTokenizer
+
+        vector = PromptVector.from_prompts(positive, negative, HostTokenizer.from_model(), unit_mode)
+        return units_html(vector.size)
+    except Exception as error:  # shown to the user, not raised
+        return f"<p>Cannot count units: {html.escape(str(error))}</p>"

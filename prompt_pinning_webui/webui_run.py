@@ -1,0 +1,229 @@
+"""One pinning run started from the txt2img/img2img Script.
+
+``run_from_script(p, args, is_img2img)`` checks the arguments, copies ``p``
+(the caller's object is never changed), fixes its seeds once, runs the
+engine with an ``A1111Renderer`` and a report writer under the WebUI's output
+folder, drives A1111's progress state and returns a ``Processed`` holding the
+best individual's images. ``modules.*`` is imported inside functions only.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from prompt_pinning.config import PinningConfig
+from prompt_pinning.records import RunResult
+from prompt_pinning.rendering import GenerationSettings
+
+from .args import parse_script_args
+from .renderer import A1111Renderer
+
+logger = logging.getLogger(__name__)
+
+
+def generation_settings(p: Any, is_img2img: bool) -> GenerationSettings:
+    """The shared settings of every individual, read from a seed-fixed ``p``."""
+    return GenerationSettings(
+        seed=int(p.seed), subseed=int(p.subseed), subseed_strength=float(p.subseed_strength or 0.0),
+        batch_size=int(p.batch_size), steps=int(p.steps), cfg_scale=float(p.cfg_scale),
+        width=int(p.width), height=int(p.height), sampler=str(p.sampler_name),
+        scheduler=str(getattr(p, "scheduler", None) or "Automatic"),
+        denoising_strength=float(p.denoising_strength) if is_img2img and p.denoising_strength else 1.0,
+    )
+
+
+def build_config(p: Any, parsed: dict[str, Any], is_img2img: bool) -> PinningConfig:
+    options = dict(parsed)
+    cmatrix = options.pop("cmatrix")
+    return PinningConfig(
+        positive=p.prompt, negative=p.negative_prompt or "",
+        generation=generation_settings(p, is_img2img),
+        cmatrix=None if cmatrix is None else np.asarray(cmatrix, dtype=np.float64),
+        outdir=Path(p.outpath_samples or "outputs"),
+        **options,
+    ).validate()
+
+
+def command_line_budget() -> Optional[int]:
+    try:
+        from modules import shared
+    except ImportError:
+        return None
+    value = getattr(getattr(shared, "cmd_opts", None), "prompt_pinning_max_images_per_call", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+class HostProgress:
+    """Engine progress -> A1111's job count, job text and console total bar."""
+
+    def __init__(self, renderer: A1111Renderer, settings: GenerationSettings, steps_per_call: int):
+        self.renderer = renderer
+        self.settings = settings
+        self.steps_per_call = steps_per_call
+        self.total: Optional[int] = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from modules import shared
+
+        if total != self.total:
+            self.total = total
+            calls = 1 + self.renderer.calls_needed(max(0, total - 1), self.settings)
+            shared.state.job_count = calls
+            shared.total_tqdm.updateTotal(calls * self.steps_per_call)
+        shared.state.textinfo = f"Prompt pinning: {stage}, {done}/{total} individuals"
+
+
+def steps_per_call(p: Any, is_img2img: bool) -> int:
+    if is_img2img and p.denoising_strength is not None:
+        return int(min(p.denoising_strength, 0.999) * p.steps) + 1
+    return int(p.steps)
+
+
+def stop_requested() -> bool:
+    from modules import shared
+
+    state = shared.state
+    return bool(state.interrupted or state.skipped or getattr(state, "stopping_generation", False))
+
+
+def make_report_writer():
+    from prompt_pinning.reports import ReportWriter
+
+    return ReportWriter()
+
+
+def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
+    """The Script's ``run``: returns a ``modules.processing.Processed``."""
+    from modules import processing, shared
+
+    parsed = parse_script_args(args)
+    base = copy.copy(p)
+    base.extra_generation_params = dict(getattr(p, "extra_generation_params", None) or {})
+    base.comments = dict(getattr(p, "comments", None) or {})
+    processing.fix_seed(base)  # once: every individual shares these seeds
+    if int(getattr(base, "n_iter", 1) or 1) > 1:
+        base.comment("Prompt pinning uses one batch per individual; Batch count was ignored "
+                     "(raise lambda_ for more samples).")
+        base.n_iter = 1
+    config = build_config(base, parsed, is_img2img)
+    budget = config.max_images_per_call or command_line_budget()
+    renderer = A1111Renderer(base, max_images_per_call=budget)
+    progress = HostProgress(renderer, config.generation, steps_per_call(base, is_img2img))
+    result = _run_engine(config, renderer, progress)
+    processed = make_processed(base, result, renderer)
+    _save_best_images(base, processed)
+    shared.state.textinfo = None
+    return processed
+
+
+def _run_engine(config: PinningConfig, renderer: A1111Renderer, progress: HostProgress) -> RunResult:
+    from prompt_pinning.run import run_pinning
+
+    return run_pinning(config, renderer, sink=make_report_writer(), should_stop=stop_requested,
+                       progress=progress, raise_errors=False)
+
+
+def tensor_to_pil(images) -> list[Image.Image]:
+    array = (images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return [Image.fromarray(a) for a in array]
+
+
+def report_path(result: RunResult) -> Path:
+    return Path(result.run_dir).resolve() / "index.html"
+
+
+def pinning_params(result: RunResult) -> dict[str, Any]:
+    params = {
+        "Prompt pinning": Path(result.run_dir).name,
+        "Pinning loss": f"{result.best_loss:.6g}",
+        "Pinning baseline loss": f"{result.baseline_loss:.6g}",
+        "Pinning generations": len(result.generations),
+        "Pinning stop": result.stop_reason,
+        "Pinning report": str(report_path(result)),
+    }
+    for key in ("N", "cma_seed", "lambda_", "mu", "initial_std", "initial_radius", "size_limit",
+                "hyperbatch_weight_type", "hyperbatch_weight_scale"):
+        if result.config.get(key) not in (None, ""):
+            params[f"Pinning {key}"] = result.config[key]
+    return params
+
+
+def quote(value: Any) -> str:
+    text = str(value)
+    if any(c in text for c in ',:"\n'):
+        import json
+
+        return json.dumps(text)
+    return text
+
+
+def with_params(infotext: str, params: dict[str, Any]) -> str:
+    extra = ", ".join(f"{key}: {quote(value)}" for key, value in params.items())
+    return f"{infotext}, {extra}" if infotext else extra
+
+
+def fallback_infotext(positive: str, negative: str, base: Any, seed: int) -> str:
+    lines = [positive]
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+    lines.append(f"Steps: {base.steps}, Sampler: {base.sampler_name}, CFG scale: {base.cfg_scale}, "
+                 f"Seed: {seed}, Size: {base.width}x{base.height}")
+    return "\n".join(lines)
+
+
+def stop_message(result: RunResult) -> str:
+    if result.stop_reason == "completed":
+        return ""
+    if result.stop_reason == "interrupted":
+        return "Prompt pinning was interrupted; the best individual so far is shown."
+    return (f"Prompt pinning stopped with an error ({result.stop_reason}); everything completed "
+            "before it is saved in the report, and the best individual so far is shown.")
+
+
+def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
+    from modules import processing
+
+    best = result.best
+    if best is None:
+        raise RuntimeError(f"Prompt pinning produced no image ({result.stop_reason}); "
+                           f"see {result.run_dir}")
+    images = tensor_to_pil(best.images)
+    host_texts = renderer.infotexts.get((best.positive, best.negative)) or []
+    params = pinning_params(result)
+    texts = [with_params(host_texts[i] if i < len(host_texts)
+                         else fallback_infotext(best.positive, best.negative, base, seed), params)
+             for i, seed in enumerate(best.seeds)]
+    shown = copy.copy(base)
+    shown.prompt, shown.negative_prompt = best.positive, best.negative
+    shown.comments = dict(base.comments)
+    message = stop_message(result)
+    if message:
+        shown.comment(message)
+    shown.comment(f"Prompt pinning report: {report_path(result)}")
+    subseeds = [int(base.subseed) + i for i in range(len(images))]
+    return processing.Processed(
+        shown, images, seed=best.seeds[0], info=texts[0], subseed=subseeds[0],
+        all_prompts=[best.positive] * len(images), all_negative_prompts=[best.negative] * len(images),
+        all_seeds=list(best.seeds), all_subseeds=subseeds, infotexts=texts,
+    )
+
+
+def _save_best_images(base: Any, processed) -> None:
+    """Save the returned images where A1111 would, if the user's settings ask for it."""
+    from modules import images as host_images
+    from modules import shared
+
+    opts = shared.opts
+    if not getattr(opts, "samples_save", False) or getattr(base, "do_not_save_samples", False):
+        return
+    for image, seed, text in zip(processed.images, processed.all_seeds, processed.infotexts):
+        try:
+            host_images.save_image(image, base.outpath_samples, "", seed, processed.prompt,
+                                   opts.samples_format, info=text, p=base)
+        except Exception:  # saving is a convenience here; the report has every image
+            logger.warning("could not save a pinned image to %s", base.outpath_samples, exc_info=True)

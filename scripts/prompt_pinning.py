@@ -1,0 +1,69 @@
+"""Prompt pinning as a txt2img/img2img Script (the "Script" dropdown and the API).
+
+Kept thin: the components come from prompt_pinning_webui.ui, the run from
+prompt_pinning_webui.webui_run. Loading this file also registers the
+hyperbatch samplers with the WebUI.
+"""
+import os
+import sys
+
+EXTENSION_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if EXTENSION_ROOT not in sys.path:  # A1111 adds it only while loading scripts
+    sys.path.insert(0, EXTENSION_ROOT)
+
+import gradio as gr  # noqa: E402
+
+from modules import scripts  # noqa: E402
+
+from prompt_pinning_webui import samplers as pinning_samplers  # noqa: E402
+from prompt_pinning_webui.args import ScriptArgumentError  # noqa: E402
+from prompt_pinning_webui.ui import build_components, describe_units  # noqa: E402
+
+pinning_samplers.register_when_ready()
+
+PROMPT_IDS = {"txt2img_prompt", "txt2img_neg_prompt", "img2img_prompt", "img2img_neg_prompt"}
+
+
+class Script(scripts.Script):
+    def __init__(self):
+        super().__init__()
+        self.prompt_boxes = {}
+        self.wired_tabs = set()
+
+    def title(self):
+        return "Prompt pinning"
+
+    def show(self, is_img2img):
+        return True
+
+    def after_component(self, component, **kwargs):
+        if kwargs.get("elem_id") in PROMPT_IDS:
+            self.prompt_boxes[kwargs["elem_id"]] = component
+
+    def ui(self, is_img2img):
+        tab = "img2img" if is_img2img else "txt2img"
+        prompts = (self.prompt_boxes.get(f"{tab}_prompt"), self.prompt_boxes.get(f"{tab}_neg_prompt"))
+        wire = tab not in self.wired_tabs and all(box is not None for box in prompts)
+        if wire:  # events only in the first (real) UI build, never in the API's repeat call
+            self.wired_tabs.add(tab)
+        return build_components(gr, tab, describe_units if wire else None, prompts if wire else ())
+
+    def run(self, p, *args):
+        from prompt_pinning.config import ConfigError
+        from prompt_pinning_webui.webui_run import run_from_script
+
+        try:
+            return run_from_script(p, args, is_img2img=self.is_img2img)
+        except (ScriptArgumentError, ConfigError, ValueError) as error:
+            if getattr(p, "is_api", False):
+                raise _http_error(error) from error
+            raise
+
+
+def _http_error(error):
+    """An HTTP 422 naming the argument (fastapi is the WebUI's API framework)."""
+    try:
+        from fastapi import HTTPException
+    except ImportError:
+        return error
+    return HTTPException(status_code=422, detail=f"Prompt pinning: {error}")

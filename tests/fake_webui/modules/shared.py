@@ -1,0 +1,35 @@
+"""modules.shared: opts, state, cmd_opts, total_tqdm, sd_model (stand-ins)."""
+from types import SimpleNamespace
+
+from modules.shared_state import State
+
+
+class TotalTQDM:
+    """shared.total_tqdm: updateTotal(n) sets the console bar's total."""
+
+    def __init__(self):
+        self.total = None
+        self.updates = 0
+
+    def updateTotal(self, new_total):
+        self.total = new_total
+
+    def update(self):
+        self.updates += 1
+
+    def clear(self):
+        pass
+
+
+def default_opts():
+    return SimpleNamespace(samples_save=True, samples_format="png", return_grid=True, grid_save=True,
+                           hide_samplers=[], enable_pnginfo=True, outdir_samples="",
+                           outdir_txt2img_samples="outputs/txt2img-images",
+                           outdir_img2img_samples="outputs/img2img-images")
+
+
+opts = default_opts()
+state = State()
+total_tqdm = TotalTQDM()
+cmd_opts = SimpleNamespace(prompt_pinning_max_images_per_call=0, prompt_pinning_no_samplers=False)
+sd_model = None

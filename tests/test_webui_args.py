@@ -1,0 +1,111 @@
+"""Script arguments: order, defaults, validation errors that name the argument, targets."""
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from prompt_pinning.config import PinningConfig
+from prompt_pinning_webui.args import (ARGUMENT_INDEX, ARGUMENTS, ScriptArgumentError, default_args,
+                                       parse_script_args)
+from prompt_pinning_webui.images import decode_target_images
+
+
+def png_base64(color=(255, 0, 0), size=(8, 8), fmt="PNG"):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def with_arg(name, value):
+    args = default_args()
+    args[ARGUMENT_INDEX[name]] = value
+    return args
+
+
+def test_defaults_parse_to_the_config_defaults():
+    parsed = parse_script_args(default_args())
+    config = PinningConfig(positive="x")
+    for name, value in parsed.items():
+        if name in ("targets", "cmatrix"):
+            continue
+        assert value == getattr(config, name), name
+    assert parsed["targets"] == [] and parsed["cmatrix"] is None
+
+
+def test_every_config_option_of_the_seed_table_is_an_argument():
+    names = {spec.name for spec in ARGUMENTS}
+    for option in ("cma_logging", "cma_seed", "generations", "initial_std", "initial_radius", "size_limit",
+                   "size_limit_error", "size_limit_weight", "lambda_", "mu", "cmatrix", "weights", "cs",
+                   "damps", "ccum", "ccov1", "ccovmu", "hyperbatch_weights_enabled",
+                   "hyperbatch_weights_force_allowed", "hyperbatch_weight_type", "hyperbatch_weight_scale"):
+        assert option in names
+        assert hasattr(PinningConfig(positive="x"), option)
+
+
+@pytest.mark.parametrize("name,value", [("generations", 0), ("lambda_", ""), ("cs", None), ("mu", 0.0)])
+def test_zero_or_empty_means_auto(name, value):
+    assert parse_script_args(with_arg(name, value))[name] is None
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("initial_std", "abc", "must be a number"),
+    ("initial_std", 0, "must be > 0"),
+    ("generations", 2.5, "whole number"),
+    ("generations", -3, ">= 0"),
+    ("lambda_", True, "finite number"),
+    ("cma_logging", "yes", "true or false"),
+    ("weights", "quadratic", "superlinear, linear, equal"),
+    ("hyperbatch_weight_type", "Linear", "Geometric"),
+    ("cmatrix", "[[1, 0], [0]]", "square"),
+    ("cmatrix", "not json", "JSON"),
+    ("targets", "!!!", "base64"),
+    ("targets", "https://example.com/a.png", "URL"),
+    ("resume", 5, "must be a string"),
+])
+def test_bad_values_name_the_argument(name, value, fragment):
+    with pytest.raises(ScriptArgumentError) as info:
+        parse_script_args(with_arg(name, value))
+    message = str(info.value)
+    assert f"script_args[{ARGUMENT_INDEX[name]}]" in message and name in message
+    assert fragment in message
+
+
+def test_wrong_number_of_arguments_lists_the_order():
+    with pytest.raises(ValueError) as info:
+        parse_script_args(default_args()[:-2])
+    assert f"takes {len(ARGUMENTS)} script_args, got {len(ARGUMENTS) - 2}" in str(info.value)
+    assert "0: targets" in str(info.value)
+
+
+def test_numbers_may_arrive_as_strings_and_ints_as_floats():
+    parsed = parse_script_args(with_arg("initial_std", "0.1"))
+    assert parsed["initial_std"] == pytest.approx(0.1)
+    assert parse_script_args(with_arg("generations", 4.0))["generations"] == 4
+
+
+def test_targets_accept_base64_data_urls_jpeg_and_a_single_string():
+    red, blue = png_base64((255, 0, 0)), png_base64((0, 0, 255), fmt="JPEG")
+    images = parse_script_args(with_arg("targets", [red, "data:image/jpeg;base64," + blue]))["targets"]
+    assert [im.mode for im in images] == ["RGB", "RGB"]
+    assert images[0].getpixel((0, 0)) == (255, 0, 0)
+    assert images[1].getpixel((0, 0))[2] > 200
+    assert len(decode_target_images(red)) == 1
+
+
+def test_targets_accept_uploaded_files(tmp_path):
+    path = tmp_path / "t.png"
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(path)
+
+    class Uploaded:  # Gradio 3's File component hands over temp files with .name
+        name = str(path)
+
+    images = decode_target_images([Uploaded(), {"name": str(path)}])
+    assert [im.getpixel((0, 0)) for im in images] == [(0, 255, 0), (0, 255, 0)]
+
+
+def test_targets_refuse_other_formats():
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="BMP")
+    with pytest.raises(ValueError, match="BMP"):
+        decode_target_images(base64.b64encode(buffer.getvalue()).decode())

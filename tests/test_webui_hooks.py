@@ -1,0 +1,104 @@
+"""preload.py, install.py, the host tokenizer adapter, the page script and the API docs."""
+import argparse
+import importlib.util
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import webui_stand_in
+
+from prompt_pinning_webui.args import ARGUMENTS
+from prompt_pinning_webui.tokenizer import HostTokenizer, text_encoders
+
+REPO = webui_stand_in.REPO
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(path.name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_preload_adds_the_command_line_options():
+    parser = argparse.ArgumentParser()
+    load(REPO / "preload.py").preload(parser)
+    args = parser.parse_args(["--prompt-pinning-max-images-per-call", "16"])
+    assert args.prompt_pinning_max_images_per_call == 16 and args.prompt_pinning_no_samplers is False
+    assert parser.parse_args([]).prompt_pinning_max_images_per_call == 0
+
+
+def test_install_needs_nothing_when_present_and_never_touches_torch(monkeypatch):
+    install = load(REPO / "install.py")
+    assert install.missing_requirements() == []
+    assert not any(r.lower().startswith(("torch", "numpy", "pillow")) for r in install.REQUIREMENTS.values())
+    versions = {"deap": "1.4.3"}
+    monkeypatch.setattr(install, "installed_version", lambda name: versions.get(name, "9"))
+    assert install.missing_requirements() == ["deap==1.4.4"]
+    installed = []
+    monkeypatch.setattr(install, "pip_install", installed.append)
+    install.main()
+    assert installed == [["deap==1.4.4"]]
+
+
+class FakeHF:
+    def __init__(self, vocab):
+        self.vocab = vocab
+
+    def convert_ids_to_tokens(self, ids):
+        inverse = {v: k for k, v in self.vocab.items()}
+        return [inverse[i] for i in ids]
+
+
+class Embedder:
+    """A1111's custom-words embedder surface: tokenize(texts) -> ids without start/end."""
+
+    def __init__(self, vocab, hf=True):
+        self.vocab = vocab
+        if hf:
+            self.tokenizer = FakeHF(vocab)
+
+    def tokenize(self, texts):
+        return [[self.vocab[w + "</w>"] for w in t.split()] for t in texts]
+
+
+class Model:
+    pass
+
+
+def test_tokenizer_sd1_and_sdxl_two_encoders():
+    vocab = {"red</w>": 5, "circle</w>": 9}
+    sd1 = Model()
+    sd1.cond_stage_model = Embedder(vocab)
+    tok = HostTokenizer.from_model(sd1)
+    assert tok.encode("red circle") == [5, 9] and tok.token_strings([9, 5]) == ["circle</w>", "red</w>"]
+    sdxl = Model()
+    sdxl.conditioner = Model()
+    sdxl.conditioner.embedders = [Embedder(vocab), object(), Embedder(vocab, hf=False)]
+    assert len(text_encoders(sdxl)) == 2
+    assert HostTokenizer.from_model(sdxl).encode("circle") == [9]
+    sdxl.conditioner.embedders[2] = Embedder({"red</w>": 5, "circle</w>": 10}, hf=False)
+    with pytest.raises(ValueError, match="split"):
+        HostTokenizer.from_model(sdxl).encode("circle")
+    with pytest.raises(ValueError, match="no text encoder"):
+        text_encoders(Model())
+
+
+def test_no_host_imports_at_module_level():
+    for path in (REPO / "prompt_pinning_webui").glob("*.py"):
+        for line in path.read_text().splitlines():
+            assert not re.match(r"(from|import) modules", line), f"{path.name}: {line}"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_page_script_parses():
+    subprocess.run(["node", "--check", str(REPO / "javascript" / "prompt_pinning.js")], check=True)
+
+
+def test_api_doc_lists_every_argument_in_order():
+    doc = (REPO / "docs" / "api.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| `(\w+)` \|", doc, flags=re.M)
+    assert [(int(i), n) for i, n in rows] == [(i, s.name) for i, s in enumerate(ARGUMENTS)]
+    assert '"script_name": "prompt pinning"' in doc and "webuiapi" in doc

@@ -1,0 +1,121 @@
+"""A1111Renderer against the stand-in process_images: packing, seeds, copies, stops."""
+import numpy as np
+import pytest
+import torch
+
+import webui_stand_in
+
+webui_stand_in.install()
+
+from modules import images as host_images  # noqa: E402
+from modules import processing, shared  # noqa: E402
+
+from prompt_pinning.rendering import GenerationSettings, RenderInterrupted  # noqa: E402
+from prompt_pinning_webui.renderer import A1111Renderer, auto_images_per_call  # noqa: E402
+from prompt_pinning_webui.samplers import register_samplers  # noqa: E402
+
+PAIRS = [("red circle", "blue"), ("green square", ""), ("(red:1.2) circle", "blue"), ("tiny dot", "x")]
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    webui_stand_in.reset()
+    register_samplers()
+    yield
+
+
+def base_p(**changes):
+    fields = dict(prompt="red circle", negative_prompt="blue", seed=100, subseed=5, batch_size=3, steps=4,
+                  width=16, height=16, sampler_name="DPM++ 2M", outpath_samples="unused")
+    fields.update(changes)
+    return processing.StableDiffusionProcessingTxt2Img(**fields)
+
+
+def settings(**changes):
+    values = dict(seed=100, subseed=5, batch_size=3, steps=4, width=16, height=16)
+    values.update(changes)
+    return GenerationSettings(**values)
+
+
+def test_packs_individuals_per_call_and_splits_them_back():
+    renderer = A1111Renderer(base_p(), max_images_per_call=6, tokenizer=object())
+    batches = renderer.render(PAIRS, settings())
+    assert len(processing.calls) == 2 and renderer.calls == 2
+    first = processing.calls[0]
+    assert first["batch_size"] == 6
+    assert first["prompts"] == ["red circle"] * 3 + ["green square"] * 3
+    assert first["seeds"] == [100, 101, 102] * 2  # common random numbers
+    assert [b.images.shape for b in batches] == [(3, 3, 16, 16)] * 4
+    assert all(b.seeds == [100, 101, 102] for b in batches)
+    assert batches[2].infotexts[0].startswith("(red:1.2) circle\nNegative prompt: blue")
+
+
+def test_packed_equals_one_call_per_individual():
+    packed = A1111Renderer(base_p(), max_images_per_call=12, tokenizer=object()).render(PAIRS, settings())
+    single = A1111Renderer(base_p(), max_images_per_call=1, tokenizer=object()).render(PAIRS, settings())
+    for a, b in zip(packed, single):
+        assert torch.equal(a.images, b.images)
+
+
+def test_hyperbatch_traces_come_back_per_individual():
+    import hyperbatch
+
+    p = base_p(sampler_name="DPM++ 2M Karras - Hyperbatch", batch_size=4, steps=8)
+    batches = A1111Renderer(p, max_images_per_call=8, tokenizer=object()).render(
+        PAIRS[:2], settings(batch_size=4, steps=8, sampler="DPM++ 2M Karras - Hyperbatch"))
+    for batch in batches:
+        np.testing.assert_array_equal(batch.traces, hyperbatch.traces(4, 8))
+
+
+def test_base_p_is_never_changed_and_nothing_is_saved():
+    p = base_p(seed=-1)
+    before = dict(vars(p))
+    shared.opts.samples_save = True
+    A1111Renderer(p, max_images_per_call=6, tokenizer=object()).render(PAIRS[:2], settings())
+    assert vars(p) == before
+    assert host_images.saved == []  # images came back in memory, not from files
+
+
+def test_seed_lists_follow_subseed_strength():
+    A1111Renderer(base_p(), max_images_per_call=3, tokenizer=object()).render(
+        PAIRS[:1], settings(subseed_strength=0.5))
+    assert processing.calls[0]["seeds"] == [100, 100, 100]
+
+
+def test_stop_between_calls_raises_render_interrupted():
+    renderer = A1111Renderer(base_p(), max_images_per_call=3, tokenizer=object())
+
+    def interrupt_after_first(p, n):
+        if len(processing.calls) == 2:
+            shared.state.interrupted = True
+
+    processing.before_batch_hooks.append(interrupt_after_first)
+    with pytest.raises(RenderInterrupted):
+        renderer.render(PAIRS, settings())
+    assert len(processing.calls) == 2
+
+
+def test_progress_callback_counts_image_steps():
+    seen = []
+    A1111Renderer(base_p(), max_images_per_call=6, tokenizer=object()).render(
+        PAIRS, settings(), progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(24, 48), (48, 48)]
+
+
+def test_img2img_init_images_are_repeated_for_packed_individuals():
+    from PIL import Image
+
+    inits = [Image.new("RGB", (16, 16), (i * 80, 0, 0)) for i in range(3)]
+    p = processing.StableDiffusionProcessingImg2Img(
+        init_images=inits, denoising_strength=0.5, prompt="red", negative_prompt="", seed=1, subseed=1,
+        batch_size=3, steps=6, width=16, height=16, sampler_name="DPM++ 2M")
+    batches = A1111Renderer(p, max_images_per_call=6, tokenizer=object()).render(
+        PAIRS[:2], settings(seed=1, subseed=1, steps=6, denoising_strength=0.5))
+    assert processing.calls[0]["batch_size"] == 6 and p.init_images == inits
+    assert [b.images.shape[0] for b in batches] == [3, 3]
+
+
+def test_auto_budget():
+    assert auto_images_per_call(512, 512, None) == 1
+    assert auto_images_per_call(512, 512, 8 * 2**30) == 6
+    assert auto_images_per_call(64, 64, 80 * 2**30) == 64

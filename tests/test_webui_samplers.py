@@ -1,0 +1,119 @@
+"""Hyperbatch samplers registered in the (stand-in) WebUI and run through its sampler class."""
+import numpy as np
+import pytest
+import torch
+
+import webui_stand_in
+
+webui_stand_in.install()
+
+from modules import processing, script_callbacks, sd_samplers, shared  # noqa: E402
+
+import hyperbatch  # noqa: E402
+from prompt_pinning_webui import samplers as pinning_samplers  # noqa: E402
+
+HYPER = [spec.name for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch]
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    webui_stand_in.reset()
+    yield
+
+
+def test_registration_adds_each_sampler_once_and_is_idempotent():
+    sd_samplers.get_sampler_and_scheduler(HYPER[0], None)  # memoised before registration
+    pinning_samplers.register_samplers()
+    pinning_samplers.register_samplers()
+    names = [s.name for s in sd_samplers.all_samplers]
+    for name in HYPER:
+        assert names.count(name) == 1
+        assert name in sd_samplers.all_samplers_map
+        assert name in sd_samplers.visible_sampler_names()
+        assert sd_samplers.samplers_map[name.lower()] == name
+        assert sd_samplers.get_sampler_and_scheduler(name, None)[0] == name  # cache was cleared
+
+
+def test_options_follow_the_host_conventions():
+    pinning_samplers.register_samplers()
+    sde = sd_samplers.all_samplers_map["DPM++ SDE Karras - Hyperbatch"]
+    assert sde.options == {"scheduler": "karras", "second_order": True, "brownian_noise": True}
+    assert sd_samplers.all_samplers_map["DPM++ SDE - Hyperbatch"].options.get("scheduler") is None
+    assert sd_samplers.all_samplers_map["DPM++ 2M Karras - Hyperbatch"].options == {"scheduler": "karras"}
+
+
+def test_register_when_ready_defers_to_before_ui_and_honours_the_flag():
+    shared.cmd_opts.prompt_pinning_no_samplers = True
+    pinning_samplers.register_when_ready()
+    assert script_callbacks.callbacks_before_ui == []
+    shared.cmd_opts.prompt_pinning_no_samplers = False
+    pinning_samplers.register_when_ready()
+    assert script_callbacks.callbacks_before_ui == [pinning_samplers.register_samplers]
+    script_callbacks.before_ui_callback()
+    assert all(n in sd_samplers.all_samplers_map for n in HYPER)
+
+
+def render(prompts, negatives, seeds, sampler, group=None, cfg=3.0, **extra):
+    p = processing.StableDiffusionProcessingTxt2Img(
+        prompt=prompts, negative_prompt=negatives, seed=seeds, subseed=list(seeds), batch_size=len(prompts),
+        steps=8, cfg_scale=cfg, width=16, height=16, sampler_name=sampler, do_not_save_grid=True,
+        do_not_save_samples=True, **extra)
+    if group:
+        setattr(p, pinning_samplers.GROUP_SIZE_ATTR, group)
+    out = processing.process_images(p)
+    return torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32)) for im in out.images]), p
+
+
+@pytest.mark.parametrize("sampler", HYPER)
+def test_packed_individuals_equal_one_call_each(sampler):
+    pinning_samplers.register_samplers()
+    seeds = [7, 8, 9, 10]
+    a, pa = render(["red circle"] * 4, ["blue"] * 4, seeds, sampler)
+    b, _ = render(["green square"] * 4, [""] * 4, seeds, sampler)
+    packed, pp = render(["red circle"] * 4 + ["green square"] * 4, ["blue"] * 4 + [""] * 4, seeds * 2,
+                        sampler, group=4)
+    assert torch.equal(packed[:4], a) and torch.equal(packed[4:], b)
+    assert not torch.equal(a, b)
+    traces = getattr(pp, pinning_samplers.TRACES_ATTR)
+    assert traces.shape[0] == 8
+    np.testing.assert_array_equal(traces[:4], hyperbatch.traces(4, 8))
+    np.testing.assert_array_equal(traces[4:], traces[:4])
+    np.testing.assert_array_equal(getattr(pa, pinning_samplers.TRACES_ATTR), hyperbatch.traces(4, 8))
+
+
+def test_branches_differ_within_a_hyperbatch():
+    pinning_samplers.register_samplers()
+    images, _ = render(["red circle"] * 4, ["blue"] * 4, [1, 2, 3, 4], "DPM++ 2M Karras - Hyperbatch", cfg=1.0)
+    flat = images.reshape(4, -1)
+    assert all(not torch.equal(flat[i], flat[j]) for i in range(4) for j in range(i + 1, 4))
+
+
+def test_img2img_with_one_init_image_runs_as_a_hyperbatch():
+    from PIL import Image
+
+    pinning_samplers.register_samplers()
+    init = Image.new("RGB", (16, 16), (200, 40, 40))
+    p = processing.StableDiffusionProcessingImg2Img(
+        init_images=[init], denoising_strength=0.6, prompt="red", negative_prompt="", seed=3, subseed=3,
+        batch_size=4, steps=10, width=16, height=16, sampler_name="DPM++ SDE Karras - Hyperbatch",
+        do_not_save_grid=True, do_not_save_samples=True)
+    out = processing.process_images(p)
+    assert len(out.images) == 4
+    traces = getattr(p, pinning_samplers.TRACES_ATTR)
+    np.testing.assert_array_equal(traces, hyperbatch.traces(4, int(0.6 * 10) + 1))
+
+
+def test_different_init_images_fall_back_to_the_plain_sampler():
+    from PIL import Image
+
+    pinning_samplers.register_samplers()
+    inits = [Image.new("RGB", (16, 16), (i * 60, 0, 0)) for i in range(4)]
+    common = dict(denoising_strength=0.6, prompt="red", negative_prompt="", seed=3, subseed=3, batch_size=4,
+                  steps=10, width=16, height=16, do_not_save_grid=True, do_not_save_samples=True)
+    p = processing.StableDiffusionProcessingImg2Img(init_images=inits, sampler_name="DPM++ 2M Karras - Hyperbatch",
+                                                    **common)
+    hyper = processing.process_images(p)
+    plain = processing.process_images(processing.StableDiffusionProcessingImg2Img(
+        init_images=inits, sampler_name="DPM++ 2M", **common))
+    assert getattr(p, pinning_samplers.TRACES_ATTR, None) is None
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(hyper.images, plain.images))

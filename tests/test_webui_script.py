@@ -1,0 +1,171 @@
+"""The Script: title/show, ui() from the argument table, run() end to end on the stand-in."""
+import importlib.util
+import json
+import re
+
+import pytest
+
+import webui_stand_in
+
+webui_stand_in.install()
+
+import gradio  # noqa: E402  (the stand-in)
+from modules import processing, shared  # noqa: E402
+
+from prompt_pinning_webui.args import ARGUMENT_INDEX, ARGUMENTS, default_args  # noqa: E402
+from prompt_pinning_webui.ui import elem_id, implied_defaults  # noqa: E402
+
+SCRIPT = webui_stand_in.REPO / "scripts" / "prompt_pinning.py"
+
+
+def load_script_module():
+    spec = importlib.util.spec_from_file_location("prompt_pinning.py", SCRIPT)  # as A1111 names it
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def script():
+    webui_stand_in.reset()
+    gradio.created.clear()
+    return load_script_module().Script()
+
+
+def test_title_and_show(script):
+    assert script.title() == "Prompt pinning"
+    assert script.show(False) and script.show(True)
+
+
+def test_ui_returns_one_component_per_argument_in_order_and_is_repeatable(script):
+    first = script.ui(False)
+    second = script.ui(False)
+    for components in (first, second):
+        assert [c.kwargs["elem_id"] for c in components] == [elem_id("txt2img", s.name) for s in ARGUMENTS]
+        assert [c.value for c in components] == default_args()
+    groups = [c for c in gradio.created if c.kind == "Accordion"]
+    assert [g.args[0] for g in groups[:5]] == ["Prompt pinning: " + g for g in
+                                               ("target", "optimizer", "size limiter", "hyperbatch", "output")]
+
+
+def test_every_argument_has_a_hover_hint_and_a_description(script):
+    script.ui(True)
+    hints_html = next(c for c in gradio.created if c.kind == "HTML" and "_hints" in c.args[0])
+    data = json.loads(re.search(r'data-hints="([^"]*)"', hints_html.args[0]).group(1).replace("&quot;", '"'))
+    assert set(data) == {elem_id("img2img", s.name) for s in ARGUMENTS}
+    assert all("Default:" in text for text in data.values())
+    inputs = [c for c in gradio.created if c.kwargs.get("elem_id", "").startswith("prompt_pinning_img2img_")
+              and c.kind not in ("HTML", "Button", "Accordion", "File")]
+    assert all(c.kwargs.get("info") for c in inputs)
+
+
+def test_units_button_is_wired_only_once_to_the_prompt_boxes(script):
+    prompt, negative = gradio.Textbox(), gradio.Textbox()
+    script.after_component(prompt, elem_id="txt2img_prompt")
+    script.after_component(negative, elem_id="txt2img_neg_prompt")
+    script.ui(False)
+    script.ui(False)  # the API's second call adds no events
+    buttons = [c for c in gradio.created if c.kind == "Button"]
+    assert [len(b.events) for b in buttons] == [1, 0]
+    _, fn, inputs, _ = buttons[0].events[0]
+    assert inputs[:2] == [prompt, negative]
+
+
+def test_implied_defaults_follow_the_seed_formulas():
+    d = implied_defaults(12)
+    assert d == {"N": 12, "generations": 32, "lambda_": 11, "mu": 5, "evaluations": 1 + 32 * 11}
+
+
+def test_bad_api_argument_is_an_http_error_naming_it(script):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
+    p.is_api = True
+    args = default_args()
+    args[ARGUMENT_INDEX["initial_std"]] = -1
+    with pytest.raises(Exception) as info:
+        script.run(p, *args)
+    assert "initial_std" in str(getattr(info.value, "detail", info.value))
+    if type(info.value).__name__ == "HTTPException":
+        assert info.value.status_code == 422
+
+
+class WordTokenizer:
+    """Stands in for the model's tokenizer: one id per word or punctuation mark."""
+
+    def __init__(self):
+        self.vocab = {}
+
+    def encode(self, text):
+        pieces = re.findall(r"\w+|[^\w\s]", text.lower())
+        return [self.vocab.setdefault(piece, len(self.vocab) + 1) for piece in pieces]
+
+    def token_strings(self, ids):
+        inverse = {v: k for k, v in self.vocab.items()}
+        return [inverse[i] + "</w>" for i in ids]
+
+
+@pytest.fixture
+def engine_ready(monkeypatch):
+    pytest.importorskip("prompt_pinning.loss")
+    from prompt_pinning_webui import renderer
+
+    monkeypatch.setattr(renderer.A1111Renderer, "tokenizer", property(lambda self: WordTokenizer()))
+
+
+def run_args(**changes):
+    args = default_args()
+    args[ARGUMENT_INDEX["generations"]] = 2
+    args[ARGUMENT_INDEX["lambda_"]] = 3
+    args[ARGUMENT_INDEX["cma_logging"]] = False
+    for name, value in changes.items():
+        args[ARGUMENT_INDEX[name]] = value
+    return args
+
+
+def txt2img_p(tmp_path, **changes):
+    fields = dict(prompt="red circle, blue background", negative_prompt="green", seed=-1, subseed=-1,
+                  batch_size=2, steps=3, width=16, height=16, sampler_name="DPM++ 2M",
+                  outpath_samples=str(tmp_path / "txt2img-images"))
+    fields.update(changes)
+    return processing.StableDiffusionProcessingTxt2Img(**fields)
+
+
+@pytest.mark.slow
+def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready, tmp_path):
+    p = txt2img_p(tmp_path)
+    before = dict(vars(p))
+    shared.state.begin()
+    processed = script.run(p, *run_args())
+    assert vars(p) == before  # the caller's p is untouched (its seed is still -1)
+    assert len(processed.images) == 2
+    seeds = {tuple(call["seeds"][:2]) for call in processing.calls}
+    assert len(seeds) == 1  # fix_seed once: every call used the same seeds
+    report = re.search(r"Pinning report: (\S+index\.html)", processed.infotexts[0]).group(1)
+    assert "txt2img-images/prompt_pins/" in report
+    assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
+    assert shared.state.job_count >= 3
+    assert all(call["batch_size"] <= 2 * 7 for call in processing.calls)
+
+
+@pytest.mark.slow
+def test_interrupt_returns_best_so_far_and_a_complete_report(script, engine_ready, tmp_path):
+    def interrupt_on_third_call(p, n):
+        if len(processing.calls) == 3:
+            shared.state.interrupted = True
+
+    processing.before_batch_hooks.append(interrupt_on_third_call)
+    processed = script.run(txt2img_p(tmp_path), *run_args(max_images_per_call=2))
+    assert len(processed.images) == 2
+    assert "Pinning stop: interrupted" in processed.info
+    assert "interrupted" in processed.comments
+
+
+@pytest.mark.slow
+def test_process_images_error_ends_the_run_with_a_clear_message(script, engine_ready, tmp_path):
+    def fail_on_second_call(p, n):
+        if len(processing.calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+    processing.before_batch_hooks.append(fail_on_second_call)
+    processed = script.run(txt2img_p(tmp_path), *run_args(max_images_per_call=2))
+    assert "CUDA out of memory (simulated)" in processed.comments
+    assert "error" in processed.info

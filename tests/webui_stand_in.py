@@ -1,0 +1,26 @@
+"""Puts the stand-in ``modules`` (tests/fake_webui) on sys.path and resets its state."""
+import sys
+from pathlib import Path
+
+FAKE_WEBUI = Path(__file__).parent / "fake_webui"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def install() -> None:
+    if str(FAKE_WEBUI) not in sys.path:
+        sys.path.insert(0, str(FAKE_WEBUI))
+
+
+def reset() -> None:
+    from modules import images, processing, script_callbacks, shared
+
+    shared.state.begin()
+    shared.opts = shared.default_opts()
+    processing.opts = shared.opts
+    shared.total_tqdm.total = None
+    shared.cmd_opts.prompt_pinning_max_images_per_call = 0
+    shared.cmd_opts.prompt_pinning_no_samplers = False
+    processing.before_batch_hooks.clear()
+    processing.calls.clear()
+    images.saved.clear()
+    script_callbacks.clear_callbacks()
