@@ -1,0 +1,187 @@
+"""Split a prompt into pinnable units and the fixed parts around them.
+
+A prompt becomes a list of items in order: units (a word or punctuation run,
+or a comma-separated phrase), fixed text that keeps its weight (commas in
+phrase mode, text the tokenizer drops), and raw text rendered verbatim
+(BREAK and extra-network tags). Each item remembers the whitespace before it.
+
+A word stays whole when the tokenizer splits it into several pieces, and two
+neighbours are joined into one unit when tokenizing them apart would give
+other token ids than tokenizing them together: the host tokenizes every
+differently weighted piece on its own.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Iterable, Optional
+
+from .attention import (
+    Piece,
+    PromptError,
+    find_and,
+    find_schedule,
+    parse_pieces,
+    strip_extra_networks,
+)
+from .rendering import Tokenizer
+
+UNIT, FIXED, RAW = "unit", "fixed", "raw"
+POSITIVE, NEGATIVE = "positive", "negative"
+
+
+@dataclass
+class Item:
+    kind: str  # UNIT, FIXED or RAW
+    text: str  # literal text (RAW: exactly as written)
+    weight: float  # base weight (1.0 for RAW)
+    sep: str  # whitespace before the item
+    piece: int  # index of the weighted piece it came from (-1 for RAW)
+    position: int  # character index in the user's prompt
+    is_break: bool = False
+
+
+@dataclass
+class _Atom:
+    text: str
+    sep: str
+    start: int  # index in the piece text
+
+
+def _atom_pattern(embedding_names: Iterable[str]) -> re.Pattern:
+    names = sorted({n for n in embedding_names if n}, key=len, reverse=True)
+    whole = "".join(rf"(?<!\w){re.escape(n)}(?!\w)|" for n in names)
+    return re.compile(rf"(?P<space>\s+)|(?P<atom>{whole}\w+(?:[-'’.]\w+)*|[^\w\s]+)")
+
+
+def _atoms(text: str, pattern: re.Pattern) -> list[_Atom]:
+    atoms: list[_Atom] = []
+    sep = ""
+    for match in pattern.finditer(text):
+        if match.lastgroup == "space":
+            sep += match.group(0)
+        else:
+            atoms.append(_Atom(match.group(0), sep, match.start()))
+            sep = ""
+    return atoms
+
+
+def _join_inseparable(atoms: list[_Atom], encode: Callable[[str], tuple]) -> list[_Atom]:
+    """Join neighbours whose token ids change when tokenized apart."""
+    joined: list[_Atom] = []
+    for atom in atoms:
+        if joined:
+            last = joined[-1]
+            together = encode(last.text + atom.sep + atom.text)
+            if together != encode(last.text) + encode(atom.text):
+                last.text += atom.sep + atom.text
+                continue
+        joined.append(_Atom(atom.text, atom.sep, atom.start))
+    return joined
+
+
+def _phrases(atoms: list[_Atom]) -> list[tuple[_Atom, bool]]:
+    """Group atoms into comma-separated phrases; commas come back as (atom, False)."""
+    grouped: list[tuple[_Atom, bool]] = []
+    current: Optional[_Atom] = None
+    for atom in atoms:
+        if "," in atom.text and not any(ch.isalnum() for ch in atom.text):
+            if current is not None:
+                grouped.append((current, True))
+                current = None
+            grouped.append((atom, False))
+        elif current is None:
+            current = _Atom(atom.text, atom.sep, atom.start)
+        else:
+            current.text += atom.sep + atom.text
+    if current is not None:
+        grouped.append((current, True))
+    return grouped
+
+
+def _check_piece(piece: Piece, position: int, which: str) -> None:
+    if piece.weight >= 0:
+        return
+    if "BREAK" in piece.text:
+        raise PromptError(
+            f"{which} prompt: BREAK at character {position} is inside brackets; the host then "
+            f"reads it as the word 'BREAK' with weight {piece.weight:g}, not as a chunk break. "
+            "Move BREAK outside the brackets.",
+            position,
+        )
+    raise PromptError(
+        f"{which} prompt: negative weight {piece.weight:g} at character {position} "
+        f"({piece.text.strip()!r}); pinning renders weights as absolute values, so only "
+        "weights >= 0 are accepted",
+        position,
+    )
+
+
+def _reject_changing_syntax(stripped: str, index_map: list[int], which: str) -> None:
+    and_at = find_and(stripped) if which == POSITIVE else None
+    if and_at is not None:
+        position = index_map[and_at]
+        raise PromptError(
+            f"{which} prompt: AND (composable prompts) at character {position} is not supported; "
+            "pin each part as its own prompt",
+            position,
+        )
+    found = find_schedule(stripped)
+    if found is not None:
+        position, construct = index_map[found[0]], found[1]
+        raise PromptError(
+            f"{which} prompt: {construct} at character {position} changes the prompt during "
+            "sampling and is not supported; escape the brackets (\\[ \\]) to mean them literally",
+            position,
+        )
+
+
+def prompt_items(
+    text: str,
+    which: str,
+    tokenizer: Tokenizer,
+    unit_mode: str = "word",
+    embedding_names: Iterable[str] = (),
+) -> list[Item]:
+    """The items of one prompt, in order."""
+    if not isinstance(text, str):
+        raise PromptError(f"{which} prompt must be a string, got {type(text).__name__}")
+    stripped, index_map, tags = strip_extra_networks(text)
+    _reject_changing_syntax(stripped, index_map, which)
+    encode = lru_cache(maxsize=None)(lambda s: tuple(tokenizer.encode(s)))
+    pattern = _atom_pattern(embedding_names)
+    items: list[Item] = []
+    pending_sep = ""
+    for piece_no, piece in enumerate(parse_pieces(stripped)):
+        at = index_map[piece.start] if piece.start < len(index_map) else len(text)
+        if piece.is_break:
+            items.append(Item(RAW, "BREAK", 1.0, " ", -1, at, is_break=True))
+            continue
+        _check_piece(piece, at, which)
+        atoms = _join_inseparable(_atoms(piece.text, pattern), encode)
+        grouped = _phrases(atoms) if unit_mode == "phrase" else [(a, True) for a in atoms]
+        for atom, pinnable in grouped:
+            kind = UNIT if pinnable and encode(atom.text) else FIXED
+            position = index_map[piece.positions[atom.start]]
+            items.append(Item(kind, atom.text, piece.weight, pending_sep + atom.sep, piece_no, position))
+            pending_sep = ""
+        pending_sep += _trailing_space(piece.text)
+    return _insert_tags(items, tags, text)
+
+
+def _trailing_space(text: str) -> str:
+    stripped = text.rstrip()
+    return text[len(stripped):] if stripped else text
+
+
+def _insert_tags(items: list[Item], tags: list[tuple[int, str]], text: str) -> list[Item]:
+    """Put each extra-network tag back where it was, with the whitespace around it."""
+    for position, tag in tags:
+        index = next((i for i, item in enumerate(items) if item.position > position), len(items))
+        before = text[:position]
+        sep = before[len(before.rstrip()):]
+        items.insert(index, Item(RAW, tag, 1.0, sep, -1, position))
+        if index + 1 < len(items) and items[index + 1].sep.startswith(sep):
+            items[index + 1].sep = items[index + 1].sep[len(sep):]
+    return items

@@ -1,0 +1,242 @@
+"""Prompt weights: the user's prompts as a vector of pinnable weights, and back.
+
+An individual of the search is a vector of offsets, one per unit. Rendering
+writes each unit as ``(text:weight)`` with weight ``|base + offset|``, the
+offset rounded to ``decimals`` places, and the weight written as the shortest
+decimal that gives the same float32 (the host keeps weights as float32).
+Offsets of zero give the host exactly the token ids and weights of the
+user's original prompt; ``check_zero_offsets`` proves it for a tokenizer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .attention import PromptError, parse_prompt_attention
+from .prompt_units import NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
+from .records import UnitRow
+from .rendering import Tokenizer
+from .tokenizers import COMMA_PADDING_BACKTRACK, HostChunk, host_encoding
+
+__all__ = [
+    "PromptError",
+    "PromptVector",
+    "Unit",
+    "check_zero_offsets",
+    "format_weight",
+    "parse_prompt_attention",
+]
+
+UNIT_MODES = ("word", "phrase")
+DEFAULT_DECIMALS = 4
+_ESCAPED = set("\\()[]")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One pinnable unit: its text, base weight and prompt."""
+
+    text: str
+    base_weight: float
+    prompt: str  # "positive" or "negative"
+    position: int  # character index in its prompt
+
+
+def format_weight(weight: float) -> str:
+    """Shortest plain decimal that parses to the same float32 as ``weight``."""
+    return np.format_float_positional(np.float32(weight), unique=True, trim="-")
+
+
+def escape_text(text: str) -> str:
+    return "".join("\\" + ch if ch in _ESCAPED else ch for ch in text)
+
+
+class PromptVector:
+    """The units of a positive and a negative prompt, in that order."""
+
+    def __init__(self, positive: str, negative: str, items: Mapping[str, list[Item]],
+                 unit_mode: str, decimals: int):
+        self.positive = positive
+        self.negative = negative
+        self.unit_mode = unit_mode
+        self.decimals = decimals
+        self._items = {which: list(items[which]) for which in (POSITIVE, NEGATIVE)}
+        self._unit_items = [item for which in (POSITIVE, NEGATIVE) for item in self._items[which]
+                            if item.kind == UNIT]
+        self.units = [Unit(item.text, item.weight, which, item.position)
+                      for which in (POSITIVE, NEGATIVE) for item in self._items[which] if item.kind == UNIT]
+
+    @classmethod
+    def from_prompts(
+        cls,
+        positive: str,
+        negative: str,
+        tokenizer: Tokenizer,
+        unit_mode: str = "word",
+        *,
+        embeddings: Iterable[str] = (),
+        decimals: int = DEFAULT_DECIMALS,
+    ) -> "PromptVector":
+        """Parse both prompts. ``embeddings``: textual-inversion names, kept whole."""
+        if unit_mode not in UNIT_MODES:
+            raise ValueError(f"unit_mode must be one of {UNIT_MODES}, got {unit_mode!r}")
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must have encode() and token_strings(), got {type(tokenizer).__name__}")
+        if not isinstance(decimals, int) or not 1 <= decimals <= 6:
+            raise ValueError(f"decimals must be an integer from 1 to 6, got {decimals!r}")
+        names = list(embeddings)
+        items = {
+            POSITIVE: prompt_items(positive, POSITIVE, tokenizer, unit_mode, names),
+            NEGATIVE: prompt_items(negative, NEGATIVE, tokenizer, unit_mode, names),
+        }
+        if not any(item.kind == UNIT for item in items[POSITIVE]):
+            raise PromptError(
+                f"positive prompt: nothing to pin in {positive!r}: it is empty or holds only "
+                "extra-network tags, BREAK or text the tokenizer ignores"
+            )
+        return cls(positive, negative, items, unit_mode, decimals)
+
+    @property
+    def size(self) -> int:
+        return len(self.units)
+
+    @property
+    def base_weights(self) -> np.ndarray:
+        return np.array([unit.base_weight for unit in self.units], dtype=np.float64)
+
+    def weights(self, offsets: Optional[Sequence[float]] = None) -> np.ndarray:
+        """The weight each unit is rendered with: |base + offset rounded to decimals|."""
+        steps = np.round(self._offsets(offsets) * 10**self.decimals)
+        return np.abs(self.base_weights + steps / 10**self.decimals)
+
+    def render(self, offsets: Optional[Sequence[float]] = None) -> tuple[str, str]:
+        """The (positive, negative) prompt texts for these offsets."""
+        weights = iter(self.weights(offsets))
+        rendered = {}
+        for which in (POSITIVE, NEGATIVE):
+            unit_weights = [next(weights) for item in self._items[which] if item.kind == UNIT]
+            rendered[which] = _render_items(self._items[which], unit_weights)
+        return rendered[POSITIVE], rendered[NEGATIVE]
+
+    def unit_rows(self, offsets: Optional[Sequence[float]] = None) -> list[UnitRow]:
+        values = self._offsets(offsets)
+        return [UnitRow(text=u.text, prompt=u.prompt, base_weight=u.base_weight, offset=float(o))
+                for u, o in zip(self.units, values)]
+
+    def table(self, offsets: Optional[Sequence[float]] = None) -> str:
+        """A plain-text table of the units (with offsets and weights when given)."""
+        header = ["#", "prompt", "unit", "base"]
+        rows = [[str(i), u.prompt, u.text, format_weight(u.base_weight)] for i, u in enumerate(self.units)]
+        if offsets is not None:
+            header += ["offset", "weight"]
+            for row, offset, weight in zip(rows, self._offsets(offsets), self.weights(offsets)):
+                row += [f"{offset:+.{self.decimals}f}", format_weight(weight)]
+        widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+        return "\n".join(lines)
+
+    def _offsets(self, offsets: Optional[Sequence[float]]) -> np.ndarray:
+        if offsets is None:
+            return np.zeros(self.size)
+        values = np.asarray(offsets, dtype=np.float64).reshape(-1)
+        if values.shape != (self.size,):
+            raise ValueError(f"offsets must have one value per unit ({self.size}), got {values.size}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError("offsets must be finite numbers")
+        return values
+
+
+def _render_items(items: list[Item], unit_weights: list[float]) -> str:
+    """Write items back as prompt text; units and fixed text get their weights."""
+    weights = iter(unit_weights)
+    out: list[str] = []
+    previous: Optional[tuple[int, str]] = None  # (piece, weight text) of the last weighted item
+    after_break = False
+    for item in items:
+        sep = item.sep or (" " if after_break and out else "")
+        if item.kind == RAW:
+            if item.is_break:
+                sep = sep or (" " if out else "")
+                previous = None
+            out.append(sep + item.text)
+            after_break = item.is_break
+            continue
+        weight = format_weight(next(weights) if item.kind == UNIT else item.weight)
+        if not sep and previous is not None and previous[0] != item.piece and previous[1] == weight:
+            sep = " "  # keep the host from joining neighbours of equal weight into one word
+        body = escape_text(item.text)
+        out.append(sep + (body if weight == "1" else f"({body}:{weight})"))
+        previous, after_break = (item.piece, weight), False
+    return "".join(out)
+
+
+def _flat(chunks: list[HostChunk]) -> list[tuple[int, float]]:
+    return [pair for chunk in chunks for pair in zip(chunk.tokens, chunk.weights)]
+
+
+def _culprit(vector: PromptVector, which: str, tokenizer: Tokenizer, token_index: int) -> str:
+    """The item whose tokens hold ``token_index`` when each item is tokenized alone."""
+    count = 0
+    last = None
+    for item in vector._items[which]:
+        if item.kind == RAW:
+            continue
+        last = item
+        count += len(tokenizer.encode(item.text))
+        if count > token_index:
+            break
+    if last is None:
+        return "the prompt's tags or BREAKs"
+    label = "unit" if last.kind == UNIT else "fixed text"
+    return f"{label} {last.text!r} at character {last.position}"
+
+
+def _compare(vector: PromptVector, which: str, tokenizer: Tokenizer, original: list[HostChunk],
+             rendered: list[HostChunk], rendered_text: str, with_weights: bool, what: str) -> None:
+    def key(chunks):
+        if with_weights:
+            return [(c.tokens, c.weights, c.embeddings) for c in chunks]
+        return [(c.tokens, c.embeddings) for c in chunks]
+
+    if key(original) == key(rendered):
+        return
+    a, b = _flat(original), _flat(rendered)
+    if not with_weights:
+        a, b = [t for t, _ in a], [t for t, _ in b]
+    index = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    raise PromptError(
+        f"{which} prompt: rendering with {what} changes what the host sees, first at token "
+        f"{index}, near {_culprit(vector, which, tokenizer, index)}. Original: "
+        f"{len(original)} chunk(s), {len(a)} tokens; rendered {rendered_text!r}: "
+        f"{len(rendered)} chunk(s), {len(b)} tokens. Rewrite that part of the prompt "
+        "(for example put a space around it) or use unit_mode='phrase'."
+    )
+
+
+def check_zero_offsets(
+    vector: PromptVector,
+    tokenizer: Tokenizer,
+    *,
+    embeddings: Optional[Mapping[str, int]] = None,
+    comma_padding_backtrack: int = COMMA_PADDING_BACKTRACK,
+    check_offsets: bool = True,
+) -> None:
+    """Raise PromptError unless zero offsets give the host the user's exact tokens and weights.
+
+    With ``check_offsets`` it also renders every unit with its own nonzero
+    weight and requires the same token ids, so every individual of a run sees
+    the user's tokens. ``embeddings`` maps textual-inversion names to vector counts.
+    """
+    options = dict(embeddings=embeddings, comma_padding_backtrack=comma_padding_backtrack)
+    renders = {"zero offsets": vector.render()}
+    if check_offsets and vector.size:
+        distinct = 0.0123 * (1 + np.arange(vector.size) % 7)
+        renders["distinct nonzero offsets"] = vector.render(distinct)
+    originals = {POSITIVE: vector.positive, NEGATIVE: vector.negative}
+    for what, texts in renders.items():
+        for which, text in zip((POSITIVE, NEGATIVE), texts):
+            original = host_encoding(originals[which], tokenizer, **options)
+            rendered = host_encoding(text, tokenizer, **options)
+            _compare(vector, which, tokenizer, original, rendered, text, what == "zero offsets", what)
