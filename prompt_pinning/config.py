@@ -16,6 +16,10 @@ from .rendering import GenerationSettings
 CMA_WEIGHTS = ("superlinear", "linear", "equal")
 HYPERBATCH_WEIGHT_TYPES = ("Geometric", "Exponential", "Polynomial")
 UNIT_MODES = ("word", "phrase")
+AUTO_WHEN_ZERO = (
+    "cma_seed", "generations", "lambda_", "mu", "size_limit_error", "size_limit_weight",
+    "cs", "damps", "ccum", "ccov1", "ccovmu", "max_images_per_call",
+)
 
 
 class ConfigError(ValueError):
@@ -66,7 +70,14 @@ class PinningConfig:
     resume: Optional[Path] = None
 
     def validate(self) -> "PinningConfig":
-        """Raise ConfigError for the first bad option; return self."""
+        """Raise ConfigError for the first bad option; return self.
+
+        A 0 in an option with a computed default means "auto" and becomes None.
+        """
+        for name in AUTO_WHEN_ZERO:
+            value = getattr(self, name)
+            if not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0:
+                setattr(self, name, None)
         if not isinstance(self.positive, str):
             raise ConfigError("positive", f"must be a string, got {type(self.positive).__name__}")
         if not isinstance(self.negative, str):

@@ -1,0 +1,398 @@
+"""The pinning run: prompt weights, renderer and loss joined by CMA-ES.
+
+``run_pinning`` starts a run in a new numbered folder; ``resume_pinning``
+continues one from its folder. Generation 0 renders the unmodified prompt once:
+it is the baseline loss, and the target when no target images are given. Each
+later generation renders all its individuals in one ``renderer.render`` call
+(same seeds for everyone: common random numbers) and scores them one by one.
+
+Stopping: ``should_stop`` is checked before each generation, inside the
+render call (through its progress callback, which raises ``RenderInterrupted``)
+and before each individual is scored. Whatever stops the run, every finished
+evaluation is already on disk (see ``checkpoint``), ``run_state.json`` says
+why it stopped, the sink is flushed, and the best individual so far is
+returned. A renderer or loss error ends the run with ``stop_reason`` "error:
+..."; with ``raise_errors=True`` (the default) the exception is then re-raised
+with the result attached as ``exc.pinning_result``, otherwise the result is
+returned.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .config import PinningConfig
+from .optimizer import make_optimizer, resolve_cma_seed, resolve_generations
+from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult, UnitRow
+from .rendering import RenderedBatch, Renderer, RenderInterrupted
+from .rundir import create_individual_dir, create_run_dir, generation_dir, individual_id
+
+log = logging.getLogger(__name__)
+
+HALL_OF_FAME_SIZE = 10
+Progress = Callable[[str, int, int], None]
+
+
+def build_vector(config: PinningConfig, renderer: Renderer):
+    from .prompt_weights import PromptVector, check_zero_offsets
+
+    vector = PromptVector.from_prompts(config.positive, config.negative, renderer.tokenizer, config.unit_mode)
+    check_zero_offsets(vector, renderer.tokenizer)
+    return vector
+
+
+def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
+    if not config.targets:
+        return None
+    from .targets import load_targets
+
+    return load_targets(config.targets, config.generation.width, config.generation.height)
+
+
+def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
+    from .loss import PinningLoss
+
+    return PinningLoss(
+        targets,
+        weight_type=config.hyperbatch_weight_type,
+        weight_scale=config.hyperbatch_weight_scale,
+        hyperbatch_weights=config.hyperbatch_weights_enabled,
+        force_allowed=config.hyperbatch_weights_force_allowed,
+    )
+
+
+def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[ReportSink] = None,
+                should_stop: Optional[Callable[[], bool]] = None, progress: Optional[Progress] = None,
+                raise_errors: bool = True) -> RunResult:
+    """Run a pinning job in ``<outdir>/prompt_pins/<next number>`` (or resume ``config.resume``).
+
+    ``progress(stage, done, total)`` counts evaluated individuals (the baseline
+    included) against the run's total; ``stage`` is "baseline", "generation g/G", or
+    "resumed" once at the start of a resumed run.
+    """
+    if config.resume is not None:
+        return resume_pinning(config.resume, renderer, sink=sink, should_stop=should_stop,
+                              progress=progress, raise_errors=raise_errors)
+    config.validate()
+    run = _Run(config, renderer, sink, should_stop, progress)
+    run.start_new()
+    return run.execute(raise_errors)
+
+
+def resume_pinning(run_dir: Path | str, renderer: Renderer, *, sink: Optional[ReportSink] = None,
+                   should_stop: Optional[Callable[[], bool]] = None, progress: Optional[Progress] = None,
+                   raise_errors: bool = True) -> RunResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
+    run_dir = Path(run_dir)
+    config, _ = ckpt.load_run_config(run_dir)
+    run = _Run(config, renderer, sink, should_stop, progress)
+    run.start_resumed(run_dir)
+    return run.execute(raise_errors)
+
+
+class _Run:
+    def __init__(self, config, renderer, sink, should_stop, progress):
+        self.config = config
+        self.renderer = renderer
+        self.sink = sink
+        self.should_stop = should_stop or (lambda: False)
+        self.progress = progress
+        self.settings = config.generation
+        self.baseline: Optional[IndividualRecord] = None
+        self.hall_of_fame: list[IndividualRecord] = []
+        self.generation_records: list[GenerationRecord] = []
+        self.logbook: list[dict[str, Any]] = []
+        self.done = 0
+        self.next_generation = 0
+        self.reusable: dict[tuple[int, int], dict[str, Any]] = {}
+        self.best_saved: dict[str, Any] = {}
+        self.baseline_images: Optional[torch.Tensor] = None
+
+    # -- setting up -------------------------------------------------------
+    def _prepare(self) -> None:
+        self.vector = build_vector(self.config, self.renderer)
+        n = self.vector.size
+        self.cma_seed = resolve_cma_seed(self.config)
+        self.generations = resolve_generations(self.config, n)
+
+    def _resolved(self) -> dict[str, Any]:
+        return {"N": self.vector.size, "cma_seed": self.cma_seed, "generations": self.generations,
+                "total_evaluations": self.total, **self.optimizer.resolved}
+
+    def _total(self) -> int:
+        return 1 + sum(self.optimizer.population_size(g) for g in range(1, self.generations + 1))
+
+    def start_new(self) -> None:
+        self._prepare()
+        self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
+        self.total = self._total()
+        self.targets = build_targets(self.config)
+        self.run_dir = create_run_dir(self.config.outdir)
+        ckpt.save_run_config(self.run_dir, self.config, self._resolved())
+        if self.targets is not None:
+            ckpt.save_tensor_atomic(self.run_dir / ckpt.TARGETS_FILE, self.targets)
+        self.loss = build_loss(self.config, self.targets)
+
+    def start_resumed(self, run_dir: Path) -> None:
+        self._prepare()
+        self.run_dir = run_dir
+        saved = ckpt.load_checkpoint(run_dir)
+        self.optimizer = saved.optimizer if saved else make_optimizer(self.config, self.vector.size, self.cma_seed)
+        self.total = self._total()
+        self.targets = ckpt.load_tensor(run_dir / ckpt.TARGETS_FILE)
+        self.loss = build_loss(self.config, self.targets)
+        entries = ckpt.read_evaluations(run_dir)
+        self.baseline_images = ckpt.load_tensor(run_dir / ckpt.BASELINE_FILE)
+        if saved is None or self.baseline_images is None or not entries or entries[0]["generation"] != 0:
+            return  # nothing usable yet: start again from the baseline
+        self.next_generation = saved.generation
+        self.logbook, self.generation_records = list(saved.logbook), list(saved.generations)
+        self.best_saved = ckpt.load_tensor(run_dir / ckpt.BEST_FILE) or {}
+        self.baseline = self._record_from_entry(entries[0])
+        if self.targets is None:
+            self.loss.set_targets(self.baseline_images)
+        self._enter_hall_of_fame(self.baseline)
+        for entry in entries[1:]:
+            if entry["generation"] < saved.generation:
+                self._enter_hall_of_fame(self._record_from_entry(entry))
+            else:
+                self.reusable[(entry["generation"], entry["index"])] = entry
+        self.done = len(entries)
+        log.info("resuming %s at generation %d (%d evaluations on disk)", run_dir, saved.generation, self.done)
+
+    # -- running ----------------------------------------------------------
+    def execute(self, raise_errors: bool) -> RunResult:
+        error: Optional[BaseException] = None
+        ckpt.write_run_state(self.run_dir, "running", generation=self.next_generation, evaluations=self.done)
+        try:
+            if self.sink is not None:
+                self.sink.on_run_start(self.run_dir, self._config_dict(), self._units())
+            if self.progress is not None and self.done:
+                self.progress("resumed", self.done, self.total)
+            self._run_generations()
+            reason = "completed"
+        except RenderInterrupted:
+            reason = "interrupted"
+        except KeyboardInterrupt as exc:
+            reason, error = "interrupted", exc
+        except Exception as exc:  # a render, loss or report failure ends the run
+            reason, error = f"error: {type(exc).__name__}: {exc}", exc
+            log.error("pinning run %s stopped: %s", self.run_dir, reason, exc_info=True)
+        self._ensure_best_images(reason)
+        result = self._result(reason)
+        ckpt.write_run_state(self.run_dir, reason, generation=self.next_generation, evaluations=self.done,
+                             best_id=result.best.individual_id if result.best else None,
+                             best_loss=result.best_loss, baseline_loss=result.baseline_loss)
+        self._finish_sink(result, error)
+        if error is not None and (raise_errors or isinstance(error, KeyboardInterrupt)):
+            error.pinning_result = result  # type: ignore[attr-defined]
+            raise error
+        return result
+
+    def _finish_sink(self, result: RunResult, error: Optional[BaseException]) -> None:
+        if self.sink is None:
+            return
+        try:
+            self.sink.on_finish(result)
+        except Exception:
+            if error is None:
+                raise
+            log.error("report writer failed while finishing a stopped run", exc_info=True)
+
+    def _run_generations(self) -> None:
+        if self.next_generation == 0:
+            self._run_baseline()
+            self.next_generation = 1
+            self._checkpoint()
+        while self.next_generation <= self.generations:
+            self._run_generation(self.next_generation)
+            self.next_generation += 1
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
+            self.next_generation, self.optimizer, self.logbook, self.generation_records))
+
+    def _check_stop(self, *_: Any) -> None:
+        if self.should_stop():
+            raise RenderInterrupted("stop requested")
+
+    def _render(self, prompts: list[tuple[str, str]]) -> tuple[list[RenderedBatch], float]:
+        started = time.perf_counter()
+        batches = self.renderer.render(prompts, self.settings, self._check_stop)
+        if len(batches) != len(prompts):
+            raise RuntimeError(f"renderer {self.renderer.name!r} returned {len(batches)} batches for {len(prompts)} prompts")
+        return batches, (time.perf_counter() - started) / max(1, len(prompts))
+
+    def _run_baseline(self) -> None:
+        self._check_stop()
+        zeros = np.zeros(self.vector.size)
+        prompt = self.vector.render(zeros)
+        (batch,), seconds = self._render([prompt])
+        ckpt.save_tensor_atomic(self.run_dir / ckpt.BASELINE_FILE, batch.images)
+        if self.targets is None:
+            self.loss.set_targets(batch.images)
+        self.baseline = self._evaluate(0, 0, zeros, prompt, batch, seconds, penalty=0.0, fitness=None)
+
+    def _run_generation(self, g: int) -> None:
+        self._check_stop()
+        population = self.optimizer.ask()
+        rendered = [self.optimizer.rendered(c) for c in population]
+        prompts = [self.vector.render(offsets) for offsets, _ in rendered]
+        records: list[Optional[IndividualRecord]] = [None] * len(population)
+        for i, (offsets, _) in enumerate(rendered):
+            entry = self.reusable.pop((g, i), None)
+            if entry is not None and entry["id"] == individual_id(offsets):
+                records[i] = self._record_from_entry(entry)
+                self._enter_hall_of_fame(records[i])
+        pending = [i for i, r in enumerate(records) if r is None]
+        if pending:
+            batches, seconds = self._render([prompts[i] for i in pending])
+            for i, batch in zip(pending, batches):
+                self._check_stop()
+                offsets, penalty = rendered[i]
+                loss = self._score(batch)
+                self.optimizer.assign(population[i], loss.value)
+                records[i] = self._evaluate(g, i, offsets, prompts[i], batch, seconds, penalty,
+                                            population[i].fitness.values, loss)
+        for candidate, record in zip(population, records):
+            self.optimizer.assign(candidate, record.loss)
+        self.optimizer.tell(population)
+        self._close_generation(g, records)
+
+    def _score(self, batch: RenderedBatch):
+        return self.loss.evaluate(batch.images, batch.traces)
+
+    def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
+        loss = loss if loss is not None else self._score(batch)
+        ident = individual_id(offsets)
+        folder = create_individual_dir(self.run_dir, g, ident)
+        record = IndividualRecord(
+            generation=g, index=index, individual_id=ident, offsets=np.array(offsets, dtype=np.float64),
+            positive=prompt[0], negative=prompt[1], images=batch.images, seeds=list(batch.seeds),
+            loss=float(loss.value), pair_losses=np.asarray(loss.pair_losses, dtype=np.float64),
+            traces=batch.traces, size=float(np.linalg.norm(offsets)), render_seconds=render_seconds,
+            loss_seconds=float(loss.seconds), folder=folder,
+            extra={"penalty": penalty, "fitness": list(fitness) if fitness else None,
+                   "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
+                   "infotexts": list(batch.infotexts)})
+        ckpt.append_evaluation(self.run_dir, _entry(record, self.run_dir))
+        self.done += 1
+        self._enter_hall_of_fame(record, persist=g > 0)
+        if self.sink is not None:
+            self.sink.on_individual(record)
+        if self.progress is not None:
+            self.progress("baseline" if g == 0 else f"generation {g}/{self.generations}", self.done, self.total)
+        return record
+
+    def _enter_hall_of_fame(self, record: IndividualRecord, persist: bool = False) -> None:
+        fame = self.hall_of_fame
+        new_best = not fame or record.loss < fame[0].loss
+        if new_best and fame:
+            fame[0] = _without_images(fame[0])
+        elif not new_best:
+            record = _without_images(record)
+        position = next((k for k, r in enumerate(fame) if record.loss < r.loss), len(fame))
+        fame.insert(position, record)
+        del fame[HALL_OF_FAME_SIZE:]
+        if new_best and persist:
+            ckpt.save_tensor_atomic(self.run_dir / ckpt.BEST_FILE,
+                                    {"id": record.individual_id, "images": record.images})
+
+    def _ensure_best_images(self, reason: str) -> None:
+        """Re-render the best individual if a crash lost its saved images (rare)."""
+        if not self.hall_of_fame or self.hall_of_fame[0].images.numel() > 0 or reason.startswith("error"):
+            return
+        best = self.hall_of_fame[0]
+        try:
+            (batch,), _ = self._render([(best.positive, best.negative)])
+        except RenderInterrupted:
+            return
+        self.hall_of_fame[0] = dataclasses.replace(best, images=batch.images, traces=batch.traces)
+
+    def _close_generation(self, g: int, records: list[IndividualRecord]) -> None:
+        dist = self.optimizer.distribution()
+        losses = [r.loss for r in records]
+        record = GenerationRecord(
+            generation=g, losses=losses, individual_ids=[r.individual_id for r in records],
+            sigma=dist.sigma, centroid=dist.centroid, diag_std=dist.diag_std, axis_ratio=dist.axis_ratio,
+            eigenvalues=dist.eigenvalues, best_loss=float(min(losses)), folder=generation_dir(self.run_dir, g))
+        self.generation_records.append(record)
+        line = {"gen": g, "nevals": len(records), "min": float(np.min(losses)), "avg": float(np.mean(losses)),
+                "max": float(np.max(losses)), "std": float(np.std(losses)),
+                "best": self.hall_of_fame[0].loss, "sigma": dist.sigma, "axis_ratio": dist.axis_ratio}
+        self.logbook.append(line)
+        level = logging.INFO if self.config.cma_logging else logging.DEBUG
+        log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g",
+                g, self.generations, line["nevals"], line["min"], line["avg"], line["max"], line["std"],
+                line["best"], line["sigma"], line["axis_ratio"])
+        if self.sink is not None:
+            self.sink.on_generation(record, self._result("running"))
+
+    # -- results ----------------------------------------------------------
+    def _units(self, offsets: Optional[np.ndarray] = None, tightness: Optional[np.ndarray] = None) -> list[UnitRow]:
+        offsets = np.zeros(self.vector.size) if offsets is None else offsets
+        rows = self.vector.unit_rows(offsets)
+        if tightness is not None:
+            for row, value in zip(rows, tightness):
+                row.tightness = float(value)
+        return rows
+
+    def _config_dict(self) -> dict[str, Any]:
+        return {**self.config.to_dict(), "resolved": self._resolved(), "run_dir": str(self.run_dir)}
+
+    def _result(self, reason: str) -> RunResult:
+        best = self.hall_of_fame[0] if self.hall_of_fame else self.baseline
+        offsets = best.offsets if best is not None else None
+        tightness = self.optimizer.distribution().diag_std if self.generation_records else None
+        return RunResult(
+            run_dir=self.run_dir, original_positive=self.config.positive, original_negative=self.config.negative,
+            baseline=self.baseline, best=best, hall_of_fame=list(self.hall_of_fame),
+            units=self._units(offsets, tightness), generations=list(self.generation_records),
+            stop_reason=reason, config=self._config_dict(), logbook=list(self.logbook))
+
+    def _record_from_entry(self, entry: dict[str, Any]) -> IndividualRecord:
+        if entry["generation"] == 0:
+            images = self.baseline_images
+        elif self.best_saved.get("id") == entry["id"]:
+            images = self.best_saved["images"]
+        else:
+            images = torch.empty(0, 3, self.settings.height, self.settings.width)
+        return IndividualRecord(
+            generation=entry["generation"], index=entry["index"], individual_id=entry["id"],
+            offsets=np.array(entry["offsets"], dtype=np.float64), positive=entry["positive"],
+            negative=entry["negative"], images=images, seeds=entry["seeds"], loss=entry["loss"],
+            pair_losses=np.array(entry["pair_losses"], dtype=np.float64), size=entry["size"],
+            render_seconds=entry["render_seconds"], loss_seconds=entry["loss_seconds"],
+            folder=self.run_dir / entry["folder"], extra=entry.get("extra", {}))
+
+
+def _listed(value: Any) -> Any:
+    if value is None:
+        return None
+    return np.asarray(value, dtype=np.float64).tolist()
+
+
+def _without_images(record: IndividualRecord) -> IndividualRecord:
+    if record.images.numel() == 0:
+        return record
+    return dataclasses.replace(record, images=record.images.new_empty((0, *record.images.shape[1:])), traces=None)
+
+
+def _entry(record: IndividualRecord, run_dir: Path) -> dict[str, Any]:
+    """The JSON line that lets a resumed run skip this evaluation."""
+    return {
+        "generation": record.generation, "index": record.index, "id": record.individual_id,
+        "folder": str(record.folder.relative_to(run_dir)), "offsets": record.offsets.tolist(),
+        "positive": record.positive, "negative": record.negative, "seeds": record.seeds,
+        "loss": record.loss, "pair_losses": record.pair_losses.tolist(), "size": record.size,
+        "render_seconds": record.render_seconds, "loss_seconds": record.loss_seconds,
+        "extra": {k: v for k, v in record.extra.items() if k != "infotexts"},
+    }

@@ -1,0 +1,186 @@
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from deap import cma
+
+from prompt_pinning.config import ConfigError, PinningConfig
+from prompt_pinning.optimizer import (
+    Candidate, CmaOptimizer, SizeLimitedOptimizer, default_generations, default_lambda,
+    derive_cma_seed, make_optimizer, resolve_cma_seed, resolve_generations,
+)
+from prompt_pinning.rendering import GenerationSettings
+
+
+def config(**kw):
+    return PinningConfig(positive="a red circle", **kw)
+
+
+def run_sphere(opt, f, generations):
+    for _ in range(generations):
+        population = opt.ask()
+        for c in population:
+            offsets, penalty = opt.rendered(c)
+            opt.assign(c, f(offsets))
+        opt.tell(population)
+
+
+def test_default_generations_is_clamped_to_one_for_tiny_prompts():
+    assert default_generations(1) == 1
+    assert default_generations(2) == 1  # int(16 * floor(log 2)) == 0
+    assert default_generations(3) == 16
+    assert default_generations(20) == 16 * math.floor(math.log(20))
+    assert resolve_generations(config(generations=None), 8) == 32
+    assert resolve_generations(config(generations=5), 8) == 5
+
+
+def test_cma_seed_derives_from_seed_and_subseed():
+    a = derive_cma_seed(1234, 0)
+    assert a == derive_cma_seed(1234, 0)
+    assert a != derive_cma_seed(1234, 1) and a != derive_cma_seed(1235, 0)
+    assert 0 <= derive_cma_seed(-1, -7) < 2**32
+    gen = GenerationSettings(seed=77, subseed=3)
+    assert resolve_cma_seed(config(generation=gen)) == derive_cma_seed(77, 3)
+    assert resolve_cma_seed(config(generation=gen, cma_seed=5)) == 5
+
+
+def test_defaults_are_resolved_from_the_strategy_and_recorded():
+    n = 7
+    opt = CmaOptimizer(config(), n, cma_seed=1)
+    r = opt.resolved
+    lam = int(4 + 3 * math.log(n))
+    mu = lam // 2
+    w = math.log(mu + 0.5) - np.log(np.arange(1, mu + 1))
+    mueff = w.sum() ** 2 / (w**2).sum()
+    assert r["lambda_"] == lam == default_lambda(n) and r["mu"] == mu
+    assert r["weights"] == "superlinear" and r["cmatrix"] == "identity"
+    assert r["cs"] == pytest.approx((mueff + 2) / (n + mueff + 3))
+    assert r["ccum"] == pytest.approx(4 / (n + 4))
+    assert r["ccov1"] == pytest.approx(2 / ((n + 1.3) ** 2 + mueff))
+    assert r["ccovmu"] == pytest.approx(min(1 - r["ccov1"], 2 * (mueff - 2 + 1 / mueff) / ((n + 2) ** 2 + mueff)))
+    assert r["damps"] == pytest.approx(1 + 2 * max(0, math.sqrt((mueff - 1) / (n + 1)) - 1) + r["cs"])
+    assert r["sigma"] == 0.05
+    assert np.all(np.abs(r["initial_centroid"]) <= 0.25)
+
+
+def test_set_parameters_are_used_and_zero_means_auto():
+    opt = CmaOptimizer(config(lambda_=9, mu=3, weights="equal", cs=0.3, damps=2.0, ccum=0.2,
+                              ccov1=0.01, ccovmu=0.02, initial_radius=0.1), 5, cma_seed=2)
+    s = opt.strategy
+    assert (s.lambda_, s.mu, s.cs, s.damps, s.cc, s.ccov1, s.ccovmu) == (9, 3, 0.3, 2.0, 0.2, 0.01, 0.02)
+    assert np.allclose(s.weights, 1 / 3)
+    assert len(opt.ask()) == 9
+    zeroed = CmaOptimizer(config(lambda_=0, cs=0.0), 5, cma_seed=2).resolved
+    assert zeroed["lambda_"] == default_lambda(5)
+    assert zeroed["cs"] == CmaOptimizer(config(), 5, cma_seed=2).resolved["cs"]
+
+
+def test_cmatrix_is_checked_and_used():
+    c = np.diag([1.0, 4.0, 9.0])
+    opt = CmaOptimizer(config(cmatrix=c), 3, cma_seed=3)
+    assert np.allclose(opt.distribution().diag_std, 0.05 * np.array([1, 2, 3]))
+    with pytest.raises(ConfigError, match="cmatrix.*3x3"):
+        CmaOptimizer(config(cmatrix=np.eye(2)), 3, cma_seed=3)
+    with pytest.raises(ConfigError, match="cmatrix.*positive definite"):
+        CmaOptimizer(config(cmatrix=-np.eye(3)), 3, cma_seed=3)
+    with pytest.raises(ConfigError, match="mu"):
+        CmaOptimizer(config(mu=50), 3, cma_seed=3)
+
+
+def test_host_numpy_random_state_is_untouched_and_run_is_reproducible():
+    np.random.seed(99)
+    before = np.random.get_state()
+    first = CmaOptimizer(config(), 6, cma_seed=11)
+    second = CmaOptimizer(config(), 6, cma_seed=11)
+    run_sphere(first, lambda x: float(np.sum(x**2)), 5)
+    np.random.standard_normal(3)  # the host draws in between: must not matter
+    run_sphere(second, lambda x: float(np.sum(x**2)), 5)
+    np.random.set_state(before)
+    assert np.random.standard_normal() == np.random.RandomState(99).standard_normal()
+    assert np.array_equal(first.strategy.centroid, second.strategy.centroid)
+    assert first.strategy.sigma == second.strategy.sigma
+
+
+def test_plain_cma_minimises_a_shifted_sphere_and_tightens():
+    target = np.array([0.2, -0.1, 0.05, 0.0])
+    opt = CmaOptimizer(config(initial_std=0.1), 4, cma_seed=5)
+    start = opt.distribution().diag_std.copy()
+    run_sphere(opt, lambda x: float(np.sum((x - target) ** 2)), 80)
+    assert np.linalg.norm(opt.strategy.centroid - target) < 1e-3
+    assert np.all(opt.distribution().diag_std < start / 10)
+
+
+def test_pickled_optimizer_continues_identically():
+    opt = CmaOptimizer(config(), 5, cma_seed=8)
+    run_sphere(opt, lambda x: float(np.sum(x**2)), 3)
+    copy = pickle.loads(pickle.dumps(opt))
+    assert np.array_equal(np.array(opt.ask()), np.array(copy.ask()))
+    mo = SizeLimitedOptimizer(config(size_limit=0.3), 5, cma_seed=8)
+    run_sphere(mo, lambda x: float(np.sum((x - 1) ** 2)), 3)
+    mo_copy = pickle.loads(pickle.dumps(mo))
+    assert np.array_equal(np.array(mo.ask()), np.array(mo_copy.ask()))
+
+
+def test_deap_mo_strategy_crashes_with_one_objective_root_cause():
+    """The original extension's crash: MO-CMA fed a single-objective fitness."""
+    rng = np.random.RandomState(0)
+    population = [Candidate(rng.uniform(-1, 1, 4)) for _ in range(6)]
+    for c in population:
+        c.fitness.values = (float(np.sum(np.square(c))),)  # 6 distinct single values
+    strategy = cma.StrategyMultiObjective(population, sigma=0.1, mu=6, lambda_=6)
+    saved = np.random.get_state()
+    try:
+        offspring = strategy.generate(Candidate)
+        for c in offspring:
+            c.fitness.values = (float(np.sum(np.square(c))),)
+        with pytest.raises(IndexError):
+            strategy.update(offspring)
+    finally:
+        np.random.set_state(saved)
+
+
+@pytest.mark.parametrize("lambda_, mu", [(6, 6), (5, 3), (8, None)])
+def test_size_limiter_runs_where_deap_crashed_and_respects_the_limit(lambda_, mu):
+    limit = 0.3
+    opt = make_optimizer(config(size_limit=limit, lambda_=lambda_, mu=mu, initial_radius=0.6), 4, cma_seed=4)
+    assert isinstance(opt, SizeLimitedOptimizer)
+    assert opt.error == pytest.approx(limit / 100) and opt.weight == pytest.approx(limit * 10)
+    target = np.full(4, 1.0)  # the loss pulls far outside the limit
+    seen = []
+    for g in range(1, 25):
+        population = opt.ask()
+        assert len(population) == opt.population_size(g)
+        for c in population:
+            offsets, penalty = opt.rendered(c)
+            seen.append(np.linalg.norm(offsets))
+            raw = np.linalg.norm(c)
+            assert penalty == (0.0 if raw <= limit + opt.error else pytest.approx(opt.weight * (raw - limit)))
+            opt.assign(c, float(np.sum((offsets - target) ** 2)))
+            assert len(c.fitness.values) == 2
+        opt.tell(population)
+    assert max(seen) <= limit + opt.error + 1e-12
+    assert opt.distribution().diag_std.shape == (4,)
+
+
+def test_size_limiter_handles_ties():
+    opt = SizeLimitedOptimizer(config(size_limit=0.2, lambda_=6), 3, cma_seed=1)
+    for _ in range(6):
+        population = opt.ask()
+        for c in population:
+            opt.assign(c, 1.0)  # every loss equal: only distance separates them
+        opt.tell(population)
+
+
+def test_size_limiter_warns_about_plain_cma_only_options(caplog):
+    SizeLimitedOptimizer(config(size_limit=1.0, cs=0.3), 3, cma_seed=1)
+    assert "cs" in caplog.text and "ignored" in caplog.text
+
+
+def test_no_warnings_from_many_optimizers():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for seed in range(10):
+            run_sphere(make_optimizer(config(), 3, seed), lambda x: float(np.sum(x**2)), 2)
+            run_sphere(make_optimizer(config(size_limit=0.5), 3, seed), lambda x: float(np.sum(x**2)), 2)

@@ -1,0 +1,259 @@
+"""The run loop with small stand-ins for the prompt vector, renderer and loss."""
+import json
+import threading
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from prompt_pinning import checkpoint as ckpt
+from prompt_pinning import run as run_module
+from prompt_pinning.config import PinningConfig
+from prompt_pinning.records import UnitRow
+from prompt_pinning.rendering import GenerationSettings, RenderedBatch
+from prompt_pinning.run import resume_pinning, run_pinning
+from prompt_pinning.rundir import create_run_dir, individual_id
+
+WORDS = ["red", "circle", "left", "blue"]
+TARGET_WEIGHTS = np.array([1.2, 0.9, 1.1, 0.8])
+
+
+class FakeVector:
+    """Words with weights; render writes (word:weight) so the renderer can read them back."""
+
+    def __init__(self, positive, negative):
+        self.words = positive.split()
+        self.base_weights = np.ones(len(self.words))
+        self.negative = negative
+
+    @property
+    def size(self):
+        return len(self.words)
+
+    def render(self, offsets):
+        weights = np.abs(self.base_weights + offsets)
+        return " ".join(f"({w}:{float(x)!r})" for w, x in zip(self.words, weights)), self.negative
+
+    def unit_rows(self, offsets):
+        return [UnitRow(w, "positive", 1.0, float(o)) for w, o in zip(self.words, offsets)]
+
+
+class FakeRenderer:
+    """Image = weights painted as pixel levels plus seeded noise; one call per generation."""
+
+    name = "fake"
+    tokenizer = None
+
+    def __init__(self, fail_on_call=None):
+        self.calls = []
+        self.fail_on_call = fail_on_call
+
+    def render(self, prompts, settings, progress=None):
+        self.calls.append(len(prompts))
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise RuntimeError("GPU fell over")
+        out = []
+        for positive, _ in prompts:
+            weights = [float(part.split(":")[1].rstrip(")")) for part in positive.split()]
+            images = []
+            for seed in settings.seeds():
+                noise = torch.Generator().manual_seed(seed)
+                base = torch.tensor(weights, dtype=torch.float32).repeat(settings.height * settings.width * 3 // len(weights) + 1)
+                image = base[: settings.height * settings.width * 3].reshape(3, settings.height, settings.width) / 2
+                images.append((image + 0.01 * torch.rand(image.shape, generator=noise)).clamp(0, 1))
+            if progress is not None:
+                progress(1, 1)
+            out.append(RenderedBatch(images=torch.stack(images), seeds=settings.seeds()))
+        return out
+
+
+@dataclass
+class FakeLossResult:
+    value: float
+    pair_losses: np.ndarray
+    image_losses: np.ndarray
+    level_values: list
+    seconds: float
+
+
+class FakeLoss:
+    def __init__(self, targets):
+        self.targets = targets
+
+    def set_targets(self, images):
+        self.targets = images
+
+    def evaluate(self, images, traces=None):
+        per_image = ((images - self.targets.mean(0)) ** 2).mean(dim=(1, 2, 3)).double().numpy()
+        return FakeLossResult(float(per_image.mean()), per_image, per_image, [], 0.0)
+
+
+class RecordingSink:
+    def __init__(self):
+        self.events = []
+
+    def on_run_start(self, run_dir, config, units):
+        self.events.append(("start", len(units)))
+
+    def on_individual(self, record):
+        assert record.folder is not None and record.folder.is_dir()
+        self.events.append(("individual", record.generation, record.index))
+
+    def on_generation(self, record, result):
+        self.events.append(("generation", record.generation))
+
+    def on_finish(self, result):
+        self.events.append(("finish", result.stop_reason))
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    monkeypatch.setattr(run_module, "build_vector", lambda config, renderer: FakeVector(config.positive, config.negative))
+    target = FakeRenderer().render([(FakeVector(" ".join(WORDS), "").render(TARGET_WEIGHTS - 1))[0:2]],
+                                   GenerationSettings(seed=5, batch_size=2, width=8, height=8))[0].images
+    monkeypatch.setattr(run_module, "build_targets", lambda config: target if config.targets else None)
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: FakeLoss(targets))
+
+
+def make_config(outdir, **kw):
+    kw.setdefault("generations", 4)
+    return PinningConfig(positive=" ".join(WORDS), negative="blurry", outdir=outdir,
+                         generation=GenerationSettings(seed=5, batch_size=2, steps=3, width=8, height=8),
+                         cma_logging=False, **kw)
+
+
+def all_entries(result):
+    return ckpt.read_evaluations(result.run_dir)
+
+
+def test_run_writes_layout_renders_each_generation_once_and_returns_best_ever(outdir):
+    renderer, sink = FakeRenderer(), RecordingSink()
+    progress = []
+    result = run_pinning(make_config(outdir, targets=["t.png"], initial_std=0.2), renderer, sink=sink,
+                         progress=lambda stage, done, total: progress.append((stage, done, total)))
+    assert result.stop_reason == "completed"
+    assert result.run_dir == outdir / "prompt_pins" / "00000000"
+    lam = result.config["resolved"]["lambda_"]
+    assert renderer.calls == [1] + [lam] * 4  # baseline, then one call per generation
+    entries = all_entries(result)
+    assert len(entries) == 1 + 4 * lam == progress[-1][1] == progress[-1][2]
+    assert progress[0][0] == "baseline" and progress[-1][0] == "generation 4/4"
+    for e in entries:
+        folder = result.run_dir / e["folder"]
+        assert folder.parent.name == f"{e['generation']:08d}" and folder.name.startswith(e["id"])
+        assert e["id"] == individual_id(np.array(e["offsets"]))
+    best = min(entries, key=lambda e: e["loss"])
+    assert result.best.loss == best["loss"] and result.best.individual_id == best["id"]
+    assert result.best.images.shape == (2, 3, 8, 8)
+    assert [r.loss for r in result.hall_of_fame] == sorted(r.loss for r in result.hall_of_fame)
+    assert result.baseline.generation == 0 and result.baseline.loss == entries[0]["loss"]
+    assert result.best_loss < result.baseline_loss
+    assert sink.events[0] == ("start", 4) and sink.events[-1] == ("finish", "completed")
+    assert [e for e in sink.events if e[0] == "generation"] == [("generation", g) for g in range(1, 5)]
+    assert ckpt.read_run_state(result.run_dir)["stop_reason"] == "completed"
+    assert json.loads((result.run_dir / ckpt.CONFIG_FILE).read_text())["resolved"]["generations"] == 4
+    final = result.generations[-1]
+    assert [u.tightness for u in result.units] == pytest.approx(list(final.diag_std))
+    assert [u.offset for u in result.units] == pytest.approx(list(result.best.offsets))
+    assert len(result.logbook) == 4 and result.logbook[-1]["best"] == result.best.loss
+
+
+def test_next_run_takes_the_next_number_and_concurrent_starts_do_not_collide(outdir):
+    first = run_pinning(make_config(outdir, generations=1), FakeRenderer())
+    second = run_pinning(make_config(outdir, generations=1), FakeRenderer())
+    assert (first.run_dir.name, second.run_dir.name) == ("00000000", "00000001")
+    made, barrier = [], threading.Barrier(8)
+
+    def start():
+        barrier.wait()
+        made.append(create_run_dir(outdir))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(set(made)) == 8
+    assert sorted(p.name for p in made) == [f"{n:08d}" for n in range(2, 10)]
+
+
+def test_same_seed_same_result_and_other_seed_differs(outdir):
+    a = run_pinning(make_config(outdir), FakeRenderer())
+    b = run_pinning(make_config(outdir), FakeRenderer())
+    c = run_pinning(make_config(outdir, cma_seed=123), FakeRenderer())
+    assert a.best.individual_id == b.best.individual_id and a.best.loss == b.best.loss
+    assert [e["offsets"] for e in all_entries(a)] == [e["offsets"] for e in all_entries(b)]
+    assert [e["offsets"] for e in all_entries(a)][1:] != [e["offsets"] for e in all_entries(c)][1:]
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_interrupt_after_k_evaluations_then_resume_matches_uninterrupted(outdir, k):
+    full = run_pinning(make_config(outdir / "full"), FakeRenderer())
+    done = []
+    sink = RecordingSink()
+    stopped = run_pinning(make_config(outdir / "cut"), FakeRenderer(), sink=sink,
+                          should_stop=lambda: len(done) >= k, progress=lambda s, d, t: done.append(d))
+    assert stopped.stop_reason == "interrupted"
+    assert len(all_entries(stopped)) == k
+    folders = [p for p in stopped.run_dir.glob("*/*") if p.is_dir()]
+    assert len(folders) == k
+    assert sink.events[-1] == ("finish", "interrupted")
+    assert stopped.best is not None and stopped.best.images.numel() > 0
+    assert ckpt.read_run_state(stopped.run_dir)["stop_reason"] == "interrupted"
+
+    renderer = FakeRenderer()
+    resumed = resume_pinning(stopped.run_dir, renderer)
+    assert resumed.stop_reason == "completed" and resumed.run_dir == stopped.run_dir
+    assert resumed.best.individual_id == full.best.individual_id
+    assert np.array_equal(resumed.best.offsets, full.best.offsets) and resumed.best.loss == full.best.loss
+    assert torch.equal(resumed.best.images, full.best.images)
+    assert [e["offsets"] for e in all_entries(resumed)] == [e["offsets"] for e in all_entries(full)]
+    assert sum(renderer.calls) == len(all_entries(full)) - k  # evaluations on disk are not redone
+    assert [g.sigma for g in resumed.generations] == [g.sigma for g in full.generations]
+
+
+def test_resume_through_config_field(outdir):
+    stopped = run_pinning(make_config(outdir), FakeRenderer(), should_stop=lambda: True)
+    assert stopped.stop_reason == "interrupted" and stopped.best is None
+    resumed = run_pinning(make_config(outdir, resume=stopped.run_dir), FakeRenderer())
+    full = run_pinning(make_config(outdir), FakeRenderer())
+    assert resumed.best.individual_id == full.best.individual_id
+
+
+def test_renderer_error_is_recorded_flushed_and_raised_or_returned(outdir):
+    sink = RecordingSink()
+    with pytest.raises(RuntimeError, match="GPU fell over") as info:
+        run_pinning(make_config(outdir), FakeRenderer(fail_on_call=3), sink=sink)
+    result = info.value.pinning_result
+    assert result.stop_reason.startswith("error: RuntimeError: GPU fell over")
+    assert sink.events[-1] == ("finish", result.stop_reason)
+    assert len(all_entries(result)) == 1 + result.config["resolved"]["lambda_"]
+    assert ckpt.read_run_state(result.run_dir)["stop_reason"] == result.stop_reason
+    returned = run_pinning(make_config(outdir), FakeRenderer(fail_on_call=2), raise_errors=False)
+    assert returned.stop_reason.startswith("error:") and returned.best is returned.baseline
+
+
+def test_size_limited_run_never_returns_a_best_beyond_the_limit(outdir):
+    limit = 0.05  # the target is about 0.3 away: the limiter must hold the run back
+    result = run_pinning(make_config(outdir, targets=["t.png"], size_limit=limit, initial_radius=0.5), FakeRenderer())
+    error = result.config["resolved"]["size_limit_error"]
+    assert result.config["resolved"]["strategy"] == "cma.StrategyMultiObjective"
+    assert all(np.linalg.norm(e["offsets"]) <= limit + error + 1e-12 for e in all_entries(result))
+    assert np.linalg.norm(result.best.offsets) <= limit + error
+    assert any(e["extra"]["penalty"] > 0 for e in all_entries(result))
+
+
+def test_ten_runs_keep_numpy_state_and_emit_no_warnings(outdir):
+    np.random.seed(2024)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(10):
+            before = np.random.get_state()
+            run_pinning(make_config(outdir, generations=1, size_limit=0.1 * (i % 2)), FakeRenderer())
+            after = np.random.get_state()
+            assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
+
+
+def test_resume_of_a_folder_that_is_not_a_run_names_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        resume_pinning(tmp_path, FakeRenderer())
