@@ -1,0 +1,236 @@
+"""BuiltinRenderer: the engine's default renderer, with no downloaded weights.
+
+One ``render`` call takes a whole generation of individuals. Their rows
+(individual x image) are packed into as few sampler calls as
+``max_images_per_call`` allows; each row carries its own prompt's prior
+logits, and image i of every individual starts from the noise of seed
+``seed + i``. Hyperbatch samplers get whole individuals per call
+(``group_size`` = batch size), so each keeps its own branching tree, and
+the traces come back per individual. Packing changes no result.
+
+The model works in pixel space scaled to [-1, 1] (sigmas 0.002..80, see
+denoiser.py), on the CPU; images come back as float32 in [0, 1]. Other
+sizes than 64x64 draw the image set at that size (cached per size), which
+costs time and memory in proportion to width x height.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from typing import Callable, Optional, Sequence
+
+import torch
+
+import hyperbatch
+from hyperbatch.noise import BrownianNoise
+from hyperbatch.schedule import image_steps
+
+from ..rendering import GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted
+from .conditioning import DEFAULT_BETA, prompt_logit_rows
+from .denoiser import PosteriorMeanDenoiser, to_image_space, to_model_space
+from .images import image_set
+from .seeds import batch_noise
+from .tokenizer import WordTokenizer
+
+log = logging.getLogger(__name__)
+
+CPU_MAX_IMAGES = 256  # more rows per call stop paying off on a CPU
+MEMORY_SHARE = 0.25  # share of available memory one call may use
+WORKING_COPIES = 16  # image-sized tensors a row needs during sampling (CFG doubles rows)
+
+Row = tuple[int, int]  # (individual, image index)
+
+
+def available_memory_bytes() -> Optional[int]:
+    """Physical memory available now, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_max_images_per_call(width: int, height: int, image_count: int) -> int:
+    """Rows per sampler call that fit MEMORY_SHARE of available memory (at most CPU_MAX_IMAGES)."""
+    per_image = 4 * (WORKING_COPIES * 3 * width * height + 4 * image_count)
+    available = available_memory_bytes() or 2 * 1024**3
+    return max(1, min(CPU_MAX_IMAGES, int(MEMORY_SHARE * available // per_image)))
+
+
+def plan_calls(individuals: int, batch_size: int, max_images: int, whole_individuals: bool) -> list[list[Row]]:
+    """Split all (individual, image) rows into sampler calls of at most max_images rows.
+
+    With ``whole_individuals`` a call holds complete individuals only (at least
+    one, even when its batch alone exceeds max_images).
+    """
+    rows = [(p, i) for p in range(individuals) for i in range(batch_size)]
+    per_call = max(1, max_images // batch_size) * batch_size if whole_individuals else max_images
+    return [rows[k:k + per_call] for k in range(0, len(rows), per_call)]
+
+
+def truncated_sigmas(full: torch.Tensor, denoising_strength: float) -> torch.Tensor:
+    """The tail of a schedule an img2img run uses: about strength * steps steps."""
+    steps = len(full) - 1
+    kept = min(steps, max(1, int(denoising_strength * steps)))
+    return full[steps - kept:]
+
+
+class BuiltinRenderer:
+    """Renders with the exact denoiser of the built-in image set (CPU by default)."""
+
+    name = "builtin"
+
+    def __init__(self, max_images_per_call: Optional[int] = None, beta: float = DEFAULT_BETA,
+                 should_stop: Optional[Callable[[], bool]] = None):
+        if max_images_per_call is not None and (
+            isinstance(max_images_per_call, bool) or not isinstance(max_images_per_call, int)
+            or max_images_per_call < 1
+        ):
+            raise ValueError(f"max_images_per_call must be a whole number >= 1 or None (auto), "
+                             f"got {max_images_per_call!r}")
+        self.max_images_per_call = max_images_per_call
+        self.beta = float(beta)
+        self.should_stop = should_stop
+        self.tokenizer = WordTokenizer()
+
+    def denoiser(self, width: int, height: int) -> PosteriorMeanDenoiser:
+        image_set(width, height)  # validates the size
+        return _shared_denoiser(width, height)
+
+    def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
+        scheduler = str(settings.scheduler).lower()
+        if scheduler == "automatic":
+            scheduler = spec.scheduler or "karras"
+        model = self.denoiser(settings.width, settings.height)
+        full = hyperbatch.make_sigmas(scheduler, settings.steps, model.sigma_min, model.sigma_max)
+        return truncated_sigmas(full, settings.denoising_strength)
+
+    def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
+               progress: Optional[ProgressCallback] = None, init_images: Optional[torch.Tensor] = None,
+               should_stop: Optional[Callable[[], bool]] = None) -> list[RenderedBatch]:
+        """One RenderedBatch per (positive, negative) pair, images in seed order.
+
+        ``init_images`` ((B, 3, H, W) or (3, H, W), [0, 1]) with
+        ``settings.denoising_strength`` < 1 gives img2img.
+        """
+        prompts = _check_prompts(prompts)
+        spec = hyperbatch.get_sampler(settings.sampler)
+        start = _check_settings(settings, init_images)
+        if not prompts:
+            return []
+        should_stop = should_stop or self.should_stop
+        model = self.denoiser(settings.width, settings.height)
+        images = image_set(settings.width, settings.height)
+        sigmas = self.sigmas(settings, spec)
+        batch = settings.batch_size
+        shape = (3, settings.height, settings.width)
+        unit = batch_noise(settings.seeds(), shape, [settings.subseed + i for i in range(batch)],
+                           settings.subseed_strength)
+        start = torch.zeros_like(unit) if start is None else to_model_space(start).expand_as(unit)
+        cond = prompt_logit_rows([p for p, _ in prompts], images, self.beta)
+        uncond = prompt_logit_rows([n for _, n in prompts], images, self.beta)
+
+        max_images = self.max_images_per_call or default_max_images_per_call(
+            settings.width, settings.height, model.image_count)
+        calls = plan_calls(len(prompts), batch, max_images, spec.hyperbatch)
+        steps = len(sigmas) - 1
+        per_call = [_call_image_steps(len(c), batch, steps, spec.hyperbatch) for c in calls]
+        ticker = _Ticker(sum(per_call), progress, should_stop)
+        log.debug("builtin render: %d individuals x %d images in %d sampler calls",
+                  len(prompts), batch, len(calls))
+
+        out = torch.empty((len(prompts), batch, *shape))
+        traces = [] if spec.hyperbatch else None
+        for call, call_steps in zip(calls, per_call):
+            ticker.check_stop()
+            who = torch.tensor([p for p, _ in call])
+            which = torch.tensor([i for _, i in call])
+            x = start[which] + unit[which] * sigmas[0]
+            kwargs = {}
+            if spec.needs_noise_sampler:
+                positive = sigmas[sigmas > 0]
+                kwargs["noise_sampler"] = BrownianNoise(
+                    x, positive.min(), positive.max(), seeds=[settings.seed + i for _, i in call])
+            if spec.hyperbatch:
+                kwargs.update(group_size=batch, branch_noise=unit[which], trace_out=traces)
+            extra = {"cond": cond[who], "uncond": uncond[who], "cond_scale": float(settings.cfg_scale)}
+            result = spec.function(model, x, sigmas, extra_args=extra, callback=ticker.callback,
+                                   disable=True, **kwargs)
+            out[who, which] = to_image_space(result)
+            ticker.finish_call(call_steps)
+
+        trace = traces[0] if traces else None
+        return [
+            RenderedBatch(images=out[p].contiguous(), seeds=settings.seeds(),
+                          traces=None if trace is None else trace.copy(),
+                          infotexts=[_infotext(pos, neg, settings, seed) for seed in settings.seeds()])
+            for p, (pos, neg) in enumerate(prompts)
+        ]
+
+
+@lru_cache(maxsize=4)
+def _shared_denoiser(width: int, height: int) -> PosteriorMeanDenoiser:
+    return PosteriorMeanDenoiser(image_set(width, height).images)
+
+
+class _Ticker:
+    """Turns the samplers' per-call callbacks into run-wide progress and stop checks."""
+
+    def __init__(self, total: int, progress: Optional[ProgressCallback], should_stop):
+        self.total, self.done = total, 0
+        self.progress, self.should_stop = progress, should_stop
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise RenderInterrupted("render stopped on request")
+
+    def callback(self, info: dict) -> None:
+        if self.progress is not None:
+            self.progress(self.done + int(info["image_steps_done"]), self.total)
+        self.check_stop()
+
+    def finish_call(self, image_steps_in_call: int) -> None:
+        self.done += image_steps_in_call
+
+
+def _call_image_steps(rows: int, batch: int, steps: int, is_hyperbatch: bool) -> int:
+    if is_hyperbatch:
+        return (rows // batch) * image_steps(batch, steps)
+    return rows * steps
+
+
+def _infotext(positive: str, negative: str, settings: GenerationSettings, seed: int) -> str:
+    return (f"{positive}\nNegative prompt: {negative}\nSteps: {settings.steps}, Sampler: {settings.sampler}, "
+            f"Schedule type: {settings.scheduler}, CFG scale: {settings.cfg_scale}, Seed: {seed}, "
+            f"Size: {settings.width}x{settings.height}, Model: builtin")
+
+
+def _check_prompts(prompts) -> list[tuple[str, str]]:
+    checked = []
+    for k, pair in enumerate(prompts):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
+            raise ValueError(f"prompts[{k}] must be a (positive, negative) pair of strings, got {pair!r}")
+        checked.append((pair[0], pair[1]))
+    return checked
+
+
+def _check_settings(settings: GenerationSettings, init_images: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Validate what this renderer needs; return init images as (B or 1, 3, H, W) or None."""
+    for name in ("batch_size", "steps", "width", "height"):
+        value = getattr(settings, name)
+        low = 8 if name in ("width", "height") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if not 0.0 < settings.denoising_strength <= 1.0:
+        raise ValueError(f"denoising_strength must be in (0, 1], got {settings.denoising_strength!r}")
+    if init_images is None:
+        if settings.denoising_strength < 1.0:
+            raise ValueError("denoising_strength below 1 needs init_images (img2img)")
+        return None
+    init = torch.as_tensor(init_images, dtype=torch.float32)
+    init = init[None] if init.ndim == 3 else init
+    expected = (3, settings.height, settings.width)
+    if init.ndim != 4 or tuple(init.shape[1:]) != expected or init.shape[0] not in (1, settings.batch_size):
+        raise ValueError(f"init_images must be (3, H, W) or (1 or batch_size, 3, H, W) with (H, W) = "
+                         f"({settings.height}, {settings.width}), got {tuple(init.shape)}")
+    return init
