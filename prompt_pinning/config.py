@@ -88,7 +88,7 @@ class PinningConfig:
         _positive("initial_std", self.initial_std)
         _at_least("initial_radius", self.initial_radius, 0.0)
         _at_least("size_limit", self.size_limit, 0.0)
-        _finite("hyperbatch_weight_scale", self.hyperbatch_weight_scale)
+        _positive("hyperbatch_weight_scale", self.hyperbatch_weight_scale)
         for name in ("generations", "lambda_", "mu", "max_images_per_call"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):

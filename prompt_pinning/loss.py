@@ -1,0 +1,226 @@
+"""The pinning objective: how far an individual's images are from the targets and each other.
+
+Plain summary. The union U of the target images (first) and the individual's
+images (after) is compared pair by pair with LDR-FLIP: all unordered pairs
+{u, v}, u != v, in ``itertools.combinations`` order. The objective is
+``mean + |std|`` (population std) of those pair values. Target-target pairs and
+the targets' per-image FLIP work never change during a run: ``set_targets``
+computes them once and ``evaluate`` reuses them.
+
+Hyperbatch weights. Every member of U has an ancestor at each doubling level
+K = 1..L: image b's ancestor at level K is ``traces[b, K-1]`` (column 0 is the
+root, K = 1, as the seed README counts K from the root); a target is its own
+ancestor at every level. At level K the members are grouped by ancestor, and
+each group collects every pair with at least one member in the group (a pair
+inside one group is counted once). X_K is the mean over the groups of the
+group's ``mean + |std|``. The levels are combined as
+
+    Geometric    sum_K X_K ** (scale / K)
+    Exponential  sum_K X_K * (0.5 + scale) ** K
+    Polynomial   sum_K (1 + X_K) ** (scale * K)
+
+A plain sampler has no traces. With "force allowed" each image is its own
+root: one level (L = 1) whose groups are the single members of U, so X_1 is
+the mean over members of the ``mean + |std|`` of that member's pairs. Without
+"force allowed", hyperbatch weights and a plain sampler are a configuration
+error.
+
+The original extension grouped the same way but counted a pair twice when both
+images shared the ancestor, gave K = 1 to the leaves instead of the root,
+invented traces for plain samplers, and dropped images beyond the batch size
+when targets were present. None of that is repeated here.
+
+Non-finite values. FLIP values lie in [0, 1], so ``mean + |std|`` of any of them
+is at most (1 + sqrt 2) / 2; the weights are increasing in X for scale > 0, so
+the worst possible value is the combination of that bound at every level. A
+NaN or infinite result is replaced by it, with a warning.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import flip
+from .config import HYPERBATCH_WEIGHT_TYPES
+
+log = logging.getLogger(__name__)
+
+WORST_SUMMARY = (1.0 + math.sqrt(2.0)) / 2.0  # supremum of mean + std for values in [0, 1]
+
+
+@dataclass
+class LossResult:
+    value: float  # what the optimizer minimises
+    pair_losses: np.ndarray  # (P,) FLIP mean of every pair of U = targets + images
+    image_losses: np.ndarray  # (B,) per image: mean FLIP against every other member of U
+    level_values: np.ndarray  # (L,) X_K per level; empty when hyperbatch weights are off
+    seconds: float
+    pairs: np.ndarray  # (P, 2) indices into U of each pair (targets first, then images)
+    n_targets: int = 0
+    replaced: bool = False  # True when a non-finite value was replaced by the worst value
+
+
+def summary(values: np.ndarray) -> float:
+    """mean + |std| (population std) of pair values."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean() + abs(values.std()))
+
+
+def combine_levels(level_values: np.ndarray, weight_type: str, scale: float) -> float:
+    """Sum over levels K = 1..L of the hyperbatch weight of X_K."""
+    x = np.asarray(level_values, dtype=np.float64)
+    k = np.arange(1, x.size + 1, dtype=np.float64)
+    if weight_type == "Geometric":
+        return float(np.sum(x ** (scale / k)))
+    if weight_type == "Exponential":
+        return float(np.sum(x * (0.5 + scale) ** k))
+    if weight_type == "Polynomial":
+        return float(np.sum((1.0 + x) ** (scale * k)))
+    raise ValueError(f"weight_type: must be one of {', '.join(HYPERBATCH_WEIGHT_TYPES)}; got {weight_type!r}")
+
+
+def level_values(pair_losses: np.ndarray, pairs: np.ndarray, ancestors: np.ndarray) -> np.ndarray:
+    """X_K for each level: mean over ancestor groups of the group's summary.
+
+    ``ancestors`` is (n, L): the group label of each member of U at each level.
+    """
+    out = np.empty(ancestors.shape[1])
+    for level in range(ancestors.shape[1]):
+        first, second = ancestors[pairs[:, 0], level], ancestors[pairs[:, 1], level]
+        groups = np.unique(ancestors[:, level])
+        out[level] = np.mean([summary(pair_losses[(first == g) | (second == g)]) for g in groups])
+    return out
+
+
+def union_ancestors(n_targets: int, traces: np.ndarray) -> np.ndarray:
+    """(T + B, L) group labels: targets get labels of their own, images their traces."""
+    _, levels = traces.shape
+    labels = np.empty((n_targets + traces.shape[0], levels), dtype=np.int64)
+    for level in range(levels):
+        _, image_labels = np.unique(traces[:, level], return_inverse=True)
+        labels[n_targets:, level] = image_labels.reshape(-1) + n_targets
+        labels[:n_targets, level] = np.arange(n_targets)
+    return labels
+
+
+class PinningLoss:
+    """LDR-FLIP pinning objective with cached targets. See the module docstring."""
+
+    def __init__(self, targets: Optional[torch.Tensor] = None, *, weight_type: str = "Geometric",
+                 weight_scale: float = 1.0, hyperbatch_weights: bool = True, force_allowed: bool = True,
+                 max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None):
+        if weight_type not in HYPERBATCH_WEIGHT_TYPES:
+            raise ValueError(f"weight_type: must be one of {', '.join(HYPERBATCH_WEIGHT_TYPES)}; got {weight_type!r}")
+        if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) \
+                or not math.isfinite(weight_scale) or weight_scale <= 0:
+            raise ValueError(f"weight_scale: must be a finite number > 0, got {weight_scale!r}")
+        if max_pairs_per_chunk is not None and (isinstance(max_pairs_per_chunk, bool)
+                                                or not isinstance(max_pairs_per_chunk, int) or max_pairs_per_chunk < 1):
+            raise ValueError(f"max_pairs_per_chunk: must be a whole number >= 1 or None, got {max_pairs_per_chunk!r}")
+        self.weight_type = weight_type
+        self.weight_scale = float(weight_scale)
+        self.hyperbatch_weights = bool(hyperbatch_weights)
+        self.force_allowed = bool(force_allowed)
+        self.max_pairs_per_chunk = max_pairs_per_chunk
+        self.ppd = flip.check_ppd(flip.DEFAULT_PPD if ppd is None else ppd)
+        self._targets: dict[str, flip.FlipFeatures] = {}  # per device
+        self._target_pairs = np.zeros(0)
+        self._target_shape: Optional[tuple[int, int]] = None
+        self.n_targets = 0
+        if targets is not None:
+            self.set_targets(targets)
+
+    def set_targets(self, images: torch.Tensor) -> None:
+        """Preprocess the targets once and compute their pairs once."""
+        images = flip.check_images(images, "targets")
+        if images.shape[0] == 0:
+            self._targets, self._target_pairs, self._target_shape, self.n_targets = {}, np.zeros(0), None, 0
+            return
+        features = flip.preprocess(images, self.ppd)
+        self._targets = {str(features.device): features}
+        self._target_pairs = flip.pair_means(features, features, *flip.all_pairs(len(features)),
+                                             max_pairs_per_chunk=self.max_pairs_per_chunk).numpy()
+        self._target_shape = tuple(images.shape[2:])
+        self.n_targets = images.shape[0]
+
+    def worst_value(self, n_levels: int = 1) -> float:
+        """The largest value the objective can take (used for non-finite results)."""
+        if not self.hyperbatch_weights:
+            return WORST_SUMMARY
+        return combine_levels(np.full(max(1, n_levels), WORST_SUMMARY), self.weight_type, self.weight_scale)
+
+    def evaluate(self, images: torch.Tensor, traces: Optional[np.ndarray] = None) -> LossResult:
+        start = time.perf_counter()
+        images = flip.check_images(images)
+        ancestors = self._ancestors(images.shape[0], traces)
+        n_targets, n = self.n_targets, self.n_targets + images.shape[0]
+        if self._target_shape is not None and tuple(images.shape[2:]) != self._target_shape:
+            raise ValueError(f"images: size {tuple(images.shape[2:])} differs from the targets' "
+                             f"{self._target_shape}; load targets at the generation size")
+        if n < 2:
+            raise ValueError("images: need at least two images in targets + images to form a pair")
+        features = flip.preprocess(images, self.ppd)
+        matrix = self._pair_matrix(features)
+        iu, ju = np.triu_indices(n, k=1)
+        pair_losses = matrix[iu, ju]
+        symmetric = matrix + matrix.T
+        image_losses = symmetric[n_targets:].sum(axis=1) / (n - 1)
+        levels = np.zeros(0)
+        if ancestors is None:
+            value = summary(pair_losses)
+        else:
+            levels = level_values(pair_losses, np.stack([iu, ju], axis=1), ancestors)
+            value = combine_levels(levels, self.weight_type, self.weight_scale)
+        replaced = not math.isfinite(value)
+        if replaced:
+            bad = int(np.count_nonzero(~np.isfinite(pair_losses)))
+            value = self.worst_value(1 if ancestors is None else ancestors.shape[1])
+            log.warning("loss was not finite (%d of %d pair values not finite); using the worst value %.6g",
+                        bad, pair_losses.size, value)
+        return LossResult(value=value, pair_losses=pair_losses, image_losses=image_losses, level_values=levels,
+                          seconds=time.perf_counter() - start, pairs=np.stack([iu, ju], axis=1),
+                          n_targets=n_targets, replaced=replaced)
+
+    def _ancestors(self, n_images: int, traces: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        if not self.hyperbatch_weights:
+            return None
+        if traces is None:
+            if not self.force_allowed:
+                raise ValueError("traces: hyperbatch weights need a hyperbatch sampler's traces; enable "
+                                 "'force allowed' or turn hyperbatch weights off for a plain sampler")
+            traces = np.arange(n_images)[:, None]
+        traces = np.asarray(traces)
+        if traces.ndim != 2 or traces.shape[0] != n_images or traces.shape[1] < 1 \
+                or not np.issubdtype(traces.dtype, np.integer):
+            raise ValueError(f"traces: expected integer ancestors of shape ({n_images}, L >= 1), "
+                             f"got {traces.dtype} {traces.shape}")
+        return union_ancestors(self.n_targets, traces)
+
+    def _pair_matrix(self, features: flip.FlipFeatures) -> np.ndarray:
+        """(n, n) matrix of pair values over U above the diagonal, zeros elsewhere."""
+        t, b = self.n_targets, len(features)
+        matrix = np.zeros((t + b, t + b))
+        if t:
+            targets = self._targets_on(features.device)
+            ti, tj = flip.all_pairs(t)
+            matrix[ti.numpy(), tj.numpy()] = self._target_pairs
+            cross_i, cross_j = np.repeat(np.arange(t), b), np.tile(np.arange(b), t)
+            matrix[cross_i, t + cross_j] = self._means(targets, features, cross_i, cross_j)
+        ii, ij = flip.all_pairs(b)
+        matrix[t + ii.numpy(), t + ij.numpy()] = self._means(features, features, ii, ij)
+        return matrix
+
+    def _means(self, a, b, ia, ib) -> np.ndarray:
+        return flip.pair_means(a, b, ia, ib, max_pairs_per_chunk=self.max_pairs_per_chunk).numpy()
+
+    def _targets_on(self, device: torch.device) -> flip.FlipFeatures:
+        key = str(device)
+        if key not in self._targets:
+            self._targets[key] = next(iter(self._targets.values())).to(device)
+        return self._targets[key]
