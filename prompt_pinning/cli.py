@@ -14,6 +14,16 @@ EXAMPLE_POSITIVE = "a large red circle, on a blue background"
 EXAMPLE_NEGATIVE = "green"
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Append '(default: X)' where a default says something (not to flags)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if any(action.default is v for v in (None, False, True, argparse.SUPPRESS)):
+            return text
+        return text + " (default: %(default)s)"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line, without the usage block."""
 
@@ -36,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="prompt-pinning",
         description="Find the attention weights that pin a prompt to a visual target "
         "(CMA-ES over per-unit weights, scored with LDR-FLIP).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     add = p.add_argument
     g = p.add_argument_group("prompt and target")
@@ -192,6 +202,7 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
     from .reports import ReportWriter
     from .run import run_pinning
 
+    _check_sampler(config.generation.sampler, config.generation.scheduler)
     renderer = BuiltinRenderer(max_images_per_call=config.max_images_per_call)
     stop = threading.Event()
     try:
@@ -200,6 +211,17 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
     except KeyboardInterrupt:
         stop.set()
         raise
+
+
+def _check_sampler(sampler: str, scheduler: str) -> None:
+    """Refuse an unknown sampler or schedule before the run starts."""
+    from hyperbatch import get_sampler
+    from hyperbatch.sigmas import SCHEDULES
+
+    get_sampler(sampler)
+    if scheduler.lower() not in (*SCHEDULES, "automatic"):
+        raise ValueError(f"--scheduler: unknown schedule {scheduler!r}; "
+                         f"valid: {', '.join(sorted(SCHEDULES))}, automatic")
 
 
 def format_result(result) -> str:
