@@ -56,6 +56,9 @@ def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
     return load_targets(config.targets, config.generation.width, config.generation.height)
 
 
+LOSS_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     from .loss import PinningLoss
 
@@ -268,7 +271,8 @@ class _Run:
         self._close_generation(g, records)
 
     def _score(self, batch: RenderedBatch):
-        return self.loss.evaluate(batch.images, batch.traces)
+        # FLIP is ~50x cheaper on a GPU than on the CPU: score there when there is one.
+        return self.loss.evaluate(batch.images.to(LOSS_DEVICE), batch.traces)
 
     def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
         loss = loss if loss is not None else self._score(batch)
