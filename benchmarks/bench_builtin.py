@@ -3,8 +3,10 @@
 Target: a batch of 8 images at 64x64 with 20 steps in under 1 s (default
 sampler, DPM++ 2M Karras). Also prints the other samplers, the image set's
 build time, and a packed generation (10 individuals in one render call).
+``--commitment`` instead prints, per step of a plain DPM++ 2M run, the mean
+top posterior weight of the data latents (how decided the samples are).
 
-    python benchmarks/bench_builtin.py [--threads 1] [--repeats 3]
+    python benchmarks/bench_builtin.py [--threads 1] [--repeats 3] [--commitment]
 """
 from __future__ import annotations
 
@@ -13,8 +15,12 @@ import time
 
 import torch
 
+import hyperbatch
+from prompt_pinning.builtin.conditioning import prompt_logit_rows
 from prompt_pinning.builtin.images import _cached_image_set, image_set
+from prompt_pinning.builtin.latents import latent_size
 from prompt_pinning.builtin.renderer import BuiltinRenderer
+from prompt_pinning.builtin.seeds import batch_noise
 from prompt_pinning.rendering import GenerationSettings
 
 PROMPT = ("a (large:1.2) red circle on a blue background", "small")
@@ -31,12 +37,36 @@ def best_of(repeats: int, work) -> float:
     return min(times)
 
 
+def commitment(steps: int = 20, batch: int = 16, size: int = 64) -> None:
+    """Mean top posterior weight (unguided) per step, CFG 7, over a few prompts."""
+    renderer = BuiltinRenderer()
+    model, images = renderer.denoiser(size, size), image_set(size, size)
+    spec = hyperbatch.get_sampler("DPM++ 2M")
+    sigmas = renderer.sigmas(GenerationSettings(seed=0, steps=steps, width=size, height=size), spec)
+    prompts = ["red", "large ring", "green background", "a red circle", ""]
+    cond = prompt_logit_rows([p for p in prompts for _ in range(batch)], images)
+    uncond = prompt_logit_rows([""] * len(cond), images)
+    x = batch_noise(range(batch), (3, *latent_size(size, size))).repeat(len(prompts), 1, 1, 1) * sigmas[0]
+    tops = []
+    spec.function(model, x, sigmas, extra_args={"cond": cond, "uncond": uncond, "cond_scale": 7.0}, disable=True,
+                  callback=lambda info: tops.append(float(
+                      model.posterior_weights(info["x"], info["sigma"], uncond).max(1).values.mean())))
+    print(f"{size}x{size}, latent {tuple(x.shape[1:])}, {steps} Karras steps, CFG 7, "
+          f"{len(prompts)} prompts x {batch} seeds: mean top posterior weight at each step")
+    for i, top in enumerate(tops):
+        print(f"  step {i:2d}  sigma {float(sigmas[i]):8.3f}  top weight {top:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is shown (default 3)")
+    parser.add_argument("--commitment", action="store_true", help="print when samples commit, not speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.commitment:
+        commitment()
+        return
 
     _cached_image_set.cache_clear()
     build = best_of(1, lambda: image_set(64, 64))

@@ -7,8 +7,9 @@ import torch
 
 import hyperbatch
 from prompt_pinning.builtin.images import image_set
+from hyperbatch.noise import BrownianNoise
 from prompt_pinning.builtin.renderer import (
-    BuiltinRenderer, default_max_images_per_call, plan_calls, truncated_sigmas,
+    SDE_TOL_SHARE, BuiltinRenderer, default_max_images_per_call, plan_calls, sde_tol, truncated_sigmas,
 )
 from prompt_pinning.rendering import GenerationSettings, RenderInterrupted, Renderer
 
@@ -192,3 +193,24 @@ def test_default_call_size_shrinks_with_image_size():
     large = default_max_images_per_call(1024, 1024, 384)
     assert 1 <= large <= small <= 256
     assert large < small or small == 1
+
+
+def test_sde_tree_resolution_is_a_power_of_ten_well_below_every_gap():
+    for steps in (3, 20, 60):
+        sigmas = hyperbatch.make_sigmas("karras", steps, 0.002, 80.0)
+        positive = sigmas[sigmas > 0]
+        tol = sde_tol(positive)
+        smallest_gap = float((positive[:-1] - positive[1:]).min())
+        assert SDE_TOL_SHARE * smallest_gap / 10 < tol <= SDE_TOL_SHARE * smallest_gap
+        assert np.log10(tol) == pytest.approx(round(np.log10(tol)))
+        # Increments over the shortest interval still have unit variance.
+        noise = BrownianNoise(torch.zeros(16, 3, 16, 16), positive.min(), positive.max(), seeds=range(16), tol=tol)
+        assert abs(float(noise(positive[-2], positive[-1]).std()) - 1) < 0.05
+
+
+def test_one_step_sde_img2img_runs():
+    init = torch.rand((3, 64, 64), generator=torch.Generator().manual_seed(0))
+    s = settings(sampler="DPM++ SDE", steps=20, batch_size=2, denoising_strength=0.05)
+    assert len(BuiltinRenderer().sigmas(s, hyperbatch.get_sampler(s.sampler))) == 2
+    [batch] = BuiltinRenderer().render([("red", "")], s, init_images=init)
+    assert batch.images.shape == (2, 3, 64, 64) and torch.isfinite(batch.images).all()

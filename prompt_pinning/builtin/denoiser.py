@@ -1,7 +1,9 @@
 """The exact denoiser of the built-in image set, with classifier-free guidance.
 
-Data live in pixel space scaled to [-1, 1]. With images y_n, prior logits
-l_n and x = y + sigma * noise, the posterior mean is
+The data y_n are [0, 1] pictures mapped to [-1, 1] and multiplied by
+``scale`` (the built-in model passes its downsampled images, giving its
+latents; see latents.py). With prior logits l_n and x = y + sigma * noise,
+the posterior mean is
 
     D(x, sigma, l) = sum_n softmax_n(l_n - |x - y_n|^2 / (2 sigma^2)) y_n
 
@@ -38,11 +40,13 @@ class PosteriorMeanDenoiser:
     sigma_min = SIGMA_MIN
     sigma_max = SIGMA_MAX
 
-    def __init__(self, images: torch.Tensor):
+    def __init__(self, images: torch.Tensor, scale: float = 1.0):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}")
         self.image_shape = tuple(images.shape[1:])
-        self.data = to_model_space(images.float()).reshape(images.shape[0], -1).contiguous()
+        self.data = (scale * to_model_space(images.float())).reshape(images.shape[0], -1).contiguous()
         self.data_t = self.data.t().contiguous()  # (D, N): x @ data_t gives x . y_n
         self.half_sq_norms = 0.5 * (self.data.double() ** 2).sum(1).float()
 

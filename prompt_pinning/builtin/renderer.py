@@ -8,14 +8,16 @@ logits, and image i of every individual starts from the noise of seed
 (``group_size`` = batch size), so each keeps its own branching tree, and
 the traces come back per individual. Packing changes no result.
 
-The model works in pixel space scaled to [-1, 1] (sigmas 0.002..80, see
-denoiser.py), on the CPU; images come back as float32 in [0, 1]. Other
-sizes than 64x64 draw the image set at that size (cached per size), which
-costs time and memory in proportion to width x height.
+Like Stable Diffusion, the model diffuses in a small latent space (see
+latents.py): seeds, noise, samplers and img2img start images all live on
+the latent grid (3 x H/4 x W/4, sigmas 0.002..80), and only the final
+latents are decoded to float32 images in [0, 1]. It runs on the CPU. Other sizes than 64x64 draw the image set at that size (cached per
+size), which costs time and memory in proportion to width x height.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
@@ -28,8 +30,9 @@ from hyperbatch.schedule import image_steps
 
 from ..rendering import GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted
 from .conditioning import DEFAULT_BETA, prompt_logit_rows
-from .denoiser import PosteriorMeanDenoiser, to_image_space, to_model_space
+from .denoiser import PosteriorMeanDenoiser
 from .images import image_set
+from .latents import LATENT_SCALE, LatentDecoder, downsample, encode, latent_size
 from .seeds import batch_noise
 from .tokenizer import WordTokenizer
 
@@ -37,7 +40,12 @@ log = logging.getLogger(__name__)
 
 CPU_MAX_IMAGES = 256  # more rows per call stop paying off on a CPU
 MEMORY_SHARE = 0.25  # share of available memory one call may use
-WORKING_COPIES = 16  # image-sized tensors a row needs during sampling (CFG doubles rows)
+WORKING_COPIES = 16  # latent-sized tensors a row needs during sampling (CFG doubles rows)
+DECODE_COPIES = 4  # image-sized tensors a row needs while decoding
+# Brownian-tree resolution: the power of ten at most this share of the
+# schedule's smallest sigma gap. Query times then move by under 2.5% of any
+# interval an SDE step asks for, and queries get about twice as fast.
+SDE_TOL_SHARE = 0.05
 
 Row = tuple[int, int]  # (individual, image index)
 
@@ -52,7 +60,8 @@ def available_memory_bytes() -> Optional[int]:
 
 def default_max_images_per_call(width: int, height: int, image_count: int) -> int:
     """Rows per sampler call that fit MEMORY_SHARE of available memory (at most CPU_MAX_IMAGES)."""
-    per_image = 4 * (WORKING_COPIES * 3 * width * height + 4 * image_count)
+    h, w = latent_size(width, height)
+    per_image = 4 * (WORKING_COPIES * 3 * h * w + DECODE_COPIES * 3 * width * height + 4 * image_count)
     available = available_memory_bytes() or 2 * 1024**3
     return max(1, min(CPU_MAX_IMAGES, int(MEMORY_SHARE * available // per_image)))
 
@@ -66,6 +75,15 @@ def plan_calls(individuals: int, batch_size: int, max_images: int, whole_individ
     rows = [(p, i) for p in range(individuals) for i in range(batch_size)]
     per_call = max(1, max_images // batch_size) * batch_size if whole_individuals else max_images
     return [rows[k:k + per_call] for k in range(0, len(rows), per_call)]
+
+
+def sde_tol(positive_sigmas: torch.Tensor) -> float:
+    """Brownian-tree time resolution for a schedule's (descending) positive sigmas."""
+    if len(positive_sigmas) < 2:
+        gap = float(positive_sigmas.max())
+    else:
+        gap = float((positive_sigmas[:-1] - positive_sigmas[1:]).abs().min())
+    return 10.0 ** math.floor(math.log10(SDE_TOL_SHARE * gap))
 
 
 def truncated_sigmas(full: torch.Tensor, denoising_strength: float) -> torch.Tensor:
@@ -94,8 +112,14 @@ class BuiltinRenderer:
         self.tokenizer = WordTokenizer()
 
     def denoiser(self, width: int, height: int) -> PosteriorMeanDenoiser:
+        """The latent-space denoiser for images of this size."""
         image_set(width, height)  # validates the size
         return _shared_denoiser(width, height)
+
+    def decoder(self, width: int, height: int) -> LatentDecoder:
+        """Final latents to images of this size."""
+        image_set(width, height)
+        return _shared_decoder(width, height)
 
     def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
         scheduler = str(settings.scheduler).lower()
@@ -120,13 +144,14 @@ class BuiltinRenderer:
             return []
         should_stop = should_stop or self.should_stop
         model = self.denoiser(settings.width, settings.height)
+        decode = self.decoder(settings.width, settings.height)
         images = image_set(settings.width, settings.height)
         sigmas = self.sigmas(settings, spec)
         batch = settings.batch_size
-        shape = (3, settings.height, settings.width)
+        shape = (3, *latent_size(settings.width, settings.height))
         unit = batch_noise(settings.seeds(), shape, [settings.subseed + i for i in range(batch)],
                            settings.subseed_strength)
-        start = torch.zeros_like(unit) if start is None else to_model_space(start).expand_as(unit)
+        start = torch.zeros_like(unit) if start is None else encode(start).expand_as(unit)
         cond = prompt_logit_rows([p for p, _ in prompts], images, self.beta)
         uncond = prompt_logit_rows([n for _, n in prompts], images, self.beta)
 
@@ -139,7 +164,7 @@ class BuiltinRenderer:
         log.debug("builtin render: %d individuals x %d images in %d sampler calls",
                   len(prompts), batch, len(calls))
 
-        out = torch.empty((len(prompts), batch, *shape))
+        out = torch.empty((len(prompts), batch, 3, settings.height, settings.width))
         traces = [] if spec.hyperbatch else None
         for call, call_steps in zip(calls, per_call):
             ticker.check_stop()
@@ -149,14 +174,17 @@ class BuiltinRenderer:
             kwargs = {}
             if spec.needs_noise_sampler:
                 positive = sigmas[sigmas > 0]
-                kwargs["noise_sampler"] = BrownianNoise(
-                    x, positive.min(), positive.max(), seeds=[settings.seed + i for _, i in call])
+                # One positive sigma (a one-step img2img) steps to 0 without noise:
+                # any range will do.
+                low, high = float(positive.min()), max(float(positive.max()), 2.0 * float(positive.min()))
+                kwargs["noise_sampler"] = BrownianNoise(x, low, high, seeds=[settings.seed + i for _, i in call],
+                                                        tol=sde_tol(positive))
             if spec.hyperbatch:
                 kwargs.update(group_size=batch, branch_noise=unit[which], trace_out=traces)
             extra = {"cond": cond[who], "uncond": uncond[who], "cond_scale": float(settings.cfg_scale)}
             result = spec.function(model, x, sigmas, extra_args=extra, callback=ticker.callback,
                                    disable=True, **kwargs)
-            out[who, which] = to_image_space(result)
+            out[who, which] = decode(result)
             ticker.finish_call(call_steps)
 
         trace = traces[0] if traces else None
@@ -170,7 +198,13 @@ class BuiltinRenderer:
 
 @lru_cache(maxsize=4)
 def _shared_denoiser(width: int, height: int) -> PosteriorMeanDenoiser:
-    return PosteriorMeanDenoiser(image_set(width, height).images)
+    # The denoiser maps the downsampled images to latents exactly as encode() does.
+    return PosteriorMeanDenoiser(downsample(image_set(width, height).images), scale=LATENT_SCALE)
+
+
+@lru_cache(maxsize=4)
+def _shared_decoder(width: int, height: int) -> LatentDecoder:
+    return LatentDecoder(image_set(width, height).images)
 
 
 class _Ticker:
