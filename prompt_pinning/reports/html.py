@@ -1,0 +1,239 @@
+"""index.html: one self-contained, offline page for a run.
+
+Every user string goes through ``esc`` (markup) or the embedded JSON block (data
+for the page's script, which only ever puts it into the page as text). The page
+loads nothing from the network; a Content-Security-Policy with hashes of the
+inline script and style makes any other script or request fail.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Optional
+
+from .files import jsonable
+
+DATA_ELEMENT_ID = "pp-data"
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def embed_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element: no '<', '>', '&', U+2028 or U+2029 left."""
+    text = json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return "".join(_JSON_ESCAPES.get(char, char) for char in text) if _needs_escape(text) else text
+
+
+def _needs_escape(text: str) -> bool:
+    return any(char in text for char in _JSON_ESCAPES)
+
+
+@lru_cache(maxsize=None)
+def asset(name: str) -> str:
+    text = resources.files("prompt_pinning").joinpath("assets", name).read_text(encoding="utf-8")
+    if "</" in text.lower() and ("</script" in text.lower() or "</style" in text.lower()):
+        raise ValueError(f"asset {name}: must not contain a closing </script> or </style> tag")
+    return text
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def content_security_policy(script: str, style: str) -> str:
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {_csp_hash(script)}",
+            f"style-src {_csp_hash(style)}",
+            "img-src 'self' file: data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
+
+
+def _number(value: Optional[float], digits: int = 5) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _prompt_block(title: str, entry_id: str, positive: str, negative: str, loss: Optional[float], copy: bool) -> str:
+    button = f'<button type="button" class="copy" data-copy="{entry_id}-pos">Copy prompt</button>' if copy else ""
+    if copy and negative:
+        button += f'<button type="button" class="copy secondary" data-copy="{entry_id}-neg">Copy negative</button>'
+
+    negative_html = (
+        f'<div class="label">Negative prompt</div><pre class="prompt neg" id="{entry_id}-neg">{esc(negative)}</pre>'
+        if negative
+        else ""
+    )
+    return f"""
+<article class="card prompt-card" id="{entry_id}">
+  <header><h2>{esc(title)}</h2><span class="loss-badge">loss {_number(loss)}</span>{button}</header>
+  <div class="label">Prompt</div>
+  <pre class="prompt" id="{entry_id}-pos">{esc(positive)}</pre>
+  {negative_html}
+</article>"""
+
+
+def _batch_block(title: str, entry: Optional[dict[str, Any]]) -> str:
+    if not entry or not entry.get("images"):
+        return f'<figure class="card batch"><figcaption>{esc(title)}</figcaption><p class="muted">No images yet.</p></figure>'
+    images = "".join(
+        f'<a href="{esc(src)}"><img src="{esc(src)}" loading="lazy" decoding="async" alt="{esc(title)} image {n}"></a>'
+        for n, src in enumerate(entry["images"], start=1)
+    )
+    return f"""
+<figure class="card batch">
+  <figcaption>{esc(title)} <span class="muted">loss {_number(entry.get("loss"))}, generation {esc(entry.get("g"))}</span></figcaption>
+  <div class="thumbs">{images}</div>
+</figure>"""
+
+
+def _units_table(units: list[dict[str, Any]]) -> str:
+    if not units:
+        return '<p class="muted">No units recorded.</p>'
+    header = "".join(
+        f'<th scope="col" data-key="{key}" data-type="{kind}"><button type="button">{label}</button></th>'
+        for key, label, kind in (
+            ("n", "#", "num"),
+            ("text", "Unit", "text"),
+            ("prompt", "Prompt", "text"),
+            ("base", "Base weight", "num"),
+            ("pinned", "Pinned weight", "num"),
+            ("offset", "Change", "num"),
+            ("tight", "Tightness (std)", "num"),
+        )
+    )
+    tight_values = [u["tight"] for u in units if u.get("tight") is not None]
+    widest = max(tight_values) if tight_values else None
+    body = []
+    for u in units:
+        share = (u["tight"] / widest) if (widest and u.get("tight") is not None) else None
+        meter = f'<meter min="0" max="1" value="{share:.4f}"></meter>' if share is not None else ""
+        change = u.get("offset")
+        change_class = "up" if change and change > 0 else "down" if change and change < 0 else ""
+        body.append(
+            "<tr>"
+            f'<td data-v="{u["n"]}">{u["n"]}</td>'
+            f'<td data-v="{esc(u["text"])}" class="unit-text">{esc(u["text"])}</td>'
+            f'<td data-v="{esc(u["prompt"])}">{esc(u["prompt"])}</td>'
+            f'<td data-v="{_sort_value(u.get("base"))}">{_number(u.get("base"), 3)}</td>'
+            f'<td data-v="{_sort_value(u.get("pinned"))}"><strong>{_number(u.get("pinned"), 3)}</strong></td>'
+            f'<td data-v="{_sort_value(change)}" class="{change_class}">{"" if change is None else f"{change:+.3f}"}</td>'
+            f'<td data-v="{_sort_value(u.get("tight"))}">{_number(u.get("tight"), 4)} {meter}</td>'
+            "</tr>"
+        )
+    return f'<table class="sortable" id="units-table"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _sort_value(value: Optional[float]) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _summary(data: dict[str, Any]) -> str:
+    run = data["run"]
+    gain = data.get("improvement")
+    items = [
+        ("Status", run["status"]),
+        ("Stop reason", run.get("stop_reason") or "—"),
+        ("Generations", run["generations"]),
+        ("Individuals", run["individuals"]),
+        ("Improvement", "—" if gain is None else f"{gain * 100:+.1f}%"),
+        ("Updated", run["updated"]),
+    ]
+    cells = "".join(f'<div class="stat"><span>{esc(k)}</span><strong>{esc(v)}</strong></div>' for k, v in items)
+    return f'<section class="stats" aria-label="Run summary">{cells}</section>'
+
+
+def _plots(plots: dict[str, Optional[str]]) -> str:
+    figures = []
+    for key, title in (("cma", "CMA-ES state"), ("mo", "Size limiter")):
+        src = plots.get(key)
+        if src:
+            figures.append(
+                f'<figure class="card plot"><figcaption>{title}</figcaption>'
+                f'<a href="{esc(src)}"><img src="{esc(src)}" loading="lazy" decoding="async" alt="{title} plot"></a></figure>'
+            )
+    return "".join(figures)
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><th scope=\"row\">{esc(key)}</th><td>{esc(json.dumps(jsonable(value), ensure_ascii=False))}</td></tr>"
+        for key, value in sorted(settings.items())
+    )
+    return f'<details class="card"><summary>Run settings</summary><table class="settings">{rows}</table></details>'
+
+
+def render_index(data: dict[str, Any]) -> str:
+    """The whole page for ``data`` (from ``page_data``)."""
+    script, style = asset("report.js"), asset("report.css")
+    run = data["run"]
+    best, baseline = data.get("best"), data.get("baseline")
+    running = run["status"] == "running"
+    banner = (
+        '<p class="banner">This run is still going. Reload the page to see new generations.</p>' if running else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{esc(content_security_policy(script, style))}">
+<meta name="referrer" content="no-referrer">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>Prompt pinning · run {esc(run["name"])}</title>
+<style>{style}</style>
+</head>
+<body>
+<header class="page-head">
+  <h1>Prompt pinning <span class="muted">run {esc(run["name"])}</span></h1>
+  {banner}
+</header>
+<main>
+{_summary(data)}
+<section class="pair" aria-label="Prompts">
+{_prompt_block("Original prompt", "original", run["original_positive"], run["original_negative"], baseline and baseline.get("loss"), False)}
+{_prompt_block("Best pinned prompt", "best", best["pos"] if best else "", best["neg"] if best else "", best and best.get("loss"), bool(best))}
+</section>
+<section class="pair" aria-label="Images">
+{_batch_block("Unmodified prompt", baseline)}
+{_batch_block("Best pinned prompt", best)}
+</section>
+<section class="card" aria-labelledby="units-title">
+  <h2 id="units-title">Units</h2>
+  <p class="muted">Tightness is the final search spread along a unit: small means the images are sensitive to it (locked in), large means it is loose. Click a heading to sort.</p>
+  {_units_table(data["units"])}
+</section>
+<section class="card" aria-labelledby="conv-title">
+  <h2 id="conv-title">Convergence</h2>
+  <div id="convergence" class="chart" role="img" aria-label="Loss per generation"></div>
+</section>
+<section class="plots">{_plots(data.get("plots", {}))}</section>
+<section class="card" aria-labelledby="ind-title">
+  <h2 id="ind-title">Individuals</h2>
+  <div class="controls">
+    <input type="search" id="ind-filter" placeholder="Filter by prompt, id or generation (g:3)" aria-label="Filter individuals">
+    <label>Rows per page <select id="ind-page-size"><option>25</option><option selected>50</option><option>100</option><option>200</option></select></label>
+    <span id="ind-count" class="muted"></span>
+  </div>
+  <div class="table-wrap"><table id="ind-table" class="sortable-js"><thead><tr></tr></thead><tbody></tbody></table></div>
+  <nav class="pager" aria-label="Pages"><button type="button" id="ind-prev">Previous</button><span id="ind-page"></span><button type="button" id="ind-next">Next</button></nav>
+  <noscript><p>The table of individuals needs JavaScript; every individual has a folder with its images, batch_stats.json and plots.</p></noscript>
+</section>
+{_settings(data.get("settings") or {})}
+</main>
+<footer class="muted">Written by prompt pinning. This page works offline and loads nothing from the network.</footer>
+<script type="application/json" id="{DATA_ELEMENT_ID}">{embed_json(data)}</script>
+<script>{script}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,51 @@
+"""Run-level report jobs, written to run in the worker (thread or process) from plain data."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .files import atomic_write_text
+from .html import render_index
+from .run_plots import CMA_MO_PLOT, CMA_PLOT, write_cma_mo_plot, write_cma_plot
+
+INDEX_HTML = "index.html"
+# While a run goes on, run plots take at most this share of the worker's time.
+RUN_PLOT_SHARE = 0.1
+_last_run_plots: dict[str, tuple[float, float]] = {}  # run folder -> (finished at, seconds it took)
+
+
+def write_run_reports(
+    run_dir: Path,
+    generations: Sequence[Any],
+    unit_labels: Sequence[str],
+    rows: Optional[Sequence[dict[str, Any]]],
+    size_limit: float,
+    page: dict[str, Any],
+    final: bool,
+) -> None:
+    """cma_plot.png, cma_mo_plot.png (size limiter on) and index.html, in that order.
+
+    Before the end of a run the plots are skipped when the last ones are too recent
+    (see RUN_PLOT_SHARE); the page is always written, and is written even if a plot fails.
+    """
+    key = str(run_dir)
+    try:
+        if final or _plots_due(key):
+            started = time.perf_counter()
+            if generations:
+                write_cma_plot(Path(run_dir) / CMA_PLOT, generations, unit_labels)
+            if size_limit > 0 and rows is not None:
+                write_cma_mo_plot(Path(run_dir) / CMA_MO_PLOT, rows, size_limit)
+            _last_run_plots[key] = (time.monotonic(), time.perf_counter() - started)
+    finally:
+        atomic_write_text(Path(run_dir) / INDEX_HTML, render_index(page))
+    if final:
+        _last_run_plots.pop(key, None)
+
+
+def _plots_due(key: str) -> bool:
+    if key not in _last_run_plots:
+        return True
+    finished_at, seconds = _last_run_plots[key]
+    return time.monotonic() - finished_at >= seconds / RUN_PLOT_SHARE

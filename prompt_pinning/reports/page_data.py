@@ -1,0 +1,145 @@
+"""The data behind index.html, built from run records as plain JSON-ready values."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+from urllib.parse import quote
+
+import numpy as np
+
+from .files import jsonable
+from .generation import loss_stats
+from .individual import image_file_names
+
+if TYPE_CHECKING:  # records imports torch; the worker process never needs it
+    from ..records import GenerationRecord, IndividualRecord, RunResult, UnitRow
+
+
+def relative_url(path: Optional[Path], run_dir: Path) -> Optional[str]:
+    """A URL, relative to the run folder, for a file or folder inside it (percent-encoded)."""
+    if path is None:
+        return None
+    relative = Path(os.path.relpath(Path(path), Path(run_dir))).as_posix()
+    return quote(relative, safe="/")
+
+
+def individual_row(record: IndividualRecord, run_dir: Path) -> dict[str, Any]:
+    """One line of the page's table of individuals (short keys keep 2,000 rows small)."""
+    return jsonable(
+        {
+            "g": record.generation,
+            "i": record.index,
+            "id": record.individual_id,
+            "loss": record.loss,
+            "size": record.size,
+            "pos": record.positive,
+            "neg": record.negative,
+            "dir": relative_url(record.folder, run_dir),
+            "n": len(record.seeds),
+            "sec": record.render_seconds + record.loss_seconds,
+        }
+    )
+
+
+def batch_entry(record: Optional[IndividualRecord], run_dir: Path) -> Optional[dict[str, Any]]:
+    if record is None:
+        return None
+    folder = relative_url(record.folder, run_dir)
+    return jsonable(
+        {
+            "id": record.individual_id,
+            "g": record.generation,
+            "loss": record.loss,
+            "size": record.size,
+            "pos": record.positive,
+            "neg": record.negative,
+            "dir": folder,
+            "images": [f"{folder}/{quote(name)}" for name in image_file_names(record.seeds)] if folder else [],
+        }
+    )
+
+
+def unit_entries(units: Sequence[UnitRow]) -> list[dict[str, Any]]:
+    return jsonable(
+        [
+            {
+                "n": number,
+                "text": u.text,
+                "prompt": u.prompt,
+                "base": u.base_weight,
+                "pinned": u.pinned_weight,
+                "offset": u.offset,
+                "tight": u.tightness,
+            }
+            for number, u in enumerate(units, start=1)
+        ]
+    )
+
+
+def convergence(generations: Sequence[GenerationRecord]) -> list[dict[str, Any]]:
+    """Per generation: min, median and max loss, and the best loss seen up to it."""
+    points, best_so_far = [], math.inf
+    for record in sorted(generations, key=lambda r: r.generation):
+        stats = loss_stats(record.losses)
+        if stats["min"] is not None:
+            best_so_far = min(best_so_far, stats["min"])
+        points.append(
+            {
+                "g": record.generation,
+                "min": stats["min"],
+                "median": stats["median"],
+                "max": stats["max"],
+                "best": best_so_far if math.isfinite(best_so_far) else None,
+                "sigma": record.sigma,
+                "axis_ratio": record.axis_ratio,
+            }
+        )
+    return jsonable(points)
+
+
+def improvement(baseline_loss: Optional[float], best_loss: Optional[float]) -> Optional[float]:
+    if baseline_loss is None or best_loss is None or not np.isfinite([baseline_loss, best_loss]).all():
+        return None
+    if baseline_loss == 0:
+        return None
+    return float((baseline_loss - best_loss) / baseline_loss)
+
+
+def page_data(
+    run_dir: Path,
+    result: RunResult,
+    rows: Sequence[dict[str, Any]],
+    units: Sequence[UnitRow],
+    status: str,
+    plots: dict[str, Optional[str]],
+    updated: str,
+) -> dict[str, Any]:
+    """Everything index.html shows. ``rows`` must already be JSON-ready (``individual_row``)."""
+    baseline = batch_entry(result.baseline, run_dir)
+    best = batch_entry(result.best, run_dir)
+    page = jsonable(
+        {
+            "run": {
+                "name": Path(run_dir).name,
+                "status": status,
+                "stop_reason": result.stop_reason,
+                "updated": updated,
+                "generations": len(result.generations),
+                "individuals": len(rows),
+                "size_limit": result.config.get("size_limit"),
+                "original_positive": result.original_positive,
+                "original_negative": result.original_negative,
+            },
+            "baseline": baseline,
+            "best": best,
+            "improvement": improvement(baseline and baseline["loss"], best and best["loss"]),
+            "units": unit_entries(units),
+            "convergence": convergence(result.generations),
+            "plots": plots,
+            "settings": result.config,
+        }
+    )
+    page["rows"] = list(rows)
+    return page

@@ -1,0 +1,258 @@
+"""ReportWriter: the report sink a run talks to.
+
+On the run's path it writes only what the run may need back (images and
+batch_stats.json) and small JSON files; plots, GIFs and index.html go to a
+background worker (a low-priority child process, or a thread if no process can
+be started). ``on_finish`` waits for the worker, so when it returns every report
+is complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from ..records import GenerationRecord, IndividualRecord, RunResult, UnitRow
+from .files import dump_json, jsonable
+from .generation import generation_folder_name, generation_summary, write_generation_plot, write_generation_summary
+from .individual import BATCH_STATS, batch_stats, image_file_names, image_infotext, write_batch_stats, write_images
+from .individual import write_loss_plot, write_summary_gif
+from .jobs import INDEX_HTML, write_run_reports
+from .page_data import batch_entry, individual_row, page_data, relative_url
+from .process_worker import ProcessWorker, WorkerDied
+from .run_plots import CMA_MO_PLOT, CMA_PLOT, cma_records
+from .worker import ReportWorker
+
+__all__ = ["FINAL_JSON", "INDEX_HTML", "ReportWriter"]
+
+logger = logging.getLogger(__name__)
+
+FINAL_JSON = "final_result.json"
+Worker = Union[ProcessWorker, ReportWorker]
+
+
+class ReportWriter:
+    """Implements ``records.ReportSink``; one writer serves one run.
+
+    ``worker="process"`` (default) runs plots in a niced child process and falls back
+    to a thread when that fails; ``worker="thread"`` always uses a thread.
+    """
+
+    def __init__(self, worker: str = "process"):
+        if worker not in ("process", "thread"):
+            raise ValueError(f"worker: must be 'process' or 'thread', got {worker!r}")
+        self._worker_kind = worker
+        self._worker: Optional[Worker] = None
+        self.run_dir: Optional[Path] = None
+        self.config: dict[str, Any] = {}
+        self.units: list[UnitRow] = []
+        self._rows: dict[tuple[int, int], dict[str, Any]] = {}
+        # per generation: each individual's per-image losses (its pair losses if it has none)
+        self._image_losses: dict[int, list[np.ndarray]] = defaultdict(list)
+        self._generation_folders: dict[int, Path] = {}
+        self.errors: list[str] = []
+        self.worker_seconds = 0.0  # time the worker spent on this run's reports
+
+    # ---- ReportSink ---------------------------------------------------------------------
+    def on_run_start(self, run_dir: Path, config: dict[str, Any], units: list[UnitRow]) -> None:
+        self.run_dir = Path(run_dir).absolute()  # the worker process must find the same files
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config = dict(config or {})
+        self.units = list(units or [])
+        self._rows = load_rows(self.run_dir)  # a resumed run keeps the individuals it had
+        self._ensure_worker()
+
+    def on_individual(self, record: IndividualRecord) -> None:
+        run_dir = self._require_started("on_individual")
+        folder = Path(record.folder).absolute() if record.folder is not None else self._default_folder(record)
+        folder.mkdir(parents=True, exist_ok=True)
+        if record.folder is None:
+            record.folder = folder
+        settings = self.settings
+        texts = [image_infotext(record, k, settings) for k in range(len(record.seeds))] if len(record.images) else []
+        names = write_images(record, folder, settings, texts)
+        write_batch_stats(folder, batch_stats(record, settings, self.units, names, texts))
+        self._rows[(record.generation, record.index)] = individual_row(record, run_dir)
+        self._generation_folders.setdefault(record.generation, folder.parent)
+        pair_losses = np.array(record.pair_losses, dtype=np.float64).ravel()
+        image_losses = record.extra.get("image_losses")
+        image_level = pair_losses if image_losses is None else np.array(image_losses, dtype=np.float64).ravel()
+        self._image_losses[record.generation].append(image_level)
+        title = f"generation {record.generation}, individual {record.index} ({record.individual_id})"
+        self._submit(write_loss_plot, folder, pair_losses, float(record.loss), title)
+        if names:
+            self._submit(write_summary_gif, folder, names)
+
+    def on_generation(self, record: GenerationRecord, result: RunResult) -> None:
+        self._require_started("on_generation")
+        folder = self._generation_folder(record)
+        members = [row for (g, _), row in sorted(self._rows.items()) if g == record.generation]
+        write_generation_summary(folder, generation_summary(record, members))
+        image_losses = self._image_losses.pop(record.generation, [])
+        self._submit(write_generation_plot, folder, record.generation, image_losses, list(record.losses))
+        self._submit_run_reports(result, status="running", final=False)
+
+    def on_finish(self, result: RunResult) -> None:
+        if self.run_dir is None:
+            self.on_run_start(result.run_dir, result.config, result.units)
+        self._submit_run_reports(result, status=status_of(result.stop_reason), final=True)
+        self._guarded(lambda worker: worker.close(), rerun=True)
+        worker, self._worker = self._worker, None
+        self.errors.extend(worker.errors)
+        self.worker_seconds += worker.busy_seconds
+        dump_json(self.run_dir / FINAL_JSON, final_summary(self.run_dir, result, self.errors))
+
+    # ---- helpers ------------------------------------------------------------------------
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.config.get("generation") or {})
+
+    def flush(self) -> None:
+        """Wait for every queued report (tests and benchmarks use this)."""
+        if self._worker is not None:
+            self._guarded(lambda worker: worker.flush(), rerun=True)
+
+    def _require_started(self, method: str) -> Path:
+        if self.run_dir is None:
+            raise RuntimeError(f"ReportWriter.{method}: call on_run_start(run_dir, config, units) first")
+        return self.run_dir
+
+    def _ensure_worker(self) -> Worker:
+        if self._worker is None:
+            self._worker = self._start_worker()
+        return self._worker
+
+    def _start_worker(self) -> Worker:
+        if self._worker_kind == "process":
+            try:
+                return ProcessWorker()
+            except OSError as error:
+                logger.warning("report process could not start (%s); using a thread", error)
+        return ReportWorker()
+
+    def _submit(self, job, *args, coalesce: Optional[str] = None) -> None:
+        # a job that could not be sent is among the dead worker's pending jobs: no rerun
+        self._guarded(lambda worker: worker.submit(job, *args, coalesce=coalesce), rerun=False)
+
+    def _guarded(self, action: Callable[[Worker], None], rerun: bool) -> None:
+        """Run ``action`` on the worker. If the report process died, its unconfirmed jobs
+        move to a thread worker (and ``action`` runs again there when ``rerun``)."""
+        try:
+            action(self._ensure_worker())
+        except WorkerDied as died:
+            logger.warning("%s; running reports in a thread", died)
+            self.errors.append(str(died))
+            self._worker = ReportWorker()
+            for job, args, kwargs, coalesce in died.pending:
+                self._worker.submit(job, *args, coalesce=coalesce, **kwargs)
+            if rerun:
+                action(self._worker)
+
+    def _default_folder(self, record: IndividualRecord) -> Path:
+        return self.run_dir / generation_folder_name(record.generation) / record.individual_id
+
+    def _generation_folder(self, record: GenerationRecord) -> Path:
+        folder = record.folder or self._generation_folders.get(record.generation)
+        folder = Path(folder).absolute() if folder else self.run_dir / generation_folder_name(record.generation)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _submit_run_reports(self, result: RunResult, status: str, final: bool) -> None:
+        """Queue cma_plot, cma_mo_plot and index.html from plain data. While the worker is
+        behind, a newer request replaces an older one that has not started."""
+        rows = [row for _, row in sorted(self._rows.items())]
+        units = list(result.units) or list(self.units)
+        size_limit = float(self.config.get("size_limit") or result.config.get("size_limit") or 0.0)
+        generations = [plain_generation(r) for r in cma_records(result.generations)]
+        plots = {"cma": CMA_PLOT if generations else None, "mo": CMA_MO_PLOT if size_limit > 0 else None}
+        updated = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        page = page_data(self.run_dir, result, rows, units, status, plots, updated)
+        self._submit(write_run_reports, self.run_dir, generations, [u.text for u in units],
+                     rows if size_limit > 0 else None, size_limit, page, final, coalesce="run")
+
+
+def plain_generation(record: GenerationRecord) -> SimpleNamespace:
+    """What the CMA plot needs of a generation, without torch-backed types."""
+    return SimpleNamespace(
+        generation=record.generation, losses=[float(x) for x in record.losses], sigma=float(record.sigma),
+        axis_ratio=float(record.axis_ratio), centroid=np.asarray(record.centroid, dtype=np.float64),
+        diag_std=np.asarray(record.diag_std, dtype=np.float64),
+        eigenvalues=np.asarray(record.eigenvalues, dtype=np.float64))
+
+
+def status_of(stop_reason: str) -> str:
+    reason = (stop_reason or "").strip()
+    if reason.startswith("error"):
+        return "stopped by an error"
+    return reason or "finished"
+
+
+def individual_summary(record: Optional[IndividualRecord], run_dir: Path) -> Optional[dict[str, Any]]:
+    if record is None:
+        return None
+    entry = batch_entry(record, run_dir) or {}
+    entry.update(
+        {
+            "index": record.index,
+            "offsets": jsonable(record.offsets),
+            "seeds": list(record.seeds),
+            "image_files": image_file_names(record.seeds),
+            "folder": relative_url(record.folder, run_dir),
+        }
+    )
+    return jsonable(entry)
+
+
+def final_summary(run_dir: Path, result: RunResult, errors: list[str]) -> dict[str, Any]:
+    return jsonable(
+        {
+            "run": Path(run_dir).name,
+            "stop_reason": result.stop_reason,
+            "original_prompt": result.original_positive,
+            "original_negative_prompt": result.original_negative,
+            "baseline_loss": result.baseline_loss,
+            "best_loss": result.best_loss,
+            "best": individual_summary(result.best, run_dir),
+            "baseline": individual_summary(result.baseline, run_dir),
+            "hall_of_fame": [individual_summary(r, run_dir) for r in result.hall_of_fame],
+            "units": [{**jsonable(u), "pinned_weight": u.pinned_weight} for u in result.units],
+            "logbook": result.logbook,
+            "generations": [
+                {"generation": g.generation, "best_loss": g.best_loss, "sigma": g.sigma, "axis_ratio": g.axis_ratio}
+                for g in result.generations
+            ],
+            "config": result.config,
+            "report_errors": errors,
+        }
+    )
+
+
+def load_rows(run_dir: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    """Table rows for individuals already on disk (a resumed run), read from batch_stats.json."""
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for stats_path in sorted(Path(run_dir).glob(f"*/*/{BATCH_STATS}")):
+        try:
+            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+            key = (int(stats["generation"]), int(stats["index"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning("skipping unreadable %s: %s", stats_path, error)
+            continue
+        rows[key] = {
+            "g": key[0],
+            "i": key[1],
+            "id": stats.get("individual_id"),
+            "loss": stats.get("loss"),
+            "size": stats.get("size"),
+            "pos": stats.get("prompt", ""),
+            "neg": stats.get("negative_prompt", ""),
+            "dir": relative_url(stats_path.parent, run_dir),
+            "n": len(stats.get("seeds") or []),
+            "sec": (stats.get("render_seconds") or 0.0) + (stats.get("loss_seconds") or 0.0),
+        }
+    return rows
