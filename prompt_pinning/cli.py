@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 from .config import CMA_WEIGHTS, HYPERBATCH_WEIGHT_TYPES, UNIT_MODES, ConfigError, PinningConfig
 from .rendering import GenerationSettings
 
-EXAMPLE_POSITIVE = "a large red circle, on a blue background"
+EXAMPLE_POSITIVE = "a red circle, on a blue background"
 EXAMPLE_NEGATIVE = "green"
 
 
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--subseed", type=int, default=0, help="variation seed")
     g.add_argument("--batch-size", type=int, default=8, help="images per individual")
     g.add_argument("--steps", type=int, default=12, help="sampling steps")
-    g.add_argument("--cfg-scale", type=float, default=5.0, help="classifier-free guidance scale")
+    g.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance scale")
     g.add_argument("--width", type=int, default=64, help="image width")
     g.add_argument("--height", type=int, default=64, help="image height")
     g.add_argument("--sampler", default="DPM++ 2M", help="sampler name (see --list-samplers)")
