@@ -52,7 +52,7 @@ def make_component(gr, tab: str, spec: ArgSpec):
         return gr.Dropdown(choices=list(spec.choices), value=spec.default, info=spec.help, **common)
     if spec.kind in ("int", "float"):
         return gr.Number(value=spec.default, precision=0 if spec.kind == "int" else None,
-                         info=hint(spec), **common)
+                         step=1 if spec.kind == "int" else 0.01, info=hint(spec), **common)
     lines = 2 if spec.kind == "matrix" else 1
     return gr.Textbox(value=spec.default, lines=lines, info=hint(spec), **common)
 

@@ -121,9 +121,21 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     return processed
 
 
+def _show_cma_log(enabled: bool) -> None:
+    """The WebUI's root logger hides INFO: give the engine's log its own console handler."""
+    engine_log = logging.getLogger("prompt_pinning")
+    if enabled and not engine_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("prompt pinning: %(message)s"))
+        engine_log.addHandler(handler)
+        engine_log.setLevel(logging.INFO)
+        engine_log.propagate = False
+
+
 def _run_engine(config: PinningConfig, renderer: A1111Renderer, progress: HostProgress) -> RunResult:
     from prompt_pinning.run import run_pinning
 
+    _show_cma_log(config.cma_logging)
     return run_pinning(config, renderer, sink=make_report_writer(), should_stop=stop_requested,
                        progress=progress, raise_errors=False)
 

@@ -8,8 +8,16 @@ import os
 import sys
 
 EXTENSION_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if EXTENSION_ROOT not in sys.path:  # A1111 adds it only while loading scripts
-    sys.path.insert(0, EXTENSION_ROOT)
+
+
+def ensure_importable():
+    """A1111 puts the extension folder on sys.path only while loading scripts,
+    then restores the old list: add it back wherever our modules are imported."""
+    if EXTENSION_ROOT not in sys.path:
+        sys.path.append(EXTENSION_ROOT)
+
+
+ensure_importable()
 
 import gradio as gr  # noqa: E402
 
@@ -49,6 +57,7 @@ class Script(scripts.Script):
         return build_components(gr, tab, describe_units if wire else None, prompts if wire else ())
 
     def run(self, p, *args):
+        ensure_importable()
         from prompt_pinning.config import ConfigError
         from prompt_pinning_webui.webui_run import run_from_script
 

@@ -61,7 +61,11 @@ class ProcessWorker:
     """
 
     def __init__(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        # The folder holding prompt_pinning/ goes first: a host (the WebUI) may have
+        # put it on sys.path only while loading scripts.
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        paths = [package_root, *(p for p in sys.path if p and p != package_root)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         self._child = subprocess.Popen(
             [sys.executable, "-m", "prompt_pinning.reports.process_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
