@@ -1,0 +1,256 @@
+"""Exercise the prompt pinning extension through a running WebUI's API and print what it sees.
+
+usage: python tools/a1111_verify.py [--url http://127.0.0.1:7860] [--steps 3] [--size 64]
+
+Checks, in order (each prints one line, then details):
+  scripts      /sdapi/v1/scripts lists "prompt pinning" for txt2img and img2img
+  script-info  /sdapi/v1/script-info describes its arguments (labels, defaults)
+  samplers     /sdapi/v1/samplers lists the Hyperbatch samplers
+  errors       a short script_args list and a bad value are refused with HTTP 4xx
+  txt2img      a tiny pinning run with a plain sampler, then with a Hyperbatch sampler
+  img2img      a tiny pinning run on the first txt2img image
+  interrupt    a longer run stopped with /sdapi/v1/interrupt returns its best images
+Only the standard library is used, so any Python 3.8+ can run it. Exit status 1 if a
+check failed. Runs are kept tiny (few generations, small images): meant for a CPU WebUI
+with a random-weight checkpoint, where only the plumbing is being tested.
+"""
+import argparse
+import base64
+import json
+import struct
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+
+SCRIPT_NAME = "prompt pinning"
+PLAIN_SAMPLER = "Euler a"
+INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning stop", "Pinning report")
+
+
+class Check:
+    """Collects pass/fail results of the named checks."""
+
+    def __init__(self):
+        self.results = []
+
+    def record(self, name, ok, detail=""):
+        self.results.append((name, ok))
+        print(f"[{'ok' if ok else 'FAIL'}] {name}" + (f": {detail}" if detail else ""), flush=True)
+        return ok
+
+    def summary(self):
+        failed = [name for name, ok in self.results if not ok]
+        print(f"\nverify: {len(self.results) - len(failed)} ok, {len(failed)} failed"
+              + (f" ({', '.join(failed)})" if failed else ""))
+        return not failed
+
+
+def call(url, path, body=None, timeout=1800):
+    """GET (body None) or POST JSON; returns (status, parsed JSON or text, seconds)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url.rstrip("/") + path, data=data,
+                                     headers={"Content-Type": "application/json"})
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    seconds = time.monotonic() - start
+    try:
+        return status, json.loads(raw), seconds
+    except ValueError:
+        return status, raw.decode(errors="replace"), seconds
+
+
+def find_script_info(infos, is_img2img):
+    for info in infos:
+        if info.get("name") == SCRIPT_NAME and bool(info.get("is_img2img")) == is_img2img:
+            return info
+    return None
+
+
+def script_args_from(info, overrides):
+    """Defaults from /sdapi/v1/script-info, with values replaced by label prefix."""
+    args = [arg.get("value") for arg in info["args"]]
+    for prefix, value in overrides.items():
+        matches = [i for i, arg in enumerate(info["args"]) if arg["label"].startswith(prefix)]
+        if len(matches) != 1:
+            raise SystemExit(f"script-info: expected one argument labelled '{prefix}...', "
+                             f"found {len(matches)}")
+        args[matches[0]] = value
+    return args
+
+
+def show_response(status, payload, seconds):
+    """Print the interesting parts of a txt2img/img2img response; return its images."""
+    print(f"    HTTP {status} in {seconds:.1f} s")
+    if not isinstance(payload, dict) or "images" not in payload:
+        print(f"    body: {str(payload)[:1500]}")
+        return []
+    images = payload.get("images") or []
+    print(f"    images: {len(images)}")
+    try:
+        info = json.loads(payload.get("info") or "{}")
+    except ValueError:
+        info = {}
+    for text in (info.get("infotexts") or [])[:1]:
+        print("    infotext[0]:")
+        for line in text.splitlines():
+            print(f"      {line[:400]}")
+        for key in INFO_KEYS:
+            print(f"    {key}: {'present' if key + ':' in text else 'MISSING'}")
+    print(f"    seeds: {info.get('all_seeds')}  prompts[0]: {(info.get('all_prompts') or [''])[0][:200]}")
+    return images
+
+
+def check_listing(url, check):
+    status, scripts, _ = call(url, "/sdapi/v1/scripts")
+    ok = status == 200 and all(SCRIPT_NAME in scripts.get(tab, []) for tab in ("txt2img", "img2img"))
+    check.record("scripts", ok, f"HTTP {status}, {scripts if not ok else 'listed in both tabs'}")
+
+    status, infos, _ = call(url, "/sdapi/v1/script-info")
+    found = {tab: find_script_info(infos if status == 200 else [], tab == "img2img")
+             for tab in ("txt2img", "img2img")}
+    ok = all(found.values())
+    counts = {tab: len(info["args"]) for tab, info in found.items() if info}
+    check.record("script-info", ok, f"argument counts {counts}")
+    if found["txt2img"]:
+        for i, arg in enumerate(found["txt2img"]["args"]):
+            choices = f" choices={arg['choices']}" if arg.get("choices") else ""
+            print(f"    {i:2d} {arg['label']!r} default={arg['value']!r}{choices}")
+
+    status, samplers, _ = call(url, "/sdapi/v1/samplers")
+    names = [s["name"] for s in samplers] if status == 200 else []
+    hyper = [name for name in names if "hyperbatch" in name.lower()]
+    check.record("samplers", bool(hyper) and PLAIN_SAMPLER in names,
+                 f"{len(names)} samplers, hyperbatch: {hyper}")
+    return found, hyper
+
+
+def base_request(opts, sampler, script_args):
+    return {
+        "prompt": opts.prompt, "negative_prompt": opts.negative, "seed": opts.seed,
+        "batch_size": opts.batch, "steps": opts.steps, "cfg_scale": 7,
+        "width": opts.size, "height": opts.size, "sampler_name": sampler,
+        "save_images": False, "script_name": SCRIPT_NAME, "script_args": script_args,
+    }
+
+
+def check_errors(url, opts, info, check):
+    args = script_args_from(info, {})
+    status, payload, _ = call(url, "/sdapi/v1/txt2img", base_request(opts, PLAIN_SAMPLER, args[:3]))
+    check.record("errors: short script_args refused", 400 <= status < 500,
+                 f"HTTP {status}: {str(payload)[:300]}")
+    bad = script_args_from(info, {"Initial population STD": -1})
+    status, payload, _ = call(url, "/sdapi/v1/txt2img", base_request(opts, PLAIN_SAMPLER, bad))
+    check.record("errors: negative STD refused", 400 <= status < 500,
+                 f"HTTP {status}: {str(payload)[:300]}")
+
+
+def pinning_args(info, opts):
+    return script_args_from(info, {"CMA seed": opts.cma_seed, "Number of generations": opts.generations,
+                                   "lambda_": opts.lambda_})
+
+
+def run_pinning(url, path, request, name, opts, check):
+    print(f"--- {name}: {path} sampler={request['sampler_name']!r} batch={request['batch_size']} "
+          f"steps={request['steps']} size={opts.size} generations={opts.generations} "
+          f"lambda_={opts.lambda_}", flush=True)
+    status, payload, seconds = call(url, path, request, timeout=opts.timeout)
+    images = show_response(status, payload, seconds)
+    check.record(name, status == 200 and len(images) == request["batch_size"],
+                 f"HTTP {status}, {len(images)} images, {seconds:.1f} s")
+    return images
+
+
+def check_interrupt(url, opts, info, check):
+    """Start a run of many generations, interrupt it, expect the best-so-far images."""
+    args = script_args_from(info, {"CMA seed": opts.cma_seed, "Number of generations": 50,
+                                   "lambda_": opts.lambda_})
+    request = base_request(opts, PLAIN_SAMPLER, args)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        reply=call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)))
+    print(f"--- interrupt: 50 generations, /sdapi/v1/interrupt after {opts.interrupt_after:.0f} s",
+          flush=True)
+    worker.start()
+    worker.join(opts.interrupt_after)
+    status, _, _ = call(url, "/sdapi/v1/interrupt", {})
+    print(f"    interrupt: HTTP {status}")
+    worker.join(opts.timeout)
+    if "reply" not in result:
+        return check.record("interrupt", False, "no reply")
+    status, payload, seconds = result["reply"]
+    images = show_response(status, payload, seconds)
+    text = json.loads(payload.get("info") or "{}").get("infotexts", [""])[0] if images else ""
+    return check.record("interrupt", status == 200 and len(images) == opts.batch
+                        and "Pinning stop: interrupted" in text,
+                        f"HTTP {status}, {len(images)} images, {seconds:.1f} s")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:7860")
+    parser.add_argument("--prompt", default="a red circle, on a blue background")
+    parser.add_argument("--negative", default="green")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--batch", type=int, default=2, help="images per individual")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--size", type=int, default=64, help="width and height")
+    parser.add_argument("--generations", type=int, default=1)
+    parser.add_argument("--lambda", dest="lambda_", type=int, default=2)
+    parser.add_argument("--cma-seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per generation call")
+    parser.add_argument("--interrupt-after", type=float, default=90, help="seconds before interrupting")
+    parser.add_argument("--only", choices=["listing", "errors", "plain", "hyperbatch", "img2img",
+                                           "interrupt"],
+                        action="append", help="run only these parts (repeatable)")
+    opts = parser.parse_args(argv)
+    parts = set(opts.only or ["listing", "errors", "plain", "hyperbatch", "img2img", "interrupt"])
+
+    check = Check()
+    found, hyper = check_listing(opts.url, check)
+    if not found["txt2img"]:
+        check.summary()
+        return 1
+    if "errors" in parts:
+        check_errors(opts.url, opts, found["txt2img"], check)
+
+    images = []
+    if "plain" in parts or "img2img" in parts:
+        request = base_request(opts, PLAIN_SAMPLER, pinning_args(found["txt2img"], opts))
+        images = run_pinning(opts.url, "/sdapi/v1/txt2img", request, "txt2img plain", opts, check)
+    if "hyperbatch" in parts:
+        if hyper:
+            request = base_request(opts, hyper[0], pinning_args(found["txt2img"], opts))
+            run_pinning(opts.url, "/sdapi/v1/txt2img", request, "txt2img hyperbatch", opts, check)
+        else:
+            check.record("txt2img hyperbatch", False, "no Hyperbatch sampler listed")
+    if "img2img" in parts and found["img2img"]:
+        init = images[0] if images else _grey_png()
+        request = base_request(opts, PLAIN_SAMPLER, pinning_args(found["img2img"], opts))
+        request.update(init_images=[init], denoising_strength=0.6)
+        run_pinning(opts.url, "/sdapi/v1/img2img", request, "img2img plain", opts, check)
+    if "interrupt" in parts:
+        check_interrupt(opts.url, opts, found["txt2img"], check)
+    return 0 if check.summary() else 1
+
+
+def _grey_png(size=64):
+    """A plain grey PNG (base64) to use as the img2img input when txt2img gave none."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    rows = b"".join(b"\x00" + b"\x80" * size for _ in range(size))  # filter 0, 8-bit grey
+    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+           + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
