@@ -96,6 +96,14 @@ def append_evaluation(run_dir: Path, entry: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def clear_evaluations(run_dir: Path) -> None:
+    """Forget logged evaluations (a restart from the baseline re-evaluates them)."""
+    path = Path(run_dir) / EVALUATIONS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def read_evaluations(run_dir: Path) -> list[dict[str, Any]]:
     """Every complete line of the log; a torn last line (a crash mid-write) is skipped."""
     path = Path(run_dir) / EVALUATIONS_FILE

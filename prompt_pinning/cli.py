@@ -186,9 +186,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         bar.close()
         sys.stderr.write(f"{parser.prog}: error: {error}\n")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # second Ctrl-C: the run still kept its best
         bar.close()
         sys.stderr.write(f"{parser.prog}: interrupted\n")
+        result = getattr(interrupt, "pinning_result", None)
+        if result is not None:
+            sys.stdout.write(format_result(result))
         return 130
     bar.close()
     sys.stdout.write(format_result(result))
@@ -196,6 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
+    import signal
     import threading
 
     from .builtin import BuiltinRenderer
@@ -205,12 +209,20 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
     _check_sampler(config.generation.sampler, config.generation.scheduler)
     renderer = BuiltinRenderer(max_images_per_call=config.max_images_per_call)
     stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly, keep the best so far
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        logging.getLogger(__name__).warning("stopping after the current step (Ctrl-C again to abort)")
+
+    signal.signal(signal.SIGINT, on_interrupt)
     try:
         return run_pinning(config, renderer, sink=ReportWriter(), should_stop=stop.is_set,
                            progress=bar)
-    except KeyboardInterrupt:
-        stop.set()
-        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_sampler(sampler: str, scheduler: str) -> None:

@@ -43,8 +43,11 @@ Progress = Callable[[str, int, int], None]
 def build_vector(config: PinningConfig, renderer: Renderer):
     from .prompt_weights import PromptVector, check_zero_offsets
 
-    vector = PromptVector.from_prompts(config.positive, config.negative, renderer.tokenizer, config.unit_mode)
-    check_zero_offsets(vector, renderer.tokenizer)
+    # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole.
+    embeddings = dict(getattr(renderer.tokenizer, "embeddings", dict)())
+    vector = PromptVector.from_prompts(config.positive, config.negative, renderer.tokenizer,
+                                       config.unit_mode, embeddings=list(embeddings))
+    check_zero_offsets(vector, renderer.tokenizer, embeddings=embeddings or None)
     return vector
 
 
@@ -154,7 +157,8 @@ class _Run:
         entries = ckpt.read_evaluations(run_dir)
         self.baseline_images = ckpt.load_tensor(run_dir / ckpt.BASELINE_FILE)
         if saved is None or self.baseline_images is None or not entries or entries[0]["generation"] != 0:
-            return  # nothing usable yet: start again from the baseline
+            ckpt.clear_evaluations(run_dir)  # nothing usable yet: start again from the baseline
+            return
         self.next_generation = saved.generation
         self.logbook, self.generation_records = list(saved.logbook), list(saved.generations)
         self.best_saved = ckpt.load_tensor(run_dir / ckpt.BEST_FILE) or {}
@@ -287,11 +291,11 @@ class _Run:
             extra={"penalty": penalty, "fitness": list(fitness) if fitness else None,
                    "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
                    "infotexts": list(batch.infotexts)})
+        if self.sink is not None:  # images and stats first: the log entry is the commit point
+            self.sink.on_individual(record)
         ckpt.append_evaluation(self.run_dir, _entry(record, self.run_dir))
         self.done += 1
         self._enter_hall_of_fame(record, persist=g > 0)
-        if self.sink is not None:
-            self.sink.on_individual(record)
         if self.progress is not None:
             self.progress("baseline" if g == 0 else f"generation {g}/{self.generations}", self.done, self.total)
         return record

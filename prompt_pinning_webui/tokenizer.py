@@ -71,6 +71,16 @@ class HostTokenizer:
     def token_strings(self, ids: Sequence[int]) -> list[str]:
         return self._token_strings(ids)
 
+    def embeddings(self) -> dict[str, int]:
+        """Loaded textual-inversion embeddings: name -> number of vectors."""
+        try:
+            from modules import sd_hijack
+        except ImportError:
+            return {}
+        db = getattr(sd_hijack.model_hijack, "embedding_db", None)
+        loaded = getattr(db, "word_embeddings", {}) or {}
+        return {name: int(getattr(emb, "vectors", 1) or 1) for name, emb in loaded.items()}
+
     def embedding_names(self) -> list[str]:
         """Names of the loaded textual-inversion embeddings (kept whole as units)."""
         try:

@@ -73,3 +73,26 @@ def test_list_samplers_includes_hyperbatch():
     result = subprocess.run([sys.executable, "-m", "prompt_pinning", "--list-samplers"],
                             capture_output=True, text=True, timeout=60)
     assert "DPM++ 2M Karras - Hyperbatch" in result.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prompt_pinning", *SMALL[:-5], "--generations", "500",
+         "--lambda", "3", "--no-progress", "--outdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "txt2img-images" / "prompt_pins" / "00000000" / "evaluations.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped:         interrupted" in out
+    assert _loss(out, "best loss") <= _loss(out, "baseline loss")
+    state = (log.parent / "run_state.json").read_text()
+    assert "interrupted" in state
+    assert (log.parent / "index.html").is_file()

@@ -257,3 +257,24 @@ def test_ten_runs_keep_numpy_state_and_emit_no_warnings(outdir):
 def test_resume_of_a_folder_that_is_not_a_run_names_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         resume_pinning(tmp_path, FakeRenderer())
+
+
+def test_resume_without_a_checkpoint_does_not_log_the_baseline_twice(outdir):
+    # A crash after the baseline's log entry but before the first checkpoint.
+    stopped = run_pinning(make_config(outdir), FakeRenderer(), should_stop=lambda: True)
+    (stopped.run_dir / ckpt.CHECKPOINT_FILE).unlink(missing_ok=True)
+    ckpt.append_evaluation(stopped.run_dir, {"generation": 0, "index": 0, "offsets": [0.0] * 4})
+    resumed = resume_pinning(stopped.run_dir, FakeRenderer())
+    generation_zero = [e for e in all_entries(resumed) if e["generation"] == 0]
+    assert len(generation_zero) == 1
+
+
+def test_sink_sees_an_individual_before_it_is_logged(outdir):
+    class CheckingSink(RecordingSink):
+        def on_individual(self, record):
+            logged = ckpt.read_evaluations(record.folder.parent.parent)
+            assert (record.generation, record.index) not in {(e["generation"], e["index"]) for e in logged}
+            super().on_individual(record)
+
+    result = run_pinning(make_config(outdir, generations=1), FakeRenderer(), sink=CheckingSink())
+    assert result.stop_reason == "completed"

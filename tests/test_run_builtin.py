@@ -73,3 +73,18 @@ def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
         assert len(list(folder.glob("*.png"))) >= SETTINGS.batch_size
     assert (result.run_dir / "index.html").is_file()
     assert ckpt.read_run_state(result.run_dir)["stop_reason"] == "interrupted"
+
+
+def test_host_embeddings_stay_whole_units():
+    from prompt_pinning.builtin import WordTokenizer
+    from prompt_pinning.run import build_vector
+
+    class HostLikeTokenizer(WordTokenizer):
+        def embeddings(self):
+            return {"my emb": 2}  # a textual-inversion name with a space, two vectors
+
+    class Host:
+        tokenizer = HostLikeTokenizer()
+
+    vector = build_vector(PinningConfig("a portrait of my emb, red"), Host())
+    assert [u.text for u in vector.units] == ["a", "portrait", "of", "my emb", ",", "red"]
