@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("diffusers")
+import diffusers  # noqa: F401  (a test dependency: fail, never skip, without it)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generation.py"
 

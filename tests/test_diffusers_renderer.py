@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("diffusers")
+import diffusers  # noqa: F401  (a test dependency: fail, never skip, without it)
 
 from prompt_pinning import diffusers_renderer as dr  # noqa: E402
 from prompt_pinning.rendering import GenerationSettings, Renderer, RenderInterrupted  # noqa: E402

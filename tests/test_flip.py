@@ -8,8 +8,8 @@ import torch
 
 from prompt_pinning import flip
 
-flip_evaluator = pytest.importorskip("flip_evaluator")
-skdata = pytest.importorskip("skimage.data")
+import flip_evaluator
+import skimage.data as skdata
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prompt_pinning import flip, loss as loss_module
 from prompt_pinning.loss import WORST_SUMMARY, PinningLoss, combine_levels, level_values, summary
 
-skdata = pytest.importorskip("skimage.data")
+import skimage.data as skdata
 SIZE = 24
 
 

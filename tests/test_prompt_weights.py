@@ -238,7 +238,7 @@ def _token_weights(vector, tokenizer, unit_weights):
 
 
 def test_works_with_the_builtin_word_tokenizer():
-    tokenizer_module = pytest.importorskip("prompt_pinning.builtin.tokenizer")
+    from prompt_pinning.builtin import tokenizer as tokenizer_module
     words = tokenizer_module.WordTokenizer()
     for prompt in _corpus()[:80]:
         vector = PromptVector.from_prompts(prompt, "", words)

@@ -109,3 +109,35 @@ def test_targets_refuse_other_formats():
     Image.new("RGB", (4, 4)).save(buffer, format="BMP")
     with pytest.raises(ValueError, match="BMP"):
         decode_target_images(base64.b64encode(buffer.getvalue()).decode())
+
+
+def encoded(image, fmt="PNG"):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_targets_keep_their_mode_so_the_engine_converts_them():
+    import numpy as np
+
+    from prompt_pinning.targets import load_targets
+
+    grey16 = Image.fromarray(np.full((8, 8), 16384, dtype=np.uint16))  # a quarter of full scale
+    hidden = Image.new("RGBA", (8, 8), (255, 0, 0, 0))  # fully transparent, red underneath
+    half = Image.new("RGBA", (8, 8), (0, 0, 255, 128))
+    images = parse_script_args(with_arg("targets", [encoded(grey16), encoded(hidden), hidden]))["targets"]
+    images.append(decode_target_images("data:image/png;base64," + encoded(half))[0])
+    tensor = load_targets(images, 8, 8)
+    assert tensor[0].mean().item() == pytest.approx(16384 / 65535, abs=1e-3)  # not clipped to white
+    assert tensor[1].min().item() == pytest.approx(1.0) and tensor[2].min().item() == pytest.approx(1.0)
+    assert tensor[3][:, 0, 0].tolist() == pytest.approx([127 / 255, 127 / 255, 1.0], abs=2e-3)
+
+
+def test_a_plain_string_is_never_read_as_a_server_file(tmp_path):
+    path = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(path)
+    with pytest.raises(ScriptArgumentError, match=r"targets.*base64.*data URL"):
+        parse_script_args(with_arg("targets", [str(path)]))
+    with pytest.raises(ValueError, match=r"targets\[0\].*base64"):
+        decode_target_images(str(path))
+    assert decode_target_images({"name": str(path)})[0].getpixel((0, 0)) == (0, 255, 0)  # a UI upload

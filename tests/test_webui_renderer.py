@@ -115,6 +115,40 @@ def test_img2img_init_images_are_repeated_for_packed_individuals():
     assert [b.images.shape[0] for b in batches] == [3, 3]
 
 
+def capture_p():
+    """Record the settings each process_images call actually used."""
+    used = []
+    processing.before_batch_hooks.append(lambda p, n: used.append(
+        {k: getattr(p, k) for k in ("steps", "width", "height", "cfg_scale", "sampler_name", "scheduler",
+                                    "denoising_strength")}))
+    return used
+
+
+def test_renders_with_the_runs_settings_not_the_ui_s_current_ones():
+    """A resumed run keeps its own settings whatever the UI holds now."""
+    ui_now = base_p(steps=2, width=32, height=24, cfg_scale=11.0, sampler_name="Euler", scheduler="Automatic")
+    used = capture_p()
+    run = settings(steps=5, width=16, height=8, cfg_scale=3.5, sampler="DPM++ 2M", scheduler="karras")
+    batches = A1111Renderer(ui_now, max_images_per_call=3, tokenizer=object()).render(PAIRS[:1], run)
+    assert used == [dict(steps=5, width=16, height=8, cfg_scale=3.5, sampler_name="DPM++ 2M",
+                         scheduler="karras", denoising_strength=None)]
+    assert batches[0].images.shape == (3, 3, 8, 16)
+    assert (ui_now.steps, ui_now.width, ui_now.sampler_name) == (2, 32, "Euler")  # base untouched
+
+
+def test_img2img_resume_uses_the_runs_denoising_strength():
+    from PIL import Image
+
+    ui_now = processing.StableDiffusionProcessingImg2Img(
+        init_images=[Image.new("RGB", (16, 16), (90, 0, 0))], denoising_strength=0.9, prompt="red",
+        negative_prompt="", seed=1, subseed=1, batch_size=3, steps=2, width=16, height=16, sampler_name="Euler")
+    used = capture_p()
+    A1111Renderer(ui_now, max_images_per_call=3, tokenizer=object()).render(
+        PAIRS[:1], settings(seed=1, subseed=1, steps=6, denoising_strength=0.4))
+    assert [(u["denoising_strength"], u["steps"], u["sampler_name"]) for u in used] == [(0.4, 6, "DPM++ 2M")]
+    assert ui_now.denoising_strength == 0.9
+
+
 def test_auto_budget():
     assert auto_images_per_call(512, 512, None) == 1
     assert auto_images_per_call(512, 512, 8 * 2**30) == 6

@@ -117,3 +117,44 @@ def test_different_init_images_fall_back_to_the_plain_sampler():
         init_images=inits, sampler_name="DPM++ 2M", **common))
     assert getattr(p, pinning_samplers.TRACES_ATTR, None) is None
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(hyper.images, plain.images))
+
+
+def host_callbacks(monkeypatch):
+    """Record what A1111's callback_state sees (and let it advance the total bar)."""
+    from modules import sd_samplers_kdiffusion
+
+    seen = []
+    original = sd_samplers_kdiffusion.KDiffusionSampler.callback_state
+
+    def record(self, d):
+        seen.append(d)
+        original(self, d)
+    monkeypatch.setattr(sd_samplers_kdiffusion.KDiffusionSampler, "callback_state", record)
+    return seen
+
+
+@pytest.mark.parametrize("sampler", HYPER)
+def test_host_progress_comes_in_evenly_costed_image_step_units(sampler, monkeypatch):
+    pinning_samplers.register_samplers()
+    seen = host_callbacks(monkeypatch)
+    updates_before = shared.total_tqdm.updates
+    render(["red circle"] * 4, ["blue"] * 4, [1, 2, 3, 4], sampler)
+    steps, per_step = 8, hyperbatch.batch_schedule(4, 8)
+    total = sum(per_step)
+    done_after_step = list(np.cumsum(per_step))
+    assert [d["i"] for d in seen] == list(range(steps))
+    assert shared.total_tqdm.updates - updates_before == steps
+    for d in seen:
+        k, done = d["i"], d["image_steps_done"]
+        assert d["image_steps_total"] == total
+        assert done * steps >= (k + 1) * total  # the host's step k is paid for...
+        step = done_after_step.index(done)
+        previous = done_after_step[step - 1] if step else 0
+        assert previous * steps < (k + 1) * total  # ...and reported as soon as it is
+
+
+def test_plain_sampler_callbacks_pass_through_unchanged(monkeypatch):
+    pinning_samplers.register_samplers()
+    seen = host_callbacks(monkeypatch)
+    render(["red circle"] * 2, ["blue"] * 2, [1, 2], "DPM++ 2M")
+    assert [d["i"] for d in seen] == list(range(8))
