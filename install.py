@@ -14,7 +14,6 @@ import sys
 # distribution name -> pip requirement (versions that work with A1111 v1.10.1's pins)
 REQUIREMENTS = {
     "deap": "deap==1.4.4",
-    "matplotlib": "matplotlib>=3.7,<3.10",
     "regex": "regex",
     "ftfy": "ftfy",
     "tqdm": "tqdm>=4.60",

@@ -211,7 +211,8 @@ class DiffusersRenderer:
         self.dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
         self.preset, self.max_images_per_call, self.vae_batch = preset, max_images_per_call, vae_batch
         self.should_stop = should_stop
-        self.unet, self.vae, self.text = build_models(preset, self.device, self.dtype, seed, checkpoint)
+        with torch.random.fork_rng(devices=[]):  # seeding the weights leaves the host's RNG alone
+            self.unet, self.vae, self.text = build_models(preset, self.device, self.dtype, seed, checkpoint)
         self.model = EpsDenoiser(self.unet, self.dtype, self.device)
         self.latent_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.tokenizer = ClipBpeTokenizer()
