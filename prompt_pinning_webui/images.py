@@ -1,10 +1,16 @@
-"""Target images as they arrive from the UI or the API, decoded to PIL.
+"""Target images as they arrive from the UI or the API, opened as PIL images.
 
 Accepted per item: a PIL image; a base64 PNG/JPEG string or ``data:`` URL
-(API); a file path string or an object with ``.name`` (Gradio's uploaded
-temporary files); a dict with "data" or "name" (Gradio file dicts); raw bytes.
-A single item may be given instead of a list; None or an empty list means no
-target. Remote URLs are refused: the run never fetches anything.
+(the API); an object with ``.name`` (Gradio's uploaded temporary files) or a
+Gradio file dict with "name" (a file path) or "data" (base64); raw bytes.
+A plain string is never read as a file path: over the API that would read
+the server's disk. A single item may be given instead of a list; None or an
+empty list means no target. Remote URLs are refused: the run never fetches
+anything.
+
+Images are returned in their own mode (16-bit, palette, alpha and so on):
+``prompt_pinning.targets.load_targets`` converts them to RGB, compositing
+transparency over white.
 """
 from __future__ import annotations
 
@@ -14,9 +20,10 @@ import io
 import os
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 _IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+_STRING_FORMS = "a base64 PNG/JPEG string or a data URL (data:image/png;base64,...)"
 
 
 def _open_bytes(data: bytes, what: str) -> Image.Image:
@@ -27,32 +34,39 @@ def _open_bytes(data: bytes, what: str) -> Image.Image:
         raise ValueError(f"{what} is not a readable image ({error})") from None
     if image.format not in _IMAGE_FORMATS:
         raise ValueError(f"{what} is a {image.format} image; use PNG or JPEG")
-    return image.convert("RGB")
+    return ImageOps.exif_transpose(image)
+
+
+def _open_upload(path: str, what: str) -> Image.Image:
+    """A file the UI uploaded (Gradio's temporary copy)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{what}: uploaded file {path!r} no longer exists; upload it again")
+    with open(path, "rb") as handle:
+        return _open_bytes(handle.read(), what)
 
 
 def _decode_string(text: str, what: str) -> Image.Image:
+    """A base64 string or data URL; never a path or a URL."""
     text = text.strip()
     if text.startswith(("http://", "https://")):
-        raise ValueError(f"{what} is a URL; send the image itself as base64 PNG/JPEG")
+        raise ValueError(f"{what} is a URL; send {_STRING_FORMS}")
     if text.startswith("data:"):
         header, _, payload = text.partition(",")
         if ";base64" not in header:
-            raise ValueError(f"{what} is a data URL without ';base64'")
+            raise ValueError(f"{what} is a data URL without ';base64'; send {_STRING_FORMS}")
         text = payload
-    elif len(text) < 1024 and os.path.isfile(text):
-        with open(text, "rb") as handle:
-            return _open_bytes(handle.read(), what)
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(f"{what} is not valid base64 (expected a PNG/JPEG as base64 or a data URL)") from None
+        raise ValueError(f"{what} is not valid base64; send {_STRING_FORMS} "
+                         "(file paths are not accepted)") from None
     return _open_bytes(data, what)
 
 
-def decode_target_image(item: Any, what: str = "target image") -> Image.Image:
-    """One target in any accepted form -> RGB PIL image."""
+def decode_target_image(item: Any, what: str = "targets") -> Image.Image:
+    """One target in any accepted form -> PIL image in its own mode."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return item
     if isinstance(item, (bytes, bytearray)):
         return _open_bytes(bytes(item), what)
     if isinstance(item, str):
@@ -61,19 +75,17 @@ def decode_target_image(item: Any, what: str = "target image") -> Image.Image:
         if item.get("data"):
             return _decode_string(str(item["data"]), what)
         if item.get("name"):
-            return _decode_string(str(item["name"]), what)
+            return _open_upload(str(item["name"]), what)
         raise ValueError(f"{what} is a dict without 'data' or 'name'")
     name = getattr(item, "name", None)
-    if isinstance(name, str) and os.path.isfile(name):
-        with open(name, "rb") as handle:
-            return _open_bytes(handle.read(), what)
-    raise ValueError(f"{what} has unsupported type {type(item).__name__}; "
-                     "use base64 PNG/JPEG strings or data URLs")
+    if isinstance(name, str):
+        return _open_upload(name, what)
+    raise ValueError(f"{what} has unsupported type {type(item).__name__}; send {_STRING_FORMS}")
 
 
 def decode_target_images(value: Any) -> list[Image.Image]:
-    """None, one item, or a list of items -> list of RGB PIL images."""
+    """None, one item, or a list of items -> list of PIL images."""
     if value is None or value == "" or value == []:
         return []
     items = list(value) if isinstance(value, (list, tuple)) else [value]
-    return [decode_target_image(item, f"target image {i}") for i, item in enumerate(items)]
+    return [decode_target_image(item, f"targets[{i}]") for i, item in enumerate(items)]

@@ -139,6 +139,10 @@ class A1111Renderer:
         p.seed, p.subseed = seeds * count, subseeds * count
         p.subseed_strength = settings.subseed_strength
         p.batch_size, p.n_iter = count * size, 1
+        # The run's own settings, not what the UI holds now (they differ on a resume).
+        p.steps, p.cfg_scale = settings.steps, settings.cfg_scale
+        p.width, p.height = settings.width, settings.height
+        p.sampler_name, p.scheduler = settings.sampler, settings.scheduler
         p.do_not_save_samples = True
         p.do_not_save_grid = True
         # Fresh containers: process_images writes into these.
@@ -149,6 +153,7 @@ class A1111Renderer:
         if init_images:
             many = len(init_images) == size and size > 1
             p.init_images = list(init_images) * (count if many else 1)
+            p.denoising_strength = settings.denoising_strength  # txt2img's belongs to hires fix
         setattr(p, GROUP_SIZE_ATTR, size)
         setattr(p, TRACES_ATTR, None)
         return p

@@ -87,6 +87,32 @@ def _branch_noise(sampler, x, sigmas):
     return x / sigmas[0]
 
 
+def image_step_callback(callback: Optional[Callable], steps: int) -> Optional[Callable]:
+    """Host callback in image-step units: ``steps`` evenly-costed calls.
+
+    A1111's ``callback_state`` reads only ``d["i"]`` and advances the total bar
+    by one per call. A hyperbatch step costs as many image-steps as it has
+    rows, so each of its calls is translated into one host call with ``i=k``
+    for every k/steps fraction of the image-steps that it completes. Calls
+    without image-step counts (plain samplers) pass through unchanged.
+    """
+    if callback is None or steps < 1:
+        return callback
+    reported = 0  # host calls made so far
+
+    def relay(d: dict) -> None:
+        nonlocal reported
+        done, total = d.get("image_steps_done"), d.get("image_steps_total")
+        if done is None or not total:
+            callback(d)
+            return
+        reached = min(steps, (int(done) * steps) // int(total))
+        while reported < reached:
+            callback({**d, "i": reported})
+            reported += 1
+    return relay
+
+
 def _run(spec: SamplerSpec, sampler, model, x, sigmas, extra_args, callback, disable, **noise_kwargs):
     reason = _fallback_reason(sampler, x)
     if reason is not None:
@@ -95,6 +121,7 @@ def _run(spec: SamplerSpec, sampler, model, x, sigmas, extra_args, callback, dis
         return plain.function(model, x, sigmas, extra_args=extra_args, callback=callback,
                               disable=disable, **noise_kwargs)
     trace_out: list = []
+    callback = image_step_callback(callback, len(sigmas) - 1)
     result = spec.function(model, x, sigmas, extra_args=extra_args, callback=callback,
                            disable=disable, group_size=_group_size(sampler, x.shape[0]),
                            branch_noise=_branch_noise(sampler, x, sigmas), trace_out=trace_out,

@@ -67,21 +67,59 @@ class HostProgress:
         self.steps_per_call = steps_per_call
         self.total: Optional[int] = None
 
+    def start(self, total: int) -> None:
+        """Size the job count and total bar for ``total`` evaluations (baseline included)."""
+        from modules import shared
+
+        self.total = total
+        calls = 1 + self.renderer.calls_needed(max(0, total - 1), self.settings)
+        shared.state.job_count = calls
+        shared.total_tqdm.updateTotal(calls * self.steps_per_call)
+
     def __call__(self, stage: str, done: int, total: int) -> None:
         from modules import shared
 
         if total != self.total:
-            self.total = total
-            calls = 1 + self.renderer.calls_needed(max(0, total - 1), self.settings)
-            shared.state.job_count = calls
-            shared.total_tqdm.updateTotal(calls * self.steps_per_call)
+            self.start(total)
         shared.state.textinfo = f"Prompt pinning: {stage}, {done}/{total} individuals"
 
 
-def steps_per_call(p: Any, is_img2img: bool) -> int:
-    if is_img2img and p.denoising_strength is not None:
-        return int(min(p.denoising_strength, 0.999) * p.steps) + 1
-    return int(p.steps)
+def steps_per_call(settings: GenerationSettings, is_img2img: bool) -> int:
+    """Sampling steps of one process_images call, as A1111 counts them."""
+    if is_img2img and settings.denoising_strength < 1.0:
+        return int(min(settings.denoising_strength, 0.999) * settings.steps) + 1
+    return int(settings.steps)
+
+
+def planned_evaluations(config: PinningConfig, renderer: A1111Renderer) -> Optional[int]:
+    """Evaluations a new run will make (baseline + every generation), before it starts."""
+    from prompt_pinning.optimizer import make_optimizer, resolve_cma_seed, resolve_generations
+    from prompt_pinning.run import build_vector
+
+    try:
+        n = build_vector(config, renderer).size
+        optimizer = make_optimizer(config, n, resolve_cma_seed(config))
+    except Exception:  # a bad prompt or option: the engine reports it when the run starts
+        return None
+    generations = resolve_generations(config, n)
+    return 1 + sum(optimizer.population_size(g) for g in range(1, generations + 1))
+
+
+def planned_run(config: PinningConfig, renderer: A1111Renderer) -> tuple[GenerationSettings, Optional[int]]:
+    """The settings the run renders with and its total evaluations (None if unknown).
+
+    A resumed run renders with its own saved settings, not the UI's.
+    """
+    if config.resume is None:
+        return config.generation, planned_evaluations(config, renderer)
+    from prompt_pinning.checkpoint import load_run_config
+
+    try:
+        saved, resolved = load_run_config(Path(config.resume))
+    except (OSError, ValueError, KeyError, TypeError):  # the engine reports a bad run folder
+        return config.generation, None
+    total = resolved.get("total_evaluations")
+    return saved.generation, total if isinstance(total, int) and total > 0 else None
 
 
 def stop_requested() -> bool:
@@ -113,7 +151,10 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     config = build_config(base, parsed, is_img2img)
     budget = config.max_images_per_call or command_line_budget()
     renderer = A1111Renderer(base, max_images_per_call=budget)
-    progress = HostProgress(renderer, config.generation, steps_per_call(base, is_img2img))
+    settings, total = planned_run(config, renderer)
+    progress = HostProgress(renderer, settings, steps_per_call(settings, is_img2img))
+    if total is not None:
+        progress.start(total)  # the bar and ETA cover the baseline render too
     result = _run_engine(config, renderer, progress)
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)

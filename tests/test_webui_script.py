@@ -169,3 +169,43 @@ def test_process_images_error_ends_the_run_with_a_clear_message(script, engine_r
     processed = script.run(txt2img_p(tmp_path), *run_args(max_images_per_call=2))
     assert "CUDA out of memory (simulated)" in processed.comments
     assert "error" in processed.info
+
+
+def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_ready, tmp_path):
+    at_first_call = []
+
+    def record(p, n):
+        if len(processing.calls) == 1:
+            at_first_call.append((shared.state.job_count, shared.total_tqdm.total))
+
+    processing.before_batch_hooks.append(record)
+    shared.state.begin()
+    script.run(txt2img_p(tmp_path), *run_args(generations=1, lambda_=2, max_images_per_call=2))
+    calls = len(processing.calls)
+    assert calls == 1 + 2  # baseline + one generation of 2, one individual per call
+    assert at_first_call == [(calls, calls * 3)]  # 3 steps per call
+    assert shared.state.job_count == calls
+
+
+def test_a_resumed_run_plans_with_its_own_settings(script, engine_ready, tmp_path):
+    import dataclasses
+    from pathlib import Path
+
+    from prompt_pinning_webui.renderer import A1111Renderer
+    from prompt_pinning_webui.webui_run import planned_run
+
+    processed = script.run(txt2img_p(tmp_path, steps=3), *run_args(generations=1, lambda_=2))
+    run_dir = Path(re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1))
+    ui_now = txt2img_p(tmp_path, steps=7, width=32, seed=5, subseed=5)
+    renderer = A1111Renderer(ui_now, tokenizer=object())
+    fresh = script_config(ui_now)
+    assert planned_run(fresh, renderer)[0].steps == 7
+    settings, total = planned_run(dataclasses.replace(fresh, resume=run_dir), renderer)
+    assert (settings.steps, settings.width, total) == (3, 16, 3)
+
+
+def script_config(p):
+    from prompt_pinning_webui.args import parse_script_args
+    from prompt_pinning_webui.webui_run import build_config
+
+    return build_config(p, parse_script_args(run_args(generations=1, lambda_=2)), False)
