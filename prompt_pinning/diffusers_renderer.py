@@ -33,7 +33,8 @@ from hyperbatch.noise import BrownianNoise
 from hyperbatch.schedule import image_steps
 
 from .builtin.seeds import batch_noise
-from .rendering import GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted
+from .rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
+                        basic_infotext, check_prompt_pairs)
 from .tokenizers import CHUNK_LENGTH, ClipBpeTokenizer, host_encoding
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ class DiffusersRenderer:
     def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
                progress: Optional[ProgressCallback] = None) -> list[RenderedBatch]:
         """One RenderedBatch per (positive, negative) pair; images float32 on the CPU."""
-        prompts = _check_prompts(prompts)
+        prompts = check_prompt_pairs(prompts)
         spec = hyperbatch.get_sampler(settings.sampler)
         self._check_settings(settings)
         if not prompts:
@@ -308,7 +309,7 @@ class DiffusersRenderer:
         trace = traces[0] if traces else None
         return [RenderedBatch(images=out[p].contiguous(), seeds=settings.seeds(),
                               traces=None if trace is None else trace.copy(),
-                              infotexts=[_infotext(pos, neg, settings, s, self.preset) for s in settings.seeds()])
+                              infotexts=[basic_infotext(pos, neg, settings, s, f"diffusers-{self.preset}") for s in settings.seeds()])
                 for p, (pos, neg) in enumerate(prompts)]
 
     @torch.no_grad()
@@ -383,16 +384,3 @@ def hyperbatch_denoiser(device: str = "cuda", preset: Optional[str] = None, cfg_
     return denoiser, (4, size // renderer.latent_factor, size // renderer.latent_factor)
 
 
-def _infotext(positive: str, negative: str, settings: GenerationSettings, seed: int, preset: str) -> str:
-    return (f"{positive}\nNegative prompt: {negative}\nSteps: {settings.steps}, Sampler: {settings.sampler}, "
-            f"Schedule type: {settings.scheduler}, CFG scale: {settings.cfg_scale}, Seed: {seed}, "
-            f"Size: {settings.width}x{settings.height}, Model: diffusers-{preset}")
-
-
-def _check_prompts(prompts) -> list[tuple[str, str]]:
-    checked = []
-    for k, pair in enumerate(prompts):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
-            raise ValueError(f"prompts[{k}] must be a (positive, negative) pair of strings, got {pair!r}")
-        checked.append((pair[0], pair[1]))
-    return checked

@@ -72,6 +72,23 @@ class Tokenizer(Protocol):
 ProgressCallback = Callable[[int, int], None]  # (done, total) in image-steps
 
 
+def check_prompt_pairs(prompts) -> list[tuple[str, str]]:
+    """The ``prompts`` argument of ``Renderer.render``, checked: (positive, negative) strings."""
+    checked = []
+    for k, pair in enumerate(prompts):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
+            raise ValueError(f"prompts[{k}] must be a (positive, negative) pair of strings, got {pair!r}")
+        checked.append((pair[0], pair[1]))
+    return checked
+
+
+def basic_infotext(positive: str, negative: str, settings: GenerationSettings, seed: int, model: str) -> str:
+    """A1111-style infotext for a renderer without a host to write one."""
+    return (f"{positive}\nNegative prompt: {negative}\nSteps: {settings.steps}, Sampler: {settings.sampler}, "
+            f"Schedule type: {settings.scheduler}, CFG scale: {settings.cfg_scale}, Seed: {seed}, "
+            f"Size: {settings.width}x{settings.height}, Model: {model}")
+
+
 @runtime_checkable
 class Renderer(Protocol):
     """A backend that turns prompt pairs into images.

@@ -28,7 +28,8 @@ import hyperbatch
 from hyperbatch.noise import BrownianNoise
 from hyperbatch.schedule import image_steps
 
-from ..rendering import GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted
+from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
+                         basic_infotext, check_prompt_pairs)
 from .conditioning import DEFAULT_BETA, prompt_logit_rows
 from .denoiser import PosteriorMeanDenoiser
 from .images import image_set
@@ -137,7 +138,7 @@ class BuiltinRenderer:
         ``init_images`` ((B, 3, H, W) or (3, H, W), [0, 1]) with
         ``settings.denoising_strength`` < 1 gives img2img.
         """
-        prompts = _check_prompts(prompts)
+        prompts = check_prompt_pairs(prompts)
         spec = hyperbatch.get_sampler(settings.sampler)
         start = _check_settings(settings, init_images)
         if not prompts:
@@ -191,7 +192,7 @@ class BuiltinRenderer:
         return [
             RenderedBatch(images=out[p].contiguous(), seeds=settings.seeds(),
                           traces=None if trace is None else trace.copy(),
-                          infotexts=[_infotext(pos, neg, settings, seed) for seed in settings.seeds()])
+                          infotexts=[basic_infotext(pos, neg, settings, seed, "builtin") for seed in settings.seeds()])
             for p, (pos, neg) in enumerate(prompts)
         ]
 
@@ -233,19 +234,6 @@ def _call_image_steps(rows: int, batch: int, steps: int, is_hyperbatch: bool) ->
     return rows * steps
 
 
-def _infotext(positive: str, negative: str, settings: GenerationSettings, seed: int) -> str:
-    return (f"{positive}\nNegative prompt: {negative}\nSteps: {settings.steps}, Sampler: {settings.sampler}, "
-            f"Schedule type: {settings.scheduler}, CFG scale: {settings.cfg_scale}, Seed: {seed}, "
-            f"Size: {settings.width}x{settings.height}, Model: builtin")
-
-
-def _check_prompts(prompts) -> list[tuple[str, str]]:
-    checked = []
-    for k, pair in enumerate(prompts):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
-            raise ValueError(f"prompts[{k}] must be a (positive, negative) pair of strings, got {pair!r}")
-        checked.append((pair[0], pair[1]))
-    return checked
 
 
 def _check_settings(settings: GenerationSettings, init_images: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
