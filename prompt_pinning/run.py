@@ -80,8 +80,9 @@ def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[Rep
     """Run a pinning job in ``<outdir>/prompt_pins/<next number>`` (or resume ``config.resume``).
 
     ``progress(stage, done, total)`` counts evaluated individuals (the baseline
-    included) against the run's total; ``stage`` is "baseline", "generation g/G", or
-    "resumed" once at the start of a resumed run.
+    included) against the run's total. It is called once before the first render
+    ("starting", or "resumed" for a resumed run), then after every evaluation
+    ("baseline", "generation g/G").
     """
     if config.resume is not None:
         return resume_pinning(config.resume, renderer, sink=sink, should_stop=should_stop,
@@ -181,8 +182,8 @@ class _Run:
         try:
             if self.sink is not None:
                 self.sink.on_run_start(self.run_dir, self._config_dict(), self._units())
-            if self.progress is not None and self.done:
-                self.progress("resumed", self.done, self.total)
+            if self.progress is not None:  # the total is known before the first render
+                self.progress("resumed" if self.done else "starting", self.done, self.total)
             self._run_generations()
             reason = "completed"
         except RenderInterrupted:

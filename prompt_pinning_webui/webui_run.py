@@ -91,35 +91,17 @@ def steps_per_call(settings: GenerationSettings, is_img2img: bool) -> int:
     return int(settings.steps)
 
 
-def planned_evaluations(config: PinningConfig, renderer: A1111Renderer) -> Optional[int]:
-    """Evaluations a new run will make (baseline + every generation), before it starts."""
-    from prompt_pinning.optimizer import make_optimizer, resolve_cma_seed, resolve_generations
-    from prompt_pinning.run import build_vector
-
-    try:
-        n = build_vector(config, renderer).size
-        optimizer = make_optimizer(config, n, resolve_cma_seed(config))
-    except Exception:  # a bad prompt or option: the engine reports it when the run starts
-        return None
-    generations = resolve_generations(config, n)
-    return 1 + sum(optimizer.population_size(g) for g in range(1, generations + 1))
-
-
-def planned_run(config: PinningConfig, renderer: A1111Renderer) -> tuple[GenerationSettings, Optional[int]]:
-    """The settings the run renders with and its total evaluations (None if unknown).
-
-    A resumed run renders with its own saved settings, not the UI's.
-    """
+def run_settings(config: PinningConfig) -> GenerationSettings:
+    """The settings the run renders with: a resumed run keeps its own, not the UI's."""
     if config.resume is None:
-        return config.generation, planned_evaluations(config, renderer)
+        return config.generation
     from prompt_pinning.checkpoint import load_run_config
 
     try:
-        saved, resolved = load_run_config(Path(config.resume))
+        saved, _ = load_run_config(Path(config.resume))
     except (OSError, ValueError, KeyError, TypeError):  # the engine reports a bad run folder
-        return config.generation, None
-    total = resolved.get("total_evaluations")
-    return saved.generation, total if isinstance(total, int) and total > 0 else None
+        return config.generation
+    return saved.generation
 
 
 def stop_requested() -> bool:
@@ -151,10 +133,9 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     config = build_config(base, parsed, is_img2img)
     budget = config.max_images_per_call or command_line_budget()
     renderer = A1111Renderer(base, max_images_per_call=budget)
-    settings, total = planned_run(config, renderer)
+    settings = run_settings(config)
+    # The engine reports its total before the first render, so the bar covers the baseline.
     progress = HostProgress(renderer, settings, steps_per_call(settings, is_img2img))
-    if total is not None:
-        progress.start(total)  # the bar and ETA cover the baseline render too
     result = _run_engine(config, renderer, progress)
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)

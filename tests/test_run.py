@@ -139,7 +139,8 @@ def test_run_writes_layout_renders_each_generation_once_and_returns_best_ever(ou
     assert renderer.calls == [1] + [lam] * 4  # baseline, then one call per generation
     entries = all_entries(result)
     assert len(entries) == 1 + 4 * lam == progress[-1][1] == progress[-1][2]
-    assert progress[0][0] == "baseline" and progress[-1][0] == "generation 4/4"
+    assert progress[0] == ("starting", 0, 1 + 4 * lam)  # the total is known before any render
+    assert progress[1][0] == "baseline" and progress[-1][0] == "generation 4/4"
     for e in entries:
         folder = result.run_dir / e["folder"]
         assert folder.parent.name == f"{e['generation']:08d}" and folder.name.startswith(e["id"])
@@ -192,7 +193,8 @@ def test_interrupt_after_k_evaluations_then_resume_matches_uninterrupted(outdir,
     done = []
     sink = RecordingSink()
     stopped = run_pinning(make_config(outdir / "cut"), FakeRenderer(), sink=sink,
-                          should_stop=lambda: len(done) >= k, progress=lambda s, d, t: done.append(d))
+                          should_stop=lambda: bool(done) and done[-1] >= k,
+                          progress=lambda s, d, t: done.append(d))
     assert stopped.stop_reason == "interrupted"
     assert len(all_entries(stopped)) == k
     folders = [p for p in stopped.run_dir.glob("*/*") if p.is_dir()]

@@ -49,7 +49,8 @@ def test_same_seed_twice_and_resume_give_the_same_best_bit_for_bit(outdir, rende
     assert first.best.generation > 0, "the check below needs a best found by the search"
     evaluated = []
     cut = run_pinning(config(outdir, generations=3), renderer,
-                      should_stop=lambda: len(evaluated) >= 9, progress=lambda s, d, t: evaluated.append(d))
+                      should_stop=lambda: bool(evaluated) and evaluated[-1] >= 9,
+                      progress=lambda s, d, t: evaluated.append(d))
     assert cut.stop_reason == "interrupted" and len(ckpt.read_evaluations(cut.run_dir)) == 9
     resumed = resume_pinning(cut.run_dir, renderer)
     assert resumed.stop_reason == "completed"
@@ -64,7 +65,8 @@ def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
 
     k, evaluated = 3, []
     result = run_pinning(config(outdir, generations=2), renderer, sink=ReportWriter(),
-                         should_stop=lambda: len(evaluated) >= k, progress=lambda s, d, t: evaluated.append(d))
+                         should_stop=lambda: bool(evaluated) and evaluated[-1] >= k,
+                         progress=lambda s, d, t: evaluated.append(d))
     assert result.stop_reason == "interrupted" and result.best is not None
     folders = sorted(p for p in result.run_dir.glob("*/*") if p.is_dir())
     assert len(folders) == k == len(ckpt.read_evaluations(result.run_dir))

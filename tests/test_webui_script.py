@@ -192,16 +192,16 @@ def test_a_resumed_run_plans_with_its_own_settings(script, engine_ready, tmp_pat
     from pathlib import Path
 
     from prompt_pinning_webui.renderer import A1111Renderer
-    from prompt_pinning_webui.webui_run import planned_run
+    from prompt_pinning_webui.webui_run import run_settings
 
     processed = script.run(txt2img_p(tmp_path, steps=3), *run_args(generations=1, lambda_=2))
     run_dir = Path(re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1))
     ui_now = txt2img_p(tmp_path, steps=7, width=32, seed=5, subseed=5)
     renderer = A1111Renderer(ui_now, tokenizer=object())
     fresh = script_config(ui_now)
-    assert planned_run(fresh, renderer)[0].steps == 7
-    settings, total = planned_run(dataclasses.replace(fresh, resume=run_dir), renderer)
-    assert (settings.steps, settings.width, total) == (3, 16, 3)
+    assert run_settings(fresh).steps == 7
+    settings = run_settings(dataclasses.replace(fresh, resume=run_dir))
+    assert (settings.steps, settings.width) == (3, 16)
 
 
 def script_config(p):
