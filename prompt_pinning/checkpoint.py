@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .config import PinningConfig
+from .records import IndividualRecord
 from .rendering import GenerationSettings
 from .rundir import write_json_atomic
 
@@ -94,6 +95,29 @@ def append_evaluation(run_dir: Path, entry: dict[str, Any]) -> None:
         f.write(json.dumps(entry, allow_nan=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def evaluation_entry(record: IndividualRecord, run_dir: Path) -> dict[str, Any]:
+    """The JSON line that lets a resumed run skip this evaluation."""
+    return {
+        "generation": record.generation, "index": record.index, "id": record.individual_id,
+        "folder": str(record.folder.relative_to(run_dir)), "offsets": record.offsets.tolist(),
+        "positive": record.positive, "negative": record.negative, "seeds": record.seeds,
+        "loss": record.loss, "pair_losses": record.pair_losses.tolist(), "size": record.size,
+        "render_seconds": record.render_seconds, "loss_seconds": record.loss_seconds,
+        "extra": {k: v for k, v in record.extra.items() if k != "infotexts"},
+    }
+
+
+def record_from_entry(entry: dict[str, Any], run_dir: Path, images: torch.Tensor) -> IndividualRecord:
+    """An evaluation read back from the log, with the images the caller has for it."""
+    return IndividualRecord(
+        generation=entry["generation"], index=entry["index"], individual_id=entry["id"],
+        offsets=np.array(entry["offsets"], dtype=np.float64), positive=entry["positive"],
+        negative=entry["negative"], images=images, seeds=entry["seeds"], loss=entry["loss"],
+        pair_losses=np.array(entry["pair_losses"], dtype=np.float64), size=entry["size"],
+        render_seconds=entry["render_seconds"], loss_seconds=entry["loss_seconds"],
+        folder=Path(run_dir) / entry["folder"], extra=entry.get("extra", {}))
 
 
 def clear_evaluations(run_dir: Path) -> None:

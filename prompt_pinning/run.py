@@ -294,7 +294,7 @@ class _Run:
                    "infotexts": list(batch.infotexts)})
         if self.sink is not None:  # images and stats first: the log entry is the commit point
             self.sink.on_individual(record)
-        ckpt.append_evaluation(self.run_dir, _entry(record, self.run_dir))
+        ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
         self.done += 1
         self._enter_hall_of_fame(record, persist=g > 0)
         if self.progress is not None:
@@ -374,14 +374,7 @@ class _Run:
             images = self.best_saved["images"]
         else:
             images = torch.empty(0, 3, self.settings.height, self.settings.width)
-        return IndividualRecord(
-            generation=entry["generation"], index=entry["index"], individual_id=entry["id"],
-            offsets=np.array(entry["offsets"], dtype=np.float64), positive=entry["positive"],
-            negative=entry["negative"], images=images, seeds=entry["seeds"], loss=entry["loss"],
-            pair_losses=np.array(entry["pair_losses"], dtype=np.float64), size=entry["size"],
-            render_seconds=entry["render_seconds"], loss_seconds=entry["loss_seconds"],
-            folder=self.run_dir / entry["folder"], extra=entry.get("extra", {}))
-
+        return ckpt.record_from_entry(entry, self.run_dir, images)
 
 def _listed(value: Any) -> Any:
     if value is None:
@@ -393,15 +386,3 @@ def _without_images(record: IndividualRecord) -> IndividualRecord:
     if record.images.numel() == 0:
         return record
     return dataclasses.replace(record, images=record.images.new_empty((0, *record.images.shape[1:])), traces=None)
-
-
-def _entry(record: IndividualRecord, run_dir: Path) -> dict[str, Any]:
-    """The JSON line that lets a resumed run skip this evaluation."""
-    return {
-        "generation": record.generation, "index": record.index, "id": record.individual_id,
-        "folder": str(record.folder.relative_to(run_dir)), "offsets": record.offsets.tolist(),
-        "positive": record.positive, "negative": record.negative, "seeds": record.seeds,
-        "loss": record.loss, "pair_losses": record.pair_losses.tolist(), "size": record.size,
-        "render_seconds": record.render_seconds, "loss_seconds": record.loss_seconds,
-        "extra": {k: v for k, v in record.extra.items() if k != "infotexts"},
-    }
