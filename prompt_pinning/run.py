@@ -82,7 +82,8 @@ def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[Rep
     ``progress(stage, done, total)`` counts evaluated individuals (the baseline
     included) against the run's total. It is called once before the first render
     ("starting", or "resumed" for a resumed run), then after every evaluation
-    ("baseline", "generation g/G").
+    ("baseline", "generation g/G"). A progress object may also have ``plan(sizes)``:
+    it is called first with the individuals of every render call still to come.
     """
     if config.resume is not None:
         return resume_pinning(config.resume, renderer, sink=sink, should_stop=should_stop,
@@ -132,6 +133,12 @@ class _Run:
     def _resolved(self) -> dict[str, Any]:
         return {"N": self.vector.size, "cma_seed": self.cma_seed, "generations": self.generations,
                 "total_evaluations": self.total, **self.optimizer.resolved}
+
+    def _renders_to_come(self) -> list[int]:
+        """Individuals per render call still to make: the baseline, then each generation."""
+        baseline = [] if self.baseline is not None else [1]
+        first = max(1, self.next_generation)
+        return baseline + [self.optimizer.population_size(g) for g in range(first, self.generations + 1)]
 
     def _total(self) -> int:
         return 1 + sum(self.optimizer.population_size(g) for g in range(1, self.generations + 1))
@@ -183,6 +190,9 @@ class _Run:
             if self.sink is not None:
                 self.sink.on_run_start(self.run_dir, self._config_dict(), self._units())
             if self.progress is not None:  # the total is known before the first render
+                plan = getattr(self.progress, "plan", None)
+                if plan is not None:  # optional: the renders still to come, in individuals
+                    plan(self._renders_to_come())
                 self.progress("resumed" if self.done else "starting", self.done, self.total)
             self._run_generations()
             reason = "completed"

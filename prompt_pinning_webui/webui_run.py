@@ -65,22 +65,18 @@ class HostProgress:
         self.renderer = renderer
         self.settings = settings
         self.steps_per_call = steps_per_call
-        self.total: Optional[int] = None
 
-    def start(self, total: int) -> None:
-        """Size the job count and total bar for ``total`` evaluations (baseline included)."""
+    def plan(self, renders: list[int]) -> None:
+        """Size the job count and total bar from the engine's render calls still to come."""
         from modules import shared
 
-        self.total = total
-        calls = 1 + self.renderer.calls_needed(max(0, total - 1), self.settings)
+        calls = sum(self.renderer.calls_needed(n, self.settings) for n in renders)
         shared.state.job_count = calls
         shared.total_tqdm.updateTotal(calls * self.steps_per_call)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from modules import shared
 
-        if total != self.total:
-            self.start(total)
         shared.state.textinfo = f"Prompt pinning: {stage}, {done}/{total} individuals"
 
 

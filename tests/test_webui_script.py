@@ -187,6 +187,22 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     assert shared.state.job_count == calls
 
 
+def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
+    at_first_call = []
+
+    def record(p, n):
+        if len(processing.calls) == 1:
+            at_first_call.append(shared.state.job_count)
+
+    processing.before_batch_hooks.append(record)
+    shared.state.begin()
+    # batch 2, at most 8 images per call: 4 individuals per call, so 5 per generation take 2 calls
+    script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8))
+    calls = len(processing.calls)
+    assert calls == 1 + 2 * 2
+    assert at_first_call == [calls]
+
+
 def test_a_resumed_run_plans_with_its_own_settings(script, engine_ready, tmp_path):
     import dataclasses
     from pathlib import Path
