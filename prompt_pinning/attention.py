@@ -115,8 +115,8 @@ def scan_attention(text: str) -> list[Piece]:
         at = match.start()
         if kind == "escape":
             pieces.append(Piece(match.group(0)[1], 1.0, at, [at]))
-        elif kind == "backslash":
-            continue
+        elif kind == "backslash":  # A1111 keeps an empty piece here, which splits neighbours
+            pieces.append(Piece("", 1.0, at, []))
         elif kind == "open":
             (round_open if match.group(0) == "(" else square_open).append(len(pieces))
         elif kind == "weight" and round_open:

@@ -52,7 +52,10 @@ class _Atom:
 def _atom_pattern(embedding_names: Iterable[str]) -> re.Pattern:
     names = sorted({n for n in embedding_names if n}, key=len, reverse=True)
     whole = "".join(rf"(?<!\w){re.escape(n)}(?!\w)|" for n in names)
-    return re.compile(rf"(?P<space>\s+)|(?P<atom>{whole}\w+(?:[-'’.]\w+)*|[^\w\s]+)")
+    # An HTML entity (&amp;) is one atom: the host's text cleaning turns it into one token.
+    entity = r"&#?\w+;"
+    return re.compile(rf"(?P<space>\s+)|(?P<atom>{whole}{entity}|\w+(?:[-'’.]\w+)*"
+                      rf"|[^\w\s]+?(?={entity})|[^\w\s]+)")
 
 
 def _atoms(text: str, pattern: re.Pattern) -> list[_Atom]:

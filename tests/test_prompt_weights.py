@@ -243,3 +243,12 @@ def test_works_with_the_builtin_word_tokenizer():
     for prompt in _corpus()[:80]:
         vector = PromptVector.from_prompts(prompt, "", words)
         check_zero_offsets(vector, words)
+
+
+@pytest.mark.parametrize("mode", ["word", "phrase"])
+@pytest.mark.parametrize("prompt", ["salt &amp; pepper", "dog,&amp;don't(ab", "a &#39;quoted&#39; word, red"])
+def test_html_entities_stay_one_unit_and_keep_the_hosts_tokens(prompt, mode):
+    tokenizer = ClipBpeTokenizer()
+    vector = PromptVector.from_prompts(prompt, "", tokenizer, mode)
+    check_zero_offsets(vector, tokenizer)
+    assert not any(u.text in ("amp", "&", ";") for u in vector.units)

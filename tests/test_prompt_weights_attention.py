@@ -116,3 +116,8 @@ def test_schedules_are_found(text, position, construct):
 @pytest.mark.parametrize("text", ["a [b] c", "[(a:1.2)]", "(a|b)", r"\[a|b\]", "a | b", "[a:b]"])
 def test_plain_brackets_are_not_schedules(text):
     assert find_schedule(text) is None
+
+
+def test_a_lone_backslash_leaves_an_empty_piece_that_splits_neighbours():
+    # As in A1111: equal-weight neighbours on either side stay apart.
+    assert parse_prompt_attention(r"(a:1.2)(\:1.1)(b:1.2)") == [("a", 1.2), ("", 1.1), ("b", 1.2)]

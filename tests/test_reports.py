@@ -257,3 +257,15 @@ def test_reports_are_complete_even_if_the_report_process_dies(tmp_path):
     for folder in (p.parent for p in (tmp_path / "run").glob("*/*/batch_stats.json")):
         assert (folder / "loss_plot.png").is_file() and (folder / "summary.gif").is_file()
     assert (tmp_path / "run" / INDEX_HTML).is_file() and (tmp_path / "run" / FINAL_JSON).is_file()
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    import os
+
+    from prompt_pinning.reports.files import atomic_write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / "index.html"
+    atomic_write_text(target, "<p>x</p>")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
