@@ -156,7 +156,7 @@ def prompt_items(
     pattern = _atom_pattern(embedding_names)
     items: list[Item] = []
     pending_sep = ""
-    for piece_no, piece in enumerate(parse_pieces(stripped)):
+    for piece_no, piece in enumerate(_bridge_blank_pieces(parse_pieces(stripped), encode)):
         at = index_map[piece.start] if piece.start < len(index_map) else len(text)
         if piece.is_break:
             items.append(Item(RAW, "BREAK", 1.0, " ", -1, at, is_break=True))
@@ -171,6 +171,32 @@ def prompt_items(
             pending_sep = ""
         pending_sep += _trailing_space(piece.text)
     return _insert_tags(items, tags, text)
+
+
+def _bridge_blank_pieces(pieces: list[Piece], encode: Callable[[str], tuple]) -> list[Piece]:
+    """Join equal-weight pieces split only by a differently weighted blank.
+
+    A blank has no tokens, so its weight means nothing to the host; left alone it
+    would split one phrase into two that a re-parse of the rendering joins again.
+    Only where the joined text tokenizes as the parts do.
+    """
+    out: list[Piece] = []
+    i = 0
+    while i < len(pieces):
+        piece = pieces[i]
+        if (out and i + 1 < len(pieces) and not piece.text.strip() and not piece.is_break
+                and not out[-1].is_break and not pieces[i + 1].is_break
+                and out[-1].weight == pieces[i + 1].weight
+                and encode(out[-1].text + piece.text + pieces[i + 1].text)
+                == encode(out[-1].text) + encode(pieces[i + 1].text)):
+            left, right = out[-1], pieces[i + 1]
+            out[-1] = Piece(left.text + piece.text + right.text, left.weight, left.start,
+                            left.positions + piece.positions + right.positions)
+            i += 2
+            continue
+        out.append(piece)
+        i += 1
+    return out
 
 
 def _trailing_space(text: str) -> str:

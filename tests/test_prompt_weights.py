@@ -252,3 +252,12 @@ def test_html_entities_stay_one_unit_and_keep_the_hosts_tokens(prompt, mode):
     vector = PromptVector.from_prompts(prompt, "", tokenizer, mode)
     check_zero_offsets(vector, tokenizer)
     assert not any(u.text in ("amp", "&", ";") for u in vector.units)
+
+
+def test_a_blank_with_its_own_weight_does_not_split_a_phrase():
+    # "([cat] [cat])": both words weigh 1.0, only the space between them weighs 1.1.
+    tokenizer = ClipBpeTokenizer()
+    vector = PromptVector.from_prompts("([cat] [cat])", "", tokenizer, "phrase")
+    assert [(u.text, u.base_weight) for u in vector.units] == [("cat cat", 1.0)]
+    again = PromptVector.from_prompts(*vector.render(np.zeros(vector.size)), tokenizer, "phrase")
+    assert [(u.text, u.base_weight) for u in again.units] == [("cat cat", 1.0)]
