@@ -70,6 +70,10 @@ class TimedLoss:
         with self.clock.stage("flip"):
             return self.inner.evaluate(images.to(self.device), traces)
 
+    def evaluate_many(self, images_list, traces_list=None):
+        with self.clock.stage("flip"):
+            return self.inner.evaluate_many([images.to(self.device) for images in images_list], traces_list)
+
     def __getattr__(self, name):
         return getattr(self.inner, name)
 

@@ -275,12 +275,17 @@ def _preprocess(images: torch.Tensor, ppd: Optional[float], budget_bytes: Option
     n, _, h, w = images.shape
     colour_k = torch.as_tensor(csf_kernels(ppd), dtype=torch.float32, device=images.device)
     feature_k = torch.as_tensor(feature_kernels(ppd), dtype=torch.float32, device=images.device)
-    per_image = h * w * 4 * _PREPROCESS_FLOATS_PER_PIXEL
-    step = max(1, memory_budget(images.device, budget_bytes) // per_image)
+    step = preprocess_chunk_size(images.device, h, w, budget_bytes)
     parts = [_preprocess_chunk(images[i:i + step], colour_k, feature_k) for i in range(0, max(n, 1), step)]
     if len(parts) == 1:
         return parts[0]
     return FlipFeatures(torch.cat([p.lab for p in parts]), torch.cat([p.features for p in parts]))
+
+
+def preprocess_chunk_size(device: torch.device, height: int, width: int, budget_bytes: Optional[int] = None) -> int:
+    """Images of height x width that one preprocessing chunk handles within the memory budget."""
+    per_image = height * width * 4 * _PREPROCESS_FLOATS_PER_PIXEL
+    return max(1, memory_budget(device, budget_bytes) // per_image)
 
 
 # ---------------------------------------------------------------- pairs

@@ -5,7 +5,9 @@ images (after) is compared pair by pair with LDR-FLIP: all unordered pairs
 {u, v}, u != v, in ``itertools.combinations`` order. The objective is
 ``mean + |std|`` (population std) of those pair values. Target-target pairs and
 the targets' per-image FLIP work never change during a run: ``set_targets``
-computes them once and ``evaluate`` reuses them.
+computes them once and ``evaluate`` reuses them. ``evaluate_many`` scores a
+whole generation: the per-image work of all its images is batched (the costly
+part on a GPU), the pairs and summaries stay per individual.
 
 Hyperbatch weights. Every member of U has an ancestor at each doubling level
 K = 1..L: image b's ancestor at level K is ``traces[b, K-1]`` (column 0 is the
@@ -41,7 +43,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -114,20 +116,23 @@ class PinningLoss:
 
     def __init__(self, targets: Optional[torch.Tensor] = None, *, weight_type: str = "Geometric",
                  weight_scale: float = 1.0, hyperbatch_weights: bool = True, force_allowed: bool = True,
-                 max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None):
+                 max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
+                 max_images_per_preprocess: Optional[int] = None):
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
             raise ValueError(f"weight_type: must be one of {', '.join(HYPERBATCH_WEIGHT_TYPES)}; got {weight_type!r}")
         if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) \
                 or not math.isfinite(weight_scale) or weight_scale <= 0:
             raise ValueError(f"weight_scale: must be a finite number > 0, got {weight_scale!r}")
-        if max_pairs_per_chunk is not None and (isinstance(max_pairs_per_chunk, bool)
-                                                or not isinstance(max_pairs_per_chunk, int) or max_pairs_per_chunk < 1):
-            raise ValueError(f"max_pairs_per_chunk: must be a whole number >= 1 or None, got {max_pairs_per_chunk!r}")
+        for name, limit in (("max_pairs_per_chunk", max_pairs_per_chunk),
+                            ("max_images_per_preprocess", max_images_per_preprocess)):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+                raise ValueError(f"{name}: must be a whole number >= 1 or None, got {limit!r}")
         self.weight_type = weight_type
         self.weight_scale = float(weight_scale)
         self.hyperbatch_weights = bool(hyperbatch_weights)
         self.force_allowed = bool(force_allowed)
         self.max_pairs_per_chunk = max_pairs_per_chunk
+        self.max_images_per_preprocess = max_images_per_preprocess  # None: the memory budget decides
         self.ppd = flip.check_ppd(flip.DEFAULT_PPD if ppd is None else ppd)
         self._targets: dict[str, flip.FlipFeatures] = {}  # per device
         self._target_pairs = np.zeros(0)
@@ -156,16 +161,84 @@ class PinningLoss:
         return combine_levels(np.full(max(1, n_levels), WORST_SUMMARY), self.weight_type, self.weight_scale)
 
     def evaluate(self, images: torch.Tensor, traces: Optional[np.ndarray] = None) -> LossResult:
+        """The objective of one individual: its (B, 3, H, W) images and optional (B, L) traces."""
+        return self._evaluate_all([images], [traces], single=True)[0]
+
+    def evaluate_many(self, images_list: Sequence[torch.Tensor],
+                      traces_list: Optional[Sequence[Optional[np.ndarray]]] = None) -> list[LossResult]:
+        """``evaluate`` for every individual of a generation, with the per-image work batched.
+
+        The images of consecutive individuals are preprocessed together in as few
+        ``flip.preprocess`` calls as the memory budget allows: a call takes at most one
+        preprocessing chunk of images (or ``max_images_per_preprocess``), never splitting
+        an individual, so the whole generation is one call when it fits. Each
+        individual's pairs, levels and value are then computed on their own, as
+        ``evaluate`` does: the results equal it to float32 round-off, and a non-finite
+        value only affects its own individual. ``seconds`` of each result is the whole
+        call's time divided evenly among the individuals.
+        """
+        images_list = list(images_list)
+        traces_list = [None] * len(images_list) if traces_list is None else list(traces_list)
+        if len(traces_list) != len(images_list):
+            raise ValueError(f"traces_list: expected one entry (or None) per individual, "
+                             f"{len(images_list)} in all, got {len(traces_list)}")
+        return self._evaluate_all(images_list, traces_list, single=False)
+
+    def _evaluate_all(self, images_list: list, traces_list: list, single: bool) -> list[LossResult]:
         start = time.perf_counter()
-        images = flip.check_images(images)
-        ancestors = self._ancestors(images.shape[0], traces)
-        n_targets, n = self.n_targets, self.n_targets + images.shape[0]
+        if not images_list:
+            return []
+        names = ["images"] if single else [f"images_list[{k}]" for k in range(len(images_list))]
+        trace_names = ["traces"] if single else [f"traces_list[{k}]" for k in range(len(images_list))]
+        checked: list[torch.Tensor] = []
+        for images, name in zip(images_list, names):
+            checked.append(self._checked(images, name, checked[0] if checked else None))
+        ancestors = [self._ancestors(images.shape[0], traces, name)
+                     for images, traces, name in zip(checked, traces_list, trace_names)]
+        results = []
+        for group in self._preprocess_groups([len(images) for images in checked], checked[0]):
+            images = checked[group[0]] if len(group) == 1 else torch.cat([checked[k] for k in group])
+            features = flip.preprocess(images, self.ppd)
+            first = 0
+            for k in group:
+                last = first + checked[k].shape[0]
+                own = flip.FlipFeatures(features.lab[first:last], features.features[first:last])
+                results.append(self._result(own, ancestors[k]))
+                first = last
+        seconds = (time.perf_counter() - start) / len(results)
+        for result in results:
+            result.seconds = seconds
+        return results
+
+    def _checked(self, images: torch.Tensor, name: str, first: Optional[torch.Tensor]) -> torch.Tensor:
+        images = flip.check_images(images, name)
         if self._target_shape is not None and tuple(images.shape[2:]) != self._target_shape:
-            raise ValueError(f"images: size {tuple(images.shape[2:])} differs from the targets' "
+            raise ValueError(f"{name}: size {tuple(images.shape[2:])} differs from the targets' "
                              f"{self._target_shape}; load targets at the generation size")
-        if n < 2:
-            raise ValueError("images: need at least two images in targets + images to form a pair")
-        features = flip.preprocess(images, self.ppd)
+        if first is not None and (images.shape[2:] != first.shape[2:] or images.device != first.device):
+            raise ValueError(f"{name}: size {tuple(images.shape[2:])} on {images.device} differs from "
+                             f"images_list[0]'s {tuple(first.shape[2:])} on {first.device}; "
+                             "a generation's images share one size and device")
+        if self.n_targets + images.shape[0] < 2:
+            raise ValueError(f"{name}: need at least two images in targets + images to form a pair")
+        return images
+
+    def _preprocess_groups(self, sizes: list[int], sample: torch.Tensor) -> list[list[int]]:
+        """Runs of consecutive individuals whose images fit one preprocessing call."""
+        limit = self.max_images_per_preprocess or flip.preprocess_chunk_size(sample.device, *sample.shape[2:])
+        groups: list[list[int]] = []
+        total = 0
+        for k, size in enumerate(sizes):
+            if not groups or total + size > limit:
+                groups.append([])
+                total = 0
+            groups[-1].append(k)
+            total += size
+        return groups
+
+    def _result(self, features: flip.FlipFeatures, ancestors: Optional[np.ndarray]) -> LossResult:
+        """Pairs, per-image means, levels and value of one individual's preprocessed images."""
+        n_targets, n = self.n_targets, self.n_targets + len(features)
         matrix = self._pair_matrix(features)
         iu, ju = np.triu_indices(n, k=1)
         pair_losses = matrix[iu, ju]
@@ -184,21 +257,20 @@ class PinningLoss:
             log.warning("loss was not finite (%d of %d pair values not finite); using the worst value %.6g",
                         bad, pair_losses.size, value)
         return LossResult(value=value, pair_losses=pair_losses, image_losses=image_losses, level_values=levels,
-                          seconds=time.perf_counter() - start, pairs=np.stack([iu, ju], axis=1),
-                          n_targets=n_targets, replaced=replaced)
+                          seconds=0.0, pairs=np.stack([iu, ju], axis=1), n_targets=n_targets, replaced=replaced)
 
-    def _ancestors(self, n_images: int, traces: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    def _ancestors(self, n_images: int, traces: Optional[np.ndarray], name: str = "traces") -> Optional[np.ndarray]:
         if not self.hyperbatch_weights:
             return None
         if traces is None:
             if not self.force_allowed:
-                raise ValueError("traces: hyperbatch weights need a hyperbatch sampler's traces; enable "
+                raise ValueError(f"{name}: hyperbatch weights need a hyperbatch sampler's traces; enable "
                                  "'force allowed' or turn hyperbatch weights off for a plain sampler")
             traces = np.arange(n_images)[:, None]
         traces = np.asarray(traces)
         if traces.ndim != 2 or traces.shape[0] != n_images or traces.shape[1] < 1 \
                 or not np.issubdtype(traces.dtype, np.integer):
-            raise ValueError(f"traces: expected integer ancestors of shape ({n_images}, L >= 1), "
+            raise ValueError(f"{name}: expected integer ancestors of shape ({n_images}, L >= 1), "
                              f"got {traces.dtype} {traces.shape}")
         return union_ancestors(self.n_targets, traces)
 

@@ -4,17 +4,19 @@
 continues one from its folder. Generation 0 renders the unmodified prompt once:
 it is the baseline loss, and the target when no target images are given. Each
 later generation renders all its individuals in one ``renderer.render`` call
-(same seeds for everyone: common random numbers) and scores them one by one.
+(same seeds for everyone: common random numbers), scores them in one
+``loss.evaluate_many`` call (FLIP's per-image work batched) and records them
+one by one.
 
 Stopping: ``should_stop`` is checked before each generation, inside the
-render call (through its progress callback, which raises ``RenderInterrupted``)
-and before each individual is scored. Whatever stops the run, every finished
-evaluation is already on disk (see ``checkpoint``), ``run_state.json`` says
-why it stopped, the sink is flushed, and the best individual so far is
-returned. A renderer or loss error ends the run with ``stop_reason`` "error:
-..."; with ``raise_errors=True`` (the default) the exception is then re-raised
-with the result attached as ``exc.pinning_result``, otherwise the result is
-returned.
+render call (through its progress callback, which raises ``RenderInterrupted``),
+before the generation is scored and before each individual is recorded.
+Whatever stops the run, every finished evaluation is already on disk (see
+``checkpoint``), ``run_state.json`` says why it stopped, the sink is flushed,
+and the best individual so far is returned. A renderer or loss error ends the
+run with ``stop_reason`` "error: ..."; with ``raise_errors=True`` (the default)
+the exception is then re-raised with the result attached as
+``exc.pinning_result``, otherwise the result is returned.
 """
 from __future__ import annotations
 
@@ -273,10 +275,11 @@ class _Run:
         pending = [i for i, r in enumerate(records) if r is None]
         if pending:
             batches, seconds = self._render([prompts[i] for i in pending])
-            for i, batch in zip(pending, batches):
-                self._check_stop()
+            self._check_stop()
+            losses = self._score_many(batches)
+            for i, batch, loss in zip(pending, batches, losses, strict=True):
+                self._check_stop()  # every evaluation recorded so far is complete on disk
                 offsets, penalty = rendered[i]
-                loss = self._score(batch)
                 self.optimizer.assign(population[i], loss.value)
                 records[i] = self._evaluate(g, i, offsets, prompts[i], batch, seconds, penalty,
                                             population[i].fitness.values, loss)
@@ -288,6 +291,10 @@ class _Run:
     def _score(self, batch: RenderedBatch):
         # FLIP is ~50x cheaper on a GPU than on the CPU: score there when there is one.
         return self.loss.evaluate(batch.images.to(LOSS_DEVICE), batch.traces)
+
+    def _score_many(self, batches: list[RenderedBatch]) -> list:
+        """Score a generation in one call: the loss batches the per-image FLIP work."""
+        return self.loss.evaluate_many([b.images.to(LOSS_DEVICE) for b in batches], [b.traces for b in batches])
 
     def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
         loss = loss if loss is not None else self._score(batch)

@@ -175,3 +175,98 @@ def test_cuda_images_use_cached_targets_on_the_gpu(crops):
     gpu = objective.evaluate(crops[2:6].cuda())
     np.testing.assert_allclose(gpu.pair_losses, cpu.pair_losses, rtol=1e-5)
     assert gpu.value == pytest.approx(cpu.value, rel=1e-5)
+
+
+def counting_preprocess(monkeypatch):
+    """Record the number of images of every flip.preprocess call."""
+    sizes, real = [], flip.preprocess
+    monkeypatch.setattr(flip, "preprocess", lambda images, *a, **k: sizes.append(len(images)) or real(images, *a, **k))
+    return sizes
+
+
+TRACES = [np.array([[0, 0], [0, 0], [0, 1]]), np.array([[0, 0], [0, 1], [0, 1]]), np.array([[0, 0], [0, 1], [0, 2]])]
+
+
+@pytest.mark.parametrize("n_targets", [0, 2])
+@pytest.mark.parametrize("traced", [False, True])
+def test_evaluate_many_equals_evaluate_one_by_one_with_one_preprocessing_call(crops, monkeypatch, n_targets, traced):
+    objective = PinningLoss(crops[:n_targets] if n_targets else None, weight_type="Polynomial", weight_scale=1.5)
+    individuals = [crops[2:5], crops[5:8], crops[7:10]]
+    traces = TRACES if traced else None
+    singles = [objective.evaluate(images, None if traces is None else traces[k]) for k, images in enumerate(individuals)]
+    sizes = counting_preprocess(monkeypatch)
+    batched = objective.evaluate_many(individuals, traces)
+    assert sizes == [9]  # all images of the generation at once; the targets are cached
+    assert len(batched) == 3
+    for single, many in zip(singles, batched):
+        assert many.value == pytest.approx(single.value, rel=1e-6)
+        np.testing.assert_allclose(many.pair_losses, single.pair_losses, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(many.image_losses, single.image_losses, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(many.level_values, single.level_values, rtol=1e-6)
+        np.testing.assert_array_equal(many.pairs, single.pairs)
+        assert many.n_targets == n_targets and not many.replaced
+    assert batched[0].value != batched[1].value  # different individuals, different values
+    assert len(batched[0].level_values) == (2 if traced else 1)
+    # Against FLIP computed pair by pair, not only against evaluate.
+    union = torch.cat([crops[:n_targets], individuals[1]])
+    np.testing.assert_allclose(batched[1].pair_losses, one_by_one(union), rtol=1e-6)
+
+
+def test_evaluate_many_keeps_a_non_finite_value_to_its_own_individual(crops, caplog):
+    objective = PinningLoss(crops[:1], weight_type="Exponential", weight_scale=1.0)
+    broken = crops[4:7].clone()
+    broken[0, 1, 5, 5] = float("nan")
+    individuals = [crops[1:4], broken, crops[7:10]]
+    with caplog.at_level(logging.WARNING, logger="prompt_pinning.loss"):
+        results = objective.evaluate_many(individuals, TRACES)
+    assert [r.replaced for r in results] == [False, True, False]
+    assert len([r for r in caplog.records if "was not finite" in r.getMessage()]) == 1
+    assert results[1].value == pytest.approx(combine_levels([WORST_SUMMARY] * 2, "Exponential", 1.0))
+    assert np.isnan(results[1].pair_losses).sum() == 3  # the target and two sibling pairs of the broken image
+    for k in (0, 2):
+        assert np.isfinite(results[k].pair_losses).all()
+        assert results[k].value == pytest.approx(objective.evaluate(individuals[k], TRACES[k]).value, rel=1e-6)
+
+
+def test_evaluate_many_splits_preprocessing_at_individuals_within_the_limit(crops, monkeypatch):
+    individuals = [crops[1:4], crops[4:6], crops[6:9], crops[9:10]]
+    whole = PinningLoss(crops[:1], hyperbatch_weights=False).evaluate_many(individuals)
+    sizes = counting_preprocess(monkeypatch)
+    limited = PinningLoss(crops[:1], hyperbatch_weights=False, max_images_per_preprocess=5).evaluate_many(individuals)
+    assert sizes == [1, 5, 4]  # the targets, then [3 + 2] and [3 + 1]: an individual is never split
+    tiny = PinningLoss(crops[:1], hyperbatch_weights=False, max_images_per_preprocess=1).evaluate_many(individuals)
+    assert sizes[3:] == [1, 3, 2, 3, 1]  # an individual larger than the limit still goes whole
+    for a, b, c in zip(whole, limited, tiny):
+        np.testing.assert_allclose(b.pair_losses, a.pair_losses, rtol=1e-6)
+        np.testing.assert_allclose(c.pair_losses, a.pair_losses, rtol=1e-6)
+
+
+def test_evaluate_many_splits_its_time_evenly(crops):
+    results = PinningLoss(crops[:1]).evaluate_many([crops[1:3], crops[3:5], crops[5:7]])
+    assert results[0].seconds > 0 and len({r.seconds for r in results}) == 1
+
+
+def test_evaluate_many_bad_arguments_name_the_individual(crops):
+    objective = PinningLoss(None)
+    assert objective.evaluate_many([]) == []
+    with pytest.raises(ValueError, match="traces_list: expected one entry"):
+        objective.evaluate_many([crops[:2], crops[2:4]], [None])
+    with pytest.raises(ValueError, match=r"images_list\[1\]: size \(24, 25\)"):
+        objective.evaluate_many([crops[:2], torch.zeros(2, 3, SIZE, SIZE + 1)])
+    with pytest.raises(ValueError, match=r"traces_list\[1\]"):
+        objective.evaluate_many([crops[:2], crops[2:4]], [None, np.zeros((3, 1), dtype=int)])
+    with pytest.raises(ValueError, match=r"images_list\[0\]: need at least two"):
+        objective.evaluate_many([crops[:1], crops[2:4]])
+    with pytest.raises(ValueError, match="max_images_per_preprocess"):
+        PinningLoss(None, max_images_per_preprocess=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_evaluate_many_equals_evaluate_on_the_cpu(crops):
+    objective = PinningLoss(crops[:1], weight_type="Geometric", weight_scale=1.5)
+    individuals = [crops[1:4], crops[4:7], crops[7:10]]
+    gpu = objective.evaluate_many([x.cuda() for x in individuals], TRACES)
+    for k, images in enumerate(individuals):
+        cpu = objective.evaluate(images, TRACES[k])
+        np.testing.assert_allclose(gpu[k].pair_losses, cpu.pair_losses, rtol=1e-5)
+        assert gpu[k].value == pytest.approx(cpu.value, rel=1e-5)

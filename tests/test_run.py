@@ -89,6 +89,10 @@ class FakeLoss:
         per_image = ((images - self.targets.mean(0)) ** 2).mean(dim=(1, 2, 3)).double().numpy()
         return FakeLossResult(float(per_image.mean()), per_image, per_image, [], 0.0)
 
+    def evaluate_many(self, images_list, traces_list):
+        self.many_calls = getattr(self, "many_calls", []) + [len(images_list)]
+        return [self.evaluate(images, traces) for images, traces in zip(images_list, traces_list)]
+
 
 class RecordingSink:
     def __init__(self):
@@ -280,3 +284,12 @@ def test_sink_sees_an_individual_before_it_is_logged(outdir):
 
     result = run_pinning(make_config(outdir, generations=1), FakeRenderer(), sink=CheckingSink())
     assert result.stop_reason == "completed"
+
+
+def test_each_generation_is_scored_in_one_call(outdir, monkeypatch):
+    losses = []
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(FakeLoss(targets)) or losses[-1])
+    result = run_pinning(make_config(outdir, generations=3), FakeRenderer())
+    sizes = [len(g.losses) for g in result.generations]
+    assert losses[0].many_calls == sizes and len(sizes) == 3  # the baseline is scored on its own
+    assert len(all_entries(result)) == 1 + sum(sizes)
