@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_pinning import flip
+from prompt_pinning import flip, flip_filters
 
 import flip_evaluator
 import skimage.data as skdata
@@ -148,7 +148,7 @@ def test_bad_input_is_rejected_with_a_clear_error():
 def test_conv_filter_path_used_on_cuda_gives_the_same_result(photos, monkeypatch):
     images = to_tensor(crop(photos["coffee"], 30, 40, 40, 56), crop(photos["rocket"], 10, 20, 40, 56))
     shifted = flip.preprocess(images)
-    monkeypatch.setattr(flip, "_prefers_conv", lambda device: True)
+    monkeypatch.setattr(flip_filters, "_prefers_conv", lambda device: True)
     convolved = flip.preprocess(images)
     assert torch.allclose(convolved.lab, shifted.lab, atol=1e-4)
     assert torch.allclose(convolved.features, shifted.features, atol=1e-6)
