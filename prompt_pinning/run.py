@@ -35,45 +35,12 @@ from .optimizer import make_optimizer, resolve_cma_seed, resolve_generations
 from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult, UnitRow
 from .rendering import RenderedBatch, Renderer, RenderInterrupted
 from .rundir import create_individual_dir, create_run_dir, generation_dir, individual_id
+from .run_parts import LOSS_DEVICE, build_loss, build_targets, build_vector
 
 log = logging.getLogger(__name__)
 
 HALL_OF_FAME_SIZE = 10
 Progress = Callable[[str, int, int], None]
-
-
-def build_vector(config: PinningConfig, renderer: Renderer):
-    from .prompt_weights import PromptVector, check_zero_offsets
-
-    # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole.
-    embeddings = dict(getattr(renderer.tokenizer, "embeddings", dict)())
-    vector = PromptVector.from_prompts(config.positive, config.negative, renderer.tokenizer,
-                                       config.unit_mode, embeddings=list(embeddings))
-    check_zero_offsets(vector, renderer.tokenizer, embeddings=embeddings or None)
-    return vector
-
-
-def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
-    if not config.targets:
-        return None
-    from .targets import load_targets
-
-    return load_targets(config.targets, config.generation.width, config.generation.height)
-
-
-LOSS_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
-    from .loss import PinningLoss
-
-    return PinningLoss(
-        targets,
-        weight_type=config.hyperbatch_weight_type,
-        weight_scale=config.hyperbatch_weight_scale,
-        hyperbatch_weights=config.hyperbatch_weights_enabled,
-        force_allowed=config.hyperbatch_weights_force_allowed,
-    )
 
 
 def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[ReportSink] = None,
