@@ -39,11 +39,6 @@ def hyperbatch_specs() -> list[SamplerSpec]:
     return [spec for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch]
 
 
-def is_hyperbatch_sampler(name: Optional[str]) -> bool:
-    spec = hyperbatch.SAMPLERS.get(name or "")
-    return bool(spec and spec.hyperbatch)
-
-
 def sampler_options(spec: SamplerSpec) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if spec.scheduler:

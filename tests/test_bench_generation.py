@@ -63,7 +63,7 @@ def test_generation_rows_take_differences_between_marks(bench):
 
 
 def test_timed_optimizer_counts_time_and_pickles_as_the_optimizer(bench):
-    from prompt_pinning.diffusers_renderer import StageClock
+    from diffusers_renderer import StageClock
 
     clock = StageClock("cpu")
     timed = bench.TimedOptimizer([3, 1, 2], clock)
