@@ -15,12 +15,16 @@ from .rendering import Renderer
 
 def build_vector(config: PinningConfig, renderer: Renderer):
     from .prompt_weights import PromptVector, check_zero_offsets
+    from .tokenizers import COMMA_PADDING_BACKTRACK
 
-    # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole.
-    embeddings = dict(getattr(renderer.tokenizer, "embeddings", dict)())
-    vector = PromptVector.from_prompts(config.positive, config.negative, renderer.tokenizer,
+    tokenizer = renderer.tokenizer
+    # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole,
+    # and the user's comma-padding backtrack (how the host chunks long prompts).
+    embeddings = dict(getattr(tokenizer, "embeddings", dict)())
+    backtrack = getattr(tokenizer, "comma_padding_backtrack", COMMA_PADDING_BACKTRACK)
+    vector = PromptVector.from_prompts(config.positive, config.negative, tokenizer,
                                        config.unit_mode, embeddings=list(embeddings))
-    check_zero_offsets(vector, renderer.tokenizer, embeddings=embeddings or None)
+    check_zero_offsets(vector, tokenizer, embeddings=embeddings or None, comma_padding_backtrack=backtrack)
     return vector
 
 
