@@ -1,3 +1,13 @@
-"""Prompt pinning: find the prompt weights that pin a prompt to a visual target."""
+"""Prompt pinning: find the prompt weights that pin a prompt to a visual target.
+
+For scripts: ``PinningLoss.from_config(config, targets)`` scores images as a run
+of ``config`` would, and ``run_target(config, renderer)`` gives the images a run
+pins to (its target images, or the unmodified prompt's batch).
+"""
+
+from .loss import PinningLoss
+from .run_parts import run_target
 
 __version__ = "0.1.0"
+
+__all__ = ["PinningLoss", "run_target"]
