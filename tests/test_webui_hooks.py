@@ -136,6 +136,61 @@ def test_no_host_imports_at_module_level():
             assert not re.match(r"(from|import) modules", line), f"{path.name}: {line}"
 
 
+IMPORT_ENGINE_WITH_MODULES_BLOCKED = r"""
+import importlib, json, pkgutil, sys
+
+attempts = []
+
+class BlockWebUI:
+    def find_spec(self, name, path=None, target=None):
+        if name == "modules" or name.startswith("modules."):
+            attempts.append(name)
+            raise ModuleNotFoundError(f"the WebUI's {name!r} is blocked")
+        return None
+
+sys.path.insert(0, sys.argv[1])  # the stand-in WebUI: importable but for the blocker
+sys.meta_path.insert(0, BlockWebUI())
+try:
+    import modules.shared
+except ModuleNotFoundError:
+    pass
+assert attempts == ["modules"], attempts  # the blocker works
+del attempts[:]
+imported, culprits = [], {}
+
+def load(name):
+    before = len(attempts)
+    module = importlib.import_module(name)  # any error fails the test too
+    imported.append(name)
+    if len(attempts) > before:
+        culprits[name] = attempts[before:]
+    return module
+
+for package in ("prompt_pinning", "hyperbatch"):
+    root = load(package)
+    for info in pkgutil.walk_packages(root.__path__, package + "."):
+        if not info.name.endswith(".__main__"):  # that runs the CLI (prompt_pinning.cli is loaded here)
+            load(info.name)
+print(json.dumps({"imported": imported, "culprits": culprits, "attempts": attempts}))
+"""
+
+
+def test_engine_imports_without_the_webui():
+    """Every engine module imports in a fresh interpreter where ``modules`` cannot be found."""
+    import json
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", IMPORT_ENGINE_WITH_MODULES_BLOCKED, str(webui_stand_in.FAKE_WEBUI)],
+                          capture_output=True, text=True, cwd=REPO, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["culprits"] == {} and report["attempts"] == []
+    engine = {path.relative_to(REPO).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+              for package in ("prompt_pinning", "hyperbatch") for path in (REPO / package).rglob("*.py")
+              if path.name != "__main__.py"}
+    assert engine <= set(report["imported"])
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
 def test_page_script_parses():
     subprocess.run(["node", "--check", str(REPO / "javascript" / "prompt_pinning.js")], check=True)
