@@ -66,7 +66,7 @@ def test_help_documents_defaults():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "(default: 0.05)" in result.stdout  # initial population STD
-    assert "int(16 * floor(log N))" in " ".join(result.stdout.split())
+    assert "int(16 * floor(ln N))" in " ".join(result.stdout.split())
 
 
 def test_list_samplers_includes_hyperbatch():

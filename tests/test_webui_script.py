@@ -42,10 +42,12 @@ def test_ui_returns_one_component_per_argument_in_order_and_is_repeatable(script
     second = script.ui(False)
     for components in (first, second):
         assert [c.kwargs["elem_id"] for c in components] == [elem_id("txt2img", s.name) for s in ARGUMENTS]
-        assert [c.value for c in components] == default_args()
+        assert [c.value for c in components[1:]] == default_args()[1:]  # 0: a File has no value
+        assert [c.kind for c in components] == [s.widget for s in ARGUMENTS]
     groups = [c for c in gradio.created if c.kind == "Accordion"]
-    assert [g.args[0] for g in groups[:5]] == ["Prompt pinning: " + g for g in
-                                               ("target", "optimizer", "size limiter", "hyperbatch", "output")]
+    assert [g.args[0] for g in groups[:6]] == ["Prompt pinning: " + g for g in
+                                               ("target", "loss", "optimizer", "size limiter", "hyperbatch",
+                                                "output")]
 
 
 def test_every_argument_has_a_hover_hint_and_a_description(script):
