@@ -141,7 +141,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "prompt_pinning", *SMALL[:-5], "--generations", "500",
-         "--lambda", "3", "--no-progress", "--outdir", str(tmp_path)],
+         "--lambda", "3", "--validation-batches", "0", "--no-progress", "--outdir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "txt2img-images" / "prompt_pins" / "00000000" / "evaluations.jsonl"
     deadline = time.monotonic() + 120
@@ -151,7 +151,10 @@ def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "stopped:         interrupted" in out
-    assert _loss(out, "best loss") <= _loss(out, "baseline loss")
+    evaluated = [json.loads(line)["loss"] for line in log.read_text().splitlines()]
+    assert 4 <= len(evaluated) < 1 + 500 * 3  # stopped part way, keeping what it had done
+    assert _loss(out, "best loss") == pytest.approx(min(evaluated), abs=1e-6)
+    assert _loss(out, "baseline loss") == pytest.approx(evaluated[0], abs=1e-6)
     state = (log.parent / "run_state.json").read_text()
     assert "interrupted" in state
     assert (log.parent / "index.html").is_file()
