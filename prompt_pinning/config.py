@@ -31,7 +31,7 @@ class PinningConfig:
     positive: str
     negative: str = ""
     # Settings of the renderer call; the default is the built-in model's (GENERATION_DEFAULTS).
-    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(**GENERATION_DEFAULTS))
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(GENERATION_DEFAULTS["seed"]))
     # Target images: paths, PIL images or (3,H,W)/(H,W,3) arrays. Empty: the
     # unmodified prompt's first batch is the target.
     targets: Sequence[Any] = _default("targets")

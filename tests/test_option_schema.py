@@ -30,7 +30,7 @@ def test_config_fields_are_the_schema_options_with_its_defaults():
     names = [f.name for f in fields(PinningConfig) if f.name not in NOT_OPTIONS]
     assert sorted(names) == sorted(DEFAULTS)
     assert {name: getattr(config, name) for name in DEFAULTS} == DEFAULTS
-    assert config.generation == GenerationSettings(**GENERATION_DEFAULTS)
+    assert config.generation == GenerationSettings(**GENERATION_DEFAULTS) == GenerationSettings(seed=1)
 
 
 def test_command_line_and_python_get_the_same_defaults():

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from prompt_pinning.options import GENERATION_DEFAULTS, OPTIONS, Option  # noqa: E402
+from prompt_pinning.options import GENERATION_DEFAULTS, GENERATION_LIMITS, OPTIONS, Option  # noqa: E402
 
 API_TYPES = {"images": "list of strings or null", "bool": "boolean", "int": "integer", "float": "number",
              "choice": "string", "matrix": "string (JSON) or list of lists", "path": "string"}
@@ -59,9 +59,11 @@ def readme_options() -> str:
 
 def readme_generation() -> str:
     flags = {"batch_size": "--batch-size", "cfg_scale": "--cfg-scale"}
-    rows = ["| setting | command line | default (CLI and `PinningConfig`) |", "|---|---|---|"]
+    rows = ["| setting | command line | default (CLI and Python) | range |", "|---|---|---|---|"]
     for name, value in GENERATION_DEFAULTS.items():
-        rows.append(f"| {name} | `{flags.get(name, '--' + name)}` | `{value}` |")
+        low, high = GENERATION_LIMITS.get(name, (None, None))
+        limits = f"{low:,} .. {high:,}" if low is not None else ""
+        rows.append(f"| {name} | `{flags.get(name, '--' + name)}` | `{value}` | {limits} |")
     return "\n".join(rows)
 
 
