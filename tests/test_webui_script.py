@@ -227,3 +227,14 @@ def script_config(p):
     from prompt_pinning_webui.webui_run import build_config
 
     return build_config(p, parse_script_args(run_args(generations=1, lambda_=2)), False)
+
+
+def test_the_command_line_images_per_call_budget_is_bounded(monkeypatch):
+    from prompt_pinning.config import ConfigError
+    from prompt_pinning_webui.webui_run import command_line_budget
+
+    monkeypatch.setattr(shared.cmd_opts, "prompt_pinning_max_images_per_call", 16)
+    assert command_line_budget() == 16
+    monkeypatch.setattr(shared.cmd_opts, "prompt_pinning_max_images_per_call", 10**6)
+    with pytest.raises(ConfigError, match=r"--prompt-pinning-max-images-per-call: must be <= 1,024"):
+        command_line_budget()
