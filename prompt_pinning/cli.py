@@ -14,8 +14,8 @@ from .rendering import GenerationSettings
 
 EXAMPLE_POSITIVE = "a red circle, on a blue background"
 EXAMPLE_NEGATIVE = "green"
-# Torch threads of the built-in model. Measured with the demo on 2 shared x86_64 cores
-# (another process busy): 1 thread 9-14 s, 2 threads 34-107 s, for the same result.
+# Torch threads of the built-in model. The demo on 2 shared x86_64 cores took 9-70 s with one
+# thread and 34-389 s with two (same result, load average 1 to 13; README "Options").
 DEFAULT_THREADS = 1
 
 
