@@ -15,9 +15,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .options import (CMA_WEIGHTS, DEFAULTS, GENERATION_DEFAULTS, GENERATION_LIMITS,  # noqa: F401
-                      HYPERBATCH_WEIGHT_TYPES, LOSS_VARIANTS, OPTIONS, SEED_SCHEDULES, UNIT_MODES,
-                      ConfigError, check, check_images_per_generation)
+from .options import CMA_WEIGHTS, HYPERBATCH_WEIGHT_TYPES, UNIT_MODES  # noqa: F401 (re-exported)
+from .options import (DEFAULTS, GENERATION_DEFAULTS, GENERATION_LIMITS, OPTIONS, ConfigError, check,
+                      check_images_per_generation)
 from .rendering import GenerationSettings
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -298,7 +299,6 @@ del O
 
 OPTION = {option.name: option for option in OPTIONS}
 DEFAULTS = {option.name: option.default for option in OPTIONS}
-SCRIPT_ARGS = tuple(option.name for option in OPTIONS)  # the WebUI's script_args order
 
 
 # ---- "0 means auto" and checks --------------------------------------------------------
@@ -322,7 +322,7 @@ def normalize(option: Option, value: Any) -> Any:
 
 
 def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check(option: Option, value: Any) -> Any:
@@ -340,11 +340,12 @@ def check(option: Option, value: Any) -> Any:
         if value not in option.choices:
             raise ConfigError(name, f"must be one of {', '.join(option.choices)}; got {value!r}")
     elif option.kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ConfigError(name, f"must be a finite number, got {value!r}")
         if option.kind == "int" and not is_int(value):
             raise ConfigError(name, f"must be a whole number, got {value!r}")
         check_range(option, value)
+        value = int(value) if option.kind == "int" else float(value)  # plain Python numbers (JSON)
     elif option.kind == "matrix":
         value = parse_matrix(name, value)
     elif option.kind == "path":

@@ -12,11 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from prompt_pinning.options import GROUPS, OPTIONS, ConfigError, Option, check, script_arg_names, \
-    text_to_number  # noqa: F401
+from prompt_pinning.options import OPTIONS, ConfigError, Option, check, script_arg_names, text_to_number
 
-ARGUMENTS: tuple[Option, ...] = OPTIONS
-ArgSpec = Option  # the name the UI module used before the schema
+ARGUMENTS: tuple[Option, ...] = OPTIONS  # script_args order
 ARGUMENT_INDEX = {option.name: i for i, option in enumerate(ARGUMENTS)}
 
 

@@ -1,5 +1,4 @@
 """The option schema: one source for PinningConfig, the command line, the WebUI and the docs."""
-import json
 import subprocess
 import sys
 from dataclasses import fields
@@ -11,8 +10,8 @@ import pytest
 from prompt_pinning.cli import build_parser, config_from_args
 from prompt_pinning.config import ConfigError, PinningConfig
 from prompt_pinning.optimizer import CmaOptimizer, SizeLimitedOptimizer
-from prompt_pinning.options import (DEFAULTS, GENERATION_DEFAULTS, MAX_IMAGES_PER_GENERATION, OPTIONS, cma_constants,
-                                    normalize)
+from prompt_pinning.options import (DEFAULTS, GENERATION_DEFAULTS, MAX_IMAGES_PER_GENERATION, OPTION, OPTIONS,
+                                    cma_constants, normalize)
 from prompt_pinning.rendering import GenerationSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +122,14 @@ def test_the_smallest_population_deap_accepts_runs_and_auto_populations_are_capp
 def test_script_args_hints_state_limits_and_formulas():
     from prompt_pinning_webui.ui import hint
 
-    by_name = {option.name: option for option in OPTIONS}
-    assert "Range: 0 .. 10,000" in hint(by_name["generations"])
-    assert "int(4 + 3 ln N)" in hint(by_name["lambda_"])
-    assert json.dumps(hint(by_name["targets"]))  # plain text, safe to embed
+    assert "Range: 0 .. 10,000" in hint(OPTION["generations"])
+    assert "int(4 + 3 ln N)" in hint(OPTION["lambda_"])
+    assert "base64" in hint(OPTION["targets"])  # the API note reaches the WebUI hint
+
+
+def test_numpy_numbers_are_accepted_as_plain_numbers():
+    config = PinningConfig(positive="x", generations=np.int64(3), initial_std=np.float32(0.5)).validate()
+    assert type(config.generations) is int and config.generations == 3
+    assert type(config.initial_std) is float and config.initial_std == 0.5
+    with pytest.raises(ConfigError, match="generations: must be a whole number"):
+        PinningConfig(positive="x", generations=np.float64(2.5)).validate()
