@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import CMA_WEIGHTS, HYPERBATCH_WEIGHT_TYPES, UNIT_MODES, ConfigError, PinningConfig
+from .config import ConfigError, PinningConfig
+from .options import GENERATION_DEFAULTS, GROUPS, OPTIONS, Option
 from .rendering import GenerationSettings
 
 EXAMPLE_POSITIVE = "a red circle, on a blue background"
 EXAMPLE_NEGATIVE = "green"
+# Torch threads of the built-in model. The demo on 2 shared x86_64 cores took 9-70 s with one
+# thread and 34-389 s with two (same result, load average 1 to 13; README "Options").
+DEFAULT_THREADS = 1
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -19,7 +24,7 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if any(action.default is v for v in (None, False, True, argparse.SUPPRESS)):
+        if any(action.default is v for v in (None, False, True, argparse.SUPPRESS)) or action.default == []:
             return text
         return text + " (default: %(default)s)"
 
@@ -31,88 +36,81 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _auto_int(text: str) -> Optional[int]:
-    value = int(text)
-    return None if value == 0 else value
+def _help(option: Option) -> str:
+    """The schema's hint, computed default and range (argparse treats % as a format)."""
+    text = option.full_hint()
+    if option.kind == "bool":
+        text = f"turn off (on by default): {text[0].lower()}{text[1:]}"
+    return text.replace("%", "%%")
 
 
-def _auto_float(text: str) -> Optional[float]:
-    value = float(text)
-    return None if value == 0 else value
+def _add_option(group, option: Option) -> None:
+    """One schema option as a command-line argument (dest: the PinningConfig field)."""
+    common = {"dest": option.name, "help": _help(option)}
+    if option.kind == "images":
+        group.add_argument(option.cli, action="append", default=[], metavar="IMAGE", **common)
+    elif option.kind == "bool":  # the flag turns a default-on option off
+        group.add_argument(option.cli, action="store_false" if option.default else "store_true", **common)
+    elif option.kind == "choice":
+        group.add_argument(option.cli, choices=option.choices, default=option.default, **common)
+    elif option.kind in ("int", "float"):
+        group.add_argument(option.cli, type=int if option.kind == "int" else float,
+                           default=option.default, **common)
+    elif option.kind == "matrix":
+        group.add_argument(option.cli, default=None, metavar="JSON_OR_FILE", **common)
+    else:
+        group.add_argument(option.cli, type=Path, default=None, metavar="RUN_DIR", **common)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="prompt-pinning",
         description="Find the attention weights that pin a prompt to a visual target "
-        "(CMA-ES over per-unit weights, scored with LDR-FLIP).",
+        "(CMA-ES over per-unit weights, scored with LDR-FLIP). Options with a computed "
+        "default take 0 for auto.",
         formatter_class=_DefaultsFormatter,
     )
-    add = p.add_argument
-    g = p.add_argument_group("prompt and target")
+    groups = {"Target": p.add_argument_group("target")}
+    g = groups["Target"]
     g.add_argument("--prompt", default=EXAMPLE_POSITIVE, help="positive prompt (A1111 syntax)")
     g.add_argument("--negative", default=EXAMPLE_NEGATIVE, help="negative prompt")
-    g.add_argument("--target", action="append", default=[], metavar="IMAGE",
-                   help="target image (repeatable); default: the unmodified prompt's first batch")
-    g.add_argument("--units", choices=UNIT_MODES, default="word",
-                   help="pinnable unit: each word, or each comma-separated phrase")
 
-    g = p.add_argument_group("generation")
-    g.add_argument("--seed", type=int, default=1, help="image seed; image i uses seed + i")
-    g.add_argument("--subseed", type=int, default=0, help="variation seed")
-    g.add_argument("--batch-size", type=int, default=8, help="images per individual")
-    g.add_argument("--steps", type=int, default=12, help="sampling steps")
-    g.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance scale")
-    g.add_argument("--width", type=int, default=64, help="image width")
-    g.add_argument("--height", type=int, default=64, help="image height")
-    g.add_argument("--sampler", default="DPM++ 2M", help="sampler name (see --list-samplers)")
-    g.add_argument("--scheduler", default="karras", help="sigma schedule: karras or exponential")
+    d = GENERATION_DEFAULTS
+    g = p.add_argument_group("generation (the renderer call; the same defaults as PinningConfig)")
+    g.add_argument("--seed", type=int, default=d["seed"], help="image seed; image i uses seed + i")
+    g.add_argument("--subseed", type=int, default=d["subseed"], help="variation seed")
+    g.add_argument("--batch-size", type=int, default=d["batch_size"], help="images per individual")
+    g.add_argument("--steps", type=int, default=d["steps"], help="sampling steps")
+    g.add_argument("--cfg-scale", type=float, default=d["cfg_scale"], help="classifier-free guidance scale")
+    g.add_argument("--width", type=int, default=d["width"], help="image width")
+    g.add_argument("--height", type=int, default=d["height"], help="image height")
+    g.add_argument("--sampler", default=d["sampler"], help="sampler name (see --list-samplers)")
+    g.add_argument("--scheduler", default=d["scheduler"], help="sigma schedule: karras or exponential")
     g.add_argument("--list-samplers", action="store_true", help="list sampler names and exit")
 
-    g = p.add_argument_group("optimizer (CMA-ES); 0 means auto")
-    g.add_argument("--no-cma-logging", dest="cma_logging", action="store_false",
-                   help="turn off the per-generation CMA logbook line")
-    g.add_argument("--cma-seed", type=_auto_int, default=None,
-                   help="NumPy seed for CMA sampling (default: from seed and subseed)")
-    g.add_argument("--generations", type=_auto_int, default=None,
-                   help="number of generations (auto: max(1, int(16 * floor(log N))))")
-    g.add_argument("--initial-std", type=float, default=0.05, help="CMA initial population STD")
-    g.add_argument("--initial-radius", type=float, default=0.25,
-                   help="radius of the uniform distribution of the initial centroid")
-    g.add_argument("--lambda", dest="lambda_", type=_auto_int, default=None,
-                   help="children per generation (auto: int(4 + 3 log N))")
-    g.add_argument("--mu", type=_auto_int, default=None, help="parents kept (auto: int(lambda / 2))")
-    g.add_argument("--weights", choices=CMA_WEIGHTS, default="superlinear", help="recombination weights")
-    for name, formula in (("cs", "(mueff + 2) / (N + mueff + 3)"),
-                          ("damps", "1 + 2 max(0, sqrt((mueff - 1) / (N + 1)) - 1) + cs"),
-                          ("ccum", "4 / (N + 4)"), ("ccov1", "2 / ((N + 1.3)^2 + mueff)"),
-                          ("ccovmu", "2 (mueff - 2 + 1 / mueff) / ((N + 2)^2 + mueff)")):
-        g.add_argument(f"--{name}", type=_auto_float, default=None, help=f"auto: {formula}")
+    groups.update({name: p.add_argument_group(name.lower()) for name in GROUPS if name not in groups})
+    for option in OPTIONS:
+        _add_option(groups[option.group], option)
 
-    g = p.add_argument_group("size limiter (multi-objective CMA)")
-    g.add_argument("--size-limit", type=float, default=0.0,
-                   help="max L2 distance from the original weights; 0 disables")
-    g.add_argument("--size-limit-error", type=_auto_float, default=None, help="auto: size limit / 100")
-    g.add_argument("--size-limit-weight", type=_auto_float, default=None, help="auto: size limit * 10")
-
-    g = p.add_argument_group("hyperbatch loss weights")
-    g.add_argument("--no-hyperbatch-weights", dest="hyperbatch_weights", action="store_false",
-                   help="disable hyperbatch weights")
-    g.add_argument("--no-hyperbatch-force", dest="hyperbatch_force", action="store_false",
-                   help="do not apply hyperbatch weights with a plain sampler")
-    g.add_argument("--hyperbatch-weight-type", choices=HYPERBATCH_WEIGHT_TYPES, default="Geometric",
-                   help="how levels are weighted")
-    g.add_argument("--hyperbatch-weight-scale", type=float, default=1.0, help="weight scaling factor")
-
-    g = p.add_argument_group("output")
+    g = groups["Output"]
     g.add_argument("--outdir", type=Path, default=Path("outputs"),
                    help="output root; runs go to OUTDIR/txt2img-images/prompt_pins/")
-    g.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run folder")
-    g.add_argument("--max-images-per-call", type=_auto_int, default=None,
-                   help="renderer memory budget (auto: from free memory)")
+    g.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help="torch threads for the built-in model, in this process only; 0 = torch's "
+                        "default (one per core, slow when other processes share the cores)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def read_cmatrix(text: Optional[str]) -> Optional[list]:
+    """--cmatrix: JSON text (a list of lists), or the path of a JSON file holding one."""
+    if text is None or text.strip() == "" or text.strip().startswith("["):
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError("cmatrix", f"must be JSON (a list of lists) or a JSON file; {text!r} is neither")
+    return path.read_text(encoding="utf-8")
 
 
 def config_from_args(args: argparse.Namespace) -> PinningConfig:
@@ -121,26 +119,21 @@ def config_from_args(args: argparse.Namespace) -> PinningConfig:
         cfg_scale=args.cfg_scale, width=args.width, height=args.height,
         sampler=args.sampler, scheduler=args.scheduler,
     )
+    options = {option.name: getattr(args, option.name) for option in OPTIONS}
+    options["targets"] = [Path(t) for t in options["targets"]]
+    options["cmatrix"] = read_cmatrix(options["cmatrix"])
     return PinningConfig(
         positive=args.prompt, negative=args.negative, generation=generation,
-        targets=[Path(t) for t in args.target], unit_mode=args.units,
-        cma_logging=args.cma_logging, cma_seed=args.cma_seed, generations=args.generations,
-        initial_std=args.initial_std, initial_radius=args.initial_radius,
-        size_limit=args.size_limit, size_limit_error=args.size_limit_error,
-        size_limit_weight=args.size_limit_weight, lambda_=args.lambda_, mu=args.mu,
-        weights=args.weights, cs=args.cs, damps=args.damps, ccum=args.ccum,
-        ccov1=args.ccov1, ccovmu=args.ccovmu,
-        hyperbatch_weights_enabled=args.hyperbatch_weights,
-        hyperbatch_weights_force_allowed=args.hyperbatch_force,
-        hyperbatch_weight_type=args.hyperbatch_weight_type,
-        hyperbatch_weight_scale=args.hyperbatch_weight_scale,
-        outdir=args.outdir / "txt2img-images", max_images_per_call=args.max_images_per_call,
-        resume=args.resume,
+        outdir=args.outdir / "txt2img-images", **options,
     ).validate()
 
 
 class _ProgressBar:
-    """tqdm bar over evaluated individuals, fed by the run's progress callback."""
+    """tqdm bar over evaluated individuals, fed by the run's progress callback.
+
+    One call draws at most once: the stage goes in without a redraw, and the
+    count moves with ``update`` (which redraws no more often than tqdm's interval).
+    """
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -152,12 +145,10 @@ class _ProgressBar:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=total, unit="individual", dynamic_ncols=True)
-        if self.bar.total != total:
-            self.bar.total = total
-        self.bar.set_description(stage)
-        self.bar.n = done
-        self.bar.refresh()
+            self.bar = tqdm(total=total, desc=stage, unit="individual", dynamic_ncols=True)
+        self.bar.total = total
+        self.bar.set_description_str(stage, refresh=False)
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -181,7 +172,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bar = _ProgressBar(args.progress)
     try:
         config = config_from_args(args)
-        result = _run(config, args, bar)
+        set_threads(args.threads)
+        with _logs_above_the_bar(args.progress):
+            result = _run(config, args, bar)
     except (ValueError, OSError) as error:  # bad input: one line, no traceback
         bar.close()
         sys.stderr.write(f"{parser.prog}: error: {error}\n")
@@ -196,6 +189,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bar.close()
     sys.stdout.write(format_result(result))
     return 0 if result.stop_reason in ("completed", "interrupted") else 1
+
+
+def set_threads(threads: int) -> None:
+    """Torch's thread count for this (command-line) process; the engine never sets it."""
+    if threads < 0:
+        raise ConfigError("--threads", f"must be >= 0 (0 = torch's default), got {threads}")
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _logs_above_the_bar(progress: bool):
+    """Log lines go above the progress bar instead of through it."""
+    if not progress:
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
 
 
 def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):

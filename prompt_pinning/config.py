@@ -1,114 +1,96 @@
 """The one configuration object of a pinning run.
 
-Every option of the seed's parameter table lives here with its default. ``None``
-(or 0 where the UI uses 0 for "auto") means "use the computed default"; the
-values actually used are resolved by the optimizer and recorded in the run.
+Every option's default, limits and "0 means auto" rule come from the option
+schema (``options.py``); this module only holds them in a dataclass and checks
+them. ``None`` (or 0 / empty, see ``options.normalize``) means "use the computed
+default"; the values actually used are resolved by the optimizer and recorded in
+the run.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
+from .options import CMA_WEIGHTS, HYPERBATCH_WEIGHT_TYPES, UNIT_MODES  # noqa: F401 (re-exported)
+from .options import (DEFAULTS, GENERATION_DEFAULTS, GENERATION_LIMITS, OPTIONS, ConfigError, check,
+                      check_images_per_generation)
 from .rendering import GenerationSettings
 
-CMA_WEIGHTS = ("superlinear", "linear", "equal")
-HYPERBATCH_WEIGHT_TYPES = ("Geometric", "Exponential", "Polynomial")
-UNIT_MODES = ("word", "phrase")
-AUTO_WHEN_ZERO = (
-    "cma_seed", "generations", "lambda_", "mu", "size_limit_error", "size_limit_weight",
-    "cs", "damps", "ccum", "ccov1", "ccovmu", "max_images_per_call",
-)
 
-
-class ConfigError(ValueError):
-    """A bad option. The message names the option and what would be accepted."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(f"{option}: {message}")
-        self.option = option
+def _default(name: str) -> Any:
+    value = DEFAULTS[name]
+    return field(default_factory=lambda: value) if isinstance(value, (list, tuple)) else field(default=value)
 
 
 @dataclass
 class PinningConfig:
     positive: str
     negative: str = ""
-    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(seed=1))
+    # Settings of the renderer call; the default is the built-in model's (GENERATION_DEFAULTS).
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(GENERATION_DEFAULTS["seed"]))
     # Target images: paths, PIL images or (3,H,W)/(H,W,3) arrays. Empty: the
     # unmodified prompt's first batch is the target.
-    targets: Sequence[Any] = ()
-    unit_mode: str = "word"
+    targets: Sequence[Any] = _default("targets")
+    unit_mode: str = _default("unit_mode")
 
-    cma_logging: bool = True
-    cma_seed: Optional[int] = None
-    generations: Optional[int] = None  # auto: max(1, int(16 * floor(log N)))
-    initial_std: float = 0.05
-    initial_radius: float = 0.25
+    cma_logging: bool = _default("cma_logging")
+    cma_seed: Optional[int] = _default("cma_seed")
+    generations: Optional[int] = _default("generations")
+    initial_std: float = _default("initial_std")
+    initial_radius: float = _default("initial_radius")
 
-    size_limit: float = 0.0  # 0 disables the multi-objective size limiter
-    size_limit_error: Optional[float] = None  # auto: size_limit / 100
-    size_limit_weight: Optional[float] = None  # auto: size_limit * 10
+    size_limit: float = _default("size_limit")  # 0 disables the multi-objective size limiter
+    size_limit_error: Optional[float] = _default("size_limit_error")
+    size_limit_weight: Optional[float] = _default("size_limit_weight")
 
-    lambda_: Optional[int] = None
-    mu: Optional[int] = None
-    cmatrix: Optional[Any] = None  # N x N array; auto: identity
-    weights: str = "superlinear"
-    cs: Optional[float] = None
-    damps: Optional[float] = None
-    ccum: Optional[float] = None
-    ccov1: Optional[float] = None
-    ccovmu: Optional[float] = None
+    lambda_: Optional[int] = _default("lambda_")
+    mu: Optional[int] = _default("mu")
+    cmatrix: Optional[Any] = _default("cmatrix")  # N x N array
+    weights: str = _default("weights")
+    cs: Optional[float] = _default("cs")
+    damps: Optional[float] = _default("damps")
+    ccum: Optional[float] = _default("ccum")
+    ccov1: Optional[float] = _default("ccov1")
+    ccovmu: Optional[float] = _default("ccovmu")
 
-    hyperbatch_weights_enabled: bool = True
-    hyperbatch_weights_force_allowed: bool = True
-    hyperbatch_weight_type: str = "Geometric"
-    hyperbatch_weight_scale: float = 1.0
+    hyperbatch_weights_enabled: bool = _default("hyperbatch_weights_enabled")
+    hyperbatch_weights_force_allowed: bool = _default("hyperbatch_weights_force_allowed")
+    hyperbatch_weight_type: str = _default("hyperbatch_weight_type")
+    hyperbatch_weight_scale: float = _default("hyperbatch_weight_scale")
 
     outdir: Path = Path("outputs")  # runs go to <outdir>/prompt_pins/<run>
-    max_images_per_call: Optional[int] = None  # auto from free memory
-    resume: Optional[Path] = None
+    max_images_per_call: Optional[int] = _default("max_images_per_call")
+    resume: Optional[Path] = _default("resume")
+
+    validation_batches: int = _default("validation_batches")
+    seed_schedule: str = _default("seed_schedule")
+    loss_variant: str = _default("loss_variant")
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.
 
-        A 0 in an option with a computed default means "auto" and becomes None.
+        A 0 or empty value in an option with a computed default becomes None.
         """
-        for name in AUTO_WHEN_ZERO:
-            value = getattr(self, name)
-            if not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0:
-                setattr(self, name, None)
         if not isinstance(self.positive, str):
             raise ConfigError("positive", f"must be a string, got {type(self.positive).__name__}")
         if not isinstance(self.negative, str):
             raise ConfigError("negative", f"must be a string, got {type(self.negative).__name__}")
-        _choice("unit_mode", self.unit_mode, UNIT_MODES)
-        _choice("weights", self.weights, CMA_WEIGHTS)
-        _choice("hyperbatch_weight_type", self.hyperbatch_weight_type, HYPERBATCH_WEIGHT_TYPES)
-        _positive("initial_std", self.initial_std)
-        _at_least("initial_radius", self.initial_radius, 0.0)
-        _at_least("size_limit", self.size_limit, 0.0)
-        _positive("hyperbatch_weight_scale", self.hyperbatch_weight_scale)
-        for name in ("generations", "lambda_", "mu", "max_images_per_call"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                raise ConfigError(name, f"must be a whole number >= 1 (or empty for auto), got {value!r}")
-        for name in ("size_limit_error", "size_limit_weight", "cs", "damps", "ccum", "ccov1", "ccovmu"):
-            value = getattr(self, name)
-            if value is not None:
-                _positive(name, value)
-        if self.cma_seed is not None and not _is_int(self.cma_seed):
-            raise ConfigError("cma_seed", f"must be a whole number (or empty for auto), got {self.cma_seed!r}")
-        g = self.generation
-        for name, low in (("batch_size", 1), ("steps", 1), ("width", 8), ("height", 8)):
-            value = getattr(g, name)
-            if not _is_int(value) or value < low:
-                raise ConfigError(name, f"must be a whole number >= {low}, got {value!r}")
-        _finite("cfg_scale", g.cfg_scale)
-        if not 0.0 < g.denoising_strength <= 1.0:
-            raise ConfigError("denoising_strength", f"must be in (0, 1], got {g.denoising_strength!r}")
+        for option in OPTIONS:
+            if option.kind != "images":
+                setattr(self, option.name, check(option, getattr(self, option.name)))
+        if self.cmatrix is not None:
+            self.cmatrix = np.asarray(self.cmatrix, dtype=np.float64)
+        _check_generation(self.generation)
         if self.lambda_ is not None and self.mu is not None and self.mu > self.lambda_:
             raise ConfigError("mu", f"must be <= lambda_ ({self.lambda_}), got {self.mu}")
+        if self.lambda_ is not None:
+            check_images_per_generation(self.generation.batch_size, self.lambda_)
+        if self.mu is not None and self.size_limit > 0:  # the size limiter's first generation
+            check_images_per_generation(self.generation.batch_size, self.mu, "mu")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,27 +110,15 @@ class PinningConfig:
         return out
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(name, f"must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _finite(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(name, f"must be a finite number, got {value!r}")
-
-
-def _positive(name: str, value: Any) -> None:
-    _finite(name, value)
-    if value <= 0:
-        raise ConfigError(name, f"must be > 0, got {value!r}")
-
-
-def _at_least(name: str, value: Any, low: float) -> None:
-    _finite(name, value)
-    if value < low:
-        raise ConfigError(name, f"must be >= {low}, got {value!r}")
+def _check_generation(g: GenerationSettings) -> None:
+    for name, (low, high) in GENERATION_LIMITS.items():
+        value = getattr(g, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(name, f"must be a whole number >= {low}, got {value!r}")
+        if value > high:
+            raise ConfigError(name, f"must be <= {high:,}, got {value!r}")
+    if isinstance(g.cfg_scale, bool) or not isinstance(g.cfg_scale, (int, float)) \
+            or not math.isfinite(g.cfg_scale):
+        raise ConfigError("cfg_scale", f"must be a finite number, got {g.cfg_scale!r}")
+    if not 0.0 < g.denoising_strength <= 1.0:
+        raise ConfigError("denoising_strength", f"must be in (0, 1], got {g.denoising_strength!r}")

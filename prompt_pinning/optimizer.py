@@ -40,38 +40,19 @@ import numpy as np
 from deap import base, cma
 
 from .config import ConfigError, PinningConfig
+from .options import (check_images_per_generation, default_generations, default_lambda,  # noqa: F401
+                      default_mu, default_size_limit_error, default_size_limit_weight)
+from .options import is_auto as auto
 
 log = logging.getLogger(__name__)
 
 SO_ONLY_PARAMS = ("weights", "cs", "damps", "ccum", "ccov1", "ccovmu", "cmatrix")
 
 
-def default_generations(n: int) -> int:
-    """``int(16 * floor(log N))``, clamped to at least 1 (the formula gives 0 for N <= 2)."""
-    return max(1, int(16 * math.floor(math.log(max(n, 1)))))
-
-
-def default_lambda(n: int) -> int:
-    return int(4 + 3 * math.log(max(n, 1)))
-
-
 def derive_cma_seed(seed: int, subseed: int) -> int:
     """A 32-bit CMA seed from the image seed and subseed (any ints, negative too)."""
     words = [int(seed) % 2**32, (int(seed) >> 32) % 2**32, int(subseed) % 2**32, (int(subseed) >> 32) % 2**32]
     return int(np.random.SeedSequence(words).generate_state(1)[0])
-
-
-def auto(value: Any) -> bool:
-    """Empty or zero means "use the default"."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return value.strip() == ""
-    if isinstance(value, np.ndarray):
-        return value.size == 0
-    if isinstance(value, (list, tuple)):
-        return len(value) == 0
-    return value == 0
 
 
 class RunRandom:
@@ -164,6 +145,7 @@ def _strategy_kwargs(config: PinningConfig, n: int) -> dict[str, Any]:
     lam = kwargs.get("lambda_", default_lambda(n))
     if kwargs.get("mu", 0) > lam:
         raise ConfigError("mu", f"must be <= lambda_ ({lam}), got {kwargs['mu']}")
+    check_images_per_generation(config.generation.batch_size, lam)
     return kwargs
 
 
@@ -230,10 +212,14 @@ class SizeLimitedOptimizer:
         self.n = n
         self.random = RunRandom(cma_seed)
         self.limit = float(config.size_limit)
-        self.error = self.limit / 100 if auto(config.size_limit_error) else float(config.size_limit_error)
-        self.weight = self.limit * 10 if auto(config.size_limit_weight) else float(config.size_limit_weight)
+        self.error = (default_size_limit_error(self.limit) if auto(config.size_limit_error)
+                      else float(config.size_limit_error))
+        self.weight = (default_size_limit_weight(self.limit) if auto(config.size_limit_weight)
+                       else float(config.size_limit_weight))
         self.lambda_ = default_lambda(n) if auto(config.lambda_) else int(config.lambda_)
-        self.mu = self.lambda_ if auto(config.mu) else int(config.mu)
+        self.mu = default_mu(self.lambda_, size_limited=True) if auto(config.mu) else int(config.mu)
+        check_images_per_generation(config.generation.batch_size, max(self.lambda_, self.mu),
+                                    "lambda_" if self.lambda_ >= self.mu else "mu")
         self.sigma = config.initial_std
         self.radius = config.initial_radius
         self.strategy: Optional[cma.StrategyMultiObjective] = None

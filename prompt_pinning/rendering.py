@@ -11,6 +11,8 @@ from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 
+from .options import GENERATION_DEFAULTS
+
 
 class RenderInterrupted(Exception):
     """Raised by a renderer when the host asked to stop (interrupt or skip)."""
@@ -21,18 +23,20 @@ class GenerationSettings:
     """Settings shared by every individual of a run.
 
     Image i of every individual uses seed ``seed + i`` (common random numbers).
+    Unset fields take ``GENERATION_DEFAULTS``, the command line's (sized for the
+    built-in model); the WebUI always sets every field from its request.
     """
 
     seed: int
-    subseed: int = 0
+    subseed: int = GENERATION_DEFAULTS["subseed"]
     subseed_strength: float = 0.0
-    batch_size: int = 8
-    steps: int = 20
-    cfg_scale: float = 7.0
-    width: int = 64
-    height: int = 64
-    sampler: str = "DPM++ 2M"
-    scheduler: str = "karras"
+    batch_size: int = GENERATION_DEFAULTS["batch_size"]
+    steps: int = GENERATION_DEFAULTS["steps"]
+    cfg_scale: float = GENERATION_DEFAULTS["cfg_scale"]
+    width: int = GENERATION_DEFAULTS["width"]
+    height: int = GENERATION_DEFAULTS["height"]
+    sampler: str = GENERATION_DEFAULTS["sampler"]
+    scheduler: str = GENERATION_DEFAULTS["scheduler"]
     denoising_strength: float = 1.0  # below 1 only with init images (img2img)
 
     def seeds(self) -> list[int]:

@@ -1,4 +1,4 @@
-"""Gradio components for the Script, built from the ``ARGUMENTS`` table.
+"""Gradio components for the Script, built from the option schema.
 
 ``build_components`` creates one input per argument, in argument order,
 inside one accordion per group, and returns them (A1111 passes their values
@@ -12,7 +12,9 @@ import html
 import json
 from typing import Any, Callable, Optional
 
-from .args import ARGUMENTS, GROUPS, ArgSpec
+from prompt_pinning.options import GROUPS, Option
+
+from .args import ARGUMENTS
 
 ELEM_PREFIX = "prompt_pinning"
 
@@ -21,40 +23,44 @@ def elem_id(tab: str, name: str) -> str:
     return f"{ELEM_PREFIX}_{tab}_{name}"
 
 
-def default_text(spec: ArgSpec) -> str:
-    if spec.kind == "images":
+def default_text(option: Option) -> str:
+    if option.kind == "images":
         return "none (the unmodified prompt's first batch)"
-    if spec.auto_zero:
-        return "0 = auto"
-    if spec.kind in ("text", "matrix") and not spec.default:
+    if option.auto:
+        return "0 = auto" if option.kind in ("int", "float") else "empty = auto"
+    if option.kind in ("path", "matrix"):
         return "empty"
-    return str(spec.default)
+    return str(option.default)
 
 
-def hint(spec: ArgSpec) -> str:
-    return f"{spec.help} Default: {default_text(spec)}."
+def hint(option: Option) -> str:
+    """The hover and info text: what it does, its computed default and its limits."""
+    return f"{option.full_hint(api=True)} Default: {default_text(option)}."
 
 
 def hints_html(tab: str) -> str:
     """Hidden element carrying every argument's hint, keyed by element id."""
-    data = {elem_id(tab, spec.name): hint(spec) for spec in ARGUMENTS}
+    data = {elem_id(tab, option.name): hint(option) for option in ARGUMENTS}
     return (f'<div id="{ELEM_PREFIX}_{tab}_hints" style="display:none" '
             f'data-hints="{html.escape(json.dumps(data), quote=True)}"></div>')
 
 
-def make_component(gr, tab: str, spec: ArgSpec):
-    common = {"label": spec.label, "elem_id": elem_id(tab, spec.name)}
-    if spec.kind == "images":
+def make_component(gr, tab: str, option: Option):
+    """The schema's widget for this option, starting at its script_args default."""
+    common = {"label": option.label, "elem_id": elem_id(tab, option.name)}
+    widget = option.widget
+    if widget == "File":
         return gr.File(file_count="multiple", file_types=["image"], **common)
-    if spec.kind == "bool":
-        return gr.Checkbox(value=spec.default, info=spec.help, **common)
-    if spec.kind == "choice":
-        return gr.Dropdown(choices=list(spec.choices), value=spec.default, info=spec.help, **common)
-    if spec.kind in ("int", "float"):
-        return gr.Number(value=spec.default, precision=0 if spec.kind == "int" else None,
-                         step=1 if spec.kind == "int" else 0.01, info=hint(spec), **common)
-    lines = 2 if spec.kind == "matrix" else 1
-    return gr.Textbox(value=spec.default, lines=lines, info=hint(spec), **common)
+    if widget == "Checkbox":
+        return gr.Checkbox(value=option.ui_default, info=option.hint, **common)
+    if widget == "Dropdown":
+        return gr.Dropdown(choices=list(option.choices), value=option.ui_default, info=option.hint, **common)
+    if widget == "Number":
+        whole = option.kind == "int"
+        return gr.Number(value=option.ui_default, precision=0 if whole else None,
+                         step=1 if whole else 0.01, info=hint(option), **common)
+    return gr.Textbox(value=option.ui_default, lines=2 if option.kind == "matrix" else 1,
+                      info=hint(option), **common)
 
 
 def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts: tuple = ()) -> list:
@@ -72,13 +78,13 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts:
             if group == "Target":
                 units_info = gr.HTML(units_placeholder(), elem_id=f"{ELEM_PREFIX}_{tab}_units")
                 count = gr.Button("Count units (N)", elem_id=f"{ELEM_PREFIX}_{tab}_count_units")
-            for spec in ARGUMENTS:
-                if spec.group == group:
-                    components[spec.name] = make_component(gr, tab, spec)
+            for option in ARGUMENTS:
+                if option.group == group:
+                    components[option.name] = make_component(gr, tab, option)
     if describe is not None and len(prompts) == 2 and units_info is not None:
         count.click(fn=describe, inputs=[prompts[0], prompts[1], components["unit_mode"]],
                     outputs=[units_info], show_progress=False)
-    return [components[spec.name] for spec in ARGUMENTS]
+    return [components[option.name] for option in ARGUMENTS]
 
 
 def units_placeholder() -> str:
@@ -88,10 +94,10 @@ def units_placeholder() -> str:
 
 def implied_defaults(n: int) -> dict[str, int]:
     """The seed's computed defaults for N units."""
-    from prompt_pinning.optimizer import default_generations, default_lambda
+    from prompt_pinning.options import default_generations, default_lambda, default_mu
 
     lambda_ = default_lambda(n)
-    return {"N": n, "generations": default_generations(n), "lambda_": lambda_, "mu": int(lambda_ / 2),
+    return {"N": n, "generations": default_generations(n), "lambda_": lambda_, "mu": default_mu(lambda_),
             "evaluations": 1 + default_generations(n) * lambda_}
 
 

@@ -16,7 +16,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from prompt_pinning.config import PinningConfig
+from prompt_pinning.config import ConfigError, PinningConfig
+from prompt_pinning.options import MAX_IMAGES_PER_CALL
 from prompt_pinning.records import RunResult
 from prompt_pinning.rendering import GenerationSettings
 
@@ -55,6 +56,9 @@ def command_line_budget() -> Optional[int]:
     except ImportError:
         return None
     value = getattr(getattr(shared, "cmd_opts", None), "prompt_pinning_max_images_per_call", None)
+    if isinstance(value, int) and value > MAX_IMAGES_PER_CALL:
+        raise ConfigError("--prompt-pinning-max-images-per-call",
+                          f"must be <= {MAX_IMAGES_PER_CALL:,} (the bound of max_images_per_call), got {value:,}")
     return value if isinstance(value, int) and value > 0 else None
 
 

@@ -1,4 +1,5 @@
 """The command line: a real run on the built-in model, and one-line errors."""
+import json
 import re
 import subprocess
 import sys
@@ -19,19 +20,35 @@ def _loss(text: str, label: str) -> float:
 
 
 @pytest.mark.slow
-def test_cli_run_writes_report_and_prints_best_no_worse_than_baseline(tmp_path, capsys):
-    code = main([*SMALL, "--outdir", str(tmp_path)])
+def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations(tmp_path, capsys):
+    code = main([*SMALL, "--initial-std", "0.07", "--validation-batches", "0", "--outdir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     run_dir = tmp_path / "txt2img-images" / "prompt_pins" / "00000000"
     assert (run_dir / "index.html").is_file()
-    assert (run_dir / "final_result.json").is_file()
     generations = sorted(p.name for p in run_dir.iterdir() if p.is_dir())
     assert generations == ["00000000", "00000001", "00000002"]
     individuals = [p for p in (run_dir / "00000001").iterdir() if p.is_dir()]
     assert len(individuals) == 3
     assert all(len(list(p.glob("[0-9][0-9]-*.png"))) == 2 for p in individuals)
-    assert _loss(out, "best loss") <= _loss(out, "baseline loss")
+    # Every generation really ran: the baseline, then 2 generations of lambda_ = 3, on seeds 1 and 2.
+    evaluations = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    assert [e["generation"] for e in evaluations] == [0, 1, 1, 1, 2, 2, 2]
+    assert all(e["seeds"] == [1, 2] for e in evaluations)
+    assert len({tuple(e["offsets"]) for e in evaluations}) == 7  # CMA proposed new points each time
+    # The report parses and agrees with the evaluations and with what was printed.
+    final = json.loads((run_dir / "final_result.json").read_text())
+    assert final["stop_reason"] == "completed"
+    assert final["baseline_loss"] == pytest.approx(evaluations[0]["loss"])
+    assert final["best_loss"] == pytest.approx(min(e["loss"] for e in evaluations))
+    assert _loss(out, "best loss") == pytest.approx(final["best_loss"], abs=1e-6)
+    assert _loss(out, "baseline loss") == pytest.approx(final["baseline_loss"], abs=1e-6)
+    # The options reached the run.
+    saved = json.loads((run_dir / "run_config.json").read_text())
+    assert (saved["config"]["generations"], saved["config"]["lambda_"]) == (2, 3)
+    assert saved["config"]["validation_batches"] == 0 and saved["config"]["initial_std"] == 0.07
+    assert (saved["config"]["generation"]["batch_size"], saved["config"]["generation"]["steps"]) == (2, 4)
+    assert saved["resolved"]["lambda_"] == 3 and saved["resolved"]["sigma"] == 0.07
     assert str(run_dir / "index.html") in out
     assert "pinned prompt:" in out
 
@@ -47,6 +64,10 @@ def test_cli_run_writes_report_and_prints_best_no_worse_than_baseline(tmp_path, 
         (["--scheduler", "linear"], "--scheduler: unknown schedule"),
         (["--prompt", "(a:1) AND b"], "AND"),
         (["--target", "/nonexistent/target.png"], "/nonexistent/target.png"),
+        (["--lambda", "1"], "lambda_: must be >= 2"),
+        (["--generations", "1000000000"], "generations: must be <= 10,000"),
+        (["--cmatrix", "[[1, 0], [0]]"], "cmatrix: must be square"),
+        (["--threads", "-1"], "--threads: must be >= 0"),
     ],
 )
 def test_bad_options_give_one_line_errors(tmp_path, args, fragment):
@@ -61,12 +82,50 @@ def test_bad_options_give_one_line_errors(tmp_path, args, fragment):
     assert "Traceback" not in result.stderr
 
 
+def test_progress_bar_draws_at_most_once_per_step_and_logs_go_above_it(capsys):
+    import logging
+
+    from prompt_pinning.cli import _logs_above_the_bar, _ProgressBar
+
+    handler = logging.StreamHandler(sys.stderr)
+    logging.root.addHandler(handler)
+    try:
+        bar = _ProgressBar(True)
+        with _logs_above_the_bar(True):
+            for done in range(1, 41):
+                bar("generation 1/1", done, 40)
+            logging.getLogger("prompt_pinning.run").warning("gen 1/1 logbook line")
+        bar.close()
+    finally:
+        logging.root.removeHandler(handler)
+    err = capsys.readouterr().err
+    draws = [part for part in err.split("\r") if "individual" in part]
+    assert 1 <= len(draws) <= 10  # 40 steps; tqdm redraws at most every 0.1 s
+    assert "40/40" in draws[-1] and draws[-1].startswith("generation 1/1")
+    line = next(part for part in err.split("\r") if "logbook line" in part)
+    assert line.startswith("gen 1/1 logbook line") and "individual" not in line  # its own line, not in the bar
+
+
+def test_threads_are_set_by_the_command_line_only():
+    import torch
+
+    from prompt_pinning.cli import DEFAULT_THREADS, build_parser, set_threads
+
+    assert build_parser().parse_args([]).threads == DEFAULT_THREADS == 1
+    before = torch.get_num_threads()
+    set_threads(0)  # 0: leave torch's default alone
+    assert torch.get_num_threads() == before
+    engine = Path(__file__).resolve().parent.parent / "prompt_pinning"
+    setters = [p.name for p in engine.rglob("*.py") if "set_num_threads" in p.read_text()]
+    assert setters == ["cli.py"]
+
+
 def test_help_documents_defaults():
     result = subprocess.run([sys.executable, "-m", "prompt_pinning", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "(default: 0.05)" in result.stdout  # initial population STD
-    assert "int(16 * floor(log N))" in " ".join(result.stdout.split())
+    assert "int(16 * floor(ln N))" in " ".join(result.stdout.split())
 
 
 def test_list_samplers_includes_hyperbatch():
@@ -82,7 +141,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "prompt_pinning", *SMALL[:-5], "--generations", "500",
-         "--lambda", "3", "--no-progress", "--outdir", str(tmp_path)],
+         "--lambda", "3", "--validation-batches", "0", "--no-progress", "--outdir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "txt2img-images" / "prompt_pins" / "00000000" / "evaluations.jsonl"
     deadline = time.monotonic() + 120
@@ -92,7 +151,10 @@ def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "stopped:         interrupted" in out
-    assert _loss(out, "best loss") <= _loss(out, "baseline loss")
+    evaluated = [json.loads(line)["loss"] for line in log.read_text().splitlines()]
+    assert 4 <= len(evaluated) < 1 + 500 * 3  # stopped part way, keeping what it had done
+    assert _loss(out, "best loss") == pytest.approx(min(evaluated), abs=1e-6)
+    assert _loss(out, "baseline loss") == pytest.approx(evaluated[0], abs=1e-6)
     state = (log.parent / "run_state.json").read_text()
     assert "interrupted" in state
     assert (log.parent / "index.html").is_file()

@@ -25,12 +25,31 @@ def with_arg(name, value):
 
 def test_defaults_parse_to_the_config_defaults():
     parsed = parse_script_args(default_args())
-    config = PinningConfig(positive="x")
-    for name, value in parsed.items():
-        if name in ("targets", "cmatrix"):
-            continue
-        assert value == getattr(config, name), name
-    assert parsed["targets"] == [] and parsed["cmatrix"] is None
+    config = PinningConfig(positive="x").validate()
+    assert parsed.pop("targets") == [] and config.targets == ()
+    assert parsed == {name: getattr(config, name) for name in parsed}
+    assert parsed["validation_batches"] == 1 and parsed["seed_schedule"] == "fixed"
+    assert parsed["loss_variant"] == "union" and parsed["cmatrix"] is None and parsed["resume"] is None
+
+
+# The API contract: these 25 keep their positions and meanings for good.
+FIRST_25 = ("targets", "unit_mode", "cma_logging", "cma_seed", "generations", "initial_std", "initial_radius",
+            "lambda_", "mu", "weights", "cs", "damps", "ccum", "ccov1", "ccovmu", "cmatrix", "size_limit",
+            "size_limit_error", "size_limit_weight", "hyperbatch_weights_enabled",
+            "hyperbatch_weights_force_allowed", "hyperbatch_weight_type", "hyperbatch_weight_scale",
+            "max_images_per_call", "resume")
+
+
+def test_the_first_25_keep_their_positions_and_new_options_are_appended():
+    names = tuple(spec.name for spec in ARGUMENTS)
+    assert names[:25] == FIRST_25
+    assert names[25:] == ("validation_batches", "seed_schedule", "loss_variant")
+    assert default_args()[25:] == [1, "fixed", "union"]
+
+
+def test_an_old_25_argument_list_is_refused_with_the_expected_order():
+    with pytest.raises(ValueError, match=r"takes 28 script_args, got 25.*27: loss_variant"):
+        parse_script_args(default_args()[:25])
 
 
 def test_every_config_option_of_the_seed_table_is_an_argument():
@@ -61,7 +80,27 @@ def test_zero_or_empty_means_auto(name, value):
     ("cmatrix", "not json", "JSON"),
     ("targets", "!!!", "base64"),
     ("targets", "https://example.com/a.png", "URL"),
-    ("resume", 5, "must be a string"),
+    ("resume", 5, "must be a path (a string)"),
+    ("generations", 10_001, "must be <= 10,000"),
+    ("generations", 10**9, "must be <= 10,000"),
+    ("lambda_", 1, "must be >= 2"),
+    ("lambda_", 1001, "must be <= 1,000"),
+    ("mu", -1, ">= 0"),
+    ("cma_seed", 2**70, "must be <= 4,294,967,295"),
+    ("cma_seed", -5, ">= 0"),
+    ("initial_std", 1e6, "must be <= 10"),
+    ("initial_radius", 11, "must be <= 10"),
+    ("hyperbatch_weight_scale", 1e308, "must be <= 10"),
+    ("hyperbatch_weight_scale", "inf", "finite number"),
+    ("size_limit", 1e308, "must be <= 1,000"),
+    ("size_limit_weight", 1e7, "must be <= 1,000,000"),
+    ("cs", 2, "must be <= 1"),
+    ("damps", 1e9, "must be <= 100"),
+    ("max_images_per_call", 10**6, "must be <= 1,024"),
+    ("validation_batches", 9, "must be <= 8"),
+    ("validation_batches", "", "must not be empty"),
+    ("seed_schedule", "random", "fixed, rotating"),
+    ("loss_variant", "pairs", "union, target, consistency"),
 ])
 def test_bad_values_name_the_argument(name, value, fragment):
     with pytest.raises(ScriptArgumentError) as info:

@@ -42,10 +42,12 @@ def test_ui_returns_one_component_per_argument_in_order_and_is_repeatable(script
     second = script.ui(False)
     for components in (first, second):
         assert [c.kwargs["elem_id"] for c in components] == [elem_id("txt2img", s.name) for s in ARGUMENTS]
-        assert [c.value for c in components] == default_args()
+        assert [c.value for c in components[1:]] == default_args()[1:]  # 0: a File has no value
+        assert [c.kind for c in components] == [s.widget for s in ARGUMENTS]
     groups = [c for c in gradio.created if c.kind == "Accordion"]
-    assert [g.args[0] for g in groups[:5]] == ["Prompt pinning: " + g for g in
-                                               ("target", "optimizer", "size limiter", "hyperbatch", "output")]
+    assert [g.args[0] for g in groups[:6]] == ["Prompt pinning: " + g for g in
+                                               ("target", "loss", "optimizer", "size limiter", "hyperbatch",
+                                                "output")]
 
 
 def test_every_argument_has_a_hover_hint_and_a_description(script):
@@ -225,3 +227,14 @@ def script_config(p):
     from prompt_pinning_webui.webui_run import build_config
 
     return build_config(p, parse_script_args(run_args(generations=1, lambda_=2)), False)
+
+
+def test_the_command_line_images_per_call_budget_is_bounded(monkeypatch):
+    from prompt_pinning.config import ConfigError
+    from prompt_pinning_webui.webui_run import command_line_budget
+
+    monkeypatch.setattr(shared.cmd_opts, "prompt_pinning_max_images_per_call", 16)
+    assert command_line_budget() == 16
+    monkeypatch.setattr(shared.cmd_opts, "prompt_pinning_max_images_per_call", 10**6)
+    with pytest.raises(ConfigError, match=r"--prompt-pinning-max-images-per-call: must be <= 1,024"):
+        command_line_budget()

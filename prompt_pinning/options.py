@@ -1,0 +1,415 @@
+"""The option schema: the one description of every pinning option.
+
+``OPTIONS`` lists each option once: its name (a ``PinningConfig`` field), kind,
+default, limits, the formula of its computed default, hint, label, group and
+command-line flag. Its order is the WebUI's ``script_args`` order (the first 25
+never move; new options are appended). Everything else is derived from it:
+``PinningConfig``'s defaults and validation, the command line's arguments, the
+WebUI's components and ``script_args`` parsing, and the option tables of the
+README and ``docs/api.md`` (``tools/option_tables.py``).
+
+"0 means auto": an option with a computed default (``formula``) takes ``None``,
+``0`` or an empty string as "compute it"; ``normalize`` is the one place that
+turns those into ``None``. The formulas themselves are the functions below.
+
+Generation settings (seed, batch size, steps, CFG scale, size, sampler) are not
+pinning options: they belong to the renderer call. The WebUI takes them from
+its own request; the command line and ``PinningConfig`` share
+``GENERATION_DEFAULTS``, sized for the small built-in model.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+CMA_WEIGHTS = ("superlinear", "linear", "equal")
+HYPERBATCH_WEIGHT_TYPES = ("Geometric", "Exponential", "Polynomial")
+UNIT_MODES = ("word", "phrase")
+SEED_SCHEDULES = ("fixed", "rotating")
+LOSS_VARIANTS = ("union", "target", "consistency")
+GROUPS = ("Target", "Loss", "Optimizer", "Size limiter", "Hyperbatch", "Output")
+
+# Limits on work and memory (why: see each option's hint).
+MAX_GENERATIONS = 10_000
+MIN_LAMBDA = 2  # DEAP keeps mu = int(lambda_ / 2) parents: lambda_ 1 gives mu 0
+MAX_LAMBDA = 1_000
+MAX_IMAGES_PER_GENERATION = 4_096  # batch_size x lambda_ (x mu in the size limiter's first generation)
+MAX_IMAGES_PER_CALL = 1_024
+MAX_CMA_SEED = 2**32 - 1  # NumPy's RandomState accepts 0 .. 2^32 - 1
+MAX_VALIDATION_BATCHES = 8
+
+# The settings of the renderer call that the command line and PinningConfig start from.
+GENERATION_DEFAULTS = {
+    "seed": 1, "subseed": 0, "batch_size": 8, "steps": 12, "cfg_scale": 3.0,
+    "width": 64, "height": 64, "sampler": "DPM++ 2M", "scheduler": "karras",
+}
+# Whole-number generation settings: (least, most). Batch size is also bound by the
+# images per generation (batch_size x lambda_, with lambda_ >= 2).
+GENERATION_LIMITS = {
+    "batch_size": (1, MAX_IMAGES_PER_GENERATION // MIN_LAMBDA), "steps": (1, 1_000),
+    "width": (8, 8_192), "height": (8, 8_192),
+}
+
+
+# ---- default formulas (each lives only here) -------------------------------------------
+
+def default_generations(n: int) -> int:
+    """``int(16 * floor(ln N))``, clamped to at least 1 (the formula gives 0 for N <= 2)."""
+    return max(1, int(16 * math.floor(math.log(max(n, 1)))))
+
+
+def default_lambda(n: int) -> int:
+    """DEAP's population size ``int(4 + 3 ln N)``."""
+    return int(4 + 3 * math.log(max(n, 1)))
+
+
+def default_mu(lambda_: int, size_limited: bool = False) -> int:
+    """Parents kept: ``int(lambda_ / 2)``; the size limiter keeps a population of ``lambda_``."""
+    return int(lambda_) if size_limited else int(lambda_ / 2)
+
+
+def default_size_limit_error(size_limit: float) -> float:
+    return size_limit / 100
+
+
+def default_size_limit_weight(size_limit: float) -> float:
+    return size_limit * 10
+
+
+def recombination_weights(mu: int, kind: str = "superlinear") -> list[float]:
+    """DEAP's normalised recombination weights of the ``mu`` parents."""
+    if kind == "superlinear":
+        raw = [math.log(mu + 0.5) - math.log(i) for i in range(1, mu + 1)]
+    elif kind == "linear":
+        raw = [mu + 0.5 - i for i in range(1, mu + 1)]
+    else:
+        raw = [1.0] * mu
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def cma_constants(n: int, mu: int, weights: str = "superlinear", cs: Optional[float] = None,
+                  ccov1: Optional[float] = None) -> dict[str, float]:
+    """The plain CMA-ES constants for N units (as ``deap.cma.Strategy`` computes them).
+
+    ``cs`` and ``ccov1``, when set, feed the formulas that use them (damps, ccovmu).
+    """
+    mueff = 1.0 / sum(w * w for w in recombination_weights(mu, weights))
+    cs = (mueff + 2) / (n + mueff + 3) if cs is None else cs
+    ccov1 = 2 / ((n + 1.3) ** 2 + mueff) if ccov1 is None else ccov1
+    ccovmu = 2 * (mueff - 2 + 1 / mueff) / ((n + 2) ** 2 + mueff)
+    return {
+        "mueff": mueff, "cs": cs,
+        "damps": 1 + 2 * max(0.0, math.sqrt((mueff - 1) / (n + 1)) - 1) + cs,
+        "ccum": 4 / (n + 4), "ccov1": ccov1, "ccovmu": min(1 - ccov1, ccovmu),
+    }
+
+
+# ---- the schema ------------------------------------------------------------------------
+
+class ConfigError(ValueError):
+    """A bad option value. The message names the option and what would be accepted."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.reason = message
+
+
+# The WebUI component each kind of option gets.
+WIDGETS = {"images": "File", "bool": "Checkbox", "choice": "Dropdown", "int": "Number",
+           "float": "Number", "matrix": "Textbox", "path": "Textbox"}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the PinningConfig field
+    kind: str  # "images", "bool", "int", "float", "choice", "matrix" or "path"
+    default: Any  # the value when the option is not given; None: computed (see formula)
+    label: str
+    group: str
+    hint: str
+    cli: str  # the command-line flag ("--no-x" for a flag that turns a default-on option off)
+    formula: str = ""  # text of the computed default: 0 or empty means "compute it"
+    minimum: Optional[float] = None  # inclusive
+    above: Optional[float] = None  # exclusive lower bound
+    maximum: Optional[float] = None  # inclusive
+    choices: tuple = ()
+    limit_reason: str = ""  # why the maximum is what it is
+    api_note: str = ""  # how the WebUI API takes the value, where that differs
+
+    @property
+    def auto(self) -> bool:
+        return bool(self.formula)
+
+    @property
+    def widget(self) -> str:
+        return WIDGETS[self.kind]
+
+    @property
+    def ui_default(self) -> Any:
+        """The value the WebUI form and ``script_args`` use for the default."""
+        if self.kind == "images":
+            return None
+        if self.auto:
+            return "" if self.kind in ("matrix", "path") else (0 if self.kind == "int" else 0.0)
+        if self.default is None:
+            return ""
+        return self.default
+
+    def range_text(self) -> str:
+        """Limits in words, e.g. ``2 .. 1000`` or ``> 0, <= 10``; empty when unlimited."""
+        if self.choices:
+            return ", ".join(self.choices)
+        low = (f">= {_num(self.minimum)}" if self.minimum is not None
+               else f"> {_num(self.above)}" if self.above is not None else "")
+        if self.minimum is not None and self.maximum is not None:
+            return f"{_num(self.minimum)} .. {_num(self.maximum)}"
+        high = f"<= {_num(self.maximum)}" if self.maximum is not None else ""
+        return ", ".join(part for part in (low, high) if part)
+
+    def full_hint(self, api: bool = False) -> str:
+        """Hint, computed default and range with the reason for its bound, for help texts.
+
+        ``api`` adds how the WebUI API takes the value, where that needs saying.
+        """
+        parts = [self.hint]
+        if api and self.api_note:
+            parts.append(self.api_note)
+        if self.formula:
+            parts.append(f"0 = auto: {self.formula}." if self.kind in ("int", "float")
+                         else f"Empty = auto: {self.formula}.")
+        if self.kind in ("int", "float") and self.range_text():
+            reason = f" ({self.limit_reason})" if self.limit_reason else ""
+            parts.append(f"Range: {self.range_text()}{reason}.")
+        return " ".join(parts)
+
+
+def _num(value: float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) and abs(value) >= 1_000 else f"{value:g}"
+
+
+O = Option
+OPTIONS: tuple[Option, ...] = (
+    # script_args 0-24: positions and meanings are fixed (API compatibility).
+    O("targets", "images", (), "Target images", "Target",
+      "Pin to these images instead of the unmodified prompt's first batch; other sizes are resized "
+      "and cropped to the generation size.", cli="--target",
+      api_note="API: a list of base64 PNG/JPEG strings or data URLs (or null)."),
+    O("unit_mode", "choice", "word", "Pinnable unit", "Target",
+      "Give each word (and punctuation mark) its own weight, or each comma-separated phrase.",
+      cli="--units", choices=UNIT_MODES),
+    O("cma_logging", "bool", True, "CMA logging", "Optimizer",
+      "Log one CMA logbook line per generation to the console.", cli="--no-cma-logging"),
+    O("cma_seed", "int", None, "CMA seed", "Optimizer",
+      "Seed of the CMA sampling; a run is reproducible from it.", cli="--cma-seed",
+      formula="derived from the image seed and subseed", minimum=0, maximum=MAX_CMA_SEED,
+      limit_reason="NumPy's random state takes 32-bit seeds"),
+    O("generations", "int", None, "Number of generations", "Optimizer",
+      "CMA generations after the baseline.", cli="--generations",
+      formula="max(1, int(16 * floor(ln N)))", minimum=0, maximum=MAX_GENERATIONS,
+      limit_reason="each generation renders lambda_ batches; 10,000 is days of rendering"),
+    O("initial_std", "float", 0.05, "Initial population STD", "Optimizer",
+      "CMA's initial step size sigma.", cli="--initial-std", above=0, maximum=10.0,
+      limit_reason="weights past about 2 already wash an image out; 10 keeps every weight finite"),
+    O("initial_radius", "float", 0.25, "Initial population radius", "Optimizer",
+      "The initial centroid is drawn uniformly from [-radius, radius] per unit.",
+      cli="--initial-radius", minimum=0, maximum=10.0,
+      limit_reason="weights past about 2 already wash an image out"),
+    O("lambda_", "int", None, "lambda_ (children per generation)", "Optimizer",
+      f"Individuals per generation; at least {MIN_LAMBDA} (DEAP keeps int(lambda_ / 2) parents).",
+      cli="--lambda", formula="int(4 + 3 ln N)", minimum=0, maximum=MAX_LAMBDA,
+      limit_reason=f"CMA-ES gains little past a few hundred, and batch size x lambda_ is also "
+                   f"capped at {MAX_IMAGES_PER_GENERATION:,} images per generation"),
+    O("mu", "int", None, "mu (parents kept)", "Optimizer",
+      "Parents kept from each generation; at most lambda_.", cli="--mu",
+      formula="int(lambda_ / 2); with the size limiter: lambda_", minimum=0, maximum=MAX_LAMBDA,
+      limit_reason="mu is at most lambda_"),
+    O("weights", "choice", "superlinear", "Recombination weights", "Optimizer",
+      "How the parents are weighted.", cli="--weights", choices=CMA_WEIGHTS),
+    O("cs", "float", None, "cs", "Optimizer", "Step-size cumulation constant, in (0, 1].", cli="--cs",
+      formula="(mueff + 2) / (N + mueff + 3)", minimum=0, maximum=1.0),
+    O("damps", "float", None, "damps", "Optimizer", "Step-size damping.", cli="--damps",
+      formula="1 + 2 max(0, sqrt((mueff - 1) / (N + 1)) - 1) + cs", minimum=0, maximum=100.0,
+      limit_reason="the automatic value is about 1 to 2; a larger one freezes the step size"),
+    O("ccum", "float", None, "ccum", "Optimizer", "Covariance cumulation constant, in (0, 1].",
+      cli="--ccum", formula="4 / (N + 4)", minimum=0, maximum=1.0),
+    O("ccov1", "float", None, "ccov1", "Optimizer", "Rank-one learning rate, in (0, 1].",
+      cli="--ccov1", formula="2 / ((N + 1.3)^2 + mueff)", minimum=0, maximum=1.0),
+    O("ccovmu", "float", None, "ccovmu", "Optimizer",
+      "Rank-mu learning rate, in (0, 1]; DEAP lowers it to 1 - ccov1 if larger.", cli="--ccovmu",
+      formula="2 (mueff - 2 + 1 / mueff) / ((N + 2)^2 + mueff)", minimum=0, maximum=1.0),
+    O("cmatrix", "matrix", None, "cmatrix (initial covariance)", "Optimizer",
+      "Initial covariance: an N x N symmetric positive definite matrix as JSON (a list of lists); "
+      "the command line also takes the path of a JSON file.",
+      cli="--cmatrix", formula="identity(N)"),
+    O("size_limit", "float", 0.0, "Multi-objective size limiter", "Size limiter",
+      "Keep individuals within this L2 distance of the original weights (multi-objective CMA-ES); "
+      "0 disables.", cli="--size-limit", minimum=0, maximum=1000.0,
+      limit_reason="a distance of 1,000 is far past any weight that renders"),
+    O("size_limit_error", "float", None, "Size limit error", "Size limiter",
+      "Distances within this of the limit count as inside.", cli="--size-limit-error",
+      formula="size_limit / 100", minimum=0, maximum=1000.0,
+      limit_reason="the same bound as the size limit"),
+    O("size_limit_weight", "float", None, "Size limit weight", "Size limiter",
+      "Weight of the penalty beyond the limit.", cli="--size-limit-weight",
+      formula="size_limit * 10", minimum=0, maximum=1e6,
+      limit_reason="larger penalties only swamp the loss"),
+    O("hyperbatch_weights_enabled", "bool", True, "Hyperbatch weights enabled", "Hyperbatch",
+      "Weigh pair losses by their place in the hyperbatch tree.", cli="--no-hyperbatch-weights"),
+    O("hyperbatch_weights_force_allowed", "bool", True, "Hyperbatch weights force allowed",
+      "Hyperbatch", "Apply hyperbatch weights with plain samplers too (every image is then its "
+      "own root: one level).", cli="--no-hyperbatch-force"),
+    O("hyperbatch_weight_type", "choice", "Geometric", "Hyperbatch weight type", "Hyperbatch",
+      "Geometric X^(scale/K), Exponential X (0.5 + scale)^K, Polynomial (1 + X)^(scale K), "
+      "summed over levels K.", cli="--hyperbatch-weight-type", choices=HYPERBATCH_WEIGHT_TYPES),
+    O("hyperbatch_weight_scale", "float", 1.0, "Hyperbatch weight scale", "Hyperbatch",
+      "The scale of the hyperbatch weights.", cli="--hyperbatch-weight-scale", above=0, maximum=10.0,
+      limit_reason="Polynomial weights grow like 2.2^(scale K) and overflow past about 70"),
+    O("max_images_per_call", "int", None, "Max images per sampler call", "Output",
+      "Images rendered together in one sampler call (several individuals packed).",
+      cli="--max-images-per-call",
+      formula="the WebUI's --prompt-pinning-max-images-per-call, else from free memory",
+      minimum=0, maximum=MAX_IMAGES_PER_CALL,
+      limit_reason="past this, one call no longer fits a GPU at usual sizes"),
+    O("resume", "path", None, "Resume run folder", "Output",
+      "Continue this run folder (a prompt_pins/<run> path) instead of starting a new one; "
+      "empty = a new run.", cli="--resume"),
+    # Appended options (script_args 25 on).
+    O("validation_batches", "int", 1, "Validation batches", "Loss",
+      "Extra batches of held-out seeds, used to choose the result; "
+      "0 = training loss only, no extra renders.", cli="--validation-batches",
+      minimum=0, maximum=MAX_VALIDATION_BATCHES,
+      limit_reason="each one adds renders of the candidates it checks"),
+    O("seed_schedule", "choice", "fixed", "Seed schedule", "Loss",
+      "fixed: every generation renders on the same seeds; rotating: each generation renders on "
+      "fresh seeds.", cli="--seed-schedule", choices=SEED_SCHEDULES),
+    O("loss_variant", "choice", "union", "Loss variant", "Loss",
+      "Which image pairs the loss compares. union: all pairs of targets and batch; target: only "
+      "target x batch pairs; consistency: batch pairs only.", cli="--loss-variant",
+      choices=LOSS_VARIANTS),
+)
+del O
+
+OPTION = {option.name: option for option in OPTIONS}
+DEFAULTS = {option.name: option.default for option in OPTIONS}
+
+
+# ---- "0 means auto" and checks --------------------------------------------------------
+
+def is_auto(value: Any) -> bool:
+    """None, 0, an empty string or an empty array: "compute the default"."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    if hasattr(value, "size") and hasattr(value, "shape"):  # numpy array
+        return value.size == 0
+    if isinstance(value, (list, tuple)):
+        return len(value) == 0
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0
+
+
+def normalize(option: Option, value: Any) -> Any:
+    """The one place where "0 means auto" becomes ``None``."""
+    return None if option.auto and is_auto(value) else value
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check(option: Option, value: Any) -> Any:
+    """Return ``value`` (normalised) if the option accepts it, else raise ConfigError."""
+    if option.kind in ("path", "matrix") and is_auto(value):
+        return None
+    value = normalize(option, value)
+    if value is None and option.auto:
+        return None
+    name = option.name
+    if option.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false, got {value!r}")
+    elif option.kind == "choice":
+        if value not in option.choices:
+            raise ConfigError(name, f"must be one of {', '.join(option.choices)}; got {value!r}")
+    elif option.kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
+        if option.kind == "int" and not is_int(value):
+            raise ConfigError(name, f"must be a whole number, got {value!r}")
+        check_range(option, value)
+        value = int(value) if option.kind == "int" else float(value)  # plain Python numbers (JSON)
+    elif option.kind == "matrix":
+        value = parse_matrix(name, value)
+    elif option.kind == "path":
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(name, f"must be a path (a string), got {type(value).__name__}")
+    return value
+
+
+def check_range(option: Option, value: float) -> None:
+    """Limits, each message naming the option and the bound."""
+    name = option.name
+    if option.minimum is not None and value < option.minimum:
+        raise ConfigError(name, f"must be >= {_num(option.minimum)}, got {value!r}")
+    if option.above is not None and value <= option.above:
+        raise ConfigError(name, f"must be > {_num(option.above)}, got {value!r}")
+    if option.maximum is not None and value > option.maximum:
+        why = f" ({option.limit_reason})" if option.limit_reason else ""
+        raise ConfigError(name, f"must be <= {_num(option.maximum)}{why}, got {value!r}")
+    if name == "lambda_" and value < MIN_LAMBDA:
+        raise ConfigError(name, f"must be >= {MIN_LAMBDA} (DEAP keeps int(lambda_ / 2) parents, "
+                                f"so 1 leaves none) or 0 for auto, got {value!r}")
+
+
+def check_images_per_generation(batch_size: int, population: int, what: str = "lambda_") -> None:
+    """Refuse a generation of more than MAX_IMAGES_PER_GENERATION images."""
+    images = int(batch_size) * int(population)
+    if images > MAX_IMAGES_PER_GENERATION:
+        raise ConfigError(what, f"batch size x {what} = {batch_size} x {population} = {images:,} images "
+                                f"per generation; the limit is {MAX_IMAGES_PER_GENERATION:,}")
+
+
+def parse_matrix(name: str, value: Any) -> Optional[list]:
+    """A square list of lists of finite numbers, from JSON text, an array or lists."""
+    if is_auto(value):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ConfigError(name, f"must be JSON (a list of lists): {error}") from None
+    rows = value.tolist() if hasattr(value, "tolist") else value
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
+        raise ConfigError(name, "must be a square list of lists of numbers")
+    if any(len(r) != len(rows) for r in rows):
+        raise ConfigError(name, f"must be square, got {len(rows)} rows of lengths "
+                                f"{sorted({len(r) for r in rows})}")
+    for r in rows:
+        for x in r:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise ConfigError(name, f"entries must be finite numbers, got {x!r}")
+    return rows
+
+
+def text_to_number(option: Option, text: str) -> float | int:
+    """A number typed as text (command line, WebUI textbox); ints keep their type."""
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ConfigError(option.name, f"must be a number, got {text!r}") from None
+    if option.kind == "int" and math.isfinite(number) and number.is_integer():
+        return int(number)
+    return number
+
+
+def script_arg_names(options: Sequence[Option] = OPTIONS) -> str:
+    return ", ".join(f"{i}: {o.name}" for i, o in enumerate(options))
+
