@@ -103,6 +103,25 @@ def check_run_folder(run_dir: Path) -> Path:
     return run_dir
 
 
+def confined_run_dir(path: Path | str, runs_roots: list[Path]) -> Path:
+    """``path`` with symlinks and ``..`` resolved, if it is a run folder directly in one of ``runs_roots``.
+
+    For callers that must not reach outside the outputs (the WebUI and its API).
+    The answer for a path outside the roots is the same whether it exists or not.
+    """
+    roots = [Path(root).resolve() for root in runs_roots]
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        resolved = None
+    if resolved is None or resolved.parent not in roots:
+        allowed = ", ".join(f"{root}/<run>" for root in roots) or "(no outputs folder is configured)"
+        raise ResumeError(f"{path}: resume only continues run folders in the WebUI's outputs: {allowed}")
+    if not resolved.is_dir():
+        raise ResumeError(f"{path}: no such run folder")
+    return resolved
+
+
 def _read_json(path: Path, limit: int) -> Any:
     try:
         return read_json(path, limit)

@@ -6,10 +6,15 @@ from typing import Any
 
 from ..files import jsonable, write_bytes_atomic, write_json_atomic, write_text_atomic
 
-atomic_write_bytes = write_bytes_atomic
-atomic_write_text = write_text_atomic
-
 __all__ = ["atomic_write_bytes", "atomic_write_text", "dump_json", "jsonable"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    write_bytes_atomic(path, data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    write_text_atomic(path, text)
 
 
 def dump_json(path: Path, value: Any) -> None:
