@@ -62,7 +62,7 @@ ARGUMENTS: tuple[ArgSpec, ...] = (
     ArgSpec("lambda_", "lambda_ (children per generation)", "int", 0, "Optimizer",
             "Individuals per generation; 0 = int(4 + 3 log N).", auto_zero=True, minimum=0),
     ArgSpec("mu", "mu (parents kept)", "int", 0, "Optimizer",
-            "Parents kept from each generation; 0 = int(lambda_ / 2).", auto_zero=True, minimum=0),
+            "Parents kept from each generation; 0 = max(1, int(lambda_ / 2)).", auto_zero=True, minimum=0),
     ArgSpec("weights", "Recombination weights", "choice", "superlinear", "Optimizer",
             "How parents are weighted: superlinear, linear or equal.", choices=CMA_WEIGHTS),
     ArgSpec("cs", "cs", "float", 0.0, "Optimizer",
@@ -100,7 +100,8 @@ ARGUMENTS: tuple[ArgSpec, ...] = (
             "Images rendered together in one call (several individuals packed); "
             "0 = the command-line option, else from free GPU memory.", auto_zero=True, minimum=0),
     ArgSpec("resume", "Resume run folder", "text", "", "Output",
-            "Continue the run in this folder (a prompt_pins/<run> path); empty = a new run."),
+            "Continue the run in this folder: a run folder in the WebUI's outputs "
+            "(<outputs>/txt2img-images/prompt_pins/<run>); empty = a new run."),
 )
 
 ARGUMENT_INDEX = {spec.name: i for i, spec in enumerate(ARGUMENTS)}

@@ -91,7 +91,7 @@ def implied_defaults(n: int) -> dict[str, int]:
     from prompt_pinning.optimizer import default_generations, default_lambda
 
     lambda_ = default_lambda(n)
-    return {"N": n, "generations": default_generations(n), "lambda_": lambda_, "mu": int(lambda_ / 2),
+    return {"N": n, "generations": default_generations(n), "lambda_": lambda_, "mu": max(1, int(lambda_ / 2)),
             "evaluations": 1 + default_generations(n) * lambda_}
 
 

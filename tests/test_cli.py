@@ -47,6 +47,7 @@ def test_cli_run_writes_report_and_prints_best_no_worse_than_baseline(tmp_path, 
         (["--scheduler", "linear"], "--scheduler: unknown schedule"),
         (["--prompt", "(a:1) AND b"], "AND"),
         (["--target", "/nonexistent/target.png"], "/nonexistent/target.png"),
+        (["--resume", "/nonexistent/run"], "/nonexistent/run: no such run folder"),
     ],
 )
 def test_bad_options_give_one_line_errors(tmp_path, args, fragment):
@@ -59,6 +60,14 @@ def test_bad_options_give_one_line_errors(tmp_path, args, fragment):
     errors = [line for line in lines if line.startswith("prompt-pinning: error:")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_resume_of_a_folder_the_project_did_not_make_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "evaluations.jsonl").write_text("someone else's\n")
+    assert main(["--resume", str(tmp_path), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "prompt_pinning_run.json: missing" in error and "Traceback" not in error
+    assert (tmp_path / "evaluations.jsonl").read_text() == "someone else's\n"
 
 
 def test_help_documents_defaults():
