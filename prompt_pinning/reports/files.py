@@ -1,4 +1,7 @@
-"""File helpers for reports: the project's one atomic writer and JSON rule (``prompt_pinning.files``)."""
+"""File helpers for reports: the project's one atomic writer and JSON rule (``prompt_pinning.files``).
+
+Report files are views a run can draw again, so they skip the fsync (see ``prompt_pinning.files``).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,13 +13,13 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "dump_json", "jsonable"]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, data, durable=False)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
+    write_text_atomic(path, text, durable=False)
 
 
 def dump_json(path: Path, value: Any) -> None:
     """Write ``value`` as indented JSON, atomically (NaN and infinities become null)."""
-    write_json_atomic(path, value)
+    write_json_atomic(path, value, durable=False)
