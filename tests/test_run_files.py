@@ -236,3 +236,23 @@ def test_the_one_writer_maps_nan_to_null_and_leaves_no_temporary_file(tmp_path):
     assert strict_json((tmp_path / "x.json").read_text()) == {"a": None, "b": [None, 1.5], "c": 2.0}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
     assert read_json(tmp_path / "x.json")["c"] == 2.0
+
+
+def test_a_run_with_lambda_of_one_completes_and_resumes(outdir):
+    full = run_pinning(make_config(outdir / "full", lambda_=1, generations=3), FakeRenderer())
+    assert full.stop_reason == "completed" and len(all_entries(full)) == 1 + 3
+    done = []
+    cut = run_pinning(make_config(outdir / "cut", lambda_=1, generations=3), FakeRenderer(),
+                      should_stop=lambda: bool(done) and done[-1] >= 2, progress=lambda s, d, t: done.append(d))
+    resumed = resume_pinning(cut.run_dir, FakeRenderer())
+    assert [e["offsets"] for e in all_entries(resumed)] == [e["offsets"] for e in all_entries(full)]
+
+
+def test_resuming_a_completed_run_renders_nothing_and_gives_its_result(outdir):
+    full = run_pinning(make_config(outdir, generations=2), FakeRenderer())
+    renderer = FakeRenderer()
+    again = resume_pinning(full.run_dir, renderer)
+    assert renderer.calls == [] and again.stop_reason == "completed"
+    assert again.best.individual_id == full.best.individual_id and torch.equal(again.best.images, full.best.images)
+    assert [g.sigma for g in again.generations] == [g.sigma for g in full.generations]
+    assert again.logbook == full.logbook
