@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import prompt_pinning.run as run_module  # noqa: E402
 from prompt_pinning.config import PinningConfig  # noqa: E402
-from prompt_pinning.diffusers_renderer import DiffusersRenderer, StageClock  # noqa: E402
+from diffusers_renderer import DiffusersRenderer, StageClock  # noqa: E402
 from prompt_pinning.rendering import GenerationSettings  # noqa: E402
 
 PLAIN, HYPER = "DPM++ 2M", "DPM++ 2M Karras - Hyperbatch"

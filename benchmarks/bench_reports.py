@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prompt_pinning.reports import ReportWriter  # noqa: E402
-from prompt_pinning.reports.synthetic import synthetic_run  # noqa: E402
+from synthetic_run import synthetic_run  # noqa: E402
 
 
 class NullSink:

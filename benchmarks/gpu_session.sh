@@ -42,6 +42,6 @@ step() {  # step NAME LIMIT_SECONDS COMMAND...: run it, log to OUTDIR/NAME.log
 
 step bench_generation 270 "$PY" benchmarks/bench_generation.py --json "$OUTDIR/bench_generation.json"
 step bench_hyperbatch 150 "$PY" benchmarks/bench_hyperbatch.py --device cuda \
-  --model prompt_pinning.diffusers_renderer:hyperbatch_denoiser --json "$OUTDIR/bench_hyperbatch_unet.json"
+  --model diffusers_renderer:hyperbatch_denoiser --json "$OUTDIR/bench_hyperbatch_unet.json"
 step bench_flip 90 "$PY" benchmarks/bench_flip.py --threads 16 --fe-pairs 16
 exit $status

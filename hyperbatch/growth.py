@@ -149,9 +149,3 @@ def grow(step: Step, model, x, sigmas, extra_args=None, callback=None, disable=N
     out = torch.empty_like(x)
     out[rows] = state
     return out
-
-
-def expected_image_steps(batch_size: int, steps: int, groups: int = 1) -> int:
-    """Total image-steps ``grow`` reports for these sizes."""
-    return groups * sum(batch_schedule(batch_size, steps))
-

@@ -33,7 +33,6 @@ from .flip_filters import csf_kernels, feature_kernels, filter_axis, separable
 
 # Published LDR-FLIP constants.
 QC = 0.7  # exponent of the HyAB colour distance
-QF = 0.5  # exponent of the feature difference
 PC = 0.4  # break point of the colour error mapping, as a fraction of cmax
 PT = 0.95  # error value at that break point
 # Contrast sensitivity functions: (a1, b1, a2, b2) of a1*sqrt(pi/b1)*exp(-pi^2 x^2/b1) + (a2, b2) term.
@@ -218,7 +217,7 @@ def _pair_maps(lab_a: torch.Tensor, lab_b: torch.Tensor, feat_a: torch.Tensor, f
     pc_cmax = PC * CMAX
     low = power * (PT / pc_cmax)
     colour = torch.minimum(low, power.sub_(pc_cmax).mul_((1.0 - PT) / (CMAX - pc_cmax)).add_(PT), out=low)
-    # Features are stored divided by sqrt(2); the power qf = 0.5 is a square root.
+    # Features are stored divided by sqrt(2); the feature exponent qf = 0.5 is a square root.
     feature = (feat_a - feat_b).abs_().amax(dim=1).sqrt_()
     return colour.pow_(feature.neg_().add_(1.0))
 

@@ -141,6 +141,23 @@ class PinningLoss:
         if targets is not None:
             self.set_targets(targets)
 
+    @classmethod
+    def from_config(cls, config, targets: Optional[torch.Tensor] = None) -> "PinningLoss":
+        """The loss a run of ``config`` (a PinningConfig) scores individuals with.
+
+        Its hyperbatch weight options come from the config; the targets are
+        ``targets`` if given, else the config's target images. With neither,
+        call ``set_targets`` (with ``run_target``'s images, as a run does).
+        """
+        if targets is None and config.targets:
+            from .targets import load_targets
+
+            targets = load_targets(config.targets, config.generation.width, config.generation.height)
+        return cls(targets, weight_type=config.hyperbatch_weight_type,
+                   weight_scale=config.hyperbatch_weight_scale,
+                   hyperbatch_weights=config.hyperbatch_weights_enabled,
+                   force_allowed=config.hyperbatch_weights_force_allowed)
+
     def set_targets(self, images: torch.Tensor) -> None:
         """Preprocess the targets once and compute their pairs once."""
         images = flip.check_images(images, "targets")

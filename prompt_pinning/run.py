@@ -41,7 +41,7 @@ from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult, 
 from .rendering import RenderedBatch, Renderer, RenderInterrupted
 from .rundir import individual_id
 from .runstore import FolderStore, RunStore
-from .run_parts import LOSS_DEVICE, build_loss, build_targets, build_vector
+from .run_parts import build_loss, build_targets, build_vector, loss_device, on_device
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class _Run:
         self.should_stop = should_stop or (lambda: False)
         self.progress = progress
         self.settings = config.generation
+        self.loss_device = loss_device(renderer)
         self.baseline: Optional[IndividualRecord] = None
         self.hall_of_fame: list[IndividualRecord] = []
         self.generation_records: list[GenerationRecord] = []
@@ -176,7 +177,7 @@ class _Run:
                 self.best_saved = {"id": ident, "images": images}
             self.baseline = self._record_from_entry(entries[0])
             if self.targets is None:
-                self.loss.set_targets(self.baseline_images)
+                self.loss.set_targets(on_device(self.baseline_images, self.loss_device))
             self._enter_hall_of_fame(self.baseline)
             self.next_generation = max(1, saved.generation)
         for entry in entries[1:]:
@@ -288,7 +289,7 @@ class _Run:
         (batch,), seconds = self._render([prompt])
         self.store.save_images("baseline", batch.images)
         if self.targets is None:
-            self.loss.set_targets(batch.images)
+            self.loss.set_targets(on_device(batch.images, self.loss_device))
         self.baseline = self._evaluate(0, 0, zeros, prompt, batch, seconds, penalty=0.0, fitness=None)
 
     def _run_generation(self, g: int) -> None:
@@ -319,12 +320,13 @@ class _Run:
         self._close_generation(g, records)
 
     def _score(self, batch: RenderedBatch):
-        # FLIP is ~50x cheaper on a GPU than on the CPU: score there when there is one.
-        return self.loss.evaluate(batch.images.to(LOSS_DEVICE), batch.traces)
+        # FLIP is ~50x cheaper on a GPU than on the CPU: score where the renderer's model runs.
+        return self.loss.evaluate(on_device(batch.images, self.loss_device), batch.traces)
 
     def _score_many(self, batches: list[RenderedBatch]) -> list:
         """Score a generation in one call: the loss batches the per-image FLIP work."""
-        return self.loss.evaluate_many([b.images.to(LOSS_DEVICE) for b in batches], [b.traces for b in batches])
+        return self.loss.evaluate_many([on_device(b.images, self.loss_device) for b in batches],
+                                       [b.traces for b in batches])
 
     def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
         loss = loss if loss is not None else self._score(batch)

@@ -1,12 +1,15 @@
-"""What a run is built from: the prompt vector, the targets and the loss.
+"""What a run is built from: the prompt vector, the targets, the loss and where it runs.
 
 Kept apart from the loop in ``run`` so that tests and benchmarks can swap any
-of them (``run`` looks them up by name at call time).
+of them (``run`` looks them up by name at call time). ``run_target`` is public:
+the images a run pins to, for scripts that score images as a run would (with
+``PinningLoss.from_config``).
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .config import PinningConfig
@@ -15,12 +18,16 @@ from .rendering import Renderer
 
 def build_vector(config: PinningConfig, renderer: Renderer):
     from .prompt_weights import PromptVector, check_zero_offsets
+    from .tokenizers import COMMA_PADDING_BACKTRACK
 
-    # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole.
-    embeddings = dict(getattr(renderer.tokenizer, "embeddings", dict)())
-    vector = PromptVector.from_prompts(config.positive, config.negative, renderer.tokenizer,
+    tokenizer = renderer.tokenizer
+    # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole,
+    # and the user's comma-padding backtrack (how the host chunks long prompts).
+    embeddings = dict(getattr(tokenizer, "embeddings", dict)())
+    backtrack = getattr(tokenizer, "comma_padding_backtrack", COMMA_PADDING_BACKTRACK)
+    vector = PromptVector.from_prompts(config.positive, config.negative, tokenizer,
                                        config.unit_mode, embeddings=list(embeddings))
-    check_zero_offsets(vector, renderer.tokenizer, embeddings=embeddings or None)
+    check_zero_offsets(vector, tokenizer, embeddings=embeddings or None, comma_padding_backtrack=backtrack)
     return vector
 
 
@@ -32,16 +39,38 @@ def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
     return load_targets(config.targets, config.generation.width, config.generation.height)
 
 
-LOSS_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     from .loss import PinningLoss
 
-    return PinningLoss(
-        targets,
-        weight_type=config.hyperbatch_weight_type,
-        weight_scale=config.hyperbatch_weight_scale,
-        hyperbatch_weights=config.hyperbatch_weights_enabled,
-        force_allowed=config.hyperbatch_weights_force_allowed,
-    )
+    return PinningLoss.from_config(config, targets)
+
+
+def loss_device(renderer: Renderer) -> Optional[torch.device]:
+    """Where the loss scores a renderer's images: the renderer's ``device``, if it has one.
+
+    A renderer says where its model runs (the WebUI's device, which follows
+    --use-cpu and MPS); FLIP is much cheaper on a GPU. None: score the images
+    where the renderer returns them.
+    """
+    device = getattr(renderer, "device", None)
+    return None if device is None else torch.device(device)
+
+
+def on_device(images: torch.Tensor, device: Optional[torch.device]) -> torch.Tensor:
+    return images if device is None else images.to(device)
+
+
+def run_target(config: PinningConfig, renderer: Renderer) -> torch.Tensor:
+    """The (N, 3, H, W) images a run of ``config`` pins to.
+
+    The config's target images when it has some (resized to the generation
+    size), otherwise the unmodified prompt's batch rendered by ``renderer``
+    with the run's seeds: generation 0 of a run.
+    """
+    config.validate()
+    targets = build_targets(config)
+    if targets is not None:
+        return targets
+    vector = build_vector(config, renderer)
+    (batch,) = renderer.render([vector.render(np.zeros(vector.size))], config.generation)
+    return batch.images

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 MERGE_COUNT = 49152 - 256 - 2  # merges the CLIP vocabulary uses
 CHUNK_LENGTH = 75  # content tokens per CLIP chunk (77 with start and end)
-COMMA_PADDING_BACKTRACK = 20  # A1111 default of "Prompt word wrap length limit"
+COMMA_PADDING_BACKTRACK = 20  # A1111 default of "Prompt word wrap length limit"; a host tokenizer may say otherwise
 _FLAVORS = ("hf", "open_clip")
 
 

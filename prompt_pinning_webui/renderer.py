@@ -85,8 +85,10 @@ class A1111Renderer:
 
     def __init__(self, base_p: Any, *, max_images_per_call: Optional[int] = None, tokenizer=None,
                  process_images: Callable = _host_process_images,
-                 stop_requested: Callable[[], bool] = _host_stop_requested):
+                 stop_requested: Callable[[], bool] = _host_stop_requested,
+                 device: Optional[torch.device] = None):
         self.base_p = base_p
+        self._device = device
         self.max_images_per_call = max_images_per_call
         self._tokenizer = tokenizer
         self._process_images = process_images
@@ -101,6 +103,15 @@ class A1111Renderer:
 
             self._tokenizer = HostTokenizer.from_model()
         return self._tokenizer
+
+    @property
+    def device(self) -> Optional[torch.device]:
+        """Where the host runs its model (``modules.devices.device``: follows --use-cpu, MPS)."""
+        if self._device is None:
+            from modules import devices
+
+            return getattr(devices, "device", None)
+        return self._device
 
     def individuals_per_call(self, settings: GenerationSettings) -> int:
         init_images = getattr(self.base_p, "init_images", None) or []

@@ -13,7 +13,15 @@ group size of packed individuals (``GROUP_SIZE_ATTR`` on ``p``), each image's
 own unit noise for the splits, and where to leave the traces
 (``TRACES_ATTR`` on ``p``). Where a hyperbatch cannot be right (hires-fix
 second pass, inpainting masks, init images that differ per row) it falls
-back to the plain sampler of the same family.
+back to the host's own plain sampler of the same family: the function of the
+host's ``k_diffusion.sampling`` that its plain entry runs, with the sigmas
+(schedule type) and Brownian noise the host prepared. The project's own
+plain samplers serve the built-in model and the CLI only.
+
+The host creates the seeded Brownian noise of SDE entries, or passes
+``noise_sampler=None`` when its "no_dpmpp_sde_batch_determinism" option is
+on; then, as for its own DPM++ SDE, k-diffusion's unseeded Brownian tree is
+used. ``s_noise`` comes from the host's settings as for its own SDE samplers.
 """
 from __future__ import annotations
 
@@ -30,18 +38,15 @@ logger = logging.getLogger(__name__)
 GROUP_SIZE_ATTR = "prompt_pinning_group_size"  # images per individual in a packed batch
 TRACES_ATTR = "prompt_pinning_traces"  # (rows, L) traces of the last hyperbatch call
 
-_PLAIN_FALLBACK = {"DPM++ 2M Karras - Hyperbatch": "DPM++ 2M",
-                   "DPM++ SDE Karras - Hyperbatch": "DPM++ SDE",
-                   "DPM++ SDE - Hyperbatch": "DPM++ SDE"}
+# Hyperbatch entry -> (the host's plain entry, its k_diffusion.sampling function)
+_PLAIN_FALLBACK = {"DPM++ 2M Karras - Hyperbatch": ("DPM++ 2M", "sample_dpmpp_2m"),
+                   "DPM++ SDE Karras - Hyperbatch": ("DPM++ SDE", "sample_dpmpp_sde"),
+                   "DPM++ SDE - Hyperbatch": ("DPM++ SDE", "sample_dpmpp_sde")}
+SDE_HOST_SETTINGS = ["s_noise"]  # what A1111 fills in from its settings for its SDE samplers
 
 
 def hyperbatch_specs() -> list[SamplerSpec]:
     return [spec for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch]
-
-
-def is_hyperbatch_sampler(name: Optional[str]) -> bool:
-    spec = hyperbatch.SAMPLERS.get(name or "")
-    return bool(spec and spec.hyperbatch)
 
 
 def sampler_options(spec: SamplerSpec) -> dict[str, Any]:
@@ -113,13 +118,29 @@ def image_step_callback(callback: Optional[Callable], steps: int) -> Optional[Ca
     return relay
 
 
+def host_plain_sampler(name: str) -> Callable:
+    """The host's k-diffusion function that its plain entry of this family runs."""
+    import k_diffusion.sampling
+
+    return getattr(k_diffusion.sampling, _PLAIN_FALLBACK[name][1])
+
+
+def host_brownian_noise(x, sigmas) -> Callable:
+    """k-diffusion's unseeded Brownian tree over the positive sigmas, as its SDE samplers default to."""
+    import k_diffusion.sampling
+
+    positive = sigmas[sigmas > 0]
+    return k_diffusion.sampling.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max())
+
+
 def _run(spec: SamplerSpec, sampler, model, x, sigmas, extra_args, callback, disable, **noise_kwargs):
     reason = _fallback_reason(sampler, x)
     if reason is not None:
-        plain = hyperbatch.SAMPLERS[_PLAIN_FALLBACK[spec.name]]
-        logger.info("%s: running as %s (%s)", spec.name, plain.name, reason)
-        return plain.function(model, x, sigmas, extra_args=extra_args, callback=callback,
-                              disable=disable, **noise_kwargs)
+        logger.info("%s: running as %s (%s)", spec.name, _PLAIN_FALLBACK[spec.name][0], reason)
+        return host_plain_sampler(spec.name)(model, x, sigmas, extra_args=extra_args, callback=callback,
+                                             disable=disable, **noise_kwargs)
+    if spec.needs_noise_sampler and noise_kwargs.get("noise_sampler") is None:
+        noise_kwargs["noise_sampler"] = host_brownian_noise(x, sigmas)
     trace_out: list = []
     callback = image_step_callback(callback, len(sigmas) - 1)
     result = spec.function(model, x, sigmas, extra_args=extra_args, callback=callback,
@@ -136,14 +157,15 @@ def _run(spec: SamplerSpec, sampler, model, x, sigmas, extra_args, callback, dis
 def host_sampler_function(spec: SamplerSpec, sampler) -> Callable:
     """The function A1111 calls; its signature tells A1111 what to pass.
 
-    A1111 passes ``eta`` only if the signature names it and ``noise_sampler``
-    when the entry has the "brownian_noise" option.
+    A1111 passes ``eta`` and the names of ``sampler.extra_params`` (``s_noise``)
+    only if the signature names them, and ``noise_sampler`` when the entry has
+    the "brownian_noise" option.
     """
     if spec.needs_noise_sampler:
         def sample_sde(model, x, sigmas, extra_args=None, callback=None, disable=None,
-                       eta=1.0, noise_sampler=None):
+                       eta=1.0, s_noise=1.0, noise_sampler=None):
             return _run(spec, sampler, model, x, sigmas, extra_args, callback, disable,
-                        eta=eta, noise_sampler=noise_sampler)
+                        eta=eta, s_noise=s_noise, noise_sampler=noise_sampler)
         return sample_sde
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -157,6 +179,8 @@ def make_constructor(spec: SamplerSpec) -> Callable:
 
         sampler = sd_samplers_kdiffusion.KDiffusionSampler(spec.function, model)
         sampler.func = host_sampler_function(spec, sampler)
+        if spec.needs_noise_sampler:  # the host looks these up by function name, which ours lack
+            sampler.extra_params = list(SDE_HOST_SETTINGS)
         return sampler
     construct.__name__ = f"construct_{sampler_aliases(spec)[0]}"
     return construct

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from prompt_pinning.tokenizers import COMMA_PADDING_BACKTRACK
+
 
 def text_encoders(sd_model: Any) -> list[Any]:
     """The tokenizing embedders of a loaded A1111 model, first encoder first."""
@@ -70,6 +72,14 @@ class HostTokenizer:
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
         return self._token_strings(ids)
+
+    @property
+    def comma_padding_backtrack(self) -> int:
+        """The user's "Prompt word wrap length limit" (A1111's ``comma_padding_backtrack`` option)."""
+        from modules import shared
+
+        value = getattr(getattr(shared, "opts", None), "comma_padding_backtrack", None)
+        return COMMA_PADDING_BACKTRACK if value is None else int(value)
 
     def embeddings(self) -> dict[str, int]:
         """Loaded textual-inversion embeddings: name -> number of vectors."""

@@ -62,8 +62,9 @@ def test_generation_rows_take_differences_between_marks(bench):
 
 
 def test_timed_optimizer_counts_time_and_hands_out_the_optimizer_state(bench):
+    from diffusers_renderer import StageClock
+
     from prompt_pinning.config import PinningConfig
-    from prompt_pinning.diffusers_renderer import StageClock
     from prompt_pinning.optimizer import CmaOptimizer
 
     clock = StageClock("cpu")

@@ -5,7 +5,7 @@ import torch
 
 import diffusers  # noqa: F401  (a test dependency: fail, never skip, without it)
 
-from prompt_pinning import diffusers_renderer as dr  # noqa: E402
+import diffusers_renderer as dr  # noqa: E402
 from prompt_pinning.rendering import GenerationSettings, Renderer, RenderInterrupted  # noqa: E402
 
 PROMPTS = [("a (red:1.3) fox in snow", "blurry"), ("a (red:0.7) fox in snow", "(blurry:1.2)"),

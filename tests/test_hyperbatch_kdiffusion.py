@@ -1,45 +1,17 @@
-"""Our samplers against the real k-diffusion package's samplers.
-
-The installed ``k_diffusion`` package imports torchvision, jsonmerge and more
-at package level; its ``sampling.py`` only needs torch, scipy, torchsde, tqdm,
-torchdiffeq and ``utils.append_dims``. We load that file from the installed
-package with a one-function stand-in for ``utils``.
-"""
-import importlib.util
-import pathlib
-import sys
-import types
-
+"""Our samplers against the real k-diffusion package's samplers (see host_kdiffusion)."""
 import pytest
 import torch
 
+import host_kdiffusion
 import hyperbatch as hb
 
 # k-diffusion queries its Brownian tree a float32 hair outside the tree's range.
 pytestmark = pytest.mark.filterwarnings("ignore:Should have t:UserWarning")
 
 
-def _load_kdiffusion_sampling():
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("k-diffusion is not installed (pip install --no-deps k-diffusion)")
-    source = pathlib.Path(list(spec.submodule_search_locations)[0]) / "sampling.py"
-    package = types.ModuleType("_kdiffusion_ref")
-    package.__path__ = []
-    utils = types.ModuleType("_kdiffusion_ref.utils")
-    utils.append_dims = lambda x, ndim: x[(...,) + (None,) * (ndim - x.ndim)]
-    package.utils = utils
-    sys.modules.setdefault("_kdiffusion_ref", package)
-    sys.modules.setdefault("_kdiffusion_ref.utils", utils)
-    file_spec = importlib.util.spec_from_file_location("_kdiffusion_ref.sampling", source)
-    module = importlib.util.module_from_spec(file_spec)
-    file_spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def kd():
-    return _load_kdiffusion_sampling()
+    return host_kdiffusion.install()
 
 
 def smooth_denoiser(x, sigma, cond=None):

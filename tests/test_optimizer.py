@@ -224,12 +224,19 @@ def test_size_limiter_runs_where_deap_crashed_and_respects_the_limit(lambda_, mu
 
 
 def test_size_limiter_handles_ties():
+    """Equal losses (DEAP's sort once crashed on them): the parents kept are the closest ones."""
     opt = SizeLimitedOptimizer(config(size_limit=0.2, lambda_=6), 3, cma_seed=1)
+    previous = []
     for _ in range(6):
         population = opt.ask()
         for c in population:
             opt.assign(c, 1.0)  # every loss equal: only distance separates them
         opt.tell(population)
+        pool = sorted(c.fitness.values[1] for c in [*previous, *population])
+        kept = sorted(c.fitness.values[1] for c in opt.strategy.parents)
+        assert kept == pool[:opt.mu]
+        previous = list(opt.strategy.parents)
+    assert max(kept) < max(pool)  # some were dropped for being farther
 
 
 def test_size_limiter_warns_about_plain_cma_only_options(caplog):

@@ -15,7 +15,7 @@ from prompt_pinning.records import IndividualRecord, UnitRow
 from prompt_pinning.reports import FINAL_JSON, INDEX_HTML, ReportWriter
 from prompt_pinning.reports.html import DATA_ELEMENT_ID, embed_json
 from prompt_pinning.reports.infotext import build_infotext, parse_infotext, png_info
-from prompt_pinning.reports.synthetic import synthetic_run
+from synthetic_run import synthetic_run
 
 INJECTED = 'a </script><script>window.__pwned=1</script> "quoted" \'single\' <b>bold</b> & <img src=x onerror=alert(1)>'
 SETTINGS = {"seed": 7, "steps": 20, "sampler": "DPM++ 2M", "scheduler": "karras", "cfg_scale": 7.5,

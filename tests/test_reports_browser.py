@@ -19,7 +19,7 @@ from typing import Any, Optional
 import pytest
 
 from prompt_pinning.reports import INDEX_HTML, ReportWriter
-from prompt_pinning.reports.synthetic import synthetic_run
+from synthetic_run import synthetic_run
 from prompt_pinning.reports.jobs import write_run_reports
 from prompt_pinning.reports.page_data import page_data
 from prompt_pinning.reports.writer import load_rows

@@ -86,10 +86,109 @@ def test_tokenizer_sd1_and_sdxl_two_encoders():
         text_encoders(Model())
 
 
+class ClipEmbedder:
+    """An SD1 text encoder whose tokenizer is the project's CLIP BPE."""
+
+    def __init__(self):
+        from prompt_pinning.tokenizers import ClipBpeTokenizer
+
+        self.clip = ClipBpeTokenizer()
+        self.tokenizer = Model()
+        self.tokenizer.convert_ids_to_tokens = self.clip.token_strings
+
+    def tokenize(self, texts):
+        return [self.clip.encode(t) for t in texts]
+
+
+@pytest.mark.parametrize("backtrack, first_chunk", [(20, 72), (2, 75)])
+def test_prompt_check_chunks_with_the_users_comma_padding_backtrack(backtrack, first_chunk, monkeypatch):
+    """Groups of six tokens end at a comma 3 tokens before the chunk end: moved back only if allowed."""
+    webui_stand_in.install()
+    from modules import shared
+
+    import prompt_pinning.prompt_weights as prompt_weights
+    from prompt_pinning.config import PinningConfig
+    from prompt_pinning.run_parts import build_vector
+
+    webui_stand_in.reset()
+    shared.opts.comma_padding_backtrack = backtrack
+    sd1 = Model()
+    sd1.cond_stage_model = ClipEmbedder()
+    renderer = Model()
+    renderer.tokenizer = HostTokenizer.from_model(sd1)
+    assert renderer.tokenizer.comma_padding_backtrack == backtrack
+    chunkings = []
+    real = prompt_weights.host_encoding
+
+    def recording(prompt, tokenizer, **options):
+        chunks = real(prompt, tokenizer, **options)
+        chunkings.append([len(c.tokens) for c in chunks])
+        return chunks
+    monkeypatch.setattr(prompt_weights, "host_encoding", recording)
+    build_vector(PinningConfig(positive=", ".join(["a big red old car"] * 30), negative=""), renderer)
+    long_prompts = [sizes for sizes in chunkings if len(sizes) > 1]
+    assert long_prompts and all(sizes[0] == first_chunk for sizes in long_prompts)
+
+
 def test_no_host_imports_at_module_level():
     for path in (REPO / "prompt_pinning_webui").glob("*.py"):
         for line in path.read_text().splitlines():
             assert not re.match(r"(from|import) modules", line), f"{path.name}: {line}"
+
+
+IMPORT_ENGINE_WITH_MODULES_BLOCKED = r"""
+import importlib, json, pkgutil, sys
+
+attempts = []
+
+class BlockWebUI:
+    def find_spec(self, name, path=None, target=None):
+        if name == "modules" or name.startswith("modules."):
+            attempts.append(name)
+            raise ModuleNotFoundError(f"the WebUI's {name!r} is blocked")
+        return None
+
+sys.path.insert(0, sys.argv[1])  # the stand-in WebUI: importable but for the blocker
+sys.meta_path.insert(0, BlockWebUI())
+try:
+    import modules.shared
+except ModuleNotFoundError:
+    pass
+assert attempts == ["modules"], attempts  # the blocker works
+del attempts[:]
+imported, culprits = [], {}
+
+def load(name):
+    before = len(attempts)
+    module = importlib.import_module(name)  # any error fails the test too
+    imported.append(name)
+    if len(attempts) > before:
+        culprits[name] = attempts[before:]
+    return module
+
+for package in ("prompt_pinning", "hyperbatch"):
+    root = load(package)
+    for info in pkgutil.walk_packages(root.__path__, package + "."):
+        if not info.name.endswith(".__main__"):  # that runs the CLI (prompt_pinning.cli is loaded here)
+            load(info.name)
+print(json.dumps({"imported": imported, "culprits": culprits, "attempts": attempts}))
+"""
+
+
+def test_engine_imports_without_the_webui():
+    """Every engine module imports in a fresh interpreter where ``modules`` cannot be found."""
+    import json
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", IMPORT_ENGINE_WITH_MODULES_BLOCKED, str(webui_stand_in.FAKE_WEBUI)],
+                          capture_output=True, text=True, cwd=REPO, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["culprits"] == {} and report["attempts"] == []
+    engine = {path.relative_to(REPO).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+              for package in ("prompt_pinning", "hyperbatch") for path in (REPO / package).rglob("*.py")
+              if path.name != "__main__.py"}
+    assert engine <= set(report["imported"])
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node")

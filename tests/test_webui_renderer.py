@@ -153,3 +153,16 @@ def test_auto_budget():
     assert auto_images_per_call(512, 512, None) == 1
     assert auto_images_per_call(512, 512, 8 * 2**30) == 6
     assert auto_images_per_call(64, 64, 80 * 2**30) == 64
+
+
+def test_device_is_the_hosts_model_device(monkeypatch):
+    """The run scores FLIP where A1111 runs its model (--use-cpu, CUDA or MPS)."""
+    from modules import devices
+
+    from prompt_pinning.run_parts import loss_device
+
+    renderer = A1111Renderer(base_p(), tokenizer=object())
+    assert loss_device(renderer) == torch.device("cpu")
+    monkeypatch.setattr(devices, "device", torch.device("meta"))  # read when asked, never at import
+    assert loss_device(renderer) == torch.device("meta")
+    assert A1111Renderer(base_p(), tokenizer=object(), device=torch.device("cpu")).device == torch.device("cpu")

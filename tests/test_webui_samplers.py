@@ -14,6 +14,9 @@ from prompt_pinning_webui import samplers as pinning_samplers  # noqa: E402
 
 HYPER = [spec.name for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch]
 
+# k-diffusion queries its Brownian tree a float32 hair outside the tree's range (in the host too).
+pytestmark = pytest.mark.filterwarnings("ignore:Should have t:UserWarning")
+
 
 @pytest.fixture(autouse=True)
 def fresh():
@@ -103,20 +106,84 @@ def test_img2img_with_one_init_image_runs_as_a_hyperbatch():
     np.testing.assert_array_equal(traces, hyperbatch.traces(4, int(0.6 * 10) + 1))
 
 
-def test_different_init_images_fall_back_to_the_plain_sampler():
+@pytest.mark.parametrize("hyper, plain", [("DPM++ 2M Karras - Hyperbatch", "DPM++ 2M"),
+                                           ("DPM++ SDE Karras - Hyperbatch", "DPM++ SDE")])
+def test_a_hyperbatch_of_one_image_equals_the_hosts_k_diffusion_sampler(hyper, plain):
+    """Our hyperbatch code against the host's k-diffusion: with one row nothing splits."""
+    pinning_samplers.register_samplers()
+    ours, _ = render(["red circle"], ["blue"], [5], hyper, cfg=1.0)
+    host, _ = render(["red circle"], ["blue"], [5], plain, cfg=1.0)
+    assert torch.equal(ours, host)
+
+
+def img2img(sampler, scheduler=None, inits=None):
+    """Four rows whose init images differ (a hyperbatch falls back), as arrays (CFG 1: unsaturated)."""
     from PIL import Image
 
+    inits = inits or [Image.new("RGB", (16, 16), (i * 60, 0, 0)) for i in range(4)]
+    p = processing.StableDiffusionProcessingImg2Img(
+        init_images=inits, sampler_name=sampler, scheduler=scheduler, denoising_strength=0.6, prompt="red",
+        negative_prompt="", seed=3, subseed=3, batch_size=4, steps=10, width=16, height=16, cfg_scale=1.0,
+        do_not_save_grid=True, do_not_save_samples=True)
+    out = processing.process_images(p)
+    return np.stack([np.asarray(image) for image in out.images]), p
+
+
+FALLBACKS = [("DPM++ 2M Karras - Hyperbatch", "DPM++ 2M"), ("DPM++ SDE Karras - Hyperbatch", "DPM++ SDE"),
+             ("DPM++ SDE - Hyperbatch", "DPM++ SDE")]
+
+
+@pytest.mark.parametrize("hyper, plain", FALLBACKS)
+def test_different_init_images_fall_back_to_the_hosts_plain_sampler(hyper, plain):
+    """The fallback is the host's own k-diffusion sampler, with the host's sigmas and noise."""
     pinning_samplers.register_samplers()
-    inits = [Image.new("RGB", (16, 16), (i * 60, 0, 0)) for i in range(4)]
-    common = dict(denoising_strength=0.6, prompt="red", negative_prompt="", seed=3, subseed=3, batch_size=4,
-                  steps=10, width=16, height=16, do_not_save_grid=True, do_not_save_samples=True)
-    p = processing.StableDiffusionProcessingImg2Img(init_images=inits, sampler_name="DPM++ 2M Karras - Hyperbatch",
-                                                    **common)
-    hyper = processing.process_images(p)
-    plain = processing.process_images(processing.StableDiffusionProcessingImg2Img(
-        init_images=inits, sampler_name="DPM++ 2M", **common))
+    scheduler = "Karras" if "SDE -" in hyper else None  # that entry's automatic schedule is the model's
+    fallback, p = img2img(hyper, scheduler)
+    host, _ = img2img(plain)
     assert getattr(p, pinning_samplers.TRACES_ATTR, None) is None
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(hyper.images, plain.images))
+    np.testing.assert_array_equal(fallback, host)
+
+
+def test_the_fallback_follows_the_users_schedule_type():
+    pinning_samplers.register_samplers()
+    exponential, _ = img2img("DPM++ 2M Karras - Hyperbatch", "Exponential")
+    np.testing.assert_array_equal(exponential, img2img("DPM++ 2M", "Exponential")[0])
+    assert not np.array_equal(exponential, img2img("DPM++ 2M", "Karras")[0])
+
+
+def test_the_fallback_takes_s_noise_from_the_hosts_settings():
+    pinning_samplers.register_samplers()
+    default, _ = img2img("DPM++ SDE Karras - Hyperbatch")
+    shared.opts.s_noise = 0.5
+    low_noise, p = img2img("DPM++ SDE Karras - Hyperbatch")
+    assert p.s_noise == 0.5
+    np.testing.assert_array_equal(low_noise, img2img("DPM++ SDE")[0])
+    assert not np.array_equal(low_noise, default)
+
+
+def seeded_render(sampler, torch_seed):
+    torch.manual_seed(torch_seed)
+    return render(["red circle"] * 4, ["blue"] * 4, [1, 2, 3, 4], sampler, cfg=1.0)[0]
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ SDE Karras - Hyperbatch", "DPM++ SDE"])
+def test_no_batch_determinism_option_gives_unseeded_brownian_noise(sampler):
+    """Off: per-image seeded noise, whatever torch's global seed. On: k-diffusion's own tree."""
+    pinning_samplers.register_samplers()
+    assert torch.equal(seeded_render(sampler, 0), seeded_render(sampler, 1))
+    shared.opts.no_dpmpp_sde_batch_determinism = True
+    first = seeded_render(sampler, 0)
+    assert torch.equal(first, seeded_render(sampler, 0))
+    assert not torch.equal(first, seeded_render(sampler, 1))
+
+
+def test_fallback_without_batch_determinism_equals_the_hosts_sampler():
+    pinning_samplers.register_samplers()
+    shared.opts.no_dpmpp_sde_batch_determinism = True
+    torch.manual_seed(5)
+    fallback, _ = img2img("DPM++ SDE Karras - Hyperbatch")
+    torch.manual_seed(5)
+    np.testing.assert_array_equal(fallback, img2img("DPM++ SDE")[0])
 
 
 def host_callbacks(monkeypatch):

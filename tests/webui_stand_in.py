@@ -2,11 +2,14 @@
 import sys
 from pathlib import Path
 
+import host_kdiffusion
+
 FAKE_WEBUI = Path(__file__).parent / "fake_webui"
 REPO = Path(__file__).resolve().parent.parent
 
 
 def install() -> None:
+    host_kdiffusion.install()  # the stand-in host samples with k-diffusion, as the WebUI does
     if str(FAKE_WEBUI) not in sys.path:
         sys.path.insert(0, str(FAKE_WEBUI))
 

@@ -28,7 +28,7 @@ class StableDiffusionProcessing:
                  sampler_name="DPM++ 2M", scheduler=None, batch_size=1, n_iter=1, steps=50,
                  cfg_scale=7.0, width=512, height=512, styles=None, outpath_samples=None,
                  outpath_grids=None, do_not_save_samples=False, do_not_save_grid=False,
-                 denoising_strength=None, override_settings=None, eta=None, **extra):
+                 denoising_strength=None, override_settings=None, eta=None, s_noise=None, **extra):
         self.prompt, self.negative_prompt = prompt, negative_prompt
         self.seed, self.subseed, self.subseed_strength = seed, subseed, subseed_strength
         self.sampler_name, self.scheduler = sampler_name, scheduler
@@ -42,6 +42,7 @@ class StableDiffusionProcessing:
         self.extra_generation_params = {}
         self.comments = {}
         self.eta = eta
+        self.s_noise = s_noise if s_noise is not None else getattr(opts, "s_noise", 1.0)
         self.scripts = None
         self.script_args = None
         self.is_api = False

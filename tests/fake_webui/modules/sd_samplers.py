@@ -3,21 +3,11 @@ import functools
 
 from modules import sd_samplers_common, sd_samplers_kdiffusion, shared
 
-
-def _builtin():
-    from hyperbatch.samplers import sample_dpmpp_2m, sample_euler  # stand-ins for k-diffusion's
-
-    return [
-        sd_samplers_common.SamplerData(
-            "DPM++ 2M", lambda model: sd_samplers_kdiffusion.KDiffusionSampler(sample_dpmpp_2m, model),
-            ["k_dpmpp_2m"], {"scheduler": "karras"}),
-        sd_samplers_common.SamplerData(
-            "Euler", lambda model: sd_samplers_kdiffusion.KDiffusionSampler(sample_euler, model),
-            ["k_euler"], {}),
-    ]
-
-
-all_samplers = _builtin()
+all_samplers = [
+    sd_samplers_common.SamplerData(label, lambda model, funcname=funcname: sd_samplers_kdiffusion.KDiffusionSampler(
+        funcname, model), aliases, options)
+    for label, funcname, aliases, options in sd_samplers_kdiffusion.samplers_k_diffusion
+]
 all_samplers_map = {x.name: x for x in all_samplers}
 samplers = []
 samplers_for_img2img = []

@@ -25,7 +25,8 @@ def default_opts():
     return SimpleNamespace(samples_save=True, samples_format="png", return_grid=True, grid_save=True,
                            hide_samplers=[], enable_pnginfo=True, outdir_samples="",
                            outdir_txt2img_samples="outputs/txt2img-images",
-                           outdir_img2img_samples="outputs/img2img-images")
+                           outdir_img2img_samples="outputs/img2img-images", s_noise=1.0,
+                           no_dpmpp_sde_batch_determinism=False, comma_padding_backtrack=20)
 
 
 opts = default_opts()

@@ -32,10 +32,10 @@ import hyperbatch
 from hyperbatch.noise import BrownianNoise
 from hyperbatch.schedule import image_steps
 
-from .builtin.seeds import batch_noise
-from .rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
-                        basic_infotext, check_prompt_pairs)
-from .tokenizers import CHUNK_LENGTH, ClipBpeTokenizer, host_encoding
+from prompt_pinning.builtin.seeds import batch_noise
+from prompt_pinning.rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
+                                      basic_infotext, check_prompt_pairs)
+from prompt_pinning.tokenizers import CHUNK_LENGTH, ClipBpeTokenizer, host_encoding
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ class DiffusersRenderer:
 
 
 def hyperbatch_denoiser(device: str = "cuda", preset: Optional[str] = None, cfg_scale: float = 7.0):
-    """For ``bench_hyperbatch.py --model prompt_pinning.diffusers_renderer:hyperbatch_denoiser``.
+    """For ``bench_hyperbatch.py --model diffusers_renderer:hyperbatch_denoiser``.
 
     Returns (denoiser(x, sigma), latent_shape): the UNet with an empty-prompt
     CFG pair (two UNet rows an image), at 512x512 for sd15, 32x32 for tiny.
