@@ -178,7 +178,9 @@ def read_npz(path: Path | str, expected: dict[str, tuple[str, ArrayCheck]],
     """The arrays of an ``.npz``, as user input: no pickle, dtype and shape checked first.
 
     ``expected`` maps each member to (dtype kind letters, shape check); the
-    header is checked before any data is read, so a forged shape allocates nothing.
+    header is checked before any data is read, so a forged shape allocates nothing,
+    and members must be stored uncompressed (as ``np.savez`` writes them), so a
+    read never holds more than the file itself.
     """
     path = Path(path)
     _regular_file(path, limit)
@@ -189,6 +191,8 @@ def read_npz(path: Path | str, expected: dict[str, tuple[str, ArrayCheck]],
             wanted = {f"{name}.npy" for name in expected}
             if set(names) != wanted:
                 raise FileFormatError(path, f"holds {sorted(names)}, expected {sorted(wanted)}")
+            if any(info.compress_type != zipfile.ZIP_STORED for info in names.values()):
+                raise FileFormatError(path, "has compressed members; the project writes them stored")
             for name, (kinds, check) in expected.items():
                 with archive.open(names[f"{name}.npy"]) as member:
                     out[name] = _read_member(path, name, member, kinds, check, names[f"{name}.npy"].file_size)

@@ -256,3 +256,9 @@ def test_resuming_a_completed_run_renders_nothing_and_gives_its_result(outdir):
     assert again.best.individual_id == full.best.individual_id and torch.equal(again.best.images, full.best.images)
     assert [g.sigma for g in again.generations] == [g.sigma for g in full.generations]
     assert again.logbook == full.logbook
+
+
+def test_a_compressed_npz_is_refused(stopped):
+    images = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    np.savez_compressed(stopped / ckpt.BASELINE_FILE, images=images)
+    assert "compressed" in resume_error(stopped)
