@@ -97,9 +97,12 @@ def check_run_folder(run_dir: Path) -> Path:
     if data.get("version") != FORMAT_VERSION:
         raise ResumeError(f"{marker}: run format version {data.get('version')!r}; "
                           f"this version resumes only version {FORMAT_VERSION}")
-    for path in run_dir.iterdir():  # writes must stay inside the folder
-        if path.is_symlink():
-            raise ResumeError(f"{path}: a symbolic link inside a run folder; refusing to resume {run_dir}")
+    try:
+        links = [path for path in run_dir.iterdir() if path.is_symlink()]
+    except OSError as error:
+        raise ResumeError(f"{run_dir}: cannot be read: {error.strerror or error}") from None
+    if links:  # writes must stay inside the folder
+        raise ResumeError(f"{links[0]}: a symbolic link inside a run folder; refusing to resume {run_dir}")
     return run_dir
 
 
@@ -317,9 +320,12 @@ def _check_sha256(path: Path, expected: str) -> None:
     if path.is_symlink() or not path.is_file():
         raise FileFormatError(path, "is missing")
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise FileFormatError(path, f"cannot be read: {error.strerror or error}") from None
     if digest.hexdigest() != expected:
         raise FileFormatError(path, "does not match the checksum in checkpoint.json (truncated or edited?)")
 

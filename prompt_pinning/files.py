@@ -137,6 +137,13 @@ def write_npz_atomic(path: Path | str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _regular_file(path: Path, limit: int) -> int:
+    try:
+        return _checked_size(path, limit)
+    except OSError as error:
+        raise FileFormatError(path, f"cannot be read: {error.strerror or error}") from None
+
+
+def _checked_size(path: Path, limit: int) -> int:
     if path.is_symlink():
         raise FileFormatError(path, "is a symbolic link; a run folder holds only its own files")
     if not path.is_file():
@@ -155,6 +162,8 @@ def read_text(path: Path | str, limit: int = MAX_JSON_BYTES) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise FileFormatError(path, f"is not UTF-8 text: {error}") from None
+    except OSError as error:
+        raise FileFormatError(path, f"cannot be read: {error.strerror or error}") from None
 
 
 def read_json(path: Path | str, limit: int = MAX_JSON_BYTES) -> Any:
