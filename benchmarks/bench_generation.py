@@ -19,7 +19,6 @@ Without CUDA, --tiny is implied.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -79,7 +78,7 @@ class TimedLoss:
 
 
 class TimedOptimizer:
-    """Times every optimizer call as "optimizer"; pickles as the optimizer itself (checkpoints)."""
+    """Times every optimizer call as "optimizer" (its checkpoint state included)."""
 
     def __init__(self, inner, clock: StageClock):
         self.__dict__.update(inner=inner, clock=clock)
@@ -93,9 +92,6 @@ class TimedOptimizer:
             with self.clock.stage("optimizer"):
                 return value(*args, **kwargs)
         return timed
-
-    def __reduce__(self):
-        return copy.copy, (self.inner,)
 
 
 class TimedSink:

@@ -3,11 +3,14 @@
 For scripts: ``PinningLoss.from_config(config, targets)`` scores images as a run
 of ``config`` would, and ``run_target(config, renderer)`` gives the images a run
 pins to (its target images, or the unmodified prompt's batch).
+``run_pinning(config, renderer, store=MemoryStore())`` runs without writing a
+run folder.
 """
 
 from .loss import PinningLoss
 from .run_parts import run_target
+from .runstore import MemoryStore
 
 __version__ = "0.1.0"
 
-__all__ = ["PinningLoss", "run_target"]
+__all__ = ["MemoryStore", "PinningLoss", "run_target"]

@@ -25,8 +25,14 @@ the host's state is put back afterwards, so the host never sees a change.
 
 DEAP's ``creator`` is not used at all: its classes are process-global and
 re-creating them warns. The fitness and individual classes below are plain
-module-level classes, safe for any number of runs in one process and picklable
-for checkpoints.
+module-level classes, safe for any number of runs in one process.
+
+Checkpoints hold no pickled objects: ``state()`` gives an optimizer's whole
+state as JSON scalars and NumPy arrays (the strategy's centroid, step sizes,
+covariance, evolution paths, eigen decomposition, update count; for the
+multi-objective strategy its parents with their fitness; and the run's random
+state), and ``restore(scalars, arrays)`` sets it on a freshly built optimizer.
+Both check what they read: a checkpoint is user input.
 """
 from __future__ import annotations
 
@@ -55,11 +61,29 @@ def derive_cma_seed(seed: int, subseed: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
+class StateError(ValueError):
+    """Saved optimizer state that does not fit this run."""
+
+
 class RunRandom:
     """A run's own NumPy global random state, swapped in only while DEAP runs."""
 
     def __init__(self, seed: int):
         self.state = np.random.RandomState(seed).get_state()
+
+    def saved(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        kind, key, pos, has_gauss, cached = self.state
+        return ({"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+                {"rng_key": np.asarray(key, dtype=np.uint32)})
+
+    def restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        key = arrays["rng_key"]
+        if scalars.get("kind") != "MT19937" or key.dtype != np.uint32 or key.shape != (624,):
+            raise StateError("random state: expected MT19937 with a key of 624 uint32")
+        pos, has_gauss, cached = scalars.get("pos"), scalars.get("has_gauss"), scalars.get("cached_gaussian")
+        if not _is_int(pos) or not 0 <= pos <= 624 or has_gauss not in (0, 1) or not _is_finite(cached):
+            raise StateError(f"random state: bad position {pos!r}, gauss flag {has_gauss!r} or cached value {cached!r}")
+        self.state = ("MT19937", key.copy(), int(pos), int(has_gauss), float(cached))
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -143,6 +167,8 @@ def _strategy_kwargs(config: PinningConfig, n: int) -> dict[str, Any]:
     if not auto(config.cmatrix):
         kwargs["cmatrix"] = _check_cmatrix(config.cmatrix, n)
     lam = kwargs.get("lambda_", default_lambda(n))
+    if "mu" not in kwargs and int(lam / 2) < 1:
+        kwargs["mu"] = 1  # DEAP's int(lambda_ / 2) is 0 for lambda_ = 1: no parents, a division by zero
     if kwargs.get("mu", 0) > lam:
         raise ConfigError("mu", f"must be <= lambda_ ({lam}), got {kwargs['mu']}")
     check_images_per_generation(config.generation.batch_size, lam)
@@ -195,6 +221,39 @@ class CmaOptimizer:
     def distribution(self) -> Distribution:
         s = self.strategy
         return Distribution(np.array(s.centroid, dtype=np.float64), float(s.sigma), np.array(s.C, dtype=np.float64))
+
+    _VECTORS = ("centroid", "pc", "ps", "diagD")
+    _MATRICES = ("C", "B")
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The strategy's and random state's whole state: JSON scalars and arrays."""
+        s = self.strategy
+        scalars, arrays = self.random.saved()
+        scalars.update(sigma=float(s.sigma), update_count=int(s.update_count), cond=float(s.cond))
+        for name in self._VECTORS + self._MATRICES:
+            arrays[name] = np.asarray(getattr(s, name), dtype=np.float64)  # keeps its memory order
+        return scalars, arrays
+
+    def array_shapes(self, scalars: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        n = self.n
+        return {"rng_key": (624,), **{k: (n,) for k in self._VECTORS}, **{k: (n, n) for k in self._MATRICES}}
+
+    def restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Set a saved state on this freshly built optimizer (same config and N)."""
+        _check_arrays(arrays, self.array_shapes(scalars))
+        sigma, count, cond = scalars.get("sigma"), scalars.get("update_count"), scalars.get("cond")
+        if not _is_finite(sigma) or sigma <= 0:
+            raise StateError(f"sigma must be a finite number > 0, got {sigma!r}")
+        if not _is_int(count) or count < 0:
+            raise StateError(f"update_count must be a whole number >= 0, got {count!r}")
+        if not _is_finite(cond):
+            raise StateError(f"cond must be a finite number, got {cond!r}")
+        self.random.restore(scalars, arrays)
+        s = self.strategy
+        for name in self._VECTORS + self._MATRICES:
+            setattr(s, name, arrays[name])
+        s.BD = s.B * s.diagD
+        s.sigma, s.update_count, s.cond = float(sigma), int(count), float(cond)
 
 
 class SizeLimitedOptimizer:
@@ -266,6 +325,68 @@ class SizeLimitedOptimizer:
             else:
                 self.strategy.update(list(population))
 
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The strategy's and random state's whole state: JSON scalars and arrays.
+
+        Each parent's matrices are kept as separate arrays, in their own memory
+        order, so a restored strategy computes bit for bit what the saved one would.
+        """
+        scalars, arrays = self.random.saved()
+        s = self.strategy
+        if s is None:
+            scalars["parents"] = None
+            return scalars, arrays
+        scalars.update(parents=len(s.parents), sigmas=[float(x) for x in s.sigmas],
+                       psucc=[float(x) for x in s.psucc],
+                       fitness=[[float(v) for v in p.fitness.values] for p in s.parents])
+        arrays["parents"] = np.array([list(p) for p in s.parents], dtype=np.float64).reshape(len(s.parents), self.n)
+        for i in range(len(s.parents)):
+            arrays[f"A_{i}"] = np.asarray(s.A[i], dtype=np.float64)
+            arrays[f"invCholesky_{i}"] = np.asarray(s.invCholesky[i], dtype=np.float64)
+            arrays[f"pc_{i}"] = np.asarray(s.pc[i], dtype=np.float64)
+        return scalars, arrays
+
+    def array_shapes(self, scalars: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        n, k = self.n, scalars.get("parents")
+        shapes: dict[str, tuple[int, ...]] = {"rng_key": (624,)}
+        if k is None:
+            return shapes
+        if not _is_int(k) or not 1 <= k <= self.mu + self.lambda_:
+            raise StateError(f"parents must be a whole number from 1 to {self.mu + self.lambda_}, got {k!r}")
+        shapes["parents"] = (k, n)
+        for i in range(k):
+            shapes.update({f"A_{i}": (n, n), f"invCholesky_{i}": (n, n), f"pc_{i}": (n,)})
+        return shapes
+
+    def restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Set a saved state on this freshly built optimizer (same config and N)."""
+        _check_arrays(arrays, self.array_shapes(scalars))
+        k = scalars.get("parents")
+        if k is not None:
+            sigmas, psucc, fitness = scalars.get("sigmas"), scalars.get("psucc"), scalars.get("fitness")
+            if not _finite_list(sigmas, k) or min(sigmas) <= 0:
+                raise StateError(f"sigmas must be {k} finite numbers > 0")
+            if not _finite_list(psucc, k):
+                raise StateError(f"psucc must be {k} finite numbers")
+            if not isinstance(fitness, list) or len(fitness) != k or not all(_finite_list(f, 2) for f in fitness):
+                raise StateError(f"fitness must be {k} pairs of finite numbers")
+        self.random.restore(scalars, arrays)
+        if k is None:
+            self.strategy = None
+            return
+        parents = []
+        for row, values in zip(arrays["parents"], fitness):
+            parent = SizedCandidate(row)
+            parent.fitness.values = tuple(float(v) for v in values)
+            parents.append(parent)
+        s = cma.StrategyMultiObjective(parents, sigma=self.sigma, mu=self.mu, lambda_=self.lambda_)
+        s.sigmas = [float(x) for x in sigmas]
+        s.psucc = [float(x) for x in psucc]
+        s.A = [arrays[f"A_{i}"] for i in range(k)]
+        s.invCholesky = [arrays[f"invCholesky_{i}"] for i in range(k)]
+        s.pc = [arrays[f"pc_{i}"] for i in range(k)]
+        self.strategy = s
+
     def distribution(self) -> Distribution:
         """The local distribution of the parent with the lowest penalised loss."""
         if self.strategy is None:
@@ -274,6 +395,29 @@ class SizeLimitedOptimizer:
         best = min(range(len(s.parents)), key=lambda i: s.parents[i].fitness.values[0])
         a = np.asarray(s.A[best], dtype=np.float64)
         return Distribution(np.asarray(s.parents[best], dtype=np.float64), float(s.sigmas[best]), a @ a.T)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite_list(values: Any, length: int) -> bool:
+    return isinstance(values, list) and len(values) == length and all(_is_finite(v) for v in values)
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:
+    if set(arrays) != set(shapes):
+        raise StateError(f"arrays {sorted(arrays)} do not match the expected {sorted(shapes)}")
+    for name, shape in shapes.items():
+        array = arrays[name]
+        if array.shape != shape:
+            raise StateError(f"{name}: shape {array.shape}, expected {shape}")
+        if name != "rng_key" and (array.dtype != np.float64 or not np.isfinite(array).all()):
+            raise StateError(f"{name}: must hold finite float64 numbers")
 
 
 def make_optimizer(config: PinningConfig, n: int, cma_seed: int) -> CmaOptimizer | SizeLimitedOptimizer:

@@ -279,8 +279,8 @@ OPTIONS: tuple[Option, ...] = (
       minimum=0, maximum=MAX_IMAGES_PER_CALL,
       limit_reason="past this, one call no longer fits a GPU at usual sizes"),
     O("resume", "path", None, "Resume run folder", "Output",
-      "Continue this run folder (a prompt_pins/<run> path) instead of starting a new one; "
-      "empty = a new run.", cli="--resume"),
+      "Continue this run folder instead of starting a new one; from the WebUI, a run folder "
+      "in its outputs (<outputs>/txt2img-images/prompt_pins/<run>); empty = a new run.", cli="--resume"),
     # Appended options (script_args 25 on).
     O("validation_batches", "int", 1, "Validation batches", "Loss",
       "Extra batches of held-out seeds, used to choose the result; "

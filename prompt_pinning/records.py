@@ -70,7 +70,7 @@ class GenerationRecord:
 class RunResult:
     """What a finished (or stopped) run hands back."""
 
-    run_dir: Path
+    run_dir: Optional[Path]  # None for a run kept in memory (runstore.MemoryStore)
     original_positive: str
     original_negative: str
     baseline: Optional[IndividualRecord]

@@ -8,6 +8,11 @@ later generation renders all its individuals in one ``renderer.render`` call
 ``loss.evaluate_many`` call (FLIP's per-image work batched) and records them
 one by one.
 
+Storage: a ``runstore.FolderStore`` (the default: a new numbered run folder)
+or a ``runstore.MemoryStore`` (nothing written), chosen by the caller.
+Resuming never starts a run over: a folder that cannot be continued is a
+``checkpoint.ResumeError`` naming the file and the problem.
+
 Stopping: ``should_stop`` is checked before each generation, inside the
 render call (through its progress callback, which raises ``RenderInterrupted``),
 before the generation is scored and before each individual is recorded.
@@ -34,7 +39,8 @@ from .config import PinningConfig
 from .optimizer import make_optimizer, resolve_cma_seed, resolve_generations
 from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult, UnitRow
 from .rendering import RenderedBatch, Renderer, RenderInterrupted
-from .rundir import create_individual_dir, create_run_dir, generation_dir, individual_id
+from .rundir import individual_id
+from .runstore import FolderStore, RunStore
 from .run_parts import build_loss, build_targets, build_vector, loss_device, on_device
 
 log = logging.getLogger(__name__)
@@ -45,8 +51,12 @@ Progress = Callable[[str, int, int], None]
 
 def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[ReportSink] = None,
                 should_stop: Optional[Callable[[], bool]] = None, progress: Optional[Progress] = None,
-                raise_errors: bool = True) -> RunResult:
+                raise_errors: bool = True, store: Optional[RunStore] = None) -> RunResult:
     """Run a pinning job in ``<outdir>/prompt_pins/<next number>`` (or resume ``config.resume``).
+
+    ``store`` keeps what the run produces: by default a new run folder; pass a
+    ``runstore.MemoryStore()`` to write nothing (then ``result.run_dir`` is None
+    and no ``sink`` may be given).
 
     ``progress(stage, done, total)`` counts evaluated individuals (the baseline
     included) against the run's total. It is called once before the first render
@@ -58,19 +68,26 @@ def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[Rep
         return resume_pinning(config.resume, renderer, sink=sink, should_stop=should_stop,
                               progress=progress, raise_errors=raise_errors)
     config.validate()
+    if store is not None and store.run_dir is None and sink is not None:
+        raise ValueError("sink: report writers write into a run folder; a MemoryStore run takes no sink")
     run = _Run(config, renderer, sink, should_stop, progress)
-    run.start_new()
+    run.start_new(store)
     return run.execute(raise_errors)
 
 
 def resume_pinning(run_dir: Path | str, renderer: Renderer, *, sink: Optional[ReportSink] = None,
                    should_stop: Optional[Callable[[], bool]] = None, progress: Optional[Progress] = None,
                    raise_errors: bool = True) -> RunResult:
-    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
-    run_dir = Path(run_dir)
-    config, _ = ckpt.load_run_config(run_dir)
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings.
+
+    Only a folder the project made (its marker file) is continued; every file
+    read is checked, and anything that stops the run from continuing exactly
+    where it stopped raises ``checkpoint.ResumeError`` before anything is written.
+    """
+    store = FolderStore.open(run_dir)
+    config, resolved, target_names = ckpt.load_saved_run(store.run_dir)
     run = _Run(config, renderer, sink, should_stop, progress)
-    run.start_resumed(run_dir)
+    run.start_resumed(store, resolved, bool(target_names))
     return run.execute(raise_errors)
 
 
@@ -92,6 +109,8 @@ class _Run:
         self.reusable: dict[tuple[int, int], dict[str, Any]] = {}
         self.best_saved: dict[str, Any] = {}
         self.baseline_images: Optional[torch.Tensor] = None
+        self.store: RunStore
+        self.run_dir: Optional[Path] = None
 
     # -- setting up -------------------------------------------------------
     def _prepare(self) -> None:
@@ -113,49 +132,93 @@ class _Run:
     def _total(self) -> int:
         return 1 + sum(self.optimizer.population_size(g) for g in range(1, self.generations + 1))
 
-    def start_new(self) -> None:
+    def start_new(self, store: Optional[RunStore] = None) -> None:
         self._prepare()
         self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
         self.total = self._total()
         self.targets = build_targets(self.config)
-        self.run_dir = create_run_dir(self.config.outdir)
-        ckpt.save_run_config(self.run_dir, self.config, self._resolved())
+        self.store = store if store is not None else FolderStore.create(self.config.outdir)
+        self.run_dir = self.store.run_dir
+        self.store.save_config(self.config, self._resolved())
         if self.targets is not None:
-            ckpt.save_tensor_atomic(self.run_dir / ckpt.TARGETS_FILE, self.targets)
+            self.store.save_images("targets", self.targets)
         self.loss = build_loss(self.config, self.targets)
+        self._checkpoint()  # a run stopped before its first generation resumes too
 
-    def start_resumed(self, run_dir: Path) -> None:
+    def start_resumed(self, store: FolderStore, resolved: dict[str, Any], had_targets: bool) -> None:
+        """Restore the run from ``store``'s files, all checked before anything is written."""
         self._prepare()
-        self.run_dir = run_dir
-        saved = ckpt.load_checkpoint(run_dir)
-        self.optimizer = saved.optimizer if saved else make_optimizer(self.config, self.vector.size, self.cma_seed)
+        self.store, self.run_dir = store, store.run_dir
+        config_file = store.run_dir / ckpt.CONFIG_FILE
+        if resolved.get("N") != self.vector.size:
+            raise ckpt.ResumeError(
+                f"{config_file}: the run had {resolved.get('N')!r} prompt units, the prompt now splits into "
+                f"{self.vector.size} (another tokenizer or model?); it cannot be continued here")
+        self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
+        saved = ckpt.load_checkpoint(store.run_dir, self.optimizer, self.vector.size, self.generations,
+                                     store.generation_folder)
         self.total = self._total()
-        self.targets = ckpt.load_tensor(run_dir / ckpt.TARGETS_FILE)
+        self.targets = self._load_targets(had_targets)
         self.loss = build_loss(self.config, self.targets)
-        entries = ckpt.read_evaluations(run_dir)
-        self.baseline_images = ckpt.load_tensor(run_dir / ckpt.BASELINE_FILE)
-        if saved is None or self.baseline_images is None or not entries or entries[0]["generation"] != 0:
-            ckpt.clear_evaluations(run_dir)  # nothing usable yet: start again from the baseline
-            return
+        entries = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
+        if entries and (entries[0]["generation"], entries[0]["index"]) != (0, 0):
+            raise ckpt.ResumeError(f"{store.run_dir / ckpt.EVALUATIONS_FILE}: the first line must be the baseline")
+        if not entries and saved.generation > 0:
+            raise ckpt.ResumeError(f"{store.run_dir / ckpt.EVALUATIONS_FILE}: missing or empty, but "
+                                   f"{ckpt.CHECKPOINT_FILE} is at generation {saved.generation}")
         self.next_generation = saved.generation
         self.logbook, self.generation_records = list(saved.logbook), list(saved.generations)
-        self.best_saved = ckpt.load_tensor(run_dir / ckpt.BEST_FILE) or {}
-        self.baseline = self._record_from_entry(entries[0])
-        if self.targets is None:
-            self.loss.set_targets(on_device(self.baseline_images, self.loss_device))
-        self._enter_hall_of_fame(self.baseline)
+        if entries:  # the baseline is done (its images were saved before its log line)
+            self.baseline_images, _ = ckpt.load_images(store.image_path("baseline"), self.settings,
+                                                       count=self.settings.batch_size)
+            best = store.image_path("best")
+            if best.exists() or best.is_symlink():
+                images, ident = ckpt.load_images(best, self.settings, count=self.settings.batch_size, with_id=True)
+                self.best_saved = {"id": ident, "images": images}
+            self.baseline = self._record_from_entry(entries[0])
+            if self.targets is None:
+                self.loss.set_targets(on_device(self.baseline_images, self.loss_device))
+            self._enter_hall_of_fame(self.baseline)
+            self.next_generation = max(1, saved.generation)
         for entry in entries[1:]:
             if entry["generation"] < saved.generation:
                 self._enter_hall_of_fame(self._record_from_entry(entry))
             else:
                 self.reusable[(entry["generation"], entry["index"])] = entry
         self.done = len(entries)
-        log.info("resuming %s at generation %d (%d evaluations on disk)", run_dir, saved.generation, self.done)
+        ckpt.drop_torn_tail(store.run_dir)  # everything checked: new lines start on a line of their own
+        log.info("resuming %s at generation %d (%d evaluations on disk)", store.run_dir, saved.generation, self.done)
+
+    def _load_targets(self, had_targets: bool) -> Optional[torch.Tensor]:
+        path = self.store.image_path("targets")
+        if not had_targets:
+            return None
+        if not path.exists() and not path.is_symlink():
+            raise ckpt.ResumeError(f"{path}: missing, but the run was pinned to explicit target images; "
+                                   "without them it cannot be continued")
+        return ckpt.load_images(path, self.settings)[0]
+
+    def _entry_check(self, generation: int):
+        """The run's own checks of a log line: its size, its generation and its prompts."""
+        n, batch = self.vector.size, self.settings.batch_size
+
+        def check(entry: dict[str, Any]) -> Optional[str]:
+            if len(entry["offsets"]) != n:
+                return f"{len(entry['offsets'])} offsets for {n} prompt units"
+            if entry["generation"] > generation:
+                return f"generation {entry['generation']} is beyond the checkpoint's {generation}"
+            if len(entry["seeds"]) != batch:
+                return f"{len(entry['seeds'])} seeds for a batch of {batch}"
+            prompt = self.vector.render(np.array(entry["offsets"], dtype=np.float64))
+            if (entry["positive"], entry["negative"]) != tuple(prompt):
+                return "its prompts are not the ones its offsets give"
+            return None
+        return check
 
     # -- running ----------------------------------------------------------
     def execute(self, raise_errors: bool) -> RunResult:
         error: Optional[BaseException] = None
-        ckpt.write_run_state(self.run_dir, "running", generation=self.next_generation, evaluations=self.done)
+        self.store.write_state("running", generation=self.next_generation, evaluations=self.done)
         try:
             if self.sink is not None:
                 self.sink.on_run_start(self.run_dir, self._config_dict(), self._units())
@@ -175,7 +238,7 @@ class _Run:
             log.error("pinning run %s stopped: %s", self.run_dir, reason, exc_info=True)
         self._ensure_best_images(reason)
         result = self._result(reason)
-        ckpt.write_run_state(self.run_dir, reason, generation=self.next_generation, evaluations=self.done,
+        self.store.write_state(reason, generation=self.next_generation, evaluations=self.done,
                              best_id=result.best.individual_id if result.best else None,
                              best_loss=result.best_loss, baseline_loss=result.baseline_loss)
         self._finish_sink(result, error)
@@ -205,8 +268,8 @@ class _Run:
             self._checkpoint()
 
     def _checkpoint(self) -> None:
-        ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
-            self.next_generation, self.optimizer, self.logbook, self.generation_records))
+        self.store.save_checkpoint(ckpt.Checkpoint(
+            self.next_generation, self.optimizer.state(), self.logbook, self.generation_records), self.vector.size)
 
     def _check_stop(self, *_: Any) -> None:
         if self.should_stop():
@@ -224,7 +287,7 @@ class _Run:
         zeros = np.zeros(self.vector.size)
         prompt = self.vector.render(zeros)
         (batch,), seconds = self._render([prompt])
-        ckpt.save_tensor_atomic(self.run_dir / ckpt.BASELINE_FILE, batch.images)
+        self.store.save_images("baseline", batch.images)
         if self.targets is None:
             self.loss.set_targets(on_device(batch.images, self.loss_device))
         self.baseline = self._evaluate(0, 0, zeros, prompt, batch, seconds, penalty=0.0, fitness=None)
@@ -268,7 +331,7 @@ class _Run:
     def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
         loss = loss if loss is not None else self._score(batch)
         ident = individual_id(offsets)
-        folder = create_individual_dir(self.run_dir, g, ident)
+        folder = self.store.individual_folder(g, ident)
         record = IndividualRecord(
             generation=g, index=index, individual_id=ident, offsets=np.array(offsets, dtype=np.float64),
             positive=prompt[0], negative=prompt[1], images=batch.images, seeds=list(batch.seeds),
@@ -280,7 +343,7 @@ class _Run:
                    "infotexts": list(batch.infotexts)})
         if self.sink is not None:  # images and stats first: the log entry is the commit point
             self.sink.on_individual(record)
-        ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
+        self.store.append_evaluation(record)
         self.done += 1
         self._enter_hall_of_fame(record, persist=g > 0)
         if self.progress is not None:
@@ -298,8 +361,7 @@ class _Run:
         fame.insert(position, record)
         del fame[HALL_OF_FAME_SIZE:]
         if new_best and persist:
-            ckpt.save_tensor_atomic(self.run_dir / ckpt.BEST_FILE,
-                                    {"id": record.individual_id, "images": record.images})
+            self.store.save_images("best", record.images, record.individual_id)
 
     def _ensure_best_images(self, reason: str) -> None:
         """Re-render the best individual if a crash lost its saved images (rare)."""
@@ -318,7 +380,7 @@ class _Run:
         record = GenerationRecord(
             generation=g, losses=losses, individual_ids=[r.individual_id for r in records],
             sigma=dist.sigma, centroid=dist.centroid, diag_std=dist.diag_std, axis_ratio=dist.axis_ratio,
-            eigenvalues=dist.eigenvalues, best_loss=float(min(losses)), folder=generation_dir(self.run_dir, g))
+            eigenvalues=dist.eigenvalues, best_loss=float(min(losses)), folder=self.store.generation_folder(g))
         self.generation_records.append(record)
         line = {"gen": g, "nevals": len(records), "min": float(np.min(losses)), "avg": float(np.mean(losses)),
                 "max": float(np.max(losses)), "std": float(np.std(losses)),
@@ -341,7 +403,7 @@ class _Run:
         return rows
 
     def _config_dict(self) -> dict[str, Any]:
-        return {**self.config.to_dict(), "resolved": self._resolved(), "run_dir": str(self.run_dir)}
+        return {**self.config.to_dict(), "resolved": self._resolved(), "run_dir": str(self.run_dir) if self.run_dir else None}
 
     def _result(self, reason: str) -> RunResult:
         best = self.hall_of_fame[0] if self.hall_of_fame else self.baseline

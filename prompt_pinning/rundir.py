@@ -7,10 +7,8 @@ never share a folder (the loser of a race simply takes the next number).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -72,14 +70,3 @@ def create_individual_dir(run_dir: Path, generation: int, ident: str) -> Path:
         except FileExistsError:
             suffix += 1
             name = f"{ident}-{suffix}"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

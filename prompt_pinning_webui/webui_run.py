@@ -92,16 +92,38 @@ def steps_per_call(settings: GenerationSettings, is_img2img: bool) -> int:
 
 
 def run_settings(config: PinningConfig) -> GenerationSettings:
-    """The settings the run renders with: a resumed run keeps its own, not the UI's."""
+    """The settings the run renders with: a resumed run keeps its own, not the UI's.
+
+    A resume folder that cannot be continued raises ``ResumeError`` (an HTTP 422
+    over the API) naming the file, before anything is rendered.
+    """
     if config.resume is None:
         return config.generation
-    from prompt_pinning.checkpoint import load_run_config
+    from prompt_pinning.checkpoint import check_run_folder, load_run_config
 
-    try:
-        saved, _ = load_run_config(Path(config.resume))
-    except (OSError, ValueError, KeyError, TypeError):  # the engine reports a bad run folder
-        return config.generation
+    saved, _ = load_run_config(check_run_folder(Path(config.resume)))
     return saved.generation
+
+
+def resume_roots() -> list[Path]:
+    """``<outputs>/prompt_pins`` of the WebUI's txt2img and img2img output folders (its options)."""
+    from modules import shared
+
+    from prompt_pinning.rundir import runs_root
+
+    opts = shared.opts
+    names = ("outdir_samples", "outdir_txt2img_samples", "outdir_img2img_samples")
+    folders = [getattr(opts, name, "") for name in names]
+    return [runs_root(folder) for folder in dict.fromkeys(f for f in folders if isinstance(f, str) and f.strip())]
+
+
+def confine_resume(config: PinningConfig) -> PinningConfig:
+    """From the UI and the API, resume only a run folder inside the WebUI's outputs."""
+    if config.resume is not None:
+        from prompt_pinning.checkpoint import confined_run_dir
+
+        config.resume = confined_run_dir(config.resume, resume_roots())
+    return config
 
 
 def stop_requested() -> bool:
@@ -130,7 +152,7 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
         base.comment("Prompt pinning uses one batch per individual; Batch count was ignored "
                      "(raise lambda_ for more samples).")
         base.n_iter = 1
-    config = build_config(base, parsed, is_img2img)
+    config = confine_resume(build_config(base, parsed, is_img2img))
     budget = config.max_images_per_call or command_line_budget()
     renderer = A1111Renderer(base, max_images_per_call=budget)
     settings = run_settings(config)

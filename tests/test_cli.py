@@ -68,6 +68,7 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
         (["--generations", "1000000000"], "generations: must be <= 10,000"),
         (["--cmatrix", "[[1, 0], [0]]"], "cmatrix: must be square"),
         (["--threads", "-1"], "--threads: must be >= 0"),
+        (["--resume", "/nonexistent/run"], "/nonexistent/run: no such run folder"),
     ],
 )
 def test_bad_options_give_one_line_errors(tmp_path, args, fragment):
@@ -118,6 +119,12 @@ def test_threads_are_set_by_the_command_line_only():
     engine = Path(__file__).resolve().parent.parent / "prompt_pinning"
     setters = [p.name for p in engine.rglob("*.py") if "set_num_threads" in p.read_text()]
     assert setters == ["cli.py"]
+def test_resume_of_a_folder_the_project_did_not_make_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "evaluations.jsonl").write_text("someone else's\n")
+    assert main(["--resume", str(tmp_path), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "prompt_pinning_run.json: missing" in error and "Traceback" not in error
+    assert (tmp_path / "evaluations.jsonl").read_text() == "someone else's\n"
 
 
 def test_help_documents_defaults():

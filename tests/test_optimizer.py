@@ -1,5 +1,4 @@
 import math
-import pickle
 import warnings
 
 import numpy as np
@@ -112,15 +111,75 @@ def test_plain_cma_minimises_a_shifted_sphere_and_tightens():
     assert np.all(opt.distribution().diag_std < start / 10)
 
 
-def test_pickled_optimizer_continues_identically():
-    opt = CmaOptimizer(config(), 5, cma_seed=8)
+def saved_and_read_back(opt, tmp_path):
+    """state() through the checkpoint's own formats: JSON scalars and an .npz read without pickle."""
+    from prompt_pinning.files import read_json, read_npz, write_json_atomic, write_npz_atomic
+
+    scalars, arrays = opt.state()
+    write_json_atomic(tmp_path / "s.json", scalars)
+    write_npz_atomic(tmp_path / "a.npz", arrays)
+    expected = {k: ("fu", lambda shape, want=v.shape: shape == want) for k, v in arrays.items()}
+    return read_json(tmp_path / "s.json"), read_npz(tmp_path / "a.npz", expected)
+
+
+def continue_both(opt, copy, f, generations=3):
+    for _ in range(generations):
+        a, b = opt.ask(), copy.ask()
+        assert np.array_equal(np.array(a), np.array(b))  # bit for bit
+        for x, y in zip(a, b):
+            opt.assign(x, f(opt.rendered(x)[0]))
+            copy.assign(y, f(copy.rendered(y)[0]))
+        opt.tell(a)
+        copy.tell(b)
+
+
+@pytest.mark.parametrize("options", [{}, {"cmatrix": np.diag([1.0, 2.0, 0.5, 1.5, 1.0]), "weights": "linear"},
+                                     {"size_limit": 0.3}, {"size_limit": 0.3, "lambda_": 7, "mu": 4}])
+def test_restored_optimizer_continues_identically(options, tmp_path):
+    f = lambda x: float(np.sum((x - 1) ** 2))  # noqa: E731
+    opt = make_optimizer(config(**options), 5, cma_seed=8)
+    run_sphere(opt, f, 3)
+    copy = make_optimizer(config(**options), 5, cma_seed=8)
+    copy.restore(*saved_and_read_back(opt, tmp_path))
+    continue_both(opt, copy, f)
+
+
+def test_a_size_limited_optimizer_restores_before_its_first_generation(tmp_path):
+    opt = SizeLimitedOptimizer(config(size_limit=0.3), 4, cma_seed=3)
+    opt.ask()  # draws from the run's random state
+    copy = SizeLimitedOptimizer(config(size_limit=0.3), 4, cma_seed=3)
+    copy.restore(*saved_and_read_back(opt, tmp_path))
+    assert copy.strategy is None
+    continue_both(opt, copy, lambda x: float(np.sum(x**2)))
+
+
+@pytest.mark.parametrize("damage", ["nan", "shape", "sigma", "rng", "missing"])
+def test_restore_refuses_bad_state(damage):
+    from prompt_pinning.optimizer import StateError
+
+    opt = CmaOptimizer(config(), 3, cma_seed=1)
+    scalars, arrays = opt.state()
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    if damage == "nan":
+        arrays["C"][0, 0] = np.nan
+    elif damage == "shape":
+        arrays["centroid"] = np.zeros(4)
+    elif damage == "sigma":
+        scalars["sigma"] = -1.0
+    elif damage == "rng":
+        scalars["pos"] = 10**6
+    else:
+        del arrays["B"]
+    with pytest.raises(StateError):
+        CmaOptimizer(config(), 3, cma_seed=1).restore(scalars, arrays)
+
+
+@pytest.mark.parametrize("size_limit", [0.0, 0.5])
+def test_lambda_of_one_runs(size_limit):
+    # DEAP's default mu = int(lambda_ / 2) is 0 for lambda_ = 1: a division by zero before the fix.
+    opt = make_optimizer(config(lambda_=1, size_limit=size_limit), 3, cma_seed=1)
     run_sphere(opt, lambda x: float(np.sum(x**2)), 3)
-    copy = pickle.loads(pickle.dumps(opt))
-    assert np.array_equal(np.array(opt.ask()), np.array(copy.ask()))
-    mo = SizeLimitedOptimizer(config(size_limit=0.3), 5, cma_seed=8)
-    run_sphere(mo, lambda x: float(np.sum((x - 1) ** 2)), 3)
-    mo_copy = pickle.loads(pickle.dumps(mo))
-    assert np.array_equal(np.array(mo.ask()), np.array(mo_copy.ask()))
+    assert opt.resolved["mu"] == 1 and len(opt.ask()) == 1
 
 
 def test_deap_mo_strategy_crashes_with_one_objective_root_cause():

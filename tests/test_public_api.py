@@ -47,7 +47,7 @@ def config(tmp_path, **changes):
 
 
 def test_exported_from_the_package():
-    assert set(prompt_pinning.__all__) >= {"PinningLoss", "run_target"}
+    assert set(prompt_pinning.__all__) >= {"MemoryStore", "PinningLoss", "run_target"}
 
 
 def test_a_script_scores_every_individual_as_the_run_did(tmp_path):
@@ -56,7 +56,7 @@ def test_a_script_scores_every_individual_as_the_run_did(tmp_path):
     renderer = HashRenderer()
     target = run_target(cfg, renderer)
     assert renderer.prompts == [("a red circle", "blurry")]  # the unmodified prompt, rendered once
-    assert torch.equal(target, ckpt.load_tensor(result.run_dir / ckpt.BASELINE_FILE))
+    assert torch.equal(target, ckpt.load_images(result.run_dir / ckpt.BASELINE_FILE, SETTINGS)[0])
     loss = PinningLoss.from_config(cfg, target)
     records = [result.baseline, *result.hall_of_fame]
     assert len(records) > 2

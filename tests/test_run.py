@@ -261,18 +261,86 @@ def test_ten_runs_keep_numpy_state_and_emit_no_warnings(outdir):
 
 
 def test_resume_of_a_folder_that_is_not_a_run_names_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a run folder"):
+    with pytest.raises(ckpt.ResumeError, match="prompt_pinning_run.json: missing"):
         resume_pinning(tmp_path, FakeRenderer())
+    with pytest.raises(ckpt.ResumeError, match="no such run folder"):
+        resume_pinning(tmp_path / "gone", FakeRenderer())
 
 
-def test_resume_without_a_checkpoint_does_not_log_the_baseline_twice(outdir):
-    # A crash after the baseline's log entry but before the first checkpoint.
-    stopped = run_pinning(make_config(outdir), FakeRenderer(), should_stop=lambda: True)
-    (stopped.run_dir / ckpt.CHECKPOINT_FILE).unlink(missing_ok=True)
-    ckpt.append_evaluation(stopped.run_dir, {"generation": 0, "index": 0, "offsets": [0.0] * 4})
+def test_a_crash_between_the_baseline_and_the_first_checkpoint_resumes_without_rendering_it_again(outdir):
+    # Keep the checkpoint as it was when the baseline's log line was written (generation 0),
+    # as if the process died before the generation 1 checkpoint.
+    at_baseline = {}
+
+    def progress(stage, done, total):
+        if stage == "baseline":
+            run_dir = next((outdir / "cut" / "prompt_pins").iterdir())
+            at_baseline.update({p.name: p.read_bytes() for p in run_dir.glob("checkpoint*")})
+
+    stopped = run_pinning(make_config(outdir / "cut"), FakeRenderer(), progress=progress,
+                          should_stop=lambda: bool(at_baseline))
+    for path in stopped.run_dir.glob("checkpoint*"):
+        path.unlink()
+    for name, data in at_baseline.items():
+        (stopped.run_dir / name).write_bytes(data)
+    assert json.loads((stopped.run_dir / ckpt.CHECKPOINT_FILE).read_text())["generation"] == 0
+    renderer = FakeRenderer()
+    resumed = resume_pinning(stopped.run_dir, renderer)
+    full = run_pinning(make_config(outdir / "full"), FakeRenderer())
+    assert [e["offsets"] for e in all_entries(resumed)] == [e["offsets"] for e in all_entries(full)]
+    assert sum(renderer.calls) == len(all_entries(full)) - 1  # the baseline is not rendered again
+    assert resumed.baseline_loss == full.baseline_loss and resumed.best.loss == full.best.loss
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_a_size_limited_run_resumes_bit_for_bit(outdir, k):
+    settings = dict(size_limit=0.05, initial_radius=0.5, targets=["t.png"], generations=5)
+    full = run_pinning(make_config(outdir / "full", **settings), FakeRenderer())
+    done = []
+    stopped = run_pinning(make_config(outdir / "cut", **settings), FakeRenderer(),
+                          should_stop=lambda: bool(done) and done[-1] >= 1 + k * 3,
+                          progress=lambda s, d, t: done.append(d))
+    assert stopped.stop_reason == "interrupted"
     resumed = resume_pinning(stopped.run_dir, FakeRenderer())
-    generation_zero = [e for e in all_entries(resumed) if e["generation"] == 0]
-    assert len(generation_zero) == 1
+    assert [e["offsets"] for e in all_entries(resumed)] == [e["offsets"] for e in all_entries(full)]
+    assert [e["loss"] for e in all_entries(resumed)] == [e["loss"] for e in all_entries(full)]
+    assert resumed.best.individual_id == full.best.individual_id
+    assert [g.sigma for g in resumed.generations] == [g.sigma for g in full.generations]
+    assert all(np.array_equal(a.centroid, b.centroid) for a, b in zip(resumed.generations, full.generations))
+
+
+def test_a_run_in_memory_writes_nothing_and_gives_the_same_result(outdir, tmp_path, monkeypatch):
+    from prompt_pinning.runstore import MemoryStore
+
+    full = run_pinning(make_config(outdir / "full"), FakeRenderer())
+    monkeypatch.chdir(tmp_path)
+    store = MemoryStore()
+    result = run_pinning(make_config(tmp_path / "memory"), FakeRenderer(), store=store)
+    assert result.run_dir is None and not (tmp_path / "memory").exists()
+    assert result.best.individual_id == full.best.individual_id and result.best.loss == full.best.loss
+    assert torch.equal(result.best.images, full.best.images)
+    assert [e["offsets"] for e in store.evaluations] == [e["offsets"] for e in all_entries(full)]
+    assert store.state["stop_reason"] == "completed" and store.checkpoint.generation == 5
+    with pytest.raises(ValueError, match="sink"):
+        run_pinning(make_config(tmp_path / "memory"), FakeRenderer(), store=MemoryStore(), sink=RecordingSink())
+
+
+def test_no_run_file_is_pickled_and_resume_loads_nothing_through_pickle(outdir, monkeypatch):
+    import pickle
+
+    stopped = run_pinning(make_config(outdir), FakeRenderer(), should_stop=lambda: len(
+        list(outdir.glob("prompt_pins/*/*/*"))) >= 4)
+    names = {p.name for p in stopped.run_dir.iterdir() if p.is_file()}
+    assert {"prompt_pinning_run.json", "run_config.json", "checkpoint.json", "evaluations.jsonl",
+            "baseline.npz", "run_state.json"} <= names
+    assert not any(name.endswith((".pkl", ".pt")) for name in names)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a run file was unpickled")
+
+    for module, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load"), (np, "load")):
+        monkeypatch.setattr(module, name, refuse)
+    assert resume_pinning(stopped.run_dir, FakeRenderer()).stop_reason == "completed"
 
 
 def test_sink_sees_an_individual_before_it_is_logged(outdir):

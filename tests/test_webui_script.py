@@ -27,9 +27,13 @@ def load_script_module():
 
 @pytest.fixture
 def script():
+    """The Script, with ``torch.load`` wrapped by the host's checked loader as in a real WebUI."""
+    from modules import safe
+
     webui_stand_in.reset()
     gradio.created.clear()
-    return load_script_module().Script()
+    with safe.active():
+        yield load_script_module().Script()
 
 
 def test_title_and_show(script):

@@ -10,6 +10,9 @@ Checks, in order (each prints one line, then details):
   txt2img      a tiny pinning run with a plain sampler, then with a Hyperbatch sampler
   img2img      a tiny pinning run on the first txt2img image
   interrupt    a longer run stopped with /sdapi/v1/interrupt returns its best images
+  resume       a run with a target image, interrupted and resumed, ends where an uninterrupted
+               run does (same baseline and best loss); folders outside the outputs, missing
+               ones and ".." paths are refused with HTTP 4xx
 Only the standard library is used, so any Python 3.8+ can run it. Exit status 1 if a
 check failed. Runs are kept tiny (few generations, small images): meant for a CPU WebUI
 with a random-weight checkpoint, where only the plumbing is being tested.
@@ -192,6 +195,61 @@ def check_interrupt(url, opts, info, check):
                         f"HTTP {status}, {len(images)} images, {seconds:.1f} s")
 
 
+def info_value(payload, key):
+    """The value of ``key`` in the first infotext of a response (None when absent)."""
+    try:
+        text = json.loads(payload.get("info") or "{}").get("infotexts", [""])[0]
+    except (AttributeError, ValueError, IndexError):
+        return None
+    for part in text.replace("\n", ", ").split(", "):
+        if part.startswith(key + ": "):
+            return part[len(key) + 2:].strip('"')
+    return None
+
+
+def check_resume(url, opts, info, check):
+    """Interrupt a run pinned to a target, resume it, compare with an uninterrupted run."""
+    overrides = {"CMA seed": opts.cma_seed, "Number of generations": max(2, opts.generations),
+                 "lambda_": opts.lambda_}
+    request = base_request(opts, PLAIN_SAMPLER, script_args_from(info, overrides))
+    target = _grey_png(opts.size, level=0x30)
+    request["script_args"][0] = [target]
+    print("--- resume: uninterrupted run with a target", flush=True)
+    status, full, full_seconds = call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)
+    if status != 200:
+        return check.record("resume", False, f"uninterrupted run: HTTP {status}: {str(full)[:300]}")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        reply=call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)))
+    worker.start()
+    worker.join(min(opts.interrupt_after, full_seconds / 2))  # about half way
+    call(url, "/sdapi/v1/interrupt", {})
+    worker.join(opts.timeout)
+    status, cut, _ = result.get("reply", (0, None, 0))
+    report = info_value(cut, "Pinning report") if status == 200 else None
+    if not report:
+        return check.record("resume", False, f"interrupted run: HTTP {status}: {str(cut)[:300]}")
+    run_dir = report[: -len("index.html")].rstrip("/")
+    print(f"    interrupted run: {info_value(cut, 'Pinning stop')}, folder {run_dir}")
+    resumed_args = list(request["script_args"])
+    resumed_args[0], resumed_args[-1] = None, run_dir  # no target given: the run keeps its own
+    status, resumed, seconds = call(url, "/sdapi/v1/txt2img", dict(request, script_args=resumed_args),
+                                    timeout=opts.timeout)
+    show_response(status, resumed, seconds)
+    same = [(key, info_value(resumed, key), info_value(full, key))
+            for key in ("Pinning baseline loss", "Pinning loss", "Pinning stop")]
+    check.record("resume: continues to the uninterrupted result", status == 200 and all(a == b for _, a, b in same),
+                 f"HTTP {status}, (resumed, uninterrupted): {same}")
+    runs_root = run_dir.rsplit("/", 1)[0]
+    for name, path in (("outside the outputs", "/tmp"), ("missing", runs_root + "/99999999"),
+                       ("'..' out of the outputs", run_dir + "/../../../../../../../../tmp")):
+        refused_args = list(resumed_args)
+        refused_args[-1] = path
+        status, payload, _ = call(url, "/sdapi/v1/txt2img", dict(request, script_args=refused_args))
+        check.record(f"resume: {name} refused", 400 <= status < 500, f"HTTP {status}: {str(payload)[:300]}")
+    return True
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:7860")
@@ -207,10 +265,10 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per generation call")
     parser.add_argument("--interrupt-after", type=float, default=90, help="seconds before interrupting")
     parser.add_argument("--only", choices=["listing", "errors", "plain", "hyperbatch", "img2img",
-                                           "interrupt"],
+                                           "interrupt", "resume"],
                         action="append", help="run only these parts (repeatable)")
     opts = parser.parse_args(argv)
-    parts = set(opts.only or ["listing", "errors", "plain", "hyperbatch", "img2img", "interrupt"])
+    parts = set(opts.only or ["listing", "errors", "plain", "hyperbatch", "img2img", "interrupt", "resume"])
 
     check = Check()
     found, hyper = check_listing(opts.url, check)
@@ -237,15 +295,17 @@ def main(argv=None):
         run_pinning(opts.url, "/sdapi/v1/img2img", request, "img2img plain", opts, check)
     if "interrupt" in parts:
         check_interrupt(opts.url, opts, found["txt2img"], check)
+    if "resume" in parts:
+        check_resume(opts.url, opts, found["txt2img"], check)
     return 0 if check.summary() else 1
 
 
-def _grey_png(size=64):
-    """A plain grey PNG (base64) to use as the img2img input when txt2img gave none."""
+def _grey_png(size=64, level=0x80):
+    """A plain grey PNG (base64): the img2img input when txt2img gave none, or a target."""
     def chunk(kind, data):
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-    rows = b"".join(b"\x00" + b"\x80" * size for _ in range(size))  # filter 0, 8-bit grey
+    rows = b"".join(b"\x00" + bytes([level]) * size for _ in range(size))  # filter 0, 8-bit grey
     header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
            + chunk(b"IEND", b""))

@@ -8,7 +8,6 @@ is complete.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from ..records import GenerationRecord, IndividualRecord, RunResult, UnitRow
+from ..files import read_json
 from .files import dump_json, jsonable
 from .generation import generation_folder_name, generation_summary, write_generation_plot, write_generation_summary
 from .individual import BATCH_STATS, batch_stats, image_file_names, image_infotext, write_batch_stats, write_images
@@ -236,10 +236,14 @@ def final_summary(run_dir: Path, result: RunResult, errors: list[str]) -> dict[s
 def load_rows(run_dir: Path) -> dict[tuple[int, int], dict[str, Any]]:
     """Table rows for individuals already on disk (a resumed run), read from batch_stats.json."""
     rows: dict[tuple[int, int], dict[str, Any]] = {}
+    root = Path(run_dir).resolve()
     for stats_path in sorted(Path(run_dir).glob(f"*/*/{BATCH_STATS}")):
-        try:
-            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+        try:  # files on disk are user input: only this run's own, plain files and values
+            if stats_path.is_symlink() or root not in stats_path.resolve().parents:
+                raise ValueError("not a file of this run folder")
+            stats = read_json(stats_path, MAX_STATS_BYTES)
             key = (int(stats["generation"]), int(stats["index"]))
+            _check_row_values(stats)
         except (OSError, ValueError, KeyError, TypeError) as error:
             logger.warning("skipping unreadable %s: %s", stats_path, error)
             continue
@@ -256,3 +260,18 @@ def load_rows(run_dir: Path) -> dict[tuple[int, int], dict[str, Any]]:
             "sec": (stats.get("render_seconds") or 0.0) + (stats.get("loss_seconds") or 0.0),
         }
     return rows
+
+
+MAX_STATS_BYTES = 16 * 2**20
+
+
+def _check_row_values(stats: dict[str, Any]) -> None:
+    for name in ("loss", "size", "render_seconds", "loss_seconds"):
+        value = stats.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name} must be a number, got {type(value).__name__}")
+    for name in ("individual_id", "prompt", "negative_prompt"):
+        if not isinstance(stats.get(name, ""), (str, type(None))):
+            raise ValueError(f"{name} must be a string")
+    if not isinstance(stats.get("seeds") or [], list):
+        raise ValueError("seeds must be a list")

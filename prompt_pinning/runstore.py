@@ -1,0 +1,119 @@
+"""Where a run keeps what it produces: a run folder, or memory only.
+
+The run loop talks to a store, chosen by the caller of ``run_pinning``:
+
+* ``FolderStore`` (the default) writes the run folder described in
+  ``checkpoint``; it is what reports, resume and the WebUI use.
+* ``MemoryStore`` writes nothing: for scripts and benchmarks that only want the
+  ``RunResult``. Its run has no folder (``run_dir`` is None), takes no report
+  sink and cannot be resumed from disk.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import PinningConfig
+from .records import IndividualRecord
+from .rundir import create_individual_dir, create_run_dir, generation_dir
+
+
+class RunStore(Protocol):
+    run_dir: Optional[Path]
+
+    def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None: ...
+
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None: ...
+
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None: ...
+
+    def individual_folder(self, generation: int, ident: str) -> Optional[Path]: ...
+
+    def generation_folder(self, generation: int) -> Optional[Path]: ...
+
+    def append_evaluation(self, record: IndividualRecord) -> None: ...
+
+    def write_state(self, status: str, **info: Any) -> None: ...
+
+
+IMAGE_FILES = {"baseline": ckpt.BASELINE_FILE, "targets": ckpt.TARGETS_FILE, "best": ckpt.BEST_FILE}
+
+
+class FolderStore:
+    """A run folder: ``<outdir>/prompt_pins/<run>/`` with the files of ``checkpoint``."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    @classmethod
+    def create(cls, outdir: Path | str) -> "FolderStore":
+        """A new numbered run folder, marked as the project's."""
+        store = cls(create_run_dir(outdir))
+        ckpt.write_marker(store.run_dir)
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path | str) -> "FolderStore":
+        """An existing run folder to continue; a ResumeError if it is not one."""
+        return cls(ckpt.check_run_folder(Path(run_dir)))
+
+    def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
+        ckpt.save_run_config(self.run_dir, config, resolved)
+
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None:
+        ckpt.save_images(self.run_dir / IMAGE_FILES[name], images, ident)
+
+    def image_path(self, name: str) -> Path:
+        return self.run_dir / IMAGE_FILES[name]
+
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
+        ckpt.save_checkpoint(self.run_dir, checkpoint, n)
+
+    def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
+        return create_individual_dir(self.run_dir, generation, ident)
+
+    def generation_folder(self, generation: int) -> Optional[Path]:
+        return generation_dir(self.run_dir, generation)
+
+    def append_evaluation(self, record: IndividualRecord) -> None:
+        ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
+
+    def write_state(self, status: str, **info: Any) -> None:
+        ckpt.write_run_state(self.run_dir, status, **info)
+
+
+class MemoryStore:
+    """Keeps the run's files as values in memory; nothing touches the disk."""
+
+    run_dir: Optional[Path] = None
+
+    def __init__(self) -> None:
+        self.config: Optional[dict[str, Any]] = None
+        self.images: dict[str, tuple[torch.Tensor, Optional[str]]] = {}
+        self.checkpoint: Optional[ckpt.Checkpoint] = None
+        self.evaluations: list[dict[str, Any]] = []
+        self.state: dict[str, Any] = {}
+
+    def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
+        self.config = {"config": config.to_dict(), "resolved": resolved}
+
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None:
+        self.images[name] = (images, ident)
+
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
+        self.checkpoint = checkpoint
+
+    def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
+        return None
+
+    def generation_folder(self, generation: int) -> Optional[Path]:
+        return None
+
+    def append_evaluation(self, record: IndividualRecord) -> None:
+        self.evaluations.append(ckpt.evaluation_entry(record, None))
+
+    def write_state(self, status: str, **info: Any) -> None:
+        self.state = {"stop_reason": status, **info}
