@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from prompt_pinning import checkpoint as ckpt
+from prompt_pinning.config import ConfigError
 from prompt_pinning.files import read_json, write_json_atomic
 from prompt_pinning.run import resume_pinning, run_pinning
 from test_run import FakeRenderer, all_entries, fakes, make_config  # noqa: F401  (fakes: autouse fixture)
@@ -238,12 +239,14 @@ def test_the_one_writer_maps_nan_to_null_and_leaves_no_temporary_file(tmp_path):
     assert read_json(tmp_path / "x.json")["c"] == 2.0
 
 
-def test_a_run_with_lambda_of_one_completes_and_resumes(outdir):
-    full = run_pinning(make_config(outdir / "full", lambda_=1, generations=3), FakeRenderer())
-    assert full.stop_reason == "completed" and len(all_entries(full)) == 1 + 3
+def test_lambda_of_one_is_refused_and_the_smallest_population_completes_and_resumes(outdir):
+    with pytest.raises(ConfigError, match="lambda_: must be >= 2"):  # DEAP would keep mu = 0 parents
+        run_pinning(make_config(outdir / "one", lambda_=1, generations=3), FakeRenderer())
+    full = run_pinning(make_config(outdir / "full", lambda_=2, generations=3), FakeRenderer())
+    assert full.stop_reason == "completed" and len(all_entries(full)) == 1 + 3 * 2
     done = []
-    cut = run_pinning(make_config(outdir / "cut", lambda_=1, generations=3), FakeRenderer(),
-                      should_stop=lambda: bool(done) and done[-1] >= 2, progress=lambda s, d, t: done.append(d))
+    cut = run_pinning(make_config(outdir / "cut", lambda_=2, generations=3), FakeRenderer(),
+                      should_stop=lambda: bool(done) and done[-1] >= 3, progress=lambda s, d, t: done.append(d))
     resumed = resume_pinning(cut.run_dir, FakeRenderer())
     assert [e["offsets"] for e in all_entries(resumed)] == [e["offsets"] for e in all_entries(full)]
 
