@@ -21,6 +21,7 @@ import pytest
 from prompt_pinning.reports import INDEX_HTML, ReportWriter
 from prompt_pinning.reports.synthetic import synthetic_run
 from prompt_pinning.reports.jobs import write_run_reports
+from prompt_pinning.reports.plot_data import RunPlotData
 from prompt_pinning.reports.page_data import page_data
 from prompt_pinning.reports.writer import load_rows
 
@@ -261,7 +262,7 @@ def test_two_thousand_individuals_page_and_filter(browser, small_run, tmp_path):
     run_copy = tmp_path / "run"
     shutil.copytree(small_run, run_copy)
     page = page_data(run_copy, result, many, [], "completed", {}, "2026-01-01 00:00:00")
-    write_run_reports(run_copy, [], [], None, 0.0, page, final=True)
+    write_run_reports(run_copy, RunPlotData(), page, final=True)
     browser.events.clear()
     browser.open(run_copy / INDEX_HTML)
     assert browser.evaluate("document.querySelectorAll('#ind-table tbody tr').length") == 50
