@@ -45,7 +45,7 @@ def new_figure(width: float, height: float) -> Any:
 
 def png_bytes(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .charts import INK, MUTED, Series, axes_frame, dashed_line, empty_panel, font, legend
+from .charts import INK, MUTED, Axes, Series, axes_frame, dashed_line, empty_panel, font, legend
 
 BARS = (59, 111, 182)
 CURVE = (46, 139, 87)
@@ -40,12 +40,12 @@ def histogram_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def histogram_panel(image: Image.Image, box, values: np.ndarray, title: str, value_name: str, count_name: str,
-                    color=BARS) -> None:
+                    color=BARS) -> Optional[Axes]:
     """Histogram of ``values`` inside ``box`` (left, top, right, bottom); the dashed line is the mean,
     named in a legend above the panel."""
     if values.size == 0:
         empty_panel(image, box, title, "no finite values")
-        return
+        return None
     counts, edges = histogram_counts(values)
     tallest = max(1, int(counts.max()))
     axes = axes_frame(image, box, title, (float(edges[0]), float(edges[-1])), (0.0, tallest * 1.08),
@@ -60,14 +60,15 @@ def histogram_panel(image: Image.Image, box, values: np.ndarray, title: str, val
     mean_x = float(axes.to_x(mean))
     dashed_line(draw, [(mean_x, box[1]), (mean_x, bottom)], MEAN)
     legend(draw, (box[2] - 110, box[1] - 36), [Series(np.empty(0), np.empty(0), f"mean {mean:.3g}", MEAN, dashed=True)])
+    return axes
 
 
 def sorted_panel(image: Image.Image, box, values: np.ndarray, title: str, rank_name: str, value_name: str,
-                 color=CURVE) -> None:
+                 color=CURVE) -> Optional[Axes]:
     """``values`` in increasing order against their rank (1 = lowest): the distribution as a curve."""
     if values.size == 0:
         empty_panel(image, box, title, "no finite values")
-        return
+        return None
     low, high = _value_range(values)
     pad = (high - low) * 0.05
     axes = axes_frame(image, box, title, (0.5, values.size + 0.5), (low - pad, high + pad), rank_name, value_name,
@@ -80,6 +81,7 @@ def sorted_panel(image: Image.Image, box, values: np.ndarray, title: str, rank_n
         draw.line(points, fill=color, width=2)
     for x, y in points if len(points) <= 200 else ():
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
+    return axes
 
 
 def loss_plot(values: np.ndarray, title: str, width: int = 640, height: int = 260) -> Image.Image:

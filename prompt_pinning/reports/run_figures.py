@@ -12,6 +12,7 @@ import numpy as np
 
 from .mpl import new_figure
 from .plot_data import cma_records, loss_summary, main_axis_lengths, size_points, stack
+from .ticks import nice_ticks, tick_labels
 
 LOSS_AXIS = "loss (LDR-FLIP, lower is better)"
 WEIGHT_AXIS = "weight offset"
@@ -26,15 +27,20 @@ def _generation_axis(ax: Any, gens: np.ndarray) -> None:
         ax.set_xlim(gens.min() - 0.5, gens.max() + 0.5)
 
 
-def _log_axis(ax: Any, axis: str = "y") -> None:
-    """A log scale with ticks at 1, 2 and 5 times powers of ten, written as plain numbers."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+def _log_axis(ax: Any) -> None:
+    """A log y scale ticked by ``ticks.nice_ticks`` with plain-number labels.
 
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    target.set_minor_formatter(NullFormatter())
+    Call it after the data are drawn: the ticks are chosen for the current limits."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+    ax.set_yscale("log")
+    axis = ax.yaxis
+    low, high = axis.get_view_interval()
+    ticks = nice_ticks(float(low), float(high), log=True) if 0 < low < high else []
+    if ticks:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FixedFormatter(tick_labels(ticks, log=True)))
+        axis.set_minor_locator(NullLocator())
 
 
 def _empty(ax: Any, title: str) -> None:
@@ -147,7 +153,9 @@ def _unit_heatmap(figure: Any, ax: Any, gens: np.ndarray, values: Optional[np.nd
     _generation_axis(ax, gens)
     key_bar = figure.colorbar(mesh, ax=ax, label=key, pad=0.01)
     if not diverging:
-        _log_axis(key_bar.ax)
+        ticks = nice_ticks(norm.vmin, norm.vmax, log=True)
+        key_bar.set_ticks(ticks, labels=tick_labels(ticks, log=True))
+        key_bar.minorticks_off()
 
 
 def _consecutive(gens: np.ndarray) -> bool:
