@@ -268,3 +268,20 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     target = tmp_path / "index.html"
     atomic_write_text(target, "<p>x</p>")
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_units_table_change_is_the_weight_change_and_the_offset_is_shown_apart():
+    from prompt_pinning.reports.html import _units_table
+    from prompt_pinning.reports.page_data import unit_entries
+
+    units = [UnitRow("red", "positive", 1.0, offset=-1.496, tightness=0.02),
+             UnitRow("circle", "positive", 1.2, offset=0.3, tightness=0.04)]
+    entries = unit_entries(units)
+    assert entries[0]["change"] == pytest.approx(-0.504) and entries[0]["offset"] == -1.496
+    table = _units_table(entries)
+    headers = re.findall(r'data-key="(\w+)"', table)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    change, offset = headers.index("change"), headers.index("offset")
+    assert rows[0][change] == "-0.504" and rows[0][offset] == "-1.496"
+    assert rows[1][change] == "+0.300" and rows[1][offset] == "+0.300"
+    assert re.findall(r"<button[^>]*>(.*?)</button>", table)[change] == "Change"

@@ -217,8 +217,11 @@ def test_page_renders_sorts_and_stays_offline(browser, small_run):
     assert column_values(browser, "#ind-table tbody td.loss") == sorted(ascending, reverse=True)
 
     click_header(browser, "#units-table", "Tightness")
-    tightness = column_values(browser, "#units-table tbody td:nth-child(7)")
+    tightness = column_values(browser, "#units-table tbody td:nth-child(8)")
     assert tightness == sorted(tightness)
+    click_header(browser, "#units-table", "Change")
+    change = column_values(browser, "#units-table tbody td:nth-child(6)")
+    assert change == sorted(change) and len(change) == 11
 
     browser.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # lazy images below the fold
     browser.settle(0.6)
