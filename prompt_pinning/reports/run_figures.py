@@ -146,7 +146,7 @@ def _unit_heatmap(figure: Any, ax: Any, gens: np.ndarray, values: Optional[np.nd
         cmap = "viridis"
         shown = np.ma.masked_where(~(shown > 0), shown)
     mesh = ax.pcolormesh(edges, rows, shown, cmap=cmap, norm=norm, shading="flat")
-    ax.set_yticks(np.arange(units), labels, fontsize=8 if units <= 30 else 6)
+    ax.set_yticks(np.arange(units), labels, fontsize=8 if units <= 45 else 6)
     ax.set_ylim(units - 0.5, -0.5)  # unit 1 at the top, as in the units table
     ax.set_ylabel("unit (number:text)", fontsize=9)
     ax.set_title(title, fontsize=10)

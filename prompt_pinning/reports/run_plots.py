@@ -81,7 +81,7 @@ def pillow_cma_plot(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> 
         Series(gens, summary["min"], "generation best", PALETTE[0]),
         Series(gens, summary["median"], "generation median", (147, 174, 214)),
     ], "loss of the generation's individuals", "generation", "loss (LDR-FLIP)", legend_at=(480, 60))
-    line_panel(image, (700, 60, 1160, 250), [Series(gens, np.array([r.sigma for r in records]), "", PALETTE[2])],
+    line_panel(image, (680, 60, 1040, 250), [Series(gens, np.array([r.sigma for r in records]), "", PALETTE[2])],
                "step size sigma", "generation", "sigma (weight offset)", log=True)
     line_panel(image, (90, 320, 470, 510), [Series(gens, np.array([r.axis_ratio for r in records]), "", PALETTE[1])],
                "axis ratio", "generation", "longest / shortest axis", log=True)
@@ -89,8 +89,8 @@ def pillow_cma_plot(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> 
     axis_series = [] if lengths is None else (
         [Series(gens, lengths[:, k], "", (184, 184, 184)) for k in range(1, lengths.shape[1] - 1)]
         + [Series(gens, lengths[:, -1], "longest axis", PALETTE[3]), Series(gens, lengths[:, 0], "shortest axis", PALETTE[0])])
-    line_panel(image, (700, 320, 1160, 510), axis_series, "scaling of all main axes", "generation",
-               "sqrt(eigenvalue of C)", log=True, legend_at=(560, 320))
+    line_panel(image, (680, 320, 1040, 510), axis_series, "scaling of all main axes", "generation",
+               "sqrt(eigenvalue of C)", log=True, legend_at=(1050, 320))
     top = 580
     for box_left, box_right, values, title, key, diverging in (
             (label_width, 570, centroid, "centroid offset per unit", "centroid offset (weight)", True),
