@@ -10,7 +10,7 @@ import io
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .files import atomic_write_bytes
 
@@ -20,17 +20,17 @@ DPI = 100
 _missing_logged = threading.Event()
 
 
-def figure_class() -> Optional[type]:
-    """matplotlib's ``Figure``, or None (logged once per process) when matplotlib is missing."""
+def matplotlib_available() -> bool:
+    """Whether matplotlib's Figure and Agg canvas import; when not, says so once per process."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # noqa: F401
     except ImportError as error:
         if not _missing_logged.is_set():
             _missing_logged.set()
             logger.warning("matplotlib is not available (%s); run plots are drawn with Pillow", error)
-        return None
-    return Figure
+        return False
+    return True
 
 
 def new_figure(width: float, height: float) -> Any:

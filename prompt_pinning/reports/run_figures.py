@@ -15,7 +15,6 @@ from .plot_data import cma_records, loss_summary, main_axis_lengths, size_points
 from .ticks import nice_ticks, tick_labels
 
 LOSS_AXIS = "loss (LDR-FLIP, lower is better)"
-WEIGHT_AXIS = "weight offset"
 BEST, MEDIAN, SPREAD, BASELINE, VALIDATION, LIMIT = "#1f5fa8", "#7a9cc6", "#c9d7ea", "#555555", "#d9822b", "#c2410c"
 LEGEND_OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
 
@@ -68,60 +67,63 @@ def cma_figure(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> Any:
     (loss_ax, step_ax), (ratio_ax, axes_ax) = top.subplots(2, 2)
     centroid_ax, std_ax = bottom.subplots(1, 2)
 
-    summary = loss_summary(records)
-    if gens.size:
-        loss_ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, label="generation best")
-        loss_ax.plot(gens, summary["median"], color=MEDIAN, label="generation median")
-        loss_ax.set_ylabel(LOSS_AXIS, fontsize=9)
-        loss_ax.set_title("loss of the generation's individuals", fontsize=10)
-        loss_ax.legend(**LEGEND_OUTSIDE)
-        loss_ax.grid(alpha=0.3)
-        _generation_axis(loss_ax, gens)
-    else:
-        _empty(loss_ax, "loss of the generation's individuals")
-
-    if gens.size:
-        step_ax.plot(gens, [r.sigma for r in records], color="#2e8b57", marker="o", markersize=3)
-        _log_axis(step_ax)
-        step_ax.set_ylabel("sigma (weight offset, log)", fontsize=9)
-        step_ax.set_title("step size sigma", fontsize=10)
-        step_ax.grid(alpha=0.3, which="both")
-        _generation_axis(step_ax, gens)
-    else:
-        _empty(step_ax, "step size sigma")
-
-    if gens.size:
-        ratio_ax.plot(gens, [r.axis_ratio for r in records], color="#d9822b", marker="o", markersize=3)
-        _log_axis(ratio_ax)
-        ratio_ax.set_ylabel("longest / shortest axis (log)", fontsize=9)
-        ratio_ax.set_title("axis ratio of the search distribution", fontsize=10)
-        ratio_ax.grid(alpha=0.3, which="both")
-        _generation_axis(ratio_ax, gens)
-    else:
-        _empty(ratio_ax, "axis ratio of the search distribution")
-
-    lengths = main_axis_lengths(records)
-    if lengths is not None:
-        for k in range(1, lengths.shape[1] - 1):
-            axes_ax.plot(gens, lengths[:, k], color="#b8b8b8", linewidth=0.8,
-                         label="other axes" if k == 1 else None)
-        axes_ax.plot(gens, lengths[:, -1], color="#c2410c", label="longest axis")
-        axes_ax.plot(gens, lengths[:, 0], color="#1f5fa8", label="shortest axis")
-        _log_axis(axes_ax)
-        axes_ax.set_ylabel("sqrt(eigenvalue of C) (log)", fontsize=9)
-        axes_ax.set_title("scaling of all main axes (times sigma: weight offset)", fontsize=10)
-        axes_ax.legend(**LEGEND_OUTSIDE)
-        axes_ax.grid(alpha=0.3, which="both")
-        _generation_axis(axes_ax, gens)
-    else:
-        _empty(axes_ax, "scaling of all main axes")
-
+    _loss_panel(loss_ax, gens, loss_summary(records))
+    _trace_panel(step_ax, gens, [r.sigma for r in records], "step size sigma", "sigma (weight offset, log)",
+                 "#2e8b57")
+    _trace_panel(ratio_ax, gens, [r.axis_ratio for r in records], "axis ratio of the search distribution",
+                 "longest / shortest axis (log)", "#d9822b")
+    _main_axes_panel(axes_ax, gens, main_axis_lengths(records))
     labels = list(unit_labels) if len(unit_labels) == units else [str(k) for k in range(1, units + 1)]
     _unit_heatmap(bottom, centroid_ax, gens, centroid, labels, "centroid offset per unit",
                   "centroid offset (weight)", diverging=True)
     _unit_heatmap(bottom, std_ax, gens, stds, labels, "search std per unit (small: tight)",
                   "std (weight offset, log)", diverging=False)
     return figure
+
+
+def _loss_panel(ax: Any, gens: np.ndarray, summary: dict[str, np.ndarray]) -> None:
+    title = "loss of the generation's individuals"
+    if not gens.size:
+        _empty(ax, title)
+        return
+    ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, label="generation best")
+    ax.plot(gens, summary["median"], color=MEDIAN, label="generation median")
+    ax.set_ylabel(LOSS_AXIS, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.legend(**LEGEND_OUTSIDE)
+    ax.grid(alpha=0.3)
+    _generation_axis(ax, gens)
+
+
+def _trace_panel(ax: Any, gens: np.ndarray, values: Sequence[float], title: str, ylabel: str, color: str) -> None:
+    """One positive quantity per generation on a log axis."""
+    if not gens.size:
+        _empty(ax, title)
+        return
+    ax.plot(gens, values, color=color, marker="o", markersize=3)
+    _log_axis(ax)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    _generation_axis(ax, gens)
+
+
+def _main_axes_panel(ax: Any, gens: np.ndarray, lengths: Optional[np.ndarray]) -> None:
+    """Every main axis of the search distribution; the shortest and the longest stand out."""
+    title = "scaling of all main axes (times sigma: weight offset)"
+    if lengths is None or not gens.size:
+        _empty(ax, title)
+        return
+    for k in range(1, lengths.shape[1] - 1):
+        ax.plot(gens, lengths[:, k], color="#b8b8b8", linewidth=0.8, label="other axes" if k == 1 else None)
+    ax.plot(gens, lengths[:, -1], color="#c2410c", label="longest axis")
+    ax.plot(gens, lengths[:, 0], color=BEST, label="shortest axis")
+    _log_axis(ax)
+    ax.set_ylabel("sqrt(eigenvalue of C) (log)", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.legend(**LEGEND_OUTSIDE)
+    ax.grid(alpha=0.3)
+    _generation_axis(ax, gens)
 
 
 def _unit_heatmap(figure: Any, ax: Any, gens: np.ndarray, values: Optional[np.ndarray], labels: list[str],
@@ -133,7 +135,7 @@ def _unit_heatmap(figure: Any, ax: Any, gens: np.ndarray, values: Optional[np.nd
     from matplotlib.colors import LogNorm, Normalize
 
     units = values.shape[1]
-    edges = np.concatenate([gens - 0.5, [gens[-1] + 0.5]]) if _consecutive(gens) else np.arange(gens.size + 1) + 0.5
+    edges = np.concatenate([[gens[0] - 0.5], (gens[1:] + gens[:-1]) / 2, [gens[-1] + 0.5]])  # a gap widens a column
     rows = np.arange(units + 1) - 0.5
     shown = np.ma.masked_invalid(values.T)
     if diverging:
@@ -156,10 +158,6 @@ def _unit_heatmap(figure: Any, ax: Any, gens: np.ndarray, values: Optional[np.nd
         ticks = nice_ticks(norm.vmin, norm.vmax, log=True)
         key_bar.set_ticks(ticks, labels=tick_labels(ticks, log=True))
         key_bar.minorticks_off()
-
-
-def _consecutive(gens: np.ndarray) -> bool:
-    return gens.size > 0 and bool(np.all(np.diff(gens) == 1))
 
 
 def cma_mo_figure(rows: Sequence[dict[str, Any]], size_limit: float) -> Any:

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from .charts import INK, PALETTE, Series, empty_panel, font, heatmap_panel, line_panel
 from .files import atomic_write_bytes
-from .mpl import figure_class, save_figure
+from .mpl import matplotlib_available, save_figure
 from .plot_data import cma_records, loss_summary, main_axis_lengths, size_points, stack
 
 CMA_PLOT = "cma_plot.png"
@@ -26,7 +26,7 @@ VALIDATION_COLOR = (217, 130, 43)
 
 
 def write_cma_plot(path: Path, records: Sequence[Any], unit_labels: Sequence[str] = ()) -> None:
-    if figure_class() is not None:
+    if matplotlib_available():
         from .run_figures import cma_figure
 
         save_figure(cma_figure(records, unit_labels), path)
@@ -35,7 +35,7 @@ def write_cma_plot(path: Path, records: Sequence[Any], unit_labels: Sequence[str
 
 
 def write_cma_mo_plot(path: Path, rows: Sequence[dict[str, Any]], size_limit: float) -> None:
-    if figure_class() is not None:
+    if matplotlib_available():
         from .run_figures import cma_mo_figure
 
         save_figure(cma_mo_figure(rows, size_limit), path)
@@ -45,7 +45,7 @@ def write_cma_mo_plot(path: Path, rows: Sequence[dict[str, Any]], size_limit: fl
 
 def write_loss_history_plot(path: Path, records: Sequence[Any], baseline_loss: Optional[float] = None,
                             best_validation_loss: Optional[float] = None) -> None:
-    if figure_class() is not None:
+    if matplotlib_available():
         from .run_figures import loss_history_figure
 
         save_figure(loss_history_figure(records, baseline_loss, best_validation_loss), path)
