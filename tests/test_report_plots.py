@@ -311,3 +311,11 @@ def test_run_plot_data_pickles_without_torch_types():
 
     data = RunPlotData(generations=[plain_generation(r) for r in records()], unit_labels=["1:a"], baseline_loss=1.0)
     assert pickle.loads(pickle.dumps(data)).generations[0].sigma == data.generations[0].sigma
+
+
+def test_heatmap_columns_sit_at_their_generation_numbers_when_some_are_missing():
+    data = [r for r in records(generations=5) if r.generation in (1, 2, 5)]
+    ax = by_title(cma_figure(data, ["1:a", "2:b", "3:c", "4:d"]), "centroid offset per unit")
+    mesh = [c for c in ax.collections if isinstance(c, QuadMesh)][0]
+    left_edges = mesh.get_coordinates()[0, :, 0]
+    assert np.allclose(left_edges, [0.5, 1.5, 3.5, 5.5])  # generation 5's column is centred on 5
