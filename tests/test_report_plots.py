@@ -319,3 +319,20 @@ def test_heatmap_columns_sit_at_their_generation_numbers_when_some_are_missing()
     mesh = [c for c in ax.collections if isinstance(c, QuadMesh)][0]
     left_edges = mesh.get_coordinates()[0, :, 0]
     assert np.allclose(left_edges, [0.5, 1.5, 3.5, 5.5])  # generation 5's column is centred on 5
+
+
+def test_run_plots_are_drawn_again_only_when_their_data_change(tmp_path, monkeypatch):
+    from prompt_pinning.reports import jobs
+
+    drawn = []
+    monkeypatch.setattr(jobs, "write_cma_plot", lambda path, *args: drawn.append(path.name))
+    monkeypatch.setattr(jobs, "write_loss_history_plot", lambda path, *args: drawn.append(path.name))
+    monkeypatch.setattr(jobs, "render_index", lambda page: "<!DOCTYPE html>")
+    generations = [plain_generation(r) for r in records()]
+    jobs.write_run_reports(tmp_path, RunPlotData(generations=generations[:4]), {}, final=False)
+    jobs.write_run_reports(tmp_path, RunPlotData(generations=generations), {}, final=False)
+    jobs.write_run_reports(tmp_path, RunPlotData(generations=generations), {}, final=True)  # as drawn: kept
+    assert drawn == ["loss_history.png", "cma_plot.png"] * 2
+    jobs.write_run_reports(tmp_path, RunPlotData(generations=generations, baseline_loss=1.0), {}, final=True)
+    assert drawn == ["loss_history.png", "cma_plot.png"] * 3
+    assert (tmp_path / "index.html").read_text() == "<!DOCTYPE html>"
