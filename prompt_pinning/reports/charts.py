@@ -116,7 +116,8 @@ def axes_frame(image: Image.Image, box: tuple[int, int, int, int], title: str, x
     return axes
 
 
-def empty_panel(image: Image.Image, box: tuple[int, int, int, int], title: str, note: str = "nothing to plot yet") -> None:
+def empty_panel(image: Image.Image, box: tuple[int, int, int, int], title: str,
+                note: str = "nothing to plot yet") -> None:
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = box
     draw.text(((left + right) // 2, top - 8), title, fill=INK, font=font(12), anchor="md")

@@ -88,7 +88,8 @@ def pillow_cma_plot(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> 
     lengths = main_axis_lengths(records)
     axis_series = [] if lengths is None else (
         [Series(gens, lengths[:, k], "", (184, 184, 184)) for k in range(1, lengths.shape[1] - 1)]
-        + [Series(gens, lengths[:, -1], "longest axis", PALETTE[3]), Series(gens, lengths[:, 0], "shortest axis", PALETTE[0])])
+        + [Series(gens, lengths[:, -1], "longest axis", PALETTE[3]),
+           Series(gens, lengths[:, 0], "shortest axis", PALETTE[0])])
     line_panel(image, (680, 320, 1040, 510), axis_series, "scaling of all main axes", "generation",
                "sqrt(eigenvalue of C)", log=True, legend_at=(1050, 320))
     top = 580
