@@ -86,7 +86,7 @@ def _loss_panel(ax: Any, gens: np.ndarray, summary: dict[str, np.ndarray]) -> No
     if not gens.size:
         _empty(ax, title)
         return
-    ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, label="generation best")
+    ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, label="generation best", zorder=3)
     ax.plot(gens, summary["median"], color=MEDIAN, label="generation median")
     ax.set_ylabel(LOSS_AXIS, fontsize=9)
     ax.set_title(title, fontsize=10)
