@@ -7,7 +7,7 @@ PIP = $(PYTHON) -m pip
 
 setup:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e .
+	$(PIP) install -q -e ".[plots]"
 
 setup-test: setup
 	$(PIP) install -q -e ".[test]"

@@ -166,10 +166,9 @@ def test_every_report_is_complete_when_on_finish_returns(finished_run):
         assert summary["loss_stats"]["min"] == min(summary["losses"])
         assert len(summary["individuals"]) == 4
         assert (run_dir / f"{generation:08d}" / "generation_loss_plot.png").is_file()
-    with Image.open(run_dir / "cma_plot.png") as plot:
-        assert plot.size == (960, 680)
-        assert len(plot.convert("RGB").getcolors(1 << 16) or []) > 20  # four drawn panels, not a blank
-    assert (run_dir / "cma_mo_plot.png").is_file()
+    for name in ("cma_plot.png", "loss_history.png", "cma_mo_plot.png"):  # what they draw: test_report_plots
+        with Image.open(run_dir / name) as plot:
+            assert plot.format == "PNG" and len(plot.convert("RGB").getcolors(1 << 16) or []) > 20
     assert not list(run_dir.rglob("*.tmp"))
 
 
@@ -269,3 +268,20 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     target = tmp_path / "index.html"
     atomic_write_text(target, "<p>x</p>")
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_units_table_change_is_the_weight_change_and_the_offset_is_shown_apart():
+    from prompt_pinning.reports.html import _units_table
+    from prompt_pinning.reports.page_data import unit_entries
+
+    units = [UnitRow("red", "positive", 1.0, offset=-1.496, tightness=0.02),
+             UnitRow("circle", "positive", 1.2, offset=0.3, tightness=0.04)]
+    entries = unit_entries(units)
+    assert entries[0]["change"] == pytest.approx(-0.504) and entries[0]["offset"] == -1.496
+    table = _units_table(entries)
+    headers = re.findall(r'data-key="(\w+)"', table)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    change, offset = headers.index("change"), headers.index("offset")
+    assert rows[0][change] == "-0.504" and rows[0][offset] == "-1.496"
+    assert rows[1][change] == "+0.300" and rows[1][offset] == "+0.300"
+    assert re.findall(r"<button[^>]*>(.*?)</button>", table)[change] == "Change"

@@ -21,6 +21,7 @@ import pytest
 from prompt_pinning.reports import INDEX_HTML, ReportWriter
 from synthetic_run import synthetic_run
 from prompt_pinning.reports.jobs import write_run_reports
+from prompt_pinning.reports.plot_data import RunPlotData
 from prompt_pinning.reports.page_data import page_data
 from prompt_pinning.reports.writer import load_rows
 
@@ -216,8 +217,11 @@ def test_page_renders_sorts_and_stays_offline(browser, small_run):
     assert column_values(browser, "#ind-table tbody td.loss") == sorted(ascending, reverse=True)
 
     click_header(browser, "#units-table", "Tightness")
-    tightness = column_values(browser, "#units-table tbody td:nth-child(7)")
+    tightness = column_values(browser, "#units-table tbody td:nth-child(8)")
     assert tightness == sorted(tightness)
+    click_header(browser, "#units-table", "Change")
+    change = column_values(browser, "#units-table tbody td:nth-child(6)")
+    assert change == sorted(change) and len(change) == 11
 
     browser.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # lazy images below the fold
     browser.settle(0.6)
@@ -261,7 +265,7 @@ def test_two_thousand_individuals_page_and_filter(browser, small_run, tmp_path):
     run_copy = tmp_path / "run"
     shutil.copytree(small_run, run_copy)
     page = page_data(run_copy, result, many, [], "completed", {}, "2026-01-01 00:00:00")
-    write_run_reports(run_copy, [], [], None, 0.0, page, final=True)
+    write_run_reports(run_copy, RunPlotData(), page, final=True)
     browser.events.clear()
     browser.open(run_copy / INDEX_HTML)
     assert browser.evaluate("document.querySelectorAll('#ind-table tbody tr').length") == 50

@@ -67,11 +67,11 @@ def write_generation_plot(
     images = finite(np.concatenate([np.ravel(p) for p in image_losses]) if len(image_losses) else [])
     losses = finite(individual_losses)
     plot = four_panels(f"generation {generation}", [
-        ("sorted", images, "image loss distribution", BARS),
-        ("hist", images, "image loss histogram", BARS),
-        ("sorted", losses, "individual loss distribution", CURVE),
-        ("hist", losses, "individual loss histogram", CURVE),
-    ])
+        ("sorted", images, "image losses, sorted", "image, from lowest loss", "image loss (LDR-FLIP)", BARS),
+        ("hist", images, "image losses", "image loss (LDR-FLIP)", "images", BARS),
+        ("sorted", losses, "individual losses, sorted", "individual, from lowest loss", "loss (LDR-FLIP)", CURVE),
+        ("hist", losses, "individual losses", "loss (LDR-FLIP)", "individuals", CURVE),
+    ], note=f"{losses.size} individuals; image loss: an image's mean FLIP against the other images")
     buffer = io.BytesIO()
     plot.save(buffer, format="PNG", compress_level=1)
     atomic_write_bytes(folder / GENERATION_PLOT, buffer.getvalue())

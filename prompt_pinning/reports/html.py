@@ -108,7 +108,8 @@ def _units_table(units: list[dict[str, Any]]) -> str:
             ("prompt", "Prompt", "text"),
             ("base", "Base weight", "num"),
             ("pinned", "Pinned weight", "num"),
-            ("offset", "Change", "num"),
+            ("change", "Change", "num"),
+            ("offset", "Offset", "num"),
             ("tight", "Tightness (std)", "num"),
         )
     )
@@ -118,7 +119,7 @@ def _units_table(units: list[dict[str, Any]]) -> str:
     for u in units:
         share = (u["tight"] / widest) if (widest and u.get("tight") is not None) else None
         meter = f'<meter min="0" max="1" value="{share:.4f}"></meter>' if share is not None else ""
-        change = u.get("offset")
+        change, offset = u.get("change"), u.get("offset")
         change_class = "up" if change and change > 0 else "down" if change and change < 0 else ""
         body.append(
             "<tr>"
@@ -128,6 +129,7 @@ def _units_table(units: list[dict[str, Any]]) -> str:
             f'<td data-v="{_sort_value(u.get("base"))}">{_number(u.get("base"), 3)}</td>'
             f'<td data-v="{_sort_value(u.get("pinned"))}"><strong>{_number(u.get("pinned"), 3)}</strong></td>'
             f'<td data-v="{_sort_value(change)}" class="{change_class}">{"" if change is None else f"{change:+.3f}"}</td>'
+            f'<td data-v="{_sort_value(offset)}">{"" if offset is None else f"{offset:+.3f}"}</td>'
             f'<td data-v="{_sort_value(u.get("tight"))}">{_number(u.get("tight"), 4)} {meter}</td>'
             "</tr>"
         )
@@ -155,7 +157,7 @@ def _summary(data: dict[str, Any]) -> str:
 
 def _plots(plots: dict[str, Optional[str]]) -> str:
     figures = []
-    for key, title in (("cma", "CMA-ES state"), ("mo", "Size limiter")):
+    for key, title in (("history", "Loss over the run"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
         src = plots.get(key)
         if src:
             figures.append(
@@ -210,7 +212,7 @@ def render_index(data: dict[str, Any]) -> str:
 </section>
 <section class="card" aria-labelledby="units-title">
   <h2 id="units-title">Units</h2>
-  <p class="muted">Tightness is the final search spread along a unit: small means the images are sensitive to it (locked in), large means it is loose. Click a heading to sort.</p>
+  <p class="muted">Change is the pinned weight minus the base weight. Offset is the value the search found: the pinned weight is |base + offset|, so a base of 1.0 with an offset of -1.496 pins to 0.496, a change of -0.504. Tightness is the final search spread along a unit: small means the images are sensitive to it (locked in), large means it is loose. Click a heading to sort.</p>
   {_units_table(data["units"])}
 </section>
 <section class="card" aria-labelledby="conv-title">

@@ -70,6 +70,7 @@ def unit_entries(units: Sequence[UnitRow]) -> list[dict[str, Any]]:
                 "prompt": u.prompt,
                 "base": u.base_weight,
                 "pinned": u.pinned_weight,
+                "change": u.pinned_weight - u.base_weight,
                 "offset": u.offset,
                 "tight": u.tightness,
             }

@@ -1,18 +1,18 @@
-"""Small charts drawn straight with Pillow, for the per-individual loss plot.
+"""The per-individual and per-generation loss plots, drawn with Pillow.
 
-One is written for every individual, so it must cost milliseconds, not the tenth
-of a second a matplotlib figure takes.
+One ``loss_plot.png`` is written for every individual; Pillow draws it in a few
+milliseconds, several times faster than a matplotlib figure
+(``benchmarks/bench_plots.py`` prints both).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-INK = (29, 35, 48)
-MUTED = (102, 112, 133)
-GRID = (227, 230, 235)
+from .charts import INK, MUTED, Axes, Series, axes_frame, dashed_line, empty_panel, font, legend
+
 BARS = (59, 111, 182)
 CURVE = (46, 139, 87)
 MEAN = (217, 130, 43)
@@ -24,99 +24,92 @@ def finite(values) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-@lru_cache(maxsize=4)
-def font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType sizes
-        return ImageFont.load_default()
+def _value_range(values: np.ndarray) -> tuple[float, float]:
+    low, high = float(values.min()), float(values.max())
+    if high == low:
+        half = max(abs(high) * 0.05, 1e-6)
+        return low - half, high + half
+    return low, high
 
 
-def _frame(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str, low: str, high: str,
-           x_low: str, x_high: str) -> None:
-    left, top, right, bottom = box
-    draw.text(((left + right) // 2, top - 18), title, fill=INK, font=font(12), anchor="mm")
-    for k in range(5):
-        y = top + (bottom - top) * k / 4
-        draw.line([(left, y), (right, y)], fill=GRID)
-    draw.rectangle(box, outline=MUTED)
-    draw.text((left - 4, top), high, fill=MUTED, font=font(10), anchor="ra")
-    draw.text((left - 4, bottom), low, fill=MUTED, font=font(10), anchor="rd")
-    draw.text((left, bottom + 4), x_low, fill=MUTED, font=font(10), anchor="la")
-    draw.text((right, bottom + 4), x_high, fill=MUTED, font=font(10), anchor="ra")
-
-
-def histogram_panel(draw: ImageDraw.ImageDraw, box, values: np.ndarray, title: str, color=BARS) -> None:
-    """Histogram of ``values`` inside ``box`` (left, top, right, bottom), mean as a dashed line."""
-    if values.size == 0:
-        _empty(draw, box, title)
-        return
-    low, span = _range(values)
+def histogram_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, bin edges) as the histogram panel draws them."""
+    low, high = _value_range(values)
     bins = min(24, max(5, int(np.sqrt(values.size)) + 1))
-    counts, _ = np.histogram(values, bins=bins, range=(low, low + span))
-    tallest = max(1, int(counts.max()))
-    _frame(draw, box, title, "0", str(tallest), f"{low:.3g}", f"{low + span:.3g}")
-    left, top, right, bottom = box
-    bar_width = (right - left) / bins
-    for k, count in enumerate(counts):
-        if count:
-            x0 = left + k * bar_width + 1
-            draw.rectangle([x0, bottom - (bottom - top) * count / tallest, x0 + bar_width - 2, bottom], fill=color)
-    mean_x = left + (float(values.mean()) - low) / span * (right - left)
-    for y in range(top, bottom, 8):
-        draw.line([(mean_x, y), (mean_x, min(y + 4, bottom))], fill=MEAN, width=2)
+    return np.histogram(values, bins=bins, range=(low, high))
 
 
-def sorted_panel(draw: ImageDraw.ImageDraw, box, values: np.ndarray, title: str, color=CURVE) -> None:
-    """``values`` in increasing order: the distribution as a curve."""
+def histogram_panel(image: Image.Image, box, values: np.ndarray, title: str, value_name: str, count_name: str,
+                    color=BARS) -> Optional[Axes]:
+    """Histogram of ``values`` inside ``box`` (left, top, right, bottom); the dashed line is the mean,
+    named in a legend above the panel."""
     if values.size == 0:
-        _empty(draw, box, title)
-        return
-    low, span = _range(values)
-    _frame(draw, box, title, f"{low:.3g}", f"{low + span:.3g}", "1", str(values.size))
-    left, top, right, bottom = box
+        empty_panel(image, box, title, "no finite values")
+        return None
+    counts, edges = histogram_counts(values)
+    tallest = max(1, int(counts.max()))
+    axes = axes_frame(image, box, title, (float(edges[0]), float(edges[-1])), (0.0, tallest * 1.08),
+                      value_name, count_name)
+    draw = ImageDraw.Draw(image)
+    bottom = box[3]
+    for count, low, high in zip(counts, edges[:-1], edges[1:]):
+        if count:
+            x0, x1 = float(axes.to_x(low)), float(axes.to_x(high))
+            draw.rectangle([x0 + 1, float(axes.to_y(count)), x1 - 1, bottom], fill=color)
+    mean = float(values.mean())
+    mean_x = float(axes.to_x(mean))
+    dashed_line(draw, [(mean_x, box[1]), (mean_x, bottom)], MEAN)
+    legend(draw, (box[2] - 110, box[1] - 36), [Series(np.empty(0), np.empty(0), f"mean {mean:.3g}", MEAN, dashed=True)])
+    return axes
+
+
+def sorted_panel(image: Image.Image, box, values: np.ndarray, title: str, rank_name: str, value_name: str,
+                 color=CURVE) -> Optional[Axes]:
+    """``values`` in increasing order against their rank (1 = lowest): the distribution as a curve."""
+    if values.size == 0:
+        empty_panel(image, box, title, "no finite values")
+        return None
+    low, high = _value_range(values)
+    pad = (high - low) * 0.05
+    axes = axes_frame(image, box, title, (0.5, values.size + 0.5), (low - pad, high + pad), rank_name, value_name,
+                      integer_x=True)
+    draw = ImageDraw.Draw(image)
     ordered = np.sort(values)
-    xs = left + np.arange(ordered.size) * (right - left) / max(1, ordered.size - 1)
-    ys = bottom - (ordered - low) / span * (bottom - top)
+    xs, ys = axes.to_x(np.arange(1, ordered.size + 1)), axes.to_y(ordered)
     points = list(zip(xs.tolist(), ys.tolist()))
     if len(points) > 1:
         draw.line(points, fill=color, width=2)
     for x, y in points if len(points) <= 200 else ():
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
+    return axes
 
 
-def _range(values: np.ndarray) -> tuple[float, float]:
-    low, high = float(values.min()), float(values.max())
-    return low, (high - low) or max(abs(high), 1e-12)
-
-
-def _empty(draw: ImageDraw.ImageDraw, box, title: str) -> None:
-    left, top, right, bottom = box
-    draw.text(((left + right) // 2, top - 18), title, fill=INK, font=font(12), anchor="mm")
-    draw.rectangle(box, outline=GRID)
-    draw.text(((left + right) // 2, (top + bottom) // 2), "no finite values", fill=MUTED, font=font(12), anchor="mm")
-
-
-def loss_plot(values: np.ndarray, title: str, width: int = 560, height: int = 224) -> Image.Image:
-    """Histogram (left) and sorted values (right) of finite ``values``."""
+def loss_plot(values: np.ndarray, title: str, width: int = 640, height: int = 260) -> Image.Image:
+    """Histogram (left) and sorted values (right) of an individual's finite pair losses."""
     image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((width // 2, 4), title, fill=INK, font=font(12), anchor="ma")
+    ImageDraw.Draw(image).text((width // 2, 4), title, fill=INK, font=font(12), anchor="ma")
     half = width // 2
-    histogram_panel(draw, (48, 48, half - 16, height - 28), values, "pair losses")
-    sorted_panel(draw, (half + 48, 48, width - 16, height - 28), values, "sorted pair losses")
+    histogram_panel(image, (64, 62, half - 16, height - 40), values, "pair losses", "pair loss (LDR-FLIP)",
+                    "pairs")
+    sorted_panel(image, (half + 64, 62, width - 16, height - 40), values, "sorted pair losses",
+                 "pair, from lowest loss", "pair loss (LDR-FLIP)")
     return image
 
 
-def four_panels(title: str, panels, width: int = 640, height: int = 448) -> Image.Image:
-    """A 2x2 grid; ``panels`` holds (kind, values, title, colour) with kind "hist" or "sorted"."""
+def four_panels(title: str, panels, width: int = 720, height: int = 520,
+                note: Optional[str] = None) -> Image.Image:
+    """A 2x2 grid; ``panels`` holds (kind, values, title, x name, y name, colour), kind "hist" or "sorted"."""
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     draw.text((width // 2, 4), title, fill=INK, font=font(13), anchor="ma")
-    cell_w, cell_h = width // 2, (height - 24) // 2
-    for k, (kind, values, panel_title, color) in enumerate(panels):
-        x, y = (k % 2) * cell_w, 24 + (k // 2) * cell_h
-        box = (x + 52, y + 30, x + cell_w - 16, y + cell_h - 26)
-        draw_panel = histogram_panel if kind == "hist" else sorted_panel
-        draw_panel(draw, box, values, panel_title, color)
+    if note:
+        draw.text((width // 2, 22), note, fill=MUTED, font=font(10), anchor="ma")
+    cell_w, cell_h = width // 2, (height - 30) // 2
+    for k, (kind, values, panel_title, x_name, y_name, color) in enumerate(panels):
+        x, y = (k % 2) * cell_w, 30 + (k // 2) * cell_h
+        box = (x + 64, y + 52, x + cell_w - 16, y + cell_h - 38)
+        if kind == "hist":
+            histogram_panel(image, box, values, panel_title, x_name, y_name, color)
+        else:
+            sorted_panel(image, box, values, panel_title, x_name, y_name, color)
     return image

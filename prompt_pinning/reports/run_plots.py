@@ -1,43 +1,56 @@
-"""Per-run plots: ``cma_plot.png`` (four CMA panels) and ``cma_mo_plot.png`` (size limiter)."""
+"""Per-run plots: ``cma_plot.png``, ``cma_mo_plot.png`` (size limiter) and ``loss_history.png``.
+
+Drawn with matplotlib (``run_figures``) in the report worker; where matplotlib is not
+installed, with Pillow (the functions ``pillow_*`` here), after one log line.
+"""
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .charts import PALETTE, Series, color, line_panel
+from .charts import INK, PALETTE, Series, empty_panel, font, heatmap_panel, line_panel
 from .files import atomic_write_bytes
-from .quickplot import INK, font
-
-if TYPE_CHECKING:  # records imports torch; the worker process never needs it
-    from ..records import GenerationRecord
+from .mpl import matplotlib_available, save_figure
+from .plot_data import cma_records, loss_summary, main_axis_lengths, size_points, stack
 
 CMA_PLOT = "cma_plot.png"
 CMA_MO_PLOT = "cma_mo_plot.png"
+LOSS_HISTORY_PLOT = "loss_history.png"
 LIMIT_COLOR = (194, 65, 12)
+BASELINE_COLOR = (85, 85, 85)
+VALIDATION_COLOR = (217, 130, 43)
 
 
-def cma_records(records: Sequence[GenerationRecord]) -> list[GenerationRecord]:
-    """Generations that come from the search (generation 0 is the unmodified prompt)."""
-    return [r for r in records if r.generation > 0 and np.isfinite(r.sigma)]
+def write_cma_plot(path: Path, records: Sequence[Any], unit_labels: Sequence[str] = ()) -> None:
+    if matplotlib_available():
+        from .run_figures import cma_figure
+
+        save_figure(cma_figure(records, unit_labels), path)
+    else:
+        _save(pillow_cma_plot(records, unit_labels), path)
 
 
-def _stack(records: Sequence[Any], field: str) -> Optional[np.ndarray]:
-    """Per-generation vectors as a (G, N) array; None when their lengths differ or are empty."""
-    rows = [np.asarray(getattr(r, field), dtype=np.float64).ravel() for r in records]
-    if not rows or len({row.size for row in rows}) != 1 or rows[0].size == 0:
-        return None
-    return np.vstack(rows)
+def write_cma_mo_plot(path: Path, rows: Sequence[dict[str, Any]], size_limit: float) -> None:
+    if matplotlib_available():
+        from .run_figures import cma_mo_figure
+
+        save_figure(cma_mo_figure(rows, size_limit), path)
+    else:
+        _save(pillow_cma_mo_plot(rows, size_limit), path)
 
 
-def _columns(gens: np.ndarray, values: Optional[np.ndarray], labels: Sequence[str]) -> list[Series]:
-    if values is None:
-        return []
-    named = len(labels) == values.shape[1]
-    return [Series(gens, values[:, k], labels[k] if named else "", color(k)) for k in range(values.shape[1])]
+def write_loss_history_plot(path: Path, records: Sequence[Any], baseline_loss: Optional[float] = None,
+                            best_validation_loss: Optional[float] = None) -> None:
+    if matplotlib_available():
+        from .run_figures import loss_history_figure
+
+        save_figure(loss_history_figure(records, baseline_loss, best_validation_loss), path)
+    else:
+        _save(pillow_loss_history(records, baseline_loss, best_validation_loss), path)
 
 
 def _save(image: Image.Image, path: Path) -> None:
@@ -46,50 +59,89 @@ def _save(image: Image.Image, path: Path) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def _canvas(width: int, height: int, title: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+def _canvas(width: int, height: int, title: str) -> Image.Image:
     image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((width // 2, 6), title, fill=INK, font=font(14), anchor="ma")
-    return image, draw
+    ImageDraw.Draw(image).text((width // 2, 6), title, fill=INK, font=font(14), anchor="ma")
+    return image
 
 
-def write_cma_plot(path: Path, records: Sequence[Any], unit_labels: Sequence[str] = ()) -> None:
-    """f-values, sigma and axis ratio; object variables; scaling of all main axes; std per coordinate."""
-    records = [r for r in records if r.generation > 0 and np.isfinite(r.sigma)]
+# ---- Pillow, where matplotlib is missing ---------------------------------------------------
+def pillow_cma_plot(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> Image.Image:
+    """The matplotlib figure's panels: four line panels, then centroid and std heatmaps (one row per unit)."""
+    records = cma_records(records)
     gens = np.array([r.generation for r in records], dtype=np.float64)
-    image, draw = _canvas(960, 680, "CMA-ES over the generations")
-    boxes = [(70, 60, 460, 300), (550, 60, 940, 300), (70, 390, 460, 630), (550, 390, 940, 630)]
-    best = np.array([np.nanmin(r.losses) if len(r.losses) else np.nan for r in records])
-    median = np.array([np.nanmedian(r.losses) if len(r.losses) else np.nan for r in records])
-    line_panel(draw, boxes[0], [
-        Series(gens, best, "best loss", PALETTE[0]),
-        Series(gens, median, "median loss", (147, 174, 214)),
-        Series(gens, np.array([r.sigma for r in records]), "sigma", PALETTE[2]),
-        Series(gens, np.array([r.axis_ratio for r in records]), "axis ratio", PALETTE[1]),
-    ], "f-values, sigma and axis ratio", "generation", log=True)
-    line_panel(draw, boxes[1], _columns(gens, _stack(records, "centroid"), unit_labels),
-               "object variables (centroid offsets)", "generation")
-    eigen = _stack(records, "eigenvalues")
-    scales = None if eigen is None else np.sort(np.sqrt(np.clip(eigen, 0, None)), axis=1)
-    line_panel(draw, boxes[2], _columns(gens, scales, ()), "scaling of all main axes", "generation", log=True)
-    line_panel(draw, boxes[3], _columns(gens, _stack(records, "diag_std"), unit_labels),
-               "standard deviations per coordinate", "generation", log=True)
-    _save(image, path)
+    centroid, stds = stack(records, "centroid"), stack(records, "diag_std")
+    units = centroid.shape[1] if centroid is not None else 0
+    labels = list(unit_labels) if len(unit_labels) == units else [str(k) for k in range(1, units + 1)]
+    label_width = max([int(font(10).getlength(label)) for label in labels] + [40]) + 12
+    heat = max(120, 16 * units)
+    image = _canvas(1180, 560 + heat + 80, "CMA-ES over the generations")
+    summary = loss_summary(records)
+    line_panel(image, (90, 60, 470, 250), [
+        Series(gens, summary["min"], "generation best", PALETTE[0]),
+        Series(gens, summary["median"], "generation median", (147, 174, 214)),
+    ], "loss of the generation's individuals", "generation", "loss (LDR-FLIP)", legend_at=(480, 60))
+    line_panel(image, (680, 60, 1040, 250), [Series(gens, np.array([r.sigma for r in records]), "", PALETTE[2])],
+               "step size sigma", "generation", "sigma (weight offset)", log=True)
+    line_panel(image, (90, 320, 470, 510), [Series(gens, np.array([r.axis_ratio for r in records]), "", PALETTE[1])],
+               "axis ratio", "generation", "longest / shortest axis", log=True)
+    lengths = main_axis_lengths(records)
+    axis_series = [] if lengths is None else (
+        [Series(gens, lengths[:, k], "", (184, 184, 184)) for k in range(1, lengths.shape[1] - 1)]
+        + [Series(gens, lengths[:, -1], "longest axis", PALETTE[3]),
+           Series(gens, lengths[:, 0], "shortest axis", PALETTE[0])])
+    line_panel(image, (680, 320, 1040, 510), axis_series, "scaling of all main axes", "generation",
+               "sqrt(eigenvalue of C)", log=True, legend_at=(1050, 320))
+    top = 580
+    for box_left, box_right, values, title, key, diverging in (
+            (label_width, 570, centroid, "centroid offset per unit", "centroid offset (weight)", True),
+            (580 + label_width, 1160, stds, "search std per unit (small: tight)", "std (weight offset, log)", False)):
+        box = (box_left, top, box_right, top + heat)
+        if values is None or not gens.size:
+            empty_panel(image, box, title)
+        else:
+            heatmap_panel(image, box, gens, values, labels, title, key, diverging)
+    return image
 
 
-def write_cma_mo_plot(path: Path, rows: Sequence[dict[str, Any]], size_limit: float) -> None:
-    """Loss against distance from the original weights, and that distance over the run."""
-    points = [(r["g"], r["loss"], r["size"]) for r in rows if r.get("size") is not None and r.get("loss") is not None]
-    image, draw = _canvas(960, 360, "size limiter")
-    gens, losses, sizes = (np.array(column, dtype=np.float64) for column in zip(*points)) if points else \
-        (np.empty(0), np.empty(0), np.empty(0))
+def pillow_cma_mo_plot(rows: Sequence[dict[str, Any]], size_limit: float) -> Image.Image:
+    """Loss against size, and size per evaluation; darker points are later generations."""
+    gens, losses, sizes = size_points(rows)
+    image = _canvas(1080, 380, "size limiter: distance from the original weights (darker: later generations)")
     last = max(1.0, float(gens.max())) if gens.size else 1.0
     by_age = [Series(sizes[gens == g], losses[gens == g], "", _age_color(g / last), dots=True) for g in np.unique(gens)]
-    line_panel(draw, (70, 60, 460, 300), by_age, "loss against size (darker: later generations)", "size",
-               vlines=[(size_limit, LIMIT_COLOR)], integer_x=False)
-    line_panel(draw, (550, 60, 940, 300), [Series(np.arange(sizes.size), sizes, "", PALETTE[0], dots=True)],
-               "size of each evaluated individual (dashed: limit)", "evaluation", hlines=[(size_limit, LIMIT_COLOR)])
-    _save(image, path)
+    limit_x = Series(np.array(size_limit), np.empty(0), f"size limit {size_limit:g}", LIMIT_COLOR, dashed=True)
+    limit_y = Series(np.empty(0), np.array(size_limit), f"size limit {size_limit:g}", LIMIT_COLOR, dashed=True)
+    line_panel(image, (90, 60, 470, 310), by_age, "loss against size", "size: L2 distance (weight)",
+               "loss (LDR-FLIP)", vlines=[limit_x], integer_x=False)
+    line_panel(image, (580, 60, 940, 310), [Series(np.arange(1, sizes.size + 1), sizes, "", PALETTE[0], dots=True)],
+               "size of each evaluated individual", "evaluation (in order)", "size (weight)", hlines=[limit_y],
+               legend_at=(950, 60))
+    return image
+
+
+def pillow_loss_history(records: Sequence[Any], baseline_loss: Optional[float] = None,
+                        best_validation_loss: Optional[float] = None) -> Image.Image:
+    records = cma_records(records)
+    summary = loss_summary(records)
+    gens = summary["generation"]
+    image = _canvas(900, 360, "loss over the run")
+    series = [Series(gens, summary["max"], "generation max", (201, 215, 234)),
+              Series(gens, summary["median"], "generation median", (122, 156, 198)),
+              Series(gens, summary["min"], "generation best", PALETTE[0], dots=True),
+              Series(gens, summary["best"], "best so far", PALETTE[0])]
+    if np.isfinite(summary["validation"]).any():
+        series.append(Series(gens, summary["validation"], "validation loss", VALIDATION_COLOR))
+    hlines = []
+    if baseline_loss is not None:
+        hlines.append(Series(np.empty(0), np.array(baseline_loss), f"unmodified prompt {baseline_loss:.4g}",
+                             BASELINE_COLOR, dashed=True))
+    if best_validation_loss is not None:
+        hlines.append(Series(np.empty(0), np.array(best_validation_loss),
+                             f"best individual, validation {best_validation_loss:.4g}", VALIDATION_COLOR, dashed=True))
+    line_panel(image, (90, 50, 660, 310), series, "", "generation", "loss (LDR-FLIP)", hlines=hlines,
+               legend_at=(670, 50))
+    return image
 
 
 def _age_color(share: float) -> tuple:

@@ -12,7 +12,6 @@ import logging
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -26,7 +25,8 @@ from .individual import write_loss_plot, write_summary_gif
 from .jobs import INDEX_HTML, write_run_reports
 from .page_data import batch_entry, individual_row, page_data, relative_url
 from .process_worker import ProcessWorker, WorkerDied
-from .run_plots import CMA_MO_PLOT, CMA_PLOT, cma_records
+from .plot_data import RunPlotData, cma_records, optional_float, plain_generation, unit_labels
+from .run_plots import CMA_MO_PLOT, CMA_PLOT, LOSS_HISTORY_PLOT
 from .worker import ReportWorker
 
 __all__ = ["FINAL_JSON", "INDEX_HTML", "ReportWriter"]
@@ -170,20 +170,16 @@ class ReportWriter:
         units = list(result.units) or list(self.units)
         size_limit = float(self.config.get("size_limit") or result.config.get("size_limit") or 0.0)
         generations = [plain_generation(r) for r in cma_records(result.generations)]
-        plots = {"cma": CMA_PLOT if generations else None, "mo": CMA_MO_PLOT if size_limit > 0 else None}
+        plots = {"history": LOSS_HISTORY_PLOT if generations else None, "cma": CMA_PLOT if generations else None,
+                 "mo": CMA_MO_PLOT if size_limit > 0 else None}
         updated = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         page = page_data(self.run_dir, result, rows, units, status, plots, updated)
-        self._submit(write_run_reports, self.run_dir, generations, [u.text for u in units],
-                     rows if size_limit > 0 else None, size_limit, page, final, coalesce="run")
-
-
-def plain_generation(record: GenerationRecord) -> SimpleNamespace:
-    """What the CMA plot needs of a generation, without torch-backed types."""
-    return SimpleNamespace(
-        generation=record.generation, losses=[float(x) for x in record.losses], sigma=float(record.sigma),
-        axis_ratio=float(record.axis_ratio), centroid=np.asarray(record.centroid, dtype=np.float64),
-        diag_std=np.asarray(record.diag_std, dtype=np.float64),
-        eigenvalues=np.asarray(record.eigenvalues, dtype=np.float64))
+        plot_data = RunPlotData(
+            generations=generations, unit_labels=unit_labels(units), rows=rows if size_limit > 0 else None,
+            size_limit=size_limit, baseline_loss=optional_float(result.baseline_loss),
+            # a run that measures a validation loss may record it for its best individual
+            best_validation_loss=optional_float(getattr(result, "validation_loss", None)))
+        self._submit(write_run_reports, self.run_dir, plot_data, page, final, coalesce="run")
 
 
 def status_of(stop_reason: str) -> str:

@@ -1,0 +1,225 @@
+"""The run plots as matplotlib Figures (cma_plot, cma_mo_plot, loss_history).
+
+Each function builds and returns a Figure (tests inspect its Axes); ``mpl.save_figure``
+writes it. Units are labelled ``number:text`` on a categorical axis of a heatmap, so a
+run with 30 units reads as well as one with 3.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .mpl import new_figure
+from .plot_data import cma_records, loss_summary, main_axis_lengths, size_points, stack
+from .ticks import nice_ticks, tick_labels
+
+LOSS_AXIS = "loss (LDR-FLIP, lower is better)"
+BEST, MEDIAN, SPREAD, BASELINE, VALIDATION, LIMIT = "#1f5fa8", "#7a9cc6", "#c9d7ea", "#555555", "#d9822b", "#c2410c"
+LEGEND_OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
+
+
+def _generation_axis(ax: Any, gens: np.ndarray) -> None:
+    ax.set_xlabel("generation")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if gens.size:
+        ax.set_xlim(gens.min() - 0.5, gens.max() + 0.5)
+
+
+def _log_axis(ax: Any) -> None:
+    """A log y scale ticked by ``ticks.nice_ticks`` with plain-number labels.
+
+    Call it after the data are drawn: the ticks are chosen for the current limits."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+    ax.set_yscale("log")
+    axis = ax.yaxis
+    low, high = axis.get_view_interval()
+    ticks = nice_ticks(float(low), float(high), log=True) if 0 < low < high else []
+    if ticks:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FixedFormatter(tick_labels(ticks, log=True)))
+        axis.set_minor_locator(NullLocator())
+
+
+def _empty(ax: Any, title: str) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.text(0.5, 0.5, "nothing to plot yet", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _heatmap_height(units: int) -> float:
+    return max(2.2, 0.2 * units + 1.0)
+
+
+def cma_figure(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> Any:
+    """Loss, step size, axis ratio and main axes per generation (top); per-unit centroid
+    offset and search std as heatmaps with one row per unit (bottom)."""
+    records = cma_records(records)
+    gens = np.array([r.generation for r in records], dtype=np.float64)
+    centroid, stds = stack(records, "centroid"), stack(records, "diag_std")
+    units = centroid.shape[1] if centroid is not None else (stds.shape[1] if stds is not None else 0)
+    heat = _heatmap_height(units)
+    figure = new_figure(13.0, 5.6 + heat)
+    figure.suptitle("CMA-ES over the generations", fontsize=13)
+    top, bottom = figure.subfigures(2, 1, height_ratios=[5.2, heat])  # each part lays out its own legends
+    (loss_ax, step_ax), (ratio_ax, axes_ax) = top.subplots(2, 2)
+    centroid_ax, std_ax = bottom.subplots(1, 2)
+
+    _loss_panel(loss_ax, gens, loss_summary(records))
+    _trace_panel(step_ax, gens, [r.sigma for r in records], "step size sigma", "sigma (weight offset, log)",
+                 "#2e8b57")
+    _trace_panel(ratio_ax, gens, [r.axis_ratio for r in records], "axis ratio of the search distribution",
+                 "longest / shortest axis (log)", "#d9822b")
+    _main_axes_panel(axes_ax, gens, main_axis_lengths(records))
+    labels = list(unit_labels) if len(unit_labels) == units else [str(k) for k in range(1, units + 1)]
+    _unit_heatmap(bottom, centroid_ax, gens, centroid, labels, "centroid offset per unit",
+                  "centroid offset (weight)", diverging=True)
+    _unit_heatmap(bottom, std_ax, gens, stds, labels, "search std per unit (small: tight)",
+                  "std (weight offset, log)", diverging=False)
+    return figure
+
+
+def _loss_panel(ax: Any, gens: np.ndarray, summary: dict[str, np.ndarray]) -> None:
+    title = "loss of the generation's individuals"
+    if not gens.size:
+        _empty(ax, title)
+        return
+    ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, label="generation best", zorder=3)
+    ax.plot(gens, summary["median"], color=MEDIAN, label="generation median")
+    ax.set_ylabel(LOSS_AXIS, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.legend(**LEGEND_OUTSIDE)
+    ax.grid(alpha=0.3)
+    _generation_axis(ax, gens)
+
+
+def _trace_panel(ax: Any, gens: np.ndarray, values: Sequence[float], title: str, ylabel: str, color: str) -> None:
+    """One positive quantity per generation on a log axis."""
+    if not gens.size:
+        _empty(ax, title)
+        return
+    ax.plot(gens, values, color=color, marker="o", markersize=3)
+    _log_axis(ax)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    _generation_axis(ax, gens)
+
+
+def _main_axes_panel(ax: Any, gens: np.ndarray, lengths: Optional[np.ndarray]) -> None:
+    """Every main axis of the search distribution; the shortest and the longest stand out."""
+    title = "scaling of all main axes (times sigma: weight offset)"
+    if lengths is None or not gens.size:
+        _empty(ax, title)
+        return
+    for k in range(1, lengths.shape[1] - 1):
+        ax.plot(gens, lengths[:, k], color="#b8b8b8", linewidth=0.8, label="other axes" if k == 1 else None)
+    ax.plot(gens, lengths[:, -1], color="#c2410c", label="longest axis")
+    ax.plot(gens, lengths[:, 0], color=BEST, label="shortest axis")
+    _log_axis(ax)
+    ax.set_ylabel("sqrt(eigenvalue of C) (log)", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.legend(**LEGEND_OUTSIDE)
+    ax.grid(alpha=0.3)
+    _generation_axis(ax, gens)
+
+
+def _unit_heatmap(figure: Any, ax: Any, gens: np.ndarray, values: Optional[np.ndarray], labels: list[str],
+                  title: str, key: str, diverging: bool) -> None:
+    """One row per unit, one column per generation; the colour key names the quantity."""
+    if values is None or not gens.size:
+        _empty(ax, title)
+        return
+    from matplotlib.colors import LogNorm, Normalize
+
+    units = values.shape[1]
+    edges = np.concatenate([[gens[0] - 0.5], (gens[1:] + gens[:-1]) / 2, [gens[-1] + 0.5]])  # a gap widens a column
+    rows = np.arange(units + 1) - 0.5
+    shown = np.ma.masked_invalid(values.T)
+    if diverging:
+        reach = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+        norm, cmap = Normalize(-(reach or 1.0), reach or 1.0), "RdBu_r"
+    else:
+        positive = values[np.isfinite(values) & (values > 0)]
+        low, high = (positive.min(), positive.max()) if positive.size else (1e-3, 1.0)
+        norm = LogNorm(low, high) if high > low else LogNorm(low / 2, high * 2)
+        cmap = "viridis"
+        shown = np.ma.masked_where(~(shown > 0), shown)
+    mesh = ax.pcolormesh(edges, rows, shown, cmap=cmap, norm=norm, shading="flat")
+    ax.set_yticks(np.arange(units), labels, fontsize=8 if units <= 45 else 6)
+    ax.set_ylim(units - 0.5, -0.5)  # unit 1 at the top, as in the units table
+    ax.set_ylabel("unit (number:text)", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    _generation_axis(ax, gens)
+    key_bar = figure.colorbar(mesh, ax=ax, label=key, pad=0.01)
+    if not diverging:
+        ticks = nice_ticks(norm.vmin, norm.vmax, log=True)
+        key_bar.set_ticks(ticks, labels=tick_labels(ticks, log=True))
+        key_bar.minorticks_off()
+
+
+def cma_mo_figure(rows: Sequence[dict[str, Any]], size_limit: float) -> Any:
+    """Loss against distance from the original weights, and that distance per evaluation;
+    one generation colour key for both panels."""
+    from matplotlib.colors import Normalize
+
+    gens, losses, sizes = size_points(rows)
+    figure = new_figure(13.0, 4.6)
+    figure.suptitle("size limiter: distance from the original weights", fontsize=13)
+    scatter_ax, order_ax = figure.subplots(1, 2)
+    norm = Normalize(0, max(1.0, float(gens.max()) if gens.size else 1.0))
+    mesh = None
+    if gens.size:
+        mesh = scatter_ax.scatter(sizes, losses, c=gens, cmap="viridis", norm=norm, s=14)
+        order_ax.scatter(np.arange(1, sizes.size + 1), sizes, c=gens, cmap="viridis", norm=norm, s=14)
+    scatter_ax.axvline(size_limit, color=LIMIT, linestyle="--", label=f"size limit {size_limit:g}")
+    order_ax.axhline(size_limit, color=LIMIT, linestyle="--", label=f"size limit {size_limit:g}")
+    scatter_ax.set_xlabel("size: L2 distance from the original weights (weight)")
+    scatter_ax.set_ylabel(LOSS_AXIS, fontsize=9)
+    scatter_ax.set_title("loss against size", fontsize=10)
+    order_ax.set_xlabel("evaluation (in order)")
+    order_ax.set_ylabel("size (weight)", fontsize=9)
+    order_ax.set_title("size of each evaluated individual", fontsize=10)
+    for ax in (scatter_ax, order_ax):
+        ax.grid(alpha=0.3)
+    order_ax.legend(**LEGEND_OUTSIDE)
+    if mesh is not None:
+        figure.colorbar(mesh, ax=[scatter_ax, order_ax], label="generation", pad=0.01, location="bottom",
+                        shrink=0.4, aspect=40)
+    return figure
+
+
+def loss_history_figure(records: Sequence[Any], baseline_loss: Optional[float] = None,
+                        best_validation_loss: Optional[float] = None) -> Any:
+    """The loss over the run: each generation's range, median and best, the best so far,
+    the unmodified prompt's loss, and validation losses where the run measured them."""
+    records = cma_records(records)
+    summary = loss_summary(records)
+    gens = summary["generation"]
+    figure = new_figure(10.0, 4.4)
+    ax = figure.add_subplot()
+    ax.set_title("loss over the run", fontsize=12)
+    if gens.size:
+        ax.fill_between(gens, summary["min"], summary["max"], color=SPREAD, label="generation min to max")
+        ax.plot(gens, summary["median"], color=MEDIAN, label="generation median")
+        ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, linestyle="none",
+                label="generation best")
+        ax.plot(gens, summary["best"], color=BEST, drawstyle="steps-post", label="best so far")
+    if np.isfinite(summary["validation"]).any():
+        ax.plot(gens, summary["validation"], color=VALIDATION, marker="s", markersize=3, label="validation loss")
+    if baseline_loss is not None:
+        ax.axhline(baseline_loss, color=BASELINE, linestyle="--", linewidth=1,
+                   label=f"unmodified prompt {baseline_loss:.4g}")
+    if best_validation_loss is not None:
+        ax.axhline(best_validation_loss, color=VALIDATION, linestyle=":", linewidth=1.5,
+                   label=f"best individual, validation {best_validation_loss:.4g}")
+    if not gens.size and baseline_loss is None:
+        _empty(ax, "loss over the run")
+        return figure
+    ax.set_ylabel(LOSS_AXIS)
+    ax.grid(alpha=0.3)
+    _generation_axis(ax, gens)
+    ax.legend(**LEGEND_OUTSIDE)
+    return figure
