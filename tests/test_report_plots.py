@@ -2,6 +2,7 @@
 charts through their pixels, and the Pillow fallback where matplotlib is missing."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -295,14 +296,14 @@ def test_a_whole_report_without_matplotlib(tmp_path):
     script = BLOCK_MATPLOTLIB + textwrap.dedent(f"""
         from pathlib import Path
         from prompt_pinning.reports import ReportWriter
-        from prompt_pinning.reports.synthetic import synthetic_run
+        from synthetic_run import synthetic_run
         writer = ReportWriter(worker="thread")
         synthetic_run(Path({str(tmp_path)!r}) / "run", writer, generations=2, population=3, batch=2, side=8,
                       size_limit=0.5)
         assert writer.errors == [], writer.errors
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'benchmarks'}", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     for name in ("cma_plot.png", "loss_history.png", "cma_mo_plot.png", "index.html"):
         assert (tmp_path / "run" / name).is_file()
