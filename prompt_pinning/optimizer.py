@@ -195,6 +195,10 @@ class CmaOptimizer:
     def population_size(self, generation: int) -> int:
         return self.strategy.lambda_
 
+    def population_runs(self, first: int, last: int) -> list[tuple[int, int]]:
+        """(individuals, generations) for generations first..last, in O(1)."""
+        return [(self.strategy.lambda_, last - first + 1)] if last >= first else []
+
     def ask(self) -> list[Candidate]:
         with self.random.active():
             return self.strategy.generate(Candidate)
@@ -252,6 +256,12 @@ class SizeLimitedOptimizer:
 
     def population_size(self, generation: int) -> int:
         return self.mu if generation <= 1 else self.lambda_
+
+    def population_runs(self, first: int, last: int) -> list[tuple[int, int]]:
+        """(individuals, generations) for generations first..last, in O(1)."""
+        runs = [(self.mu, 1)] if first <= 1 <= last else []
+        first = max(first, 2)
+        return runs + ([(self.lambda_, last - first + 1)] if last >= first else [])
 
     def ask(self) -> list[SizedCandidate]:
         with self.random.active():

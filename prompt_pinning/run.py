@@ -51,8 +51,9 @@ def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[Rep
     ``progress(stage, done, total)`` counts evaluated individuals (the baseline
     included) against the run's total. It is called once before the first render
     ("starting", or "resumed" for a resumed run), then after every evaluation
-    ("baseline", "generation g/G"). A progress object may also have ``plan(sizes)``:
-    it is called first with the individuals of every render call still to come.
+    ("baseline", "generation g/G"). A progress object may also have ``plan(runs)``:
+    it is called first with the render calls still to come, as (individuals per
+    call, number of such calls) pairs.
     """
     if config.resume is not None:
         return resume_pinning(config.resume, renderer, sink=sink, should_stop=should_stop,
@@ -103,14 +104,16 @@ class _Run:
         return {"N": self.vector.size, "cma_seed": self.cma_seed, "generations": self.generations,
                 "total_evaluations": self.total, **self.optimizer.resolved}
 
-    def _renders_to_come(self) -> list[int]:
-        """Individuals per render call still to make: the baseline, then each generation."""
-        baseline = [] if self.baseline is not None else [1]
-        first = max(1, self.next_generation)
-        return baseline + [self.optimizer.population_size(g) for g in range(first, self.generations + 1)]
+    def _renders_to_come(self) -> list[tuple[int, int]]:
+        """(individuals per render call, calls) still to make: the baseline, then the generations.
+
+        Run-length encoded, so its size does not grow with the number of generations.
+        """
+        baseline = [] if self.baseline is not None else [(1, 1)]
+        return baseline + self.optimizer.population_runs(max(1, self.next_generation), self.generations)
 
     def _total(self) -> int:
-        return 1 + sum(self.optimizer.population_size(g) for g in range(1, self.generations + 1))
+        return 1 + sum(size * count for size, count in self.optimizer.population_runs(1, self.generations))
 
     def start_new(self) -> None:
         self._prepare()

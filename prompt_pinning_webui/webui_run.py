@@ -66,11 +66,14 @@ class HostProgress:
         self.settings = settings
         self.steps_per_call = steps_per_call
 
-    def plan(self, renders: list[int]) -> None:
-        """Size the job count and total bar from the engine's render calls still to come."""
+    def plan(self, renders: list[tuple[int, int]]) -> None:
+        """Size the job count and total bar from the engine's render calls still to come.
+
+        ``renders``: (individuals, how many such render calls) pairs, a few whatever the run's length.
+        """
         from modules import shared
 
-        calls = sum(self.renderer.calls_needed(n, self.settings) for n in renders)
+        calls = sum(self.renderer.calls_needed(n, self.settings) * count for n, count in renders)
         shared.state.job_count = calls
         shared.total_tqdm.updateTotal(calls * self.steps_per_call)
 

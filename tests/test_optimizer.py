@@ -184,3 +184,13 @@ def test_no_warnings_from_many_optimizers():
         for seed in range(10):
             run_sphere(make_optimizer(config(), 3, seed), lambda x: float(np.sum(x**2)), 2)
             run_sphere(make_optimizer(config(size_limit=0.5), 3, seed), lambda x: float(np.sum(x**2)), 2)
+
+
+@pytest.mark.parametrize("options", [dict(lambda_=5), dict(size_limit=0.3, lambda_=6, mu=3)])
+def test_population_runs_match_population_sizes_and_stay_small_for_any_length(options):
+    opt = make_optimizer(config(**options), 4, cma_seed=1)
+    for first, last in [(1, 7), (2, 7), (5, 5), (6, 5)]:
+        expanded = [size for size, count in opt.population_runs(first, last) for _ in range(count)]
+        assert expanded == [opt.population_size(g) for g in range(first, last + 1)]
+    runs = opt.population_runs(1, 10**15)  # a plan for a huge run is a few pairs, not a list per generation
+    assert len(runs) <= 2 and sum(count for _, count in runs) == 10**15

@@ -225,3 +225,18 @@ def script_config(p):
     from prompt_pinning_webui.webui_run import build_config
 
     return build_config(p, parse_script_args(run_args(generations=1, lambda_=2)), False)
+
+
+def test_the_progress_plan_of_a_very_long_run_is_counted_not_listed():
+    from types import SimpleNamespace
+
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning_webui.renderer import A1111Renderer
+    from prompt_pinning_webui.webui_run import HostProgress
+
+    webui_stand_in.reset()
+    settings = GenerationSettings(seed=1, batch_size=2, steps=3, width=8, height=8)
+    renderer = A1111Renderer(SimpleNamespace(init_images=None), max_images_per_call=8)  # 4 individuals a call
+    HostProgress(renderer, settings, steps_per_call=3).plan([(1, 1), (5, 10**12)])
+    assert shared.state.job_count == 1 + 2 * 10**12
+    assert shared.total_tqdm.total == 3 * shared.state.job_count
