@@ -44,6 +44,9 @@ from .config import ConfigError, PinningConfig
 log = logging.getLogger(__name__)
 
 SO_ONLY_PARAMS = ("weights", "cs", "damps", "ccum", "ccov1", "ccovmu", "cmatrix")
+# Largest magnitude of a cmatrix entry. The covariance is sigma^2 * cmatrix, so an
+# entry of 1e4 already spreads offsets 100 x initial_std; beyond that weights run away.
+CMATRIX_MAX_ABS = 1e4
 
 
 def default_generations(n: int) -> int:
@@ -145,6 +148,10 @@ def _check_cmatrix(value: Any, n: int) -> np.ndarray:
         raise ConfigError("cmatrix", f"must be {n}x{n} (one row per prompt unit), got shape {matrix.shape}")
     if not np.all(np.isfinite(matrix)) or not np.allclose(matrix, matrix.T):
         raise ConfigError("cmatrix", "must be finite and symmetric")
+    largest = float(np.max(np.abs(matrix)))
+    if largest > CMATRIX_MAX_ABS:
+        raise ConfigError("cmatrix", f"entries must lie within +-{CMATRIX_MAX_ABS:g} (the covariance is "
+                          f"initial_std^2 x cmatrix), got an entry of magnitude {largest:g}")
     if np.linalg.eigvalsh(matrix)[0] <= 0:
         raise ConfigError("cmatrix", "must be positive definite")
     return matrix

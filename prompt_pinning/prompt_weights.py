@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from .attention import PromptError, parse_prompt_attention
-from .prompt_units import NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
+from .prompt_units import MAX_PROMPT_WEIGHT, NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
 from .records import UnitRow
 from .rendering import Tokenizer
 from .tokenizers import COMMA_PADDING_BACKTRACK, HostChunk, host_encoding
@@ -108,12 +108,19 @@ class PromptVector:
 
     def weights(self, offsets: Optional[Sequence[float]] = None) -> np.ndarray:
         """The weight each unit is rendered with: |base + offset rounded to decimals|."""
-        steps = np.round(self._offsets(offsets) * 10**self.decimals)
-        return np.abs(self.base_weights + steps / 10**self.decimals)
+        with np.errstate(over="ignore"):  # a huge offset gives inf, which render() refuses
+            steps = np.round(self._offsets(offsets) * 10**self.decimals)
+            return np.abs(self.base_weights + steps / 10**self.decimals)
 
     def render(self, offsets: Optional[Sequence[float]] = None) -> tuple[str, str]:
-        """The (positive, negative) prompt texts for these offsets."""
-        weights = iter(self.weights(offsets))
+        """The (positive, negative) prompt texts for these offsets.
+
+        Raises PromptError rather than write a weight that is not finite or above
+        ``MAX_PROMPT_WEIGHT``.
+        """
+        values = self.weights(offsets)
+        self._check_weights(values)
+        weights = iter(values)
         rendered = {}
         for which in (POSITIVE, NEGATIVE):
             unit_weights = [next(weights) for item in self._items[which] if item.kind == UNIT]
@@ -136,6 +143,17 @@ class PromptVector:
         widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
         return "\n".join(lines)
+
+    def _check_weights(self, weights: np.ndarray) -> None:
+        bad = ~np.isfinite(weights) | (weights > MAX_PROMPT_WEIGHT)
+        if not bad.any():
+            return
+        index = int(np.argmax(bad))
+        unit = self.units[index]
+        raise PromptError(
+            f"{unit.prompt} prompt: unit {index} ({unit.text!r}) would be written with weight "
+            f"{weights[index]:g}; weights must be finite and at most {MAX_PROMPT_WEIGHT:g}. Lower "
+            "initial_std, initial_radius or cmatrix, or set a size_limit", unit.position)
 
     def _offsets(self, offsets: Optional[Sequence[float]]) -> np.ndarray:
         if offsets is None:

@@ -194,3 +194,11 @@ def test_population_runs_match_population_sizes_and_stay_small_for_any_length(op
         assert expanded == [opt.population_size(g) for g in range(first, last + 1)]
     runs = opt.population_runs(1, 10**15)  # a plan for a huge run is a few pairs, not a list per generation
     assert len(runs) <= 2 and sum(count for _, count in runs) == 10**15
+
+
+def test_cmatrix_magnitude_is_bounded_and_the_message_names_the_bound():
+    from prompt_pinning.optimizer import CMATRIX_MAX_ABS
+
+    with pytest.raises(ConfigError, match=r"cmatrix.*\+-10000.*1e\+308"):
+        CmaOptimizer(config(cmatrix=1e308 * np.eye(3)), 3, cma_seed=3)
+    CmaOptimizer(config(cmatrix=CMATRIX_MAX_ABS * np.eye(3)), 3, cma_seed=3)  # the bound itself is fine

@@ -261,3 +261,21 @@ def test_a_blank_with_its_own_weight_does_not_split_a_phrase():
     assert [(u.text, u.base_weight) for u in vector.units] == [("cat cat", 1.0)]
     again = PromptVector.from_prompts(*vector.render(np.zeros(vector.size)), tokenizer, "phrase")
     assert [(u.text, u.base_weight) for u in again.units] == [("cat cat", 1.0)]
+
+
+@pytest.mark.parametrize("offset", [np.inf, np.nan, 1e308, 200.0])
+def test_render_refuses_weights_that_are_not_finite_or_absurd(clip, offset):
+    vector = PromptVector.from_prompts("a red cat", "", clip)
+    offsets = np.zeros(vector.size)
+    offsets[1] = offset
+    with pytest.raises(ValueError, match=r"unit 1 \('red'\)|finite"):
+        vector.render(offsets)
+    offsets[1] = 98.0
+    assert "(red:99)" in vector.render(offsets)[0]  # just inside the limit
+
+
+def test_prompts_with_absurd_weights_are_refused_when_parsed(clip):
+    with pytest.raises(PromptError, match=r"weight 2500 at character \d+ .*at most 100"):
+        PromptVector.from_prompts("a ((cat:50):50)", "", clip)
+    with pytest.raises(PromptError, match="negative prompt: weight 1e\\+41"):
+        PromptVector.from_prompts("a cat", "(dog:" + "9" * 41 + ")", clip)
