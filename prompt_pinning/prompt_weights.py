@@ -31,6 +31,12 @@ __all__ = [
 
 UNIT_MODES = ("word", "phrase")
 DEFAULT_DECIMALS = 4
+# Most units (positive and negative together) a run may pin. Every unit is written as its
+# own weighted group, and the host's prompt parser slows down much faster than linearly
+# with their number: A1111 v1.10.1 took 0.8 s, 4 s, 19 s and 139 s to parse one rendered
+# prompt of 23, 58, 119 and 238 units (benchmarks/bench_prompt_units.py --host), once
+# per individual. 150 units are two full CLIP chunks of plain words.
+MAX_UNITS = 150
 _ESCAPED = set("\\()[]")
 
 
@@ -96,6 +102,7 @@ class PromptVector:
                 f"positive prompt: nothing to pin in {positive!r}: it is empty or holds only "
                 "extra-network tags, BREAK or text the tokenizer ignores"
             )
+        _check_unit_count(items, positive, negative, tokenizer, unit_mode, names)
         return cls(positive, negative, items, unit_mode, decimals)
 
     @property
@@ -164,6 +171,30 @@ class PromptVector:
         if not np.all(np.isfinite(values)):
             raise ValueError("offsets must be finite numbers")
         return values
+
+
+def _unit_count(items: Mapping[str, list[Item]]) -> int:
+    return sum(item.kind == UNIT for which in (POSITIVE, NEGATIVE) for item in items[which])
+
+
+def _check_unit_count(items: Mapping[str, list[Item]], positive: str, negative: str,
+                      tokenizer: Tokenizer, unit_mode: str, names: list[str]) -> None:
+    """Refuse prompts with more than MAX_UNITS units, saying what phrase mode would give."""
+    count = _unit_count(items)
+    if count <= MAX_UNITS:
+        return
+    counts = {which: sum(item.kind == UNIT for item in items[which]) for which in (POSITIVE, NEGATIVE)}
+    advice = "shorten the prompts"
+    if unit_mode == "word":
+        phrases = _unit_count({which: prompt_items(text, which, tokenizer, "phrase", names)
+                               for which, text in ((POSITIVE, positive), (NEGATIVE, negative))})
+        advice = (f"use unit_mode 'phrase' (one unit per comma-separated phrase: {phrases} units "
+                  f"here{'' if phrases <= MAX_UNITS else ', still too many'}) or shorten the prompts")
+    raise PromptError(
+        f"the prompts have {count} pinnable units ({counts[POSITIVE]} positive, {counts[NEGATIVE]} "
+        f"negative in {unit_mode} mode); at most {MAX_UNITS} are accepted, because every unit "
+        f"becomes its own weighted group and the host's prompt parsing slows down sharply with "
+        f"their number. {advice[0].upper()}{advice[1:]}.")
 
 
 def _render_items(items: list[Item], unit_weights: list[float]) -> str:

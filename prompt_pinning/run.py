@@ -92,6 +92,7 @@ class _Run:
         self.reusable: dict[tuple[int, int], dict[str, Any]] = {}
         self.best_saved: dict[str, Any] = {}
         self.baseline_images: Optional[torch.Tensor] = None
+        self.prompt_seconds = 0.0  # writing the prompts of the current render, per individual
 
     # -- setting up -------------------------------------------------------
     def _prepare(self) -> None:
@@ -224,7 +225,9 @@ class _Run:
     def _run_baseline(self) -> None:
         self._check_stop()
         zeros = np.zeros(self.vector.size)
+        started = time.perf_counter()
         prompt = self.vector.render(zeros)
+        self.prompt_seconds = time.perf_counter() - started
         (batch,), seconds = self._render([prompt])
         ckpt.save_tensor_atomic(self.run_dir / ckpt.BASELINE_FILE, batch.images)
         if self.targets is None:
@@ -235,7 +238,9 @@ class _Run:
         self._check_stop()
         population = self.optimizer.ask()
         rendered = [self.optimizer.rendered(c) for c in population]
+        started = time.perf_counter()
         prompts = [self.vector.render(offsets) for offsets, _ in rendered]
+        self.prompt_seconds = (time.perf_counter() - started) / max(1, len(prompts))
         records: list[Optional[IndividualRecord]] = [None] * len(population)
         for i, (offsets, _) in enumerate(rendered):
             entry = self.reusable.pop((g, i), None)
@@ -277,6 +282,9 @@ class _Run:
             traces=batch.traces, size=float(np.linalg.norm(offsets)), render_seconds=render_seconds,
             loss_seconds=float(loss.seconds), folder=folder,
             extra={"penalty": penalty, "fitness": list(fitness) if fitness else None,
+                   # prompt handling: writing the prompt here, and the host's parsing and
+                   # text encoding (inside render_seconds) where the renderer measures it
+                   "prompt_seconds": self.prompt_seconds, "host_prompt_seconds": batch.prompt_seconds,
                    "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
                    "infotexts": list(batch.infotexts)})
         if self.sink is not None:  # images and stats first: the log entry is the commit point
@@ -323,12 +331,15 @@ class _Run:
         self.generation_records.append(record)
         line = {"gen": g, "nevals": len(records), "min": float(np.min(losses)), "avg": float(np.mean(losses)),
                 "max": float(np.max(losses)), "std": float(np.std(losses)),
-                "best": self.hall_of_fame[0].loss, "sigma": dist.sigma, "axis_ratio": dist.axis_ratio}
+                "best": self.hall_of_fame[0].loss, "sigma": dist.sigma, "axis_ratio": dist.axis_ratio,
+                **_stage_seconds(records)}
         self.logbook.append(line)
         level = logging.INFO if self.config.cma_logging else logging.DEBUG
-        log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g",
+        log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g"
+                "  render %.3gs (host prompts %.3gs)  loss %.3gs  prompts %.3gs",
                 g, self.generations, line["nevals"], line["min"], line["avg"], line["max"], line["std"],
-                line["best"], line["sigma"], line["axis_ratio"])
+                line["best"], line["sigma"], line["axis_ratio"], line["render_seconds"],
+                line["host_prompt_seconds"], line["loss_seconds"], line["prompt_seconds"])
         if self.sink is not None:
             self.sink.on_generation(record, self._result("running"))
 
@@ -362,6 +373,17 @@ class _Run:
         else:
             images = torch.empty(0, 3, self.settings.height, self.settings.width)
         return ckpt.record_from_entry(entry, self.run_dir, images)
+
+def _stage_seconds(records: list[IndividualRecord]) -> dict[str, float]:
+    """A generation's seconds per stage, summed over its individuals."""
+    def total(values) -> float:
+        return float(sum(v for v in values if v is not None))
+
+    return {"render_seconds": total(r.render_seconds for r in records),
+            "host_prompt_seconds": total(r.extra.get("host_prompt_seconds") for r in records),
+            "loss_seconds": total(r.loss_seconds for r in records),
+            "prompt_seconds": total(r.extra.get("prompt_seconds") for r in records)}
+
 
 def _listed(value: Any) -> Any:
     if value is None:

@@ -279,3 +279,17 @@ def test_prompts_with_absurd_weights_are_refused_when_parsed(clip):
         PromptVector.from_prompts("a ((cat:50):50)", "", clip)
     with pytest.raises(PromptError, match="negative prompt: weight 1e\\+41"):
         PromptVector.from_prompts("a cat", "(dog:" + "9" * 41 + ")", clip)
+
+
+def test_prompts_over_the_unit_limit_are_refused_with_phrase_mode_suggested(clip):
+    from prompt_pinning.prompt_weights import MAX_UNITS
+
+    phrases = ", ".join(f"red cat {i}" for i in range(MAX_UNITS // 3))  # 3 words and a comma each
+    assert len(PromptVector.from_prompts(phrases, "", clip, "phrase").units) <= MAX_UNITS
+    with pytest.raises(PromptError, match=rf"have \d+ pinnable units .*at most {MAX_UNITS}.*"
+                                          r"unit_mode 'phrase' .*: \d+ units here\)"):
+        PromptVector.from_prompts(phrases, "", clip)
+    words = " ".join(["cat"] * (MAX_UNITS - 1))
+    assert PromptVector.from_prompts(words, "dog", clip).size == MAX_UNITS  # the limit itself is fine
+    with pytest.raises(PromptError, match=rf"{MAX_UNITS + 1} pinnable units \({MAX_UNITS - 1} positive, 2 neg"):
+        PromptVector.from_prompts(words, "dog dog", clip)

@@ -153,3 +153,20 @@ def test_auto_budget():
     assert auto_images_per_call(512, 512, None) == 1
     assert auto_images_per_call(512, 512, 8 * 2**30) == 6
     assert auto_images_per_call(64, 64, 80 * 2**30) == 64
+
+
+def test_the_hosts_prompt_handling_time_is_measured_per_individual(monkeypatch):
+    import time
+
+    original = processing.StableDiffusionProcessing.setup_conds
+
+    def slow_setup_conds(p):
+        time.sleep(0.04)  # the host parsing and encoding a long prompt batch
+        return original(p)
+
+    monkeypatch.setattr(processing.StableDiffusionProcessing, "setup_conds", slow_setup_conds)
+    base = base_p()
+    renderer = A1111Renderer(base, max_images_per_call=6, tokenizer=object())  # 2 individuals per call
+    batches = renderer.render(PAIRS, settings())
+    assert all(0.02 <= b.prompt_seconds < 0.5 for b in batches)  # each call's time, shared by its two
+    assert "setup_conds" not in vars(base)  # only the per-call copies were timed
