@@ -40,6 +40,9 @@ from .run_parts import LOSS_DEVICE, build_loss, build_targets, build_vector
 log = logging.getLogger(__name__)
 
 HALL_OF_FAME_SIZE = 10
+# Images scored per loss call: a stop request is seen between two calls, so on a CPU
+# (about 0.1 s per 512x512 image) a stop waits at most a few seconds for scoring.
+SCORE_CHUNK_IMAGES = 32
 Progress = Callable[[str, int, int], None]
 
 
@@ -250,8 +253,7 @@ class _Run:
         pending = [i for i, r in enumerate(records) if r is None]
         if pending:
             batches, seconds = self._render([prompts[i] for i in pending])
-            self._check_stop()
-            losses = self._score_many(batches)
+            losses = self._score_in_chunks(batches)
             for i, batch, loss in zip(pending, batches, losses, strict=True):
                 self._check_stop()  # every evaluation recorded so far is complete on disk
                 offsets, penalty = rendered[i]
@@ -270,6 +272,15 @@ class _Run:
     def _score_many(self, batches: list[RenderedBatch]) -> list:
         """Score a generation in one call: the loss batches the per-image FLIP work."""
         return self.loss.evaluate_many([b.images.to(LOSS_DEVICE) for b in batches], [b.traces for b in batches])
+
+    def _score_in_chunks(self, batches: list[RenderedBatch]) -> list:
+        """Score a generation a few dozen images at a time, checking for a stop before each call."""
+        per_call = max(1, SCORE_CHUNK_IMAGES // max(1, self.settings.batch_size))
+        losses: list = []
+        for start in range(0, len(batches), per_call):
+            self._check_stop()
+            losses += self._score_many(batches[start:start + per_call])
+        return losses
 
     def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
         loss = loss if loss is not None else self._score(batch)

@@ -321,3 +321,24 @@ def test_each_generation_records_its_seconds_per_stage_prompt_handling_included(
     entries = ckpt.read_evaluations(result.run_dir)
     assert all(entry["extra"]["prompt_seconds"] >= 0.01 for entry in entries)
     assert all(entry["extra"]["host_prompt_seconds"] == 0.25 for entry in entries)
+
+
+def test_a_large_generation_is_scored_in_chunks_and_a_stop_is_seen_between_them(outdir, monkeypatch):
+    monkeypatch.setattr(run_module, "SCORE_CHUNK_IMAGES", 4)  # batch 2: two individuals per loss call
+    losses = []
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(FakeLoss(targets)) or losses[-1])
+    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer())
+    assert losses[0].many_calls == [2, 2, 1]
+
+    stop = threading.Event()
+
+    class StoppingLoss(FakeLoss):
+        def evaluate_many(self, images_list, traces_list):
+            stop.set()  # a stop arrives while the first chunk is being scored
+            return super().evaluate_many(images_list, traces_list)
+
+    losses.clear()
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(StoppingLoss(targets)) or losses[-1])
+    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer(), should_stop=stop.is_set)
+    assert result.stop_reason == "interrupted"
+    assert losses[0].many_calls == [2]  # the other chunks were never scored
