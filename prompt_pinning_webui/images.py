@@ -25,15 +25,23 @@ from typing import Any
 from PIL import Image, ImageOps
 
 _IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+# A few kilobytes of PNG can declare a huge canvas: refuse it before decoding.
+MAX_TARGET_PIXELS = 4096 * 4096
+MAX_TARGETS = 64  # the loss compares every image with every target
 _STRING_FORMS = "a base64 PNG/JPEG string or a data URL (data:image/png;base64,...)"
 
 
 def _open_bytes(data: bytes, what: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
-        image.load()
+        too_large = image.width * image.height > MAX_TARGET_PIXELS
+        if not too_large:
+            image.load()
     except Exception as error:  # PIL raises several types for bad data
         raise ValueError(f"{what} is not a readable image ({error})") from None
+    if too_large:
+        raise ValueError(f"{what} is {image.width}x{image.height}; targets may have at most "
+                         f"{MAX_TARGET_PIXELS} pixels (4096x4096), and are scaled to the run's size anyway")
     if image.format not in _IMAGE_FORMATS:
         raise ValueError(f"{what} is a {image.format} image; use PNG or JPEG")
     return ImageOps.exif_transpose(image)
@@ -111,4 +119,6 @@ def decode_target_images(value: Any) -> list[Image.Image]:
     if value is None or value == "" or value == []:
         return []
     items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(items) > MAX_TARGETS:
+        raise ValueError(f"targets: {len(items)} images given; at most {MAX_TARGETS} are accepted")
     return [decode_target_image(item, f"targets[{i}]") for i, item in enumerate(items)]

@@ -129,3 +129,14 @@ def test_a_plain_string_is_never_read_as_a_server_file(tmp_path):
         parse_script_args(with_arg("targets", [str(path)]))
     with pytest.raises(ValueError, match=r"targets\[0\].*base64"):
         decode_target_images(str(path))
+
+
+def test_targets_refuse_huge_canvases_and_too_many_images():
+    from prompt_pinning_webui.images import MAX_TARGETS
+
+    buffer = io.BytesIO()
+    Image.new("1", (5000, 4000)).save(buffer, format="PNG")  # 20 Mpixel in a few kilobytes
+    with pytest.raises(ValueError, match=r"targets\[0\] is 5000x4000; .*at most 16777216 pixels"):
+        decode_target_images([base64.b64encode(buffer.getvalue()).decode()])
+    with pytest.raises(ValueError, match=rf"{MAX_TARGETS + 1} images given; at most {MAX_TARGETS}"):
+        decode_target_images([png_base64()] * (MAX_TARGETS + 1))
