@@ -222,6 +222,8 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
     from modules import processing
 
     best = result.best
+    if best is None and result.stop_reason == "interrupted":
+        return _interrupted_before_any_image(base, result)
     if best is None:
         raise RuntimeError(f"Prompt pinning produced no image ({result.stop_reason}); "
                            f"see {result.run_dir}")
@@ -244,6 +246,19 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
         all_prompts=[best.positive] * len(images), all_negative_prompts=[best.negative] * len(images),
         all_seeds=list(best.seeds), all_subseeds=subseeds, infotexts=texts,
     )
+
+
+def _interrupted_before_any_image(base: Any, result: RunResult):
+    """An interrupt that came before the first individual was scored: no image, not an error."""
+    from modules import processing
+
+    shown = copy.copy(base)
+    shown.comments = dict(base.comments)
+    shown.comment("Prompt pinning was interrupted before its first image was finished.")
+    text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": result.stop_reason,
+                            "Pinning report": str(report_path(result))})
+    return processing.Processed(shown, [], seed=int(base.seed), info=text, subseed=int(base.subseed),
+                                infotexts=[text])
 
 
 def _save_best_images(base: Any, processed) -> None:

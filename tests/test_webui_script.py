@@ -240,3 +240,14 @@ def test_the_progress_plan_of_a_very_long_run_is_counted_not_listed():
     HostProgress(renderer, settings, steps_per_call=3).plan([(1, 1), (5, 10**12)])
     assert shared.state.job_count == 1 + 2 * 10**12
     assert shared.total_tqdm.total == 3 * shared.state.job_count
+
+
+def test_an_interrupt_before_the_first_image_returns_no_image_and_no_error(script, engine_ready, tmp_path):
+    def interrupt_during_the_baseline(p, n):
+        shared.state.interrupted = True
+
+    processing.before_batch_hooks.append(interrupt_during_the_baseline)
+    processed = script.run(txt2img_p(tmp_path), *run_args(generations=3))
+    assert processed.images == []
+    assert "Pinning stop: interrupted" in processed.infotexts[0] and "Pinning report: " in processed.info
+    assert "interrupted before its first image" in processed.comments
