@@ -198,11 +198,18 @@ def _check_unit_count(items: Mapping[str, list[Item]], positive: str, negative: 
 
 
 def _render_items(items: list[Item], unit_weights: list[float]) -> str:
-    """Write items back as prompt text; units and fixed text get their weights."""
+    """Write items back as prompt text; units and fixed text get their weights.
+
+    Whitespace between two bracketed groups of different weights is left out: the host
+    tokenizes it to nothing, and its prompt parser (lark's Earley parser, run on every
+    prompt of every render) takes several times longer when every group is followed by
+    a blank (0.7 s against 0.12 s for 23 units, 7.9 s against 1.9 s for 71).
+    """
     weights = iter(unit_weights)
     out: list[str] = []
     previous: Optional[tuple[int, str]] = None  # (piece, weight text) of the last weighted item
     after_break = False
+    last_bracketed = False  # the text written last is a "(...:w)" group
     for item in items:
         sep = item.sep or (" " if after_break and out else "")
         if item.kind == RAW:
@@ -210,14 +217,17 @@ def _render_items(items: list[Item], unit_weights: list[float]) -> str:
                 sep = sep or (" " if out else "")
                 previous = None
             out.append(sep + item.text)
-            after_break = item.is_break
+            after_break, last_bracketed = item.is_break, False
             continue
         weight = format_weight(next(weights) if item.kind == UNIT else item.weight)
         if not sep and previous is not None and previous[0] != item.piece and previous[1] == weight:
             sep = " "  # keep the host from joining neighbours of equal weight into one word
+        bracketed = weight != "1"
+        if bracketed and last_bracketed and previous[1] != weight and sep.isspace():
+            sep = ""
         body = escape_text(item.text)
-        out.append(sep + (body if weight == "1" else f"({body}:{weight})"))
-        previous, after_break = (item.piece, weight), False
+        out.append(sep + (f"({body}:{weight})" if bracketed else body))
+        previous, after_break, last_bracketed = (item.piece, weight), False, bracketed
     return "".join(out)
 
 

@@ -87,7 +87,7 @@ def test_render_zero_offsets(clip):
 def test_render_offsets_abs_and_rounding(clip):
     vector = PromptVector.from_prompts("red car", "", clip)
     positive, negative = vector.render([-1.5, 0.123456])
-    assert positive == "(red:0.5) (car:1.1235)"
+    assert positive == "(red:0.5)(car:1.1235)"  # no blank between groups of different weights
     assert negative == ""
     np.testing.assert_allclose(vector.weights([-1.5, 0.123456]), [0.5, 1.1235])
 
@@ -293,3 +293,14 @@ def test_prompts_over_the_unit_limit_are_refused_with_phrase_mode_suggested(clip
     assert PromptVector.from_prompts(words, "dog", clip).size == MAX_UNITS  # the limit itself is fine
     with pytest.raises(PromptError, match=rf"{MAX_UNITS + 1} pinnable units \({MAX_UNITS - 1} positive, 2 neg"):
         PromptVector.from_prompts(words, "dog dog", clip)
+
+
+def test_blanks_between_differently_weighted_groups_are_left_out_without_changing_tokens(clip):
+    prompt = "a (red:1.2) (car:0.8) on a road BREAK (green:1.3)\n(field:1.1), blue sky"
+    vector = PromptVector.from_prompts(prompt, "", clip)
+    rendered = vector.render()[0]
+    assert rendered == "a (red:1.2)(car:0.8) on a road BREAK (green:1.3)(field:1.1), blue sky"
+    assert host_encoding(rendered, clip) == host_encoding(prompt, clip)
+    offsets = np.linspace(0.05, 0.3, vector.size)
+    assert ")(" in vector.render(offsets)[0]
+    check_zero_offsets(vector, clip)
