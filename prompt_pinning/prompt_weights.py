@@ -33,9 +33,9 @@ UNIT_MODES = ("word", "phrase")
 DEFAULT_DECIMALS = 4
 # Most units (positive and negative together) a run may pin. Every unit is written as its
 # own weighted group, and the host's prompt parser slows down much faster than linearly
-# with their number: A1111 v1.10.1 took 0.8 s, 4 s, 19 s and 139 s to parse one rendered
-# prompt of 23, 58, 119 and 238 units (benchmarks/bench_prompt_units.py --host), once
-# per individual. 150 units are two full CLIP chunks of plain words.
+# with their number: A1111 v1.10.1 took 1.0 s, 5.4 s and 11.6 s to parse one rendered
+# prompt of 58, 119 and 178 units, once per individual (benchmarks/bench_prompt_units.py
+# --webui; 2 shared x86_64 cores, 2026-11-30). 150 units are two CLIP chunks of plain words.
 MAX_UNITS = 150
 _ESCAPED = set("\\()[]")
 
@@ -203,7 +203,8 @@ def _render_items(items: list[Item], unit_weights: list[float]) -> str:
     Whitespace between two bracketed groups of different weights is left out: the host
     tokenizes it to nothing, and its prompt parser (lark's Earley parser, run on every
     prompt of every render) takes several times longer when every group is followed by
-    a blank (0.7 s against 0.12 s for 23 units, 7.9 s against 1.9 s for 71).
+    a blank: 2.4 s against 1.0 s for 58 units, 22 s against 5.4 s for 119 (A1111 v1.10.1,
+    2 shared x86_64 cores, 2026-11-30).
     """
     weights = iter(unit_weights)
     out: list[str] = []
