@@ -213,40 +213,43 @@ def find_schedule(text: str) -> Optional[tuple[int, str]]:
     """
     chars = _unescaped(text)
     for k, (start, char) in enumerate(chars):
-        if char != "[":
-            continue
-        depth_square, depth_round, bar_at = 0, 0, None
-        for end, inner in chars[k + 1:]:
-            if inner == "[":
-                depth_square += 1
-            elif inner == "]" and depth_square:
-                depth_square -= 1
-            elif inner == "]":
-                if bar_at is not None:
-                    return start, "alternation [a|b]"
-                content = "".join(c for i, c in chars if start < i < end and _top_level(chars, start, i))
-                if _SCHEDULE_TAIL.search(content) and ":" in content:
-                    return start, "prompt editing [from:to:when]"
-                break
-            elif inner == "(":
-                depth_round += 1
-            elif inner == ")" and depth_round:
-                depth_round -= 1
-            elif inner == "|" and not depth_square and not depth_round and bar_at is None:
-                bar_at = end
+        if char == "[":
+            found = _bracket_construct(chars, k)
+            if found is not None:
+                return start, found
     return None
 
 
-def _top_level(chars: list[tuple[int, str]], start: int, index: int) -> bool:
-    """Whether ``index`` sits directly inside the bracket opened at ``start``."""
-    depth = 0
-    for i, c in chars:
-        if i <= start:
-            continue
-        if i >= index:
-            break
-        if c in "([":
-            depth += 1
-        elif c in ")]" and depth:
-            depth -= 1
-    return depth == 0
+def _bracket_construct(chars: list[tuple[int, str]], k: int) -> Optional[str]:
+    """What the ``[`` at ``chars[k]`` opens, if it changes the prompt while sampling.
+
+    One pass up to its closing ``]``; the text at its own nesting level (outside
+    any inner bracket of either kind) is collected on the way.
+    """
+    depth_square, depth_round, depth_any, bar_at = 0, 0, 0, None
+    content: list[str] = []
+    for end, inner in chars[k + 1:]:
+        if inner == "]" and not depth_square:
+            if bar_at is not None:
+                return "alternation [a|b]"
+            joined = "".join(content)
+            if _SCHEDULE_TAIL.search(joined) and ":" in joined:
+                return "prompt editing [from:to:when]"
+            return None
+        if depth_any == 0:
+            content.append(inner)
+        if inner in "([":
+            depth_any += 1
+        elif inner in ")]" and depth_any:
+            depth_any -= 1
+        if inner == "[":
+            depth_square += 1
+        elif inner == "]":
+            depth_square -= 1
+        elif inner == "(":
+            depth_round += 1
+        elif inner == ")" and depth_round:
+            depth_round -= 1
+        elif inner == "|" and not depth_square and not depth_round and bar_at is None:
+            bar_at = end
+    return None

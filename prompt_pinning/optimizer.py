@@ -53,6 +53,9 @@ from .options import is_auto as auto
 log = logging.getLogger(__name__)
 
 SO_ONLY_PARAMS = ("weights", "cs", "damps", "ccum", "ccov1", "ccovmu", "cmatrix")
+# Largest magnitude of a cmatrix entry. The covariance is sigma^2 * cmatrix, so an
+# entry of 1e4 already spreads offsets 100 x initial_std; beyond that weights run away.
+CMATRIX_MAX_ABS = 1e4
 
 
 def derive_cma_seed(seed: int, subseed: int) -> int:
@@ -150,6 +153,10 @@ def _check_cmatrix(value: Any, n: int) -> np.ndarray:
         raise ConfigError("cmatrix", f"must be {n}x{n} (one row per prompt unit), got shape {matrix.shape}")
     if not np.all(np.isfinite(matrix)) or not np.allclose(matrix, matrix.T):
         raise ConfigError("cmatrix", "must be finite and symmetric")
+    largest = float(np.max(np.abs(matrix)))
+    if largest > CMATRIX_MAX_ABS:
+        raise ConfigError("cmatrix", f"entries must lie within +-{CMATRIX_MAX_ABS:g} (the covariance is "
+                          f"initial_std^2 x cmatrix), got an entry of magnitude {largest:g}")
     if np.linalg.eigvalsh(matrix)[0] <= 0:
         raise ConfigError("cmatrix", "must be positive definite")
     return matrix
@@ -202,6 +209,10 @@ class CmaOptimizer:
 
     def population_size(self, generation: int) -> int:
         return self.strategy.lambda_
+
+    def population_runs(self, first: int, last: int) -> list[tuple[int, int]]:
+        """(individuals, generations) for generations first..last, in O(1)."""
+        return [(self.strategy.lambda_, last - first + 1)] if last >= first else []
 
     def ask(self) -> list[Candidate]:
         with self.random.active():
@@ -297,6 +308,12 @@ class SizeLimitedOptimizer:
 
     def population_size(self, generation: int) -> int:
         return self.mu if generation <= 1 else self.lambda_
+
+    def population_runs(self, first: int, last: int) -> list[tuple[int, int]]:
+        """(individuals, generations) for generations first..last, in O(1)."""
+        runs = [(self.mu, 1)] if first <= 1 <= last else []
+        first = max(first, 2)
+        return runs + ([(self.lambda_, last - first + 1)] if last >= first else [])
 
     def ask(self) -> list[SizedCandidate]:
         with self.random.active():

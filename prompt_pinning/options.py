@@ -37,7 +37,7 @@ GROUPS = ("Target", "Loss", "Optimizer", "Size limiter", "Hyperbatch", "Output")
 MAX_GENERATIONS = 10_000
 MIN_LAMBDA = 2  # DEAP keeps mu = int(lambda_ / 2) parents: lambda_ 1 gives mu 0
 MAX_LAMBDA = 1_000
-MAX_IMAGES_PER_GENERATION = 4_096  # batch_size x lambda_ (x mu in the size limiter's first generation)
+MAX_IMAGES_PER_GENERATION = 1_024  # a generation's images stay in memory (3 MB each at 512x512); batch_size x lambda_ (x mu in the size limiter's first generation)
 MAX_IMAGES_PER_CALL = 1_024
 MAX_CMA_SEED = 2**32 - 1  # NumPy's RandomState accepts 0 .. 2^32 - 1
 MAX_VALIDATION_BATCHES = 8

@@ -12,6 +12,7 @@ differently weighted piece on its own.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +29,9 @@ from .attention import (
 from .rendering import Tokenizer
 
 UNIT, FIXED, RAW = "unit", "fixed", "raw"
+# The largest weight ever written into a prompt. Sensible weights lie within a few units
+# of 1; past this the conditioning is noise, and far past it float32 turns it into inf.
+MAX_PROMPT_WEIGHT = 100.0
 POSITIVE, NEGATIVE = "positive", "negative"
 
 
@@ -104,6 +108,12 @@ def _phrases(atoms: list[_Atom]) -> list[tuple[_Atom, bool]]:
 
 
 def _check_piece(piece: Piece, position: int, which: str) -> None:
+    if not math.isfinite(piece.weight) or piece.weight > MAX_PROMPT_WEIGHT:
+        raise PromptError(
+            f"{which} prompt: weight {piece.weight:g} at character {position} ({piece.text.strip()!r}) "
+            f"is too large; weights must be finite and at most {MAX_PROMPT_WEIGHT:g}",
+            position,
+        )
     if piece.weight >= 0:
         return
     if "BREAK" in piece.text:

@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from .attention import PromptError, parse_prompt_attention
-from .prompt_units import NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
+from .prompt_units import MAX_PROMPT_WEIGHT, NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
 from .records import UnitRow
 from .rendering import Tokenizer
 from .tokenizers import COMMA_PADDING_BACKTRACK, HostChunk, host_encoding
@@ -31,6 +31,12 @@ __all__ = [
 
 UNIT_MODES = ("word", "phrase")
 DEFAULT_DECIMALS = 4
+# Most units (positive and negative together) a run may pin. Every unit is written as its
+# own weighted group, and the host's prompt parser slows down much faster than linearly
+# with their number: A1111 v1.10.1 took 1.0 s, 5.4 s and 11.6 s to parse one rendered
+# prompt of 58, 119 and 178 units, once per individual (benchmarks/bench_prompt_units.py
+# --webui; 2 shared x86_64 cores, 2026-11-30). 150 units are two CLIP chunks of plain words.
+MAX_UNITS = 150
 _ESCAPED = set("\\()[]")
 
 
@@ -96,6 +102,7 @@ class PromptVector:
                 f"positive prompt: nothing to pin in {positive!r}: it is empty or holds only "
                 "extra-network tags, BREAK or text the tokenizer ignores"
             )
+        _check_unit_count(items, positive, negative, tokenizer, unit_mode, names)
         return cls(positive, negative, items, unit_mode, decimals)
 
     @property
@@ -108,12 +115,19 @@ class PromptVector:
 
     def weights(self, offsets: Optional[Sequence[float]] = None) -> np.ndarray:
         """The weight each unit is rendered with: |base + offset rounded to decimals|."""
-        steps = np.round(self._offsets(offsets) * 10**self.decimals)
-        return np.abs(self.base_weights + steps / 10**self.decimals)
+        with np.errstate(over="ignore"):  # a huge offset gives inf, which render() refuses
+            steps = np.round(self._offsets(offsets) * 10**self.decimals)
+            return np.abs(self.base_weights + steps / 10**self.decimals)
 
     def render(self, offsets: Optional[Sequence[float]] = None) -> tuple[str, str]:
-        """The (positive, negative) prompt texts for these offsets."""
-        weights = iter(self.weights(offsets))
+        """The (positive, negative) prompt texts for these offsets.
+
+        Raises PromptError rather than write a weight that is not finite or above
+        ``MAX_PROMPT_WEIGHT``.
+        """
+        values = self.weights(offsets)
+        self._check_weights(values)
+        weights = iter(values)
         rendered = {}
         for which in (POSITIVE, NEGATIVE):
             unit_weights = [next(weights) for item in self._items[which] if item.kind == UNIT]
@@ -137,6 +151,17 @@ class PromptVector:
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
         return "\n".join(lines)
 
+    def _check_weights(self, weights: np.ndarray) -> None:
+        bad = ~np.isfinite(weights) | (weights > MAX_PROMPT_WEIGHT)
+        if not bad.any():
+            return
+        index = int(np.argmax(bad))
+        unit = self.units[index]
+        raise PromptError(
+            f"{unit.prompt} prompt: unit {index} ({unit.text!r}) would be written with weight "
+            f"{weights[index]:g}; weights must be finite and at most {MAX_PROMPT_WEIGHT:g}. Lower "
+            "initial_std, initial_radius or cmatrix, or set a size_limit", unit.position)
+
     def _offsets(self, offsets: Optional[Sequence[float]]) -> np.ndarray:
         if offsets is None:
             return np.zeros(self.size)
@@ -148,12 +173,44 @@ class PromptVector:
         return values
 
 
+def _unit_count(items: Mapping[str, list[Item]]) -> int:
+    return sum(item.kind == UNIT for which in (POSITIVE, NEGATIVE) for item in items[which])
+
+
+def _check_unit_count(items: Mapping[str, list[Item]], positive: str, negative: str,
+                      tokenizer: Tokenizer, unit_mode: str, names: list[str]) -> None:
+    """Refuse prompts with more than MAX_UNITS units, saying what phrase mode would give."""
+    count = _unit_count(items)
+    if count <= MAX_UNITS:
+        return
+    counts = {which: sum(item.kind == UNIT for item in items[which]) for which in (POSITIVE, NEGATIVE)}
+    advice = "shorten the prompts"
+    if unit_mode == "word":
+        phrases = _unit_count({which: prompt_items(text, which, tokenizer, "phrase", names)
+                               for which, text in ((POSITIVE, positive), (NEGATIVE, negative))})
+        advice = (f"use unit_mode 'phrase' (one unit per comma-separated phrase: {phrases} units "
+                  f"here{'' if phrases <= MAX_UNITS else ', still too many'}) or shorten the prompts")
+    raise PromptError(
+        f"the prompts have {count} pinnable units ({counts[POSITIVE]} positive, {counts[NEGATIVE]} "
+        f"negative in {unit_mode} mode); at most {MAX_UNITS} are accepted, because every unit "
+        f"becomes its own weighted group and the host's prompt parsing slows down sharply with "
+        f"their number. {advice[0].upper()}{advice[1:]}.")
+
+
 def _render_items(items: list[Item], unit_weights: list[float]) -> str:
-    """Write items back as prompt text; units and fixed text get their weights."""
+    """Write items back as prompt text; units and fixed text get their weights.
+
+    Whitespace between two bracketed groups of different weights is left out: the host
+    tokenizes it to nothing, and its prompt parser (lark's Earley parser, run on every
+    prompt of every render) takes several times longer when every group is followed by
+    a blank: 2.4 s against 1.0 s for 58 units, 22 s against 5.4 s for 119 (A1111 v1.10.1,
+    2 shared x86_64 cores, 2026-11-30).
+    """
     weights = iter(unit_weights)
     out: list[str] = []
     previous: Optional[tuple[int, str]] = None  # (piece, weight text) of the last weighted item
     after_break = False
+    last_bracketed = False  # the text written last is a "(...:w)" group
     for item in items:
         sep = item.sep or (" " if after_break and out else "")
         if item.kind == RAW:
@@ -161,14 +218,17 @@ def _render_items(items: list[Item], unit_weights: list[float]) -> str:
                 sep = sep or (" " if out else "")
                 previous = None
             out.append(sep + item.text)
-            after_break = item.is_break
+            after_break, last_bracketed = item.is_break, False
             continue
         weight = format_weight(next(weights) if item.kind == UNIT else item.weight)
         if not sep and previous is not None and previous[0] != item.piece and previous[1] == weight:
             sep = " "  # keep the host from joining neighbours of equal weight into one word
+        bracketed = weight != "1"
+        if bracketed and last_bracketed and previous[1] != weight and sep.isspace():
+            sep = ""
         body = escape_text(item.text)
-        out.append(sep + (body if weight == "1" else f"({body}:{weight})"))
-        previous, after_break = (item.piece, weight), False
+        out.append(sep + (f"({body}:{weight})" if bracketed else body))
+        previous, after_break, last_bracketed = (item.piece, weight), False, bracketed
     return "".join(out)
 
 

@@ -59,6 +59,9 @@ class RenderedBatch:
     # the root); None for plain samplers.
     traces: Optional[np.ndarray] = None
     infotexts: list[str] = field(default_factory=list)  # host infotext per image, if any
+    # The host's prompt parsing and text encoding for this individual (its share of
+    # the render call; already part of the render time), when the renderer measures it.
+    prompt_seconds: Optional[float] = None
 
 
 @runtime_checkable

@@ -46,6 +46,9 @@ from .run_parts import build_loss, build_targets, build_vector, loss_device, on_
 log = logging.getLogger(__name__)
 
 HALL_OF_FAME_SIZE = 10
+# Images scored per loss call: a stop request is seen between two calls, so on a CPU
+# (about 0.1 s per 512x512 image) a stop waits at most a few seconds for scoring.
+SCORE_CHUNK_IMAGES = 32
 Progress = Callable[[str, int, int], None]
 
 
@@ -61,8 +64,9 @@ def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[Rep
     ``progress(stage, done, total)`` counts evaluated individuals (the baseline
     included) against the run's total. It is called once before the first render
     ("starting", or "resumed" for a resumed run), then after every evaluation
-    ("baseline", "generation g/G"). A progress object may also have ``plan(sizes)``:
-    it is called first with the individuals of every render call still to come.
+    ("baseline", "generation g/G"). A progress object may also have ``plan(runs)``:
+    it is called first with the render calls still to come, as (individuals per
+    call, number of such calls) pairs.
     """
     if config.resume is not None:
         return resume_pinning(config.resume, renderer, sink=sink, should_stop=should_stop,
@@ -111,6 +115,7 @@ class _Run:
         self.baseline_images: Optional[torch.Tensor] = None
         self.store: RunStore
         self.run_dir: Optional[Path] = None
+        self.prompt_seconds = 0.0  # writing the prompts of the current render, per individual
 
     # -- setting up -------------------------------------------------------
     def _prepare(self) -> None:
@@ -123,14 +128,16 @@ class _Run:
         return {"N": self.vector.size, "cma_seed": self.cma_seed, "generations": self.generations,
                 "total_evaluations": self.total, **self.optimizer.resolved}
 
-    def _renders_to_come(self) -> list[int]:
-        """Individuals per render call still to make: the baseline, then each generation."""
-        baseline = [] if self.baseline is not None else [1]
-        first = max(1, self.next_generation)
-        return baseline + [self.optimizer.population_size(g) for g in range(first, self.generations + 1)]
+    def _renders_to_come(self) -> list[tuple[int, int]]:
+        """(individuals per render call, calls) still to make: the baseline, then the generations.
+
+        Run-length encoded, so its size does not grow with the number of generations.
+        """
+        baseline = [] if self.baseline is not None else [(1, 1)]
+        return baseline + self.optimizer.population_runs(max(1, self.next_generation), self.generations)
 
     def _total(self) -> int:
-        return 1 + sum(self.optimizer.population_size(g) for g in range(1, self.generations + 1))
+        return 1 + sum(size * count for size, count in self.optimizer.population_runs(1, self.generations))
 
     def start_new(self, store: Optional[RunStore] = None) -> None:
         self._prepare()
@@ -285,7 +292,9 @@ class _Run:
     def _run_baseline(self) -> None:
         self._check_stop()
         zeros = np.zeros(self.vector.size)
+        started = time.perf_counter()
         prompt = self.vector.render(zeros)
+        self.prompt_seconds = time.perf_counter() - started
         (batch,), seconds = self._render([prompt])
         self.store.save_images("baseline", batch.images)
         if self.targets is None:
@@ -296,7 +305,9 @@ class _Run:
         self._check_stop()
         population = self.optimizer.ask()
         rendered = [self.optimizer.rendered(c) for c in population]
+        started = time.perf_counter()
         prompts = [self.vector.render(offsets) for offsets, _ in rendered]
+        self.prompt_seconds = (time.perf_counter() - started) / max(1, len(prompts))
         records: list[Optional[IndividualRecord]] = [None] * len(population)
         for i, (offsets, _) in enumerate(rendered):
             entry = self.reusable.pop((g, i), None)
@@ -306,8 +317,7 @@ class _Run:
         pending = [i for i, r in enumerate(records) if r is None]
         if pending:
             batches, seconds = self._render([prompts[i] for i in pending])
-            self._check_stop()
-            losses = self._score_many(batches)
+            losses = self._score_in_chunks(batches)
             for i, batch, loss in zip(pending, batches, losses, strict=True):
                 self._check_stop()  # every evaluation recorded so far is complete on disk
                 offsets, penalty = rendered[i]
@@ -328,6 +338,15 @@ class _Run:
         return self.loss.evaluate_many([on_device(b.images, self.loss_device) for b in batches],
                                        [b.traces for b in batches])
 
+    def _score_in_chunks(self, batches: list[RenderedBatch]) -> list:
+        """Score a generation a few dozen images at a time, checking for a stop before each call."""
+        per_call = max(1, SCORE_CHUNK_IMAGES // max(1, self.settings.batch_size))
+        losses: list = []
+        for start in range(0, len(batches), per_call):
+            self._check_stop()
+            losses += self._score_many(batches[start:start + per_call])
+        return losses
+
     def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
         loss = loss if loss is not None else self._score(batch)
         ident = individual_id(offsets)
@@ -339,6 +358,9 @@ class _Run:
             traces=batch.traces, size=float(np.linalg.norm(offsets)), render_seconds=render_seconds,
             loss_seconds=float(loss.seconds), folder=folder,
             extra={"penalty": penalty, "fitness": list(fitness) if fitness else None,
+                   # prompt handling: writing the prompt here, and the host's parsing and
+                   # text encoding (inside render_seconds) where the renderer measures it
+                   "prompt_seconds": self.prompt_seconds, "host_prompt_seconds": batch.prompt_seconds,
                    "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
                    "infotexts": list(batch.infotexts)})
         if self.sink is not None:  # images and stats first: the log entry is the commit point
@@ -384,12 +406,15 @@ class _Run:
         self.generation_records.append(record)
         line = {"gen": g, "nevals": len(records), "min": float(np.min(losses)), "avg": float(np.mean(losses)),
                 "max": float(np.max(losses)), "std": float(np.std(losses)),
-                "best": self.hall_of_fame[0].loss, "sigma": dist.sigma, "axis_ratio": dist.axis_ratio}
+                "best": self.hall_of_fame[0].loss, "sigma": dist.sigma, "axis_ratio": dist.axis_ratio,
+                **_stage_seconds(records)}
         self.logbook.append(line)
         level = logging.INFO if self.config.cma_logging else logging.DEBUG
-        log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g",
+        log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g"
+                "  render %.3gs (host prompts %.3gs)  loss %.3gs  prompts %.3gs",
                 g, self.generations, line["nevals"], line["min"], line["avg"], line["max"], line["std"],
-                line["best"], line["sigma"], line["axis_ratio"])
+                line["best"], line["sigma"], line["axis_ratio"], line["render_seconds"],
+                line["host_prompt_seconds"], line["loss_seconds"], line["prompt_seconds"])
         if self.sink is not None:
             self.sink.on_generation(record, self._result("running"))
 
@@ -423,6 +448,17 @@ class _Run:
         else:
             images = torch.empty(0, 3, self.settings.height, self.settings.width)
         return ckpt.record_from_entry(entry, self.run_dir, images)
+
+def _stage_seconds(records: list[IndividualRecord]) -> dict[str, float]:
+    """A generation's seconds per stage, summed over its individuals."""
+    def total(values) -> float:
+        return float(sum(v for v in values if v is not None))
+
+    return {"render_seconds": total(r.render_seconds for r in records),
+            "host_prompt_seconds": total(r.extra.get("host_prompt_seconds") for r in records),
+            "loss_seconds": total(r.loss_seconds for r in records),
+            "prompt_seconds": total(r.extra.get("prompt_seconds") for r in records)}
+
 
 def _listed(value: Any) -> Any:
     if value is None:

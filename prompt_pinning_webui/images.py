@@ -1,12 +1,14 @@
 """Target images as they arrive from the UI or the API, opened as PIL images.
 
 Accepted per item: a PIL image; a base64 PNG/JPEG string or ``data:`` URL
-(the API); an object with ``.name`` (Gradio's uploaded temporary files) or a
-Gradio file dict with "name" (a file path) or "data" (base64); raw bytes.
-A plain string is never read as a file path: over the API that would read
-the server's disk. A single item may be given instead of a list; None or an
-empty list means no target. Remote URLs are refused: the run never fetches
-anything.
+(the API); a Gradio file dict with "data" (base64); raw bytes; and a file
+name (an object with ``.name`` or a dict with "name") only when it names a
+file that Gradio itself created for an upload, as the host's
+``modules.ui_tempdir.check_tmp_file`` tells. No other file is ever opened: a
+caller of the API could otherwise make the server read any path. Every refused
+name gets the same message, so a caller cannot tell a missing file from an
+existing one. A single item may be given instead of a list; None or an empty
+list means no target. Remote URLs are refused: the run never fetches anything.
 
 Images are returned in their own mode (16-bit, palette, alpha and so on):
 ``prompt_pinning.targets.load_targets`` converts them to RGB, compositing
@@ -23,26 +25,55 @@ from typing import Any
 from PIL import Image, ImageOps
 
 _IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+# A few kilobytes of PNG can declare a huge canvas: refuse it before decoding.
+MAX_TARGET_PIXELS = 4096 * 4096
+MAX_TARGETS = 64  # the loss compares every image with every target
 _STRING_FORMS = "a base64 PNG/JPEG string or a data URL (data:image/png;base64,...)"
 
 
 def _open_bytes(data: bytes, what: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
-        image.load()
+        too_large = image.width * image.height > MAX_TARGET_PIXELS
+        if not too_large:
+            image.load()
     except Exception as error:  # PIL raises several types for bad data
         raise ValueError(f"{what} is not a readable image ({error})") from None
+    if too_large:
+        raise ValueError(f"{what} is {image.width}x{image.height}; targets may have at most "
+                         f"{MAX_TARGET_PIXELS} pixels (4096x4096), and are scaled to the run's size anyway")
     if image.format not in _IMAGE_FORMATS:
         raise ValueError(f"{what} is a {image.format} image; use PNG or JPEG")
     return ImageOps.exif_transpose(image)
 
 
+def _is_gradio_upload(path: str) -> bool:
+    """True only for a file the running Gradio app made for an upload (the host's own check)."""
+    try:
+        from modules import shared, ui_tempdir
+    except ImportError:  # no host: nothing counts as an upload
+        return False
+    demo = getattr(shared, "demo", None)
+    if demo is None:
+        return False
+    try:
+        return bool(ui_tempdir.check_tmp_file(demo, path))
+    except Exception:  # a check that fails is a refusal
+        return False
+
+
 def _open_upload(path: str, what: str) -> Image.Image:
-    """A file the UI uploaded (Gradio's temporary copy)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"{what}: uploaded file {path!r} no longer exists; upload it again")
-    with open(path, "rb") as handle:
-        return _open_bytes(handle.read(), what)
+    """A file the UI uploaded (Gradio's temporary copy); any other path is refused unread."""
+    refusal = (f"{what}: a file name is accepted only for an image uploaded through the WebUI's "
+               f"page in this session; upload it again, or send {_STRING_FORMS}")
+    if not _is_gradio_upload(path):
+        raise ValueError(refusal)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        raise ValueError(refusal) from None
+    return _open_bytes(data, what)
 
 
 def _decode_string(text: str, what: str) -> Image.Image:
@@ -88,4 +119,6 @@ def decode_target_images(value: Any) -> list[Image.Image]:
     if value is None or value == "" or value == []:
         return []
     items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(items) > MAX_TARGETS:
+        raise ValueError(f"targets: {len(items)} images given; at most {MAX_TARGETS} are accepted")
     return [decode_target_image(item, f"targets[{i}]") for i, item in enumerate(items)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -171,6 +172,7 @@ class A1111Renderer:
 
     def _render_chunk(self, prompts, settings: GenerationSettings) -> list[RenderedBatch]:
         p = self.make_p(prompts, settings)
+        conds = _MethodTimer(p, "setup_conds")  # the host's prompt parsing and text encoding
         try:
             processed = self._process_images(p)
         finally:
@@ -182,9 +184,10 @@ class A1111Renderer:
             raise RenderInterrupted("stopped by the WebUI (interrupt or skip)")
         images, infotexts = _output_images(processed, len(prompts) * settings.batch_size)
         traces = getattr(p, TRACES_ATTR, None)
-        return self._split(prompts, settings, images, infotexts, traces)
+        prompt_seconds = conds.seconds / len(prompts) if conds.found else None
+        return self._split(prompts, settings, images, infotexts, traces, prompt_seconds)
 
-    def _split(self, prompts, settings, images, infotexts, traces) -> list[RenderedBatch]:
+    def _split(self, prompts, settings, images, infotexts, traces, prompt_seconds=None) -> list[RenderedBatch]:
         size = len(images) // len(prompts)
         seeds, _ = individual_seeds(settings)
         out = []
@@ -194,8 +197,29 @@ class A1111Renderer:
             trace = None if traces is None or len(traces) != len(images) else np.asarray(traces[rows])
             texts = list(infotexts[rows])
             self.infotexts[tuple(pair)] = texts
-            out.append(RenderedBatch(images=tensor, seeds=list(seeds[:size]), traces=trace, infotexts=texts))
+            out.append(RenderedBatch(images=tensor, seeds=list(seeds[:size]), traces=trace, infotexts=texts,
+                                     prompt_seconds=prompt_seconds))
         return out
+
+
+class _MethodTimer:
+    """Adds up the seconds spent in ``obj.name()`` from now on (an instance-level wrapper)."""
+
+    def __init__(self, obj: Any, name: str):
+        self.seconds = 0.0
+        method = getattr(obj, name, None)
+        self.found = callable(method)
+        if not self.found:
+            return
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        setattr(obj, name, timed)
 
 
 def _output_images(processed, expected: int) -> tuple[list, list[str]]:

@@ -70,11 +70,14 @@ class HostProgress:
         self.settings = settings
         self.steps_per_call = steps_per_call
 
-    def plan(self, renders: list[int]) -> None:
-        """Size the job count and total bar from the engine's render calls still to come."""
+    def plan(self, renders: list[tuple[int, int]]) -> None:
+        """Size the job count and total bar from the engine's render calls still to come.
+
+        ``renders``: (individuals, how many such render calls) pairs, a few whatever the run's length.
+        """
         from modules import shared
 
-        calls = sum(self.renderer.calls_needed(n, self.settings) for n in renders)
+        calls = sum(self.renderer.calls_needed(n, self.settings) * count for n, count in renders)
         shared.state.job_count = calls
         shared.total_tqdm.updateTotal(calls * self.steps_per_call)
 
@@ -245,6 +248,8 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
     from modules import processing
 
     best = result.best
+    if best is None and result.stop_reason == "interrupted":
+        return _interrupted_before_any_image(base, result)
     if best is None:
         raise RuntimeError(f"Prompt pinning produced no image ({result.stop_reason}); "
                            f"see {result.run_dir}")
@@ -267,6 +272,19 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
         all_prompts=[best.positive] * len(images), all_negative_prompts=[best.negative] * len(images),
         all_seeds=list(best.seeds), all_subseeds=subseeds, infotexts=texts,
     )
+
+
+def _interrupted_before_any_image(base: Any, result: RunResult):
+    """An interrupt that came before the first individual was scored: no image, not an error."""
+    from modules import processing
+
+    shown = copy.copy(base)
+    shown.comments = dict(base.comments)
+    shown.comment("Prompt pinning was interrupted before its first image was finished.")
+    text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": result.stop_reason,
+                            "Pinning report": str(report_path(result))})
+    return processing.Processed(shown, [], seed=int(base.seed), info=text, subseed=int(base.subseed),
+                                infotexts=[text])
 
 
 def _save_best_images(base: Any, processed) -> None:

@@ -250,3 +250,21 @@ def test_no_warnings_from_many_optimizers():
         for seed in range(10):
             run_sphere(make_optimizer(config(), 3, seed), lambda x: float(np.sum(x**2)), 2)
             run_sphere(make_optimizer(config(size_limit=0.5), 3, seed), lambda x: float(np.sum(x**2)), 2)
+
+
+@pytest.mark.parametrize("options", [dict(lambda_=5), dict(size_limit=0.3, lambda_=6, mu=3)])
+def test_population_runs_match_population_sizes_and_stay_small_for_any_length(options):
+    opt = make_optimizer(config(**options), 4, cma_seed=1)
+    for first, last in [(1, 7), (2, 7), (5, 5), (6, 5)]:
+        expanded = [size for size, count in opt.population_runs(first, last) for _ in range(count)]
+        assert expanded == [opt.population_size(g) for g in range(first, last + 1)]
+    runs = opt.population_runs(1, 10**15)  # a plan for a huge run is a few pairs, not a list per generation
+    assert len(runs) <= 2 and sum(count for _, count in runs) == 10**15
+
+
+def test_cmatrix_magnitude_is_bounded_and_the_message_names_the_bound():
+    from prompt_pinning.optimizer import CMATRIX_MAX_ABS
+
+    with pytest.raises(ConfigError, match=r"cmatrix.*\+-10000.*1e\+308"):
+        CmaOptimizer(config(cmatrix=1e308 * np.eye(3)), 3, cma_seed=3)
+    CmaOptimizer(config(cmatrix=CMATRIX_MAX_ABS * np.eye(3)), 3, cma_seed=3)  # the bound itself is fine

@@ -89,7 +89,7 @@ def test_documented_cma_formulas_are_what_deap_uses(n, weights):
     (dict(initial_std=1e6), "initial_std: must be <= 10"),
     (dict(size_limit=1e308), "size_limit: must be <= 1,000"),
     (dict(max_images_per_call=10**9), "max_images_per_call: must be <= 1,024"),
-    (dict(lambda_=600), "batch size x lambda_ = 8 x 600 = 4,800 images per generation; the limit is 4,096"),
+    (dict(lambda_=200), "batch size x lambda_ = 8 x 200 = 1,600 images per generation; the limit is 1,024"),
     (dict(mu=600, size_limit=1.0), "batch size x mu = 8 x 600"),
     (dict(validation_batches=-1), "validation_batches: must be >= 0"),
     (dict(seed_schedule="random"), "seed_schedule: must be one of fixed, rotating"),

@@ -87,7 +87,7 @@ def test_render_zero_offsets(clip):
 def test_render_offsets_abs_and_rounding(clip):
     vector = PromptVector.from_prompts("red car", "", clip)
     positive, negative = vector.render([-1.5, 0.123456])
-    assert positive == "(red:0.5) (car:1.1235)"
+    assert positive == "(red:0.5)(car:1.1235)"  # no blank between groups of different weights
     assert negative == ""
     np.testing.assert_allclose(vector.weights([-1.5, 0.123456]), [0.5, 1.1235])
 
@@ -261,3 +261,46 @@ def test_a_blank_with_its_own_weight_does_not_split_a_phrase():
     assert [(u.text, u.base_weight) for u in vector.units] == [("cat cat", 1.0)]
     again = PromptVector.from_prompts(*vector.render(np.zeros(vector.size)), tokenizer, "phrase")
     assert [(u.text, u.base_weight) for u in again.units] == [("cat cat", 1.0)]
+
+
+@pytest.mark.parametrize("offset", [np.inf, np.nan, 1e308, 200.0])
+def test_render_refuses_weights_that_are_not_finite_or_absurd(clip, offset):
+    vector = PromptVector.from_prompts("a red cat", "", clip)
+    offsets = np.zeros(vector.size)
+    offsets[1] = offset
+    with pytest.raises(ValueError, match=r"unit 1 \('red'\)|finite"):
+        vector.render(offsets)
+    offsets[1] = 98.0
+    assert "(red:99)" in vector.render(offsets)[0]  # just inside the limit
+
+
+def test_prompts_with_absurd_weights_are_refused_when_parsed(clip):
+    with pytest.raises(PromptError, match=r"weight 2500 at character \d+ .*at most 100"):
+        PromptVector.from_prompts("a ((cat:50):50)", "", clip)
+    with pytest.raises(PromptError, match="negative prompt: weight 1e\\+41"):
+        PromptVector.from_prompts("a cat", "(dog:" + "9" * 41 + ")", clip)
+
+
+def test_prompts_over_the_unit_limit_are_refused_with_phrase_mode_suggested(clip):
+    from prompt_pinning.prompt_weights import MAX_UNITS
+
+    phrases = ", ".join(f"red cat {i}" for i in range(MAX_UNITS // 3))  # 3 words and a comma each
+    assert len(PromptVector.from_prompts(phrases, "", clip, "phrase").units) <= MAX_UNITS
+    with pytest.raises(PromptError, match=rf"have \d+ pinnable units .*at most {MAX_UNITS}.*"
+                                          r"unit_mode 'phrase' .*: \d+ units here\)"):
+        PromptVector.from_prompts(phrases, "", clip)
+    words = " ".join(["cat"] * (MAX_UNITS - 1))
+    assert PromptVector.from_prompts(words, "dog", clip).size == MAX_UNITS  # the limit itself is fine
+    with pytest.raises(PromptError, match=rf"{MAX_UNITS + 1} pinnable units \({MAX_UNITS - 1} positive, 2 neg"):
+        PromptVector.from_prompts(words, "dog dog", clip)
+
+
+def test_blanks_between_differently_weighted_groups_are_left_out_without_changing_tokens(clip):
+    prompt = "a (red:1.2) (car:0.8) on a road BREAK (green:1.3)\n(field:1.1), blue sky"
+    vector = PromptVector.from_prompts(prompt, "", clip)
+    rendered = vector.render()[0]
+    assert rendered == "a (red:1.2)(car:0.8) on a road BREAK (green:1.3)(field:1.1), blue sky"
+    assert host_encoding(rendered, clip) == host_encoding(prompt, clip)
+    offsets = np.linspace(0.05, 0.3, vector.size)
+    assert ")(" in vector.render(offsets)[0]
+    check_zero_offsets(vector, clip)

@@ -1,5 +1,7 @@
 """The run loop with small stand-ins for the prompt vector, renderer and loss."""
+import dataclasses
 import json
+import time
 import threading
 import warnings
 from dataclasses import dataclass
@@ -361,3 +363,50 @@ def test_each_generation_is_scored_in_one_call(outdir, monkeypatch):
     sizes = [len(g.losses) for g in result.generations]
     assert losses[0].many_calls == sizes and len(sizes) == 3  # the baseline is scored on its own
     assert len(all_entries(result)) == 1 + sum(sizes)
+
+
+def test_each_generation_records_its_seconds_per_stage_prompt_handling_included(outdir):
+    class SlowPromptVector(FakeVector):
+        def render(self, offsets):
+            time.sleep(0.01)  # writing a long prompt
+            return super().render(offsets)
+
+    class HostTimedRenderer(FakeRenderer):
+        def render(self, prompts, settings, progress=None):
+            batches = super().render(prompts, settings, progress)
+            return [dataclasses.replace(b, prompt_seconds=0.25) for b in batches]
+
+    run_module_vector = run_module.build_vector
+    try:
+        run_module.build_vector = lambda config, renderer: SlowPromptVector(config.positive, config.negative)
+        result = run_pinning(make_config(outdir, generations=2, lambda_=3), HostTimedRenderer())
+    finally:
+        run_module.build_vector = run_module_vector
+    for line in result.logbook:
+        assert line["prompt_seconds"] >= 3 * 0.01  # three prompts written per generation
+        assert line["host_prompt_seconds"] == pytest.approx(3 * 0.25)
+        assert line["render_seconds"] >= 0 and line["loss_seconds"] >= 0
+    entries = ckpt.read_evaluations(result.run_dir)
+    assert all(entry["extra"]["prompt_seconds"] >= 0.01 for entry in entries)
+    assert all(entry["extra"]["host_prompt_seconds"] == 0.25 for entry in entries)
+
+
+def test_a_large_generation_is_scored_in_chunks_and_a_stop_is_seen_between_them(outdir, monkeypatch):
+    monkeypatch.setattr(run_module, "SCORE_CHUNK_IMAGES", 4)  # batch 2: two individuals per loss call
+    losses = []
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(FakeLoss(targets)) or losses[-1])
+    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer())
+    assert losses[0].many_calls == [2, 2, 1]
+
+    stop = threading.Event()
+
+    class StoppingLoss(FakeLoss):
+        def evaluate_many(self, images_list, traces_list):
+            stop.set()  # a stop arrives while the first chunk is being scored
+            return super().evaluate_many(images_list, traces_list)
+
+    losses.clear()
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(StoppingLoss(targets)) or losses[-1])
+    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer(), should_stop=stop.is_set)
+    assert result.stop_reason == "interrupted"
+    assert losses[0].many_calls == [2]  # the other chunks were never scored

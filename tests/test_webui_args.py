@@ -132,17 +132,6 @@ def test_targets_accept_base64_data_urls_jpeg_and_a_single_string():
     assert len(decode_target_images(red)) == 1
 
 
-def test_targets_accept_uploaded_files(tmp_path):
-    path = tmp_path / "t.png"
-    Image.new("RGB", (4, 4), (0, 255, 0)).save(path)
-
-    class Uploaded:  # Gradio 3's File component hands over temp files with .name
-        name = str(path)
-
-    images = decode_target_images([Uploaded(), {"name": str(path)}])
-    assert [im.getpixel((0, 0)) for im in images] == [(0, 255, 0), (0, 255, 0)]
-
-
 def test_targets_refuse_other_formats():
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buffer, format="BMP")
@@ -179,4 +168,14 @@ def test_a_plain_string_is_never_read_as_a_server_file(tmp_path):
         parse_script_args(with_arg("targets", [str(path)]))
     with pytest.raises(ValueError, match=r"targets\[0\].*base64"):
         decode_target_images(str(path))
-    assert decode_target_images({"name": str(path)})[0].getpixel((0, 0)) == (0, 255, 0)  # a UI upload
+
+
+def test_targets_refuse_huge_canvases_and_too_many_images():
+    from prompt_pinning_webui.images import MAX_TARGETS
+
+    buffer = io.BytesIO()
+    Image.new("1", (5000, 4000)).save(buffer, format="PNG")  # 20 Mpixel in a few kilobytes
+    with pytest.raises(ValueError, match=r"targets\[0\] is 5000x4000; .*at most 16777216 pixels"):
+        decode_target_images([base64.b64encode(buffer.getvalue()).decode()])
+    with pytest.raises(ValueError, match=rf"{MAX_TARGETS + 1} images given; at most {MAX_TARGETS}"):
+        decode_target_images([png_base64()] * (MAX_TARGETS + 1))

@@ -166,3 +166,20 @@ def test_device_is_the_hosts_model_device(monkeypatch):
     monkeypatch.setattr(devices, "device", torch.device("meta"))  # read when asked, never at import
     assert loss_device(renderer) == torch.device("meta")
     assert A1111Renderer(base_p(), tokenizer=object(), device=torch.device("cpu")).device == torch.device("cpu")
+
+
+def test_the_hosts_prompt_handling_time_is_measured_per_individual(monkeypatch):
+    import time
+
+    original = processing.StableDiffusionProcessing.setup_conds
+
+    def slow_setup_conds(p):
+        time.sleep(0.04)  # the host parsing and encoding a long prompt batch
+        return original(p)
+
+    monkeypatch.setattr(processing.StableDiffusionProcessing, "setup_conds", slow_setup_conds)
+    base = base_p()
+    renderer = A1111Renderer(base, max_images_per_call=6, tokenizer=object())  # 2 individuals per call
+    batches = renderer.render(PAIRS, settings())
+    assert all(0.02 <= b.prompt_seconds < 0.5 for b in batches)  # each call's time, shared by its two
+    assert "setup_conds" not in vars(base)  # only the per-call copies were timed

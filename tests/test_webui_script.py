@@ -242,3 +242,29 @@ def test_the_command_line_images_per_call_budget_is_bounded(monkeypatch):
     monkeypatch.setattr(shared.cmd_opts, "prompt_pinning_max_images_per_call", 10**6)
     with pytest.raises(ConfigError, match=r"--prompt-pinning-max-images-per-call: must be <= 1,024"):
         command_line_budget()
+
+
+def test_the_progress_plan_of_a_very_long_run_is_counted_not_listed():
+    from types import SimpleNamespace
+
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning_webui.renderer import A1111Renderer
+    from prompt_pinning_webui.webui_run import HostProgress
+
+    webui_stand_in.reset()
+    settings = GenerationSettings(seed=1, batch_size=2, steps=3, width=8, height=8)
+    renderer = A1111Renderer(SimpleNamespace(init_images=None), max_images_per_call=8)  # 4 individuals a call
+    HostProgress(renderer, settings, steps_per_call=3).plan([(1, 1), (5, 10**12)])
+    assert shared.state.job_count == 1 + 2 * 10**12
+    assert shared.total_tqdm.total == 3 * shared.state.job_count
+
+
+def test_an_interrupt_before_the_first_image_returns_no_image_and_no_error(script, engine_ready, tmp_path):
+    def interrupt_during_the_baseline(p, n):
+        shared.state.interrupted = True
+
+    processing.before_batch_hooks.append(interrupt_during_the_baseline)
+    processed = script.run(txt2img_p(tmp_path), *run_args(generations=3))
+    assert processed.images == []
+    assert "Pinning stop: interrupted" in processed.infotexts[0] and "Pinning report: " in processed.info
+    assert "interrupted before its first image" in processed.comments

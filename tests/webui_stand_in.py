@@ -17,7 +17,10 @@ def install() -> None:
 def reset() -> None:
     from modules import images, processing, script_callbacks, shared
 
+    import gradio
+
     shared.state.begin()
+    shared.demo = gradio.App()
     shared.opts = shared.default_opts()
     processing.opts = shared.opts
     shared.total_tqdm.total = None

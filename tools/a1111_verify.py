@@ -13,6 +13,12 @@ Checks, in order (each prints one line, then details):
   resume       a run with a target image, interrupted and resumed, ends where an uninterrupted
                run does (same baseline and best loss); folders outside the outputs, missing
                ones and ".." paths are refused with HTTP 4xx
+  paths        targets named by a server path (system files, a PNG outside Gradio's uploads,
+               a missing file, '..') are all refused with one and the same message
+  hang         a run of 10^9 generations is refused, or starts at once and ends soon after
+               an interrupt (no progress plan sized by the generations)
+  units        a prompt over the unit limit is refused quickly with advice to use phrase
+               mode; tiny runs at a few unit counts print their prompt handling seconds
 Only the standard library is used, so any Python 3.8+ can run it. Exit status 1 if a
 check failed. Runs are kept tiny (few generations, small images): meant for a CPU WebUI
 with a random-weight checkpoint, where only the plumbing is being tested.
@@ -20,8 +26,10 @@ with a random-weight checkpoint, where only the plumbing is being tested.
 import argparse
 import base64
 import json
+import os
 import struct
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -182,9 +190,11 @@ def check_interrupt(url, opts, info, check):
           flush=True)
     worker.start()
     worker.join(opts.interrupt_after)
+    asked = time.monotonic()
     status, _, _ = call(url, "/sdapi/v1/interrupt", {})
     print(f"    interrupt: HTTP {status}")
     worker.join(opts.timeout)
+    print(f"    reply {time.monotonic() - asked:.1f} s after the interrupt")
     if "reply" not in result:
         return check.record("interrupt", False, "no reply")
     status, payload, seconds = result["reply"]
@@ -250,6 +260,108 @@ def check_resume(url, opts, info, check):
     return True
 
 
+def _detail(payload):
+    return payload.get("detail") if isinstance(payload, dict) else str(payload)
+
+
+def check_paths(url, opts, info, check):
+    """Targets named by a path must never be read: one refusal, whatever the path."""
+    folder = tempfile.mkdtemp(prefix="pinning-verify-")
+    outside = os.path.join(folder, "outside.png")
+    with open(outside, "wb") as handle:
+        handle.write(base64.b64decode(_grey_png(8)))
+    names = {"/etc/passwd": "/etc/passwd", "/proc/self/environ": "/proc/self/environ",
+             "PNG outside the uploads": outside, "missing file": os.path.join(folder, "missing.png"),
+             "'..' path": os.path.join(folder, "..", os.path.basename(folder), "outside.png")}
+    details = {}
+    for label, name in names.items():
+        args = script_args_from(info, {"Target images": [{"name": name}], "Number of generations": 1,
+                                       "lambda_": 2})
+        status, payload, seconds = call(url, "/sdapi/v1/txt2img", base_request(opts, PLAIN_SAMPLER, args),
+                                        timeout=120)
+        details[label] = (status, _detail(payload))
+        print(f"    {label}: HTTP {status} in {seconds:.1f} s: {str(_detail(payload))[:200]}")
+    os.remove(outside)
+    os.rmdir(folder)
+    statuses = {status for status, _ in details.values()}
+    texts = {text for _, text in details.values()}
+    check.record("paths: every named file refused alike", statuses <= set(range(400, 500)) and len(texts) == 1,
+                 f"statuses {sorted(statuses)}, {len(texts)} distinct message(s)")
+
+
+def check_hang(url, opts, info, check):
+    """10^9 generations: refused, or interruptible within seconds of the current render."""
+    args = script_args_from(info, {"CMA seed": opts.cma_seed, "Number of generations": 10**9,
+                                   "lambda_": opts.lambda_})
+    request = base_request(opts, PLAIN_SAMPLER, args)
+    request.update(batch_size=1)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        reply=call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)))
+    print(f"--- hang: 10^9 generations, interrupt after {opts.hang_after:.0f} s", flush=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(opts.hang_after)
+    if "reply" in result:
+        status, payload, seconds = result["reply"]
+        print(f"    HTTP {status} in {seconds:.1f} s: {str(_detail(payload))[:300]}")
+        return check.record("hang: 10^9 generations", 400 <= status < 500 or status == 200,
+                            f"answered before the interrupt: HTTP {status}")
+    asked = time.monotonic()
+    status, _, _ = call(url, "/sdapi/v1/interrupt", {})
+    worker.join(opts.hang_limit)
+    if "reply" not in result:
+        return check.record("hang: 10^9 generations", False,
+                            f"no reply {opts.hang_limit:.0f} s after the interrupt (HTTP {status})")
+    status, payload, _ = result["reply"]
+    latency = time.monotonic() - asked
+    show_response(status, payload, time.monotonic() - started)
+    return check.record("hang: 10^9 generations", status == 200,
+                        f"HTTP {status}, reply {latency:.1f} s after the interrupt (the current "
+                        f"sampling step finishes first)")
+
+
+def _words(count):
+    vocabulary = "red blue green small large round square bright dark soft".split()
+    return " ".join(vocabulary[i % len(vocabulary)] for i in range(count))
+
+
+def _run_dir_stages(payload):
+    """Prompt handling seconds from the run folder, when it is on this machine."""
+    try:
+        text = json.loads(payload.get("info") or "{}").get("infotexts", [""])[0]
+        report = text.split("Pinning report: ", 1)[1].split(",")[0].strip().strip('"')
+        path = os.path.join(os.path.dirname(report), "evaluations.jsonl")
+        with open(path, encoding="utf-8") as handle:
+            entries = [json.loads(line) for line in handle if line.strip()]
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    extras = [entry.get("extra") or {} for entry in entries]
+    host = [e.get("host_prompt_seconds") for e in extras if e.get("host_prompt_seconds") is not None]
+    ours = [e.get("prompt_seconds") for e in extras if e.get("prompt_seconds") is not None]
+    renders = [entry.get("render_seconds") or 0.0 for entry in entries]
+    return {"individuals": len(entries), "render_s": sum(renders), "host_prompt_s": sum(host),
+            "engine_prompt_s": sum(ours)}
+
+
+def check_units(url, opts, info, check):
+    """A prompt over the unit limit is refused fast; small runs show prompt handling costs."""
+    request = base_request(opts, PLAIN_SAMPLER, pinning_args(info, opts))
+    request["prompt"] = _words(opts.too_many_units)
+    status, payload, seconds = call(url, "/sdapi/v1/txt2img", request, timeout=300)
+    text = str(_detail(payload))
+    print(f"    {opts.too_many_units} words: HTTP {status} in {seconds:.1f} s: {text[:300]}")
+    check.record("units: long prompt refused", 400 <= status < 500 and "phrase" in text and seconds < 60,
+                 f"HTTP {status} in {seconds:.1f} s")
+    for count in opts.unit_counts:
+        request = base_request(opts, PLAIN_SAMPLER, pinning_args(info, opts))
+        request.update(prompt=_words(count), negative_prompt="", steps=1, batch_size=1)
+        status, payload, seconds = call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)
+        stages = _run_dir_stages(payload) if status == 200 else None
+        print(f"    {count} units: HTTP {status} in {seconds:.1f} s; stages {stages}", flush=True)
+        check.record(f"units: {count}-unit run", status == 200, f"{seconds:.1f} s")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:7860")
@@ -264,11 +376,17 @@ def main(argv=None):
     parser.add_argument("--cma-seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per generation call")
     parser.add_argument("--interrupt-after", type=float, default=90, help="seconds before interrupting")
-    parser.add_argument("--only", choices=["listing", "errors", "plain", "hyperbatch", "img2img",
-                                           "interrupt", "resume"],
-                        action="append", help="run only these parts (repeatable)")
+    parser.add_argument("--hang-after", type=float, default=20, help="seconds before interrupting 10^9 generations")
+    parser.add_argument("--hang-limit", type=float, default=180,
+                        help="most seconds from that interrupt to the reply")
+    parser.add_argument("--too-many-units", type=int, default=400, help="words of the refused prompt")
+    parser.add_argument("--unit-counts", type=int, nargs="*", default=[10, 20, 40],
+                        help="unit counts of the timed tiny runs")
+    parts_all = ["listing", "errors", "plain", "hyperbatch", "img2img", "interrupt", "resume", "paths", "hang",
+                 "units"]
+    parser.add_argument("--only", choices=parts_all, action="append", help="run only these parts (repeatable)")
     opts = parser.parse_args(argv)
-    parts = set(opts.only or ["listing", "errors", "plain", "hyperbatch", "img2img", "interrupt", "resume"])
+    parts = set(opts.only or parts_all)
 
     check = Check()
     found, hyper = check_listing(opts.url, check)
@@ -297,6 +415,12 @@ def main(argv=None):
         check_interrupt(opts.url, opts, found["txt2img"], check)
     if "resume" in parts:
         check_resume(opts.url, opts, found["txt2img"], check)
+    if "paths" in parts:
+        check_paths(opts.url, opts, found["txt2img"], check)
+    if "hang" in parts:
+        check_hang(opts.url, opts, found["txt2img"], check)
+    if "units" in parts:
+        check_units(opts.url, opts, found["txt2img"], check)
     return 0 if check.summary() else 1
 
 

@@ -34,3 +34,29 @@ class HTML(Component): pass
 class Button(Component): pass
 class Accordion(Component): pass
 class Blocks(Component): pass
+
+
+class App:
+    """The running Gradio app (``shared.demo``) as far as uploads go.
+
+    Gradio 3.41 copies every uploaded file into a temporary folder of its own
+    and records the copy's absolute path in one set per component; the list
+    of those sets is ``Blocks.temp_file_sets``.
+    """
+
+    def __init__(self):
+        self.temp_file_sets = [set()]
+        self.upload_dir = None
+
+    def upload(self, data: bytes, suffix: str = ".png"):
+        """Store ``data`` as Gradio does for an upload; returns the file object the Script gets."""
+        import os
+        import tempfile
+
+        if self.upload_dir is None:
+            self.upload_dir = tempfile.mkdtemp(prefix="gradio-uploads-")
+        handle = tempfile.NamedTemporaryFile(delete=False, suffix=suffix, dir=self.upload_dir)
+        with handle:
+            handle.write(data)
+        self.temp_file_sets[0].add(os.path.abspath(handle.name))
+        return handle

@@ -69,6 +69,10 @@ class StableDiffusionProcessing:
             raise RuntimeError(f"Received a different number of prompts ({len(self.all_prompts)}) "
                                f"and negative prompts ({len(self.all_negative_prompts)})")
 
+    def setup_conds(self):
+        """Prompt parsing and text encoding of the current batch (per batch, as the host does)."""
+        self.c, self.uc = _conds(self.prompts, self.negative_prompts, self.steps)
+
     def save_samples(self):
         return opts.samples_save and not self.do_not_save_samples and not state.interrupted and not state.skipped
 
@@ -189,7 +193,8 @@ def process_images(p):
         rows = slice(n * p.batch_size, (n + 1) * p.batch_size)
         p.prompts, p.negative_prompts = p.all_prompts[rows], p.all_negative_prompts[rows]
         p.seeds, p.subseeds = p.all_seeds[rows], p.all_subseeds[rows]
-        cond, uncond = _conds(p.prompts, p.negative_prompts, p.steps)
+        p.setup_conds()
+        cond, uncond = p.c, p.uc
         image_cond = torch.zeros(len(p.prompts), 5, 1, 1)
         p.sampler = sd_samplers.create_sampler(p.sampler_name, shared.sd_model)
         noise = _noise(p.seeds, shape)

@@ -34,3 +34,4 @@ state = State()
 total_tqdm = TotalTQDM()
 cmd_opts = SimpleNamespace(prompt_pinning_max_images_per_call=0, prompt_pinning_no_samplers=False)
 sd_model = None
+demo = None  # the Gradio app (gradio.App) once the UI is up; None with --nowebui
