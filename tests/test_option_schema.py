@@ -111,12 +111,12 @@ def test_the_smallest_population_deap_accepts_runs_and_auto_populations_are_capp
             optimizer.assign(candidate, float(np.sum(np.square(candidate))))
         optimizer.tell(population)
     assert optimizer.resolved["mu"] == 1 and np.isfinite(optimizer.distribution().covariance).all()
-    big_batch = PinningConfig(positive="x", generation=GenerationSettings(seed=1, batch_size=1024)).validate()
+    big_batch = PinningConfig(positive="x", generation=GenerationSettings(seed=1, batch_size=256)).validate()
     with pytest.raises(ConfigError, match=f"the limit is {MAX_IMAGES_PER_GENERATION:,}"):
-        CmaOptimizer(big_batch, 5, cma_seed=1)  # auto lambda_ 8 x 1024 images
+        CmaOptimizer(big_batch, 5, cma_seed=1)  # auto lambda_ 8 x 256 images
     with pytest.raises(ConfigError, match="batch size x lambda_"):
         SizeLimitedOptimizer(PinningConfig(positive="x", size_limit=1.0,
-                                           generation=GenerationSettings(seed=1, batch_size=1024)).validate(), 5, 1)
+                                           generation=GenerationSettings(seed=1, batch_size=256)).validate(), 5, 1)
 
 
 def test_script_args_hints_state_limits_and_formulas():
