@@ -355,6 +355,7 @@ def _generation_records(path, items, arrays, count, folder_of) -> list[Generatio
 
 
 _LOGBOOK_NUMBERS = ("min", "avg", "max", "std", "best", "sigma")
+_LOGBOOK_SECONDS = ("render_seconds", "host_prompt_seconds", "loss_seconds", "prompt_seconds")  # optional
 
 
 def _logbook(path, lines, arrays, count) -> list[dict[str, Any]]:
@@ -365,8 +366,11 @@ def _logbook(path, lines, arrays, count) -> list[dict[str, Any]]:
         if (not isinstance(line, dict) or line.get("gen") != k + 1 or not _is_int(line.get("nevals"))
                 or not all(_is_finite(line.get(name)) for name in _LOGBOOK_NUMBERS)):
             raise ResumeError(f"{path}: logbook[{k}] must be generation {k + 1} with finite numbers")
+        seconds = {name: line[name] for name in _LOGBOOK_SECONDS if name in line}
+        if not all(_is_finite(v) and v >= 0 for v in seconds.values()):
+            raise ResumeError(f"{path}: logbook[{k}] timings must be finite numbers >= 0")
         out.append({"gen": k + 1, "nevals": line["nevals"], **{name: float(line[name]) for name in _LOGBOOK_NUMBERS},
-                    "axis_ratio": float(arrays["gen_axis_ratio"][k])})
+                    "axis_ratio": float(arrays["gen_axis_ratio"][k]), **{n: float(v) for n, v in seconds.items()}})
     return out
 
 
@@ -516,7 +520,11 @@ def _extra_problem(extra: Any) -> Optional[str]:
     for name in ("image_losses", "level_values"):
         if extra.get(name) is not None and not _number_list(extra[name], finite=False):
             return f"extra.{name} must be a list of numbers or null"
-    unknown = set(extra) - {"penalty", "fitness", "image_losses", "level_values"}
+    for name in ("prompt_seconds", "host_prompt_seconds"):
+        if extra.get(name) is not None and (not _is_finite(extra[name]) or extra[name] < 0):
+            return f"extra.{name} must be a finite number >= 0 or null"
+    unknown = set(extra) - {"penalty", "fitness", "image_losses", "level_values", "prompt_seconds",
+                            "host_prompt_seconds"}
     if unknown:
         return f"extra has unknown keys {sorted(unknown)}"
     return None
