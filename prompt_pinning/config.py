@@ -16,6 +16,9 @@ from .rendering import GenerationSettings
 CMA_WEIGHTS = ("superlinear", "linear", "equal")
 HYPERBATCH_WEIGHT_TYPES = ("Geometric", "Exponential", "Polynomial")
 UNIT_MODES = ("word", "phrase")
+SEED_SCHEDULES = ("fixed", "rotating")
+LOSS_VARIANTS = ("union", "target", "consistency")
+MAX_VALIDATION_BATCHES = 8
 AUTO_WHEN_ZERO = (
     "cma_seed", "generations", "lambda_", "mu", "size_limit_error", "size_limit_weight",
     "cs", "damps", "ccum", "ccov1", "ccovmu", "max_images_per_call",
@@ -69,6 +72,19 @@ class PinningConfig:
     max_images_per_call: Optional[int] = None  # auto from free memory
     resume: Optional[Path] = None
 
+    # -- generalisation: validation seeds, seed schedule, loss variant ----
+    # validation_batches: batches of held-out seeds (disjoint from every training
+    # seed of the run) that the baseline, the best candidates and the final
+    # centroid are also rendered on; the result is the one with the lowest
+    # validation loss. 0 keeps the original behaviour (training loss only).
+    validation_batches: int = 1
+    # seed_schedule: "fixed" renders every generation on the same seeds;
+    # "rotating" renders each generation on fresh seeds (shared within it).
+    seed_schedule: str = "fixed"
+    # loss_variant: "union" (targets + batch, all pairs), "target" (target x
+    # batch pairs only) or "consistency" (batch pairs only, no target).
+    loss_variant: str = "union"
+
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.
 
@@ -85,6 +101,11 @@ class PinningConfig:
         _choice("unit_mode", self.unit_mode, UNIT_MODES)
         _choice("weights", self.weights, CMA_WEIGHTS)
         _choice("hyperbatch_weight_type", self.hyperbatch_weight_type, HYPERBATCH_WEIGHT_TYPES)
+        _choice("seed_schedule", self.seed_schedule, SEED_SCHEDULES)
+        _choice("loss_variant", self.loss_variant, LOSS_VARIANTS)
+        if not _is_int(self.validation_batches) or not 0 <= self.validation_batches <= MAX_VALIDATION_BATCHES:
+            raise ConfigError("validation_batches", f"must be a whole number from 0 (off) to "
+                              f"{MAX_VALIDATION_BATCHES}, got {self.validation_batches!r}")
         _positive("initial_std", self.initial_std)
         _at_least("initial_radius", self.initial_radius, 0.0)
         _at_least("size_limit", self.size_limit, 0.0)
@@ -107,6 +128,9 @@ class PinningConfig:
         _finite("cfg_scale", g.cfg_scale)
         if not 0.0 < g.denoising_strength <= 1.0:
             raise ConfigError("denoising_strength", f"must be in (0, 1], got {g.denoising_strength!r}")
+        if self.loss_variant == "consistency" and g.batch_size < 2:
+            raise ConfigError("loss_variant", "consistency compares a batch's images with each other: "
+                              f"it needs batch_size >= 2, got {g.batch_size}")
         if self.lambda_ is not None and self.mu is not None and self.mu > self.lambda_:
             raise ConfigError("mu", f"must be <= lambda_ ({self.lambda_}), got {self.mu}")
         return self

@@ -46,9 +46,16 @@ log = logging.getLogger(__name__)
 SO_ONLY_PARAMS = ("weights", "cs", "damps", "ccum", "ccov1", "ccovmu", "cmatrix")
 
 
+MIN_GENERATIONS = 16  # the formula's value for 3 <= N <= 7: enough for CMA to adapt its step size
+
+
 def default_generations(n: int) -> int:
-    """``int(16 * floor(log N))``, clamped to at least 1 (the formula gives 0 for N <= 2)."""
-    return max(1, int(16 * math.floor(math.log(max(n, 1)))))
+    """``int(16 * floor(log N))``, at least MIN_GENERATIONS.
+
+    The formula gives 0 for N <= 2, which left a single generation of about six
+    evaluations: no search at all. Tiny prompts get the budget of small ones.
+    """
+    return max(MIN_GENERATIONS, int(16 * math.floor(math.log(max(n, 1)))))
 
 
 def default_lambda(n: int) -> int:

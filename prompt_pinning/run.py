@@ -17,11 +17,29 @@ and the best individual so far is returned. A renderer or loss error ends the
 run with ``stop_reason`` "error: ..."; with ``raise_errors=True`` (the default)
 the exception is then re-raised with the result attached as
 ``exc.pinning_result``, otherwise the result is returned.
+
+Seeds. Seeds come in blocks of ``batch_size``: block k starts at
+``seed + k * batch_size``. Generation g trains on block 0 (``fixed``) or block g
+(``rotating``: every individual of a generation shares the fresh seeds, so
+comparisons within it stay paired). The ``validation_batches`` validation blocks
+follow the last training block, so they are disjoint from every training seed
+and fixed for the run.
+
+Validation. The baseline is rendered on the validation blocks right after its
+own batch. At the end of every k-th generation and of the last one, the best
+hall-of-fame member not yet validated is too; k is the smallest step that keeps
+these renders near VALIDATION_SHARE of the generations' renders. When the run
+ends, the final search mean (centroid, plain CMA only) is rendered on the last
+generation's seeds and validated. The result is the validated candidate with
+the lowest validation loss; with ``validation_batches = 0`` it is the lowest
+training loss and nothing extra is rendered. Every validation is one line of
+``evaluations.jsonl`` (``"validation": true``), so a resumed run reuses it.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -40,6 +58,7 @@ from .run_parts import LOSS_DEVICE, build_loss, build_targets, build_vector
 log = logging.getLogger(__name__)
 
 HALL_OF_FAME_SIZE = 10
+VALIDATION_SHARE = 0.1  # validation renders per generation render, about (baseline and centroid aside)
 Progress = Callable[[str, int, int], None]
 
 
@@ -68,7 +87,9 @@ def resume_pinning(run_dir: Path | str, renderer: Renderer, *, sink: Optional[Re
                    raise_errors: bool = True) -> RunResult:
     """Continue the run in ``run_dir`` from its last checkpoint, with its saved settings."""
     run_dir = Path(run_dir)
-    config, _ = ckpt.load_run_config(run_dir)
+    config, resolved = ckpt.load_run_config(run_dir)
+    if "validation_batches" not in resolved:  # a run from before validation existed
+        config.validation_batches = 0
     run = _Run(config, renderer, sink, should_stop, progress)
     run.start_resumed(run_dir)
     return run.execute(raise_errors)
@@ -91,6 +112,13 @@ class _Run:
         self.reusable: dict[tuple[int, int], dict[str, Any]] = {}
         self.best_saved: dict[str, Any] = {}
         self.baseline_images: Optional[torch.Tensor] = None
+        # validation: id -> record carrying its validation loss (without images)
+        self.validated: dict[str, IndividualRecord] = {}
+        self.reusable_validations: dict[tuple[int, str], dict[str, Any]] = {}
+        self.last_validated: Optional[tuple[int, str, float]] = None  # (point, id, loss)
+        self.centroid_record: Optional[IndividualRecord] = None
+        self.best_images: dict[str, tuple[torch.Tensor, Any]] = {}
+        self.exclude_same_seed = True
 
     # -- setting up -------------------------------------------------------
     def _prepare(self) -> None:
@@ -98,23 +126,51 @@ class _Run:
         n = self.vector.size
         self.cma_seed = resolve_cma_seed(self.config)
         self.generations = resolve_generations(self.config, n)
+        self.validation_count = int(self.config.validation_batches)
+        self.validation_blocks = validation_blocks(self.config.seed_schedule, self.generations,
+                                                   self.validation_count)
+
+    def _plan_validation(self) -> None:
+        """Which generations validate, and whether the centroid is evaluated (needs the optimizer)."""
+        self.points = set(validation_points(self.generations, self.optimizer.population_size(self.generations),
+                                            self.validation_count))
+        self.with_centroid = self.validation_count > 0 and not self.optimizer.multi_objective
 
     def _resolved(self) -> dict[str, Any]:
         return {"N": self.vector.size, "cma_seed": self.cma_seed, "generations": self.generations,
-                "total_evaluations": self.total, **self.optimizer.resolved}
+                "total_evaluations": self.total, **self.optimizer.resolved,
+                "validation_batches": self.validation_count, "seed_schedule": self.config.seed_schedule,
+                "loss_variant": self.config.loss_variant, "validation_seeds": self._validation_seeds(),
+                "validation_generations": sorted(self.points), "centroid_evaluated": self.with_centroid,
+                "same_seed_pairs": "excluded" if self.exclude_same_seed else "kept"}
+
+    def _validation_seeds(self) -> list[int]:
+        return [seed for k in self.validation_blocks for seed in block_settings(self.settings, k).seeds()]
+
+    def _training_settings(self, g: int):
+        return block_settings(self.settings, training_block(self.config.seed_schedule, g))
 
     def _renders_to_come(self) -> list[int]:
-        """Individuals per render call still to make: the baseline, then each generation."""
-        baseline = [] if self.baseline is not None else [1]
-        first = max(1, self.next_generation)
-        return baseline + [self.optimizer.population_size(g) for g in range(first, self.generations + 1)]
+        """Individuals per render call still to make: the baseline, then each generation,
+        each followed by its validation calls (one individual each), then the centroid."""
+        validation = [1] * self.validation_count
+        calls = [] if self.baseline is not None else [1] + validation
+        for g in range(max(1, self.next_generation), self.generations + 1):
+            calls += [self.optimizer.population_size(g)] + (validation if g in self.points else [])
+        if self.with_centroid and self.centroid_record is None:
+            calls += [1] + validation
+        return calls
 
     def _total(self) -> int:
-        return 1 + sum(self.optimizer.population_size(g) for g in range(1, self.generations + 1))
+        """Individual renders of a whole run: training batches plus validation batches."""
+        validations = (1 + len(self.points) + int(self.with_centroid)) * self.validation_count
+        return (1 + sum(self.optimizer.population_size(g) for g in range(1, self.generations + 1))
+                + int(self.with_centroid) + validations)
 
     def start_new(self) -> None:
         self._prepare()
         self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
+        self._plan_validation()
         self.total = self._total()
         self.targets = build_targets(self.config)
         self.run_dir = create_run_dir(self.config.outdir)
@@ -128,10 +184,15 @@ class _Run:
         self.run_dir = run_dir
         saved = ckpt.load_checkpoint(run_dir)
         self.optimizer = saved.optimizer if saved else make_optimizer(self.config, self.vector.size, self.cma_seed)
+        _, resolved = ckpt.load_run_config(run_dir)
+        self.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
+        self._plan_validation()
         self.total = self._total()
         self.targets = ckpt.load_tensor(run_dir / ckpt.TARGETS_FILE)
         self.loss = build_loss(self.config, self.targets)
-        entries = ckpt.read_evaluations(run_dir)
+        logged = ckpt.read_evaluations(run_dir)
+        entries = [e for e in logged if not e.get("validation")]
+        validations = [e for e in logged if e.get("validation")]
         self.baseline_images = ckpt.load_tensor(run_dir / ckpt.BASELINE_FILE)
         if saved is None or self.baseline_images is None or not entries or entries[0]["generation"] != 0:
             ckpt.clear_evaluations(run_dir)  # nothing usable yet: start again from the baseline
@@ -141,14 +202,24 @@ class _Run:
         self.best_saved = ckpt.load_tensor(run_dir / ckpt.BEST_FILE) or {}
         self.baseline = self._record_from_entry(entries[0])
         if self.targets is None:
-            self.loss.set_targets(self.baseline_images)
+            self.loss.set_targets(self.baseline_images, seeds=self._target_seeds(self.baseline.seeds))
         self._enter_hall_of_fame(self.baseline)
+        by_id = {self.baseline.individual_id: self.baseline}
         for entry in entries[1:]:
             if entry["generation"] < saved.generation:
-                self._enter_hall_of_fame(self._record_from_entry(entry))
+                record = self._record_from_entry(entry)
+                by_id.setdefault(record.individual_id, record)
+                self._enter_hall_of_fame(record)
+                if record.extra.get("centroid"):
+                    self.centroid_record = record
             else:
                 self.reusable[(entry["generation"], entry["index"])] = entry
-        self.done = len(entries)
+        for entry in validations:
+            if entry["generation"] < saved.generation and entry["id"] in by_id:
+                self._apply_validation(by_id[entry["id"]], entry)
+            else:
+                self.reusable_validations[(entry["generation"], entry["id"])] = entry
+        self.done = len(entries) + sum(len(e["losses"]) for e in validations)
         log.info("resuming %s at generation %d (%d evaluations on disk)", run_dir, saved.generation, self.done)
 
     # -- running ----------------------------------------------------------
@@ -202,6 +273,9 @@ class _Run:
             self._run_generation(self.next_generation)
             self.next_generation += 1
             self._checkpoint()
+        centroid = self.centroid_record
+        if self.with_centroid and (centroid is None or centroid.individual_id not in self.validated):
+            self._run_centroid()
 
     def _checkpoint(self) -> None:
         ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
@@ -211,9 +285,9 @@ class _Run:
         if self.should_stop():
             raise RenderInterrupted("stop requested")
 
-    def _render(self, prompts: list[tuple[str, str]]) -> tuple[list[RenderedBatch], float]:
+    def _render(self, prompts: list[tuple[str, str]], settings=None) -> tuple[list[RenderedBatch], float]:
         started = time.perf_counter()
-        batches = self.renderer.render(prompts, self.settings, self._check_stop)
+        batches = self.renderer.render(prompts, settings or self.settings, self._check_stop)
         if len(batches) != len(prompts):
             raise RuntimeError(f"renderer {self.renderer.name!r} returned {len(batches)} batches for {len(prompts)} prompts")
         return batches, (time.perf_counter() - started) / max(1, len(prompts))
@@ -222,11 +296,16 @@ class _Run:
         self._check_stop()
         zeros = np.zeros(self.vector.size)
         prompt = self.vector.render(zeros)
-        (batch,), seconds = self._render([prompt])
+        (batch,), seconds = self._render([prompt], self._training_settings(0))
         ckpt.save_tensor_atomic(self.run_dir / ckpt.BASELINE_FILE, batch.images)
         if self.targets is None:
-            self.loss.set_targets(batch.images)
+            self.loss.set_targets(batch.images, seeds=self._target_seeds(batch.seeds))
         self.baseline = self._evaluate(0, 0, zeros, prompt, batch, seconds, penalty=0.0, fitness=None)
+        self._validate([self.baseline], 0)
+
+    def _target_seeds(self, seeds: list[int]) -> Optional[list[int]]:
+        """The baseline's seeds, for the loss to leave same-seed pairs out (see loss.py)."""
+        return list(seeds) if self.exclude_same_seed else None
 
     def _run_generation(self, g: int) -> None:
         self._check_stop()
@@ -241,7 +320,7 @@ class _Run:
                 self._enter_hall_of_fame(records[i])
         pending = [i for i, r in enumerate(records) if r is None]
         if pending:
-            batches, seconds = self._render([prompts[i] for i in pending])
+            batches, seconds = self._render([prompts[i] for i in pending], self._training_settings(g))
             self._check_stop()
             losses = self._score_many(batches)
             for i, batch, loss in zip(pending, batches, losses, strict=True):
@@ -253,17 +332,109 @@ class _Run:
         for candidate, record in zip(population, records):
             self.optimizer.assign(candidate, record.loss)
         self.optimizer.tell(population)
+        if g in self.points:
+            self._validate_point(g)
         self._close_generation(g, records)
+
+    # -- validation -------------------------------------------------------
+    def _validate_point(self, g: int) -> None:
+        """Validate the best hall-of-fame member that has not been validated yet."""
+        candidate = next((r for r in self.hall_of_fame if r.individual_id not in self.validated), None)
+        if candidate is not None:
+            self._validate([candidate], g)
+
+    def _validate(self, records: list[IndividualRecord], point: int) -> None:
+        """Render ``records`` on every validation block, score them, log one line each."""
+        if not self.validation_count:
+            return
+        todo = []
+        for record in records:
+            entry = self.reusable_validations.pop((point, record.individual_id), None)
+            if entry is not None:
+                self._apply_validation(record, entry, point)
+            else:
+                todo.append(record)
+        if not todo:
+            return
+        prompts = [(r.positive, r.negative) for r in todo]
+        per_block = []
+        for block in self.validation_blocks:
+            self._check_stop()
+            batches, _ = self._render(prompts, block_settings(self.settings, block))
+            self._check_stop()
+            per_block.append([float(loss.value) for loss in self._score_many(batches)])
+        for j, record in enumerate(todo):
+            losses = [values[j] for values in per_block]
+            entry = {"validation": True, "generation": point, "id": record.individual_id,
+                     "of": [record.generation, record.index], "loss": float(np.mean(losses)), "losses": losses}
+            ckpt.append_evaluation(self.run_dir, entry)
+            self.done += len(losses)
+            self._apply_validation(record, entry, point)
+            if self.progress is not None:
+                self.progress(f"validation {point}/{self.generations}", self.done, self.total)
+
+    def _apply_validation(self, record: IndividualRecord, entry: dict[str, Any], point: Optional[int] = None) -> None:
+        self.validated[record.individual_id] = dataclasses.replace(
+            _without_images(record), validation_loss=float(entry["loss"]),
+            validation_losses=[float(x) for x in entry["losses"]])
+        if point is not None:
+            self.last_validated = (point, record.individual_id, float(entry["loss"]))
+
+    def _run_centroid(self) -> None:
+        """Evaluate the final search mean on the last generation's seeds, then validate it."""
+        g = self.generations
+        record = self.centroid_record
+        if record is None:
+            self._check_stop()
+            offsets = np.asarray(self.optimizer.distribution().centroid, dtype=np.float64)
+            prompt = self.vector.render(offsets)
+            (batch,), seconds = self._render([prompt], self._training_settings(g))
+            self._check_stop()
+            (loss,) = self._score_many([batch])
+            record = self._evaluate(g, self.optimizer.population_size(g), offsets, prompt, batch, seconds,
+                                    0.0, None, loss, centroid=True)
+            self.centroid_record = record
+        self._validate([record], g + 1)
+        self._checkpoint()
+
+    def _validation_view(self, record: Optional[IndividualRecord]) -> Optional[IndividualRecord]:
+        """``record`` with its validation loss, when it has one."""
+        if record is None or record.individual_id not in self.validated:
+            return record
+        known = self.validated[record.individual_id]
+        return dataclasses.replace(record, validation_loss=known.validation_loss,
+                                   validation_losses=list(known.validation_losses))
+
+    def _selected(self) -> Optional[IndividualRecord]:
+        """The result: lowest validation loss among the validated, else lowest training loss."""
+        if not self.validated:
+            return self.hall_of_fame[0] if self.hall_of_fame else self.baseline
+        chosen = min(self.validated.values(), key=lambda r: (r.validation_loss, r.loss))
+        leader = self.hall_of_fame[0] if self.hall_of_fame else None
+        if leader is not None and leader.individual_id == chosen.individual_id and leader.images.numel():
+            images, traces = leader.images, leader.traces
+        elif chosen.individual_id == (self.baseline.individual_id if self.baseline else None):
+            images, traces = self.baseline_images_or(chosen)
+        else:
+            images, traces = self.best_images.get(chosen.individual_id, (chosen.images, chosen.traces))
+        return dataclasses.replace(chosen, images=images, traces=traces)
+
+    def baseline_images_or(self, record: IndividualRecord):
+        if self.baseline is not None and self.baseline.images.numel():
+            return self.baseline.images, self.baseline.traces
+        return record.images, record.traces
 
     def _score(self, batch: RenderedBatch):
         # FLIP is ~50x cheaper on a GPU than on the CPU: score there when there is one.
-        return self.loss.evaluate(batch.images.to(LOSS_DEVICE), batch.traces)
+        return self.loss.evaluate(batch.images.to(LOSS_DEVICE), batch.traces, seeds=list(batch.seeds))
 
     def _score_many(self, batches: list[RenderedBatch]) -> list:
         """Score a generation in one call: the loss batches the per-image FLIP work."""
-        return self.loss.evaluate_many([b.images.to(LOSS_DEVICE) for b in batches], [b.traces for b in batches])
+        return self.loss.evaluate_many([b.images.to(LOSS_DEVICE) for b in batches], [b.traces for b in batches],
+                                       seeds_list=[list(b.seeds) for b in batches])
 
-    def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
+    def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None,
+                  centroid=False):
         loss = loss if loss is not None else self._score(batch)
         ident = individual_id(offsets)
         folder = create_individual_dir(self.run_dir, g, ident)
@@ -275,14 +446,15 @@ class _Run:
             loss_seconds=float(loss.seconds), folder=folder,
             extra={"penalty": penalty, "fitness": list(fitness) if fitness else None,
                    "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
-                   "infotexts": list(batch.infotexts)})
+                   "infotexts": list(batch.infotexts), **({"centroid": True} if centroid else {})})
         if self.sink is not None:  # images and stats first: the log entry is the commit point
             self.sink.on_individual(record)
         ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
         self.done += 1
         self._enter_hall_of_fame(record, persist=g > 0)
         if self.progress is not None:
-            self.progress("baseline" if g == 0 else f"generation {g}/{self.generations}", self.done, self.total)
+            stage = "baseline" if g == 0 else "centroid" if centroid else f"generation {g}/{self.generations}"
+            self.progress(stage, self.done, self.total)
         return record
 
     def _enter_hall_of_fame(self, record: IndividualRecord, persist: bool = False) -> None:
@@ -300,32 +472,46 @@ class _Run:
                                     {"id": record.individual_id, "images": record.images})
 
     def _ensure_best_images(self, reason: str) -> None:
-        """Re-render the best individual if a crash lost its saved images (rare)."""
-        if not self.hall_of_fame or self.hall_of_fame[0].images.numel() > 0 or reason.startswith("error"):
+        """Re-render the result on its own seeds when its images are not in memory: a crash
+        lost them, or validation chose a candidate other than the training leader."""
+        best = self._selected()
+        if best is None or best.images.numel() > 0 or reason.startswith("error"):
             return
-        best = self.hall_of_fame[0]
         try:
-            (batch,), _ = self._render([(best.positive, best.negative)])
+            (batch,), _ = self._render([(best.positive, best.negative)], self.settings.with_(seed=best.seeds[0]))
         except RenderInterrupted:
             return
-        self.hall_of_fame[0] = dataclasses.replace(best, images=batch.images, traces=batch.traces)
+        self.total += 1
+        self.done += 1
+        if self.progress is not None:
+            self.progress("result images", self.done, self.total)
+        if self.hall_of_fame and self.hall_of_fame[0].individual_id == best.individual_id:
+            self.hall_of_fame[0] = dataclasses.replace(self.hall_of_fame[0], images=batch.images, traces=batch.traces)
+        self.best_images[best.individual_id] = (batch.images, batch.traces)
 
     def _close_generation(self, g: int, records: list[IndividualRecord]) -> None:
         dist = self.optimizer.distribution()
         losses = [r.loss for r in records]
+        validated = self.last_validated if self.last_validated and self.last_validated[0] == g else None
+        best_validation = min((r.validation_loss for r in self.validated.values()), default=None)
         record = GenerationRecord(
             generation=g, losses=losses, individual_ids=[r.individual_id for r in records],
             sigma=dist.sigma, centroid=dist.centroid, diag_std=dist.diag_std, axis_ratio=dist.axis_ratio,
-            eigenvalues=dist.eigenvalues, best_loss=float(min(losses)), folder=generation_dir(self.run_dir, g))
+            eigenvalues=dist.eigenvalues, best_loss=float(min(losses)), folder=generation_dir(self.run_dir, g),
+            validation_loss=best_validation, validated_id=validated[1] if validated else None,
+            validated_loss=validated[2] if validated else None, training_seed=self._training_settings(g).seed)
         self.generation_records.append(record)
         line = {"gen": g, "nevals": len(records), "min": float(np.min(losses)), "avg": float(np.mean(losses)),
                 "max": float(np.max(losses)), "std": float(np.std(losses)),
                 "best": self.hall_of_fame[0].loss, "sigma": dist.sigma, "axis_ratio": dist.axis_ratio}
+        if self.validation_count:
+            line["val"] = best_validation
         self.logbook.append(line)
         level = logging.INFO if self.config.cma_logging else logging.DEBUG
-        log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g",
+        log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g%s",
                 g, self.generations, line["nevals"], line["min"], line["avg"], line["max"], line["std"],
-                line["best"], line["sigma"], line["axis_ratio"])
+                line["best"], line["sigma"], line["axis_ratio"],
+                f"  val {best_validation:.6g}" if best_validation is not None else "")
         if self.sink is not None:
             self.sink.on_generation(record, self._result("running"))
 
@@ -342,14 +528,17 @@ class _Run:
         return {**self.config.to_dict(), "resolved": self._resolved(), "run_dir": str(self.run_dir)}
 
     def _result(self, reason: str) -> RunResult:
-        best = self.hall_of_fame[0] if self.hall_of_fame else self.baseline
+        best = self._validation_view(self._selected())
         offsets = best.offsets if best is not None else None
         tightness = self.optimizer.distribution().diag_std if self.generation_records else None
         return RunResult(
             run_dir=self.run_dir, original_positive=self.config.positive, original_negative=self.config.negative,
-            baseline=self.baseline, best=best, hall_of_fame=list(self.hall_of_fame),
+            baseline=self._validation_view(self.baseline), best=best,
+            hall_of_fame=[self._validation_view(r) for r in self.hall_of_fame],
             units=self._units(offsets, tightness), generations=list(self.generation_records),
-            stop_reason=reason, config=self._config_dict(), logbook=list(self.logbook))
+            stop_reason=reason, config=self._config_dict(), logbook=list(self.logbook),
+            selected_by="validation" if self.validated else "training",
+            validation_seeds=self._validation_seeds(), centroid=self._validation_view(self.centroid_record))
 
     def _record_from_entry(self, entry: dict[str, Any]) -> IndividualRecord:
         if entry["generation"] == 0:
@@ -359,6 +548,31 @@ class _Run:
         else:
             images = torch.empty(0, 3, self.settings.height, self.settings.width)
         return ckpt.record_from_entry(entry, self.run_dir, images)
+
+def block_settings(settings, block: int):
+    """The settings of seed block ``block``: seeds ``seed + block * B`` onwards."""
+    return settings.with_(seed=settings.seed + block * settings.batch_size)
+
+
+def training_block(schedule: str, generation: int) -> int:
+    return 0 if schedule == "fixed" else generation
+
+
+def validation_blocks(schedule: str, generations: int, count: int) -> list[int]:
+    """The blocks after the last training block: disjoint from every training seed."""
+    first = 1 if schedule == "fixed" else generations + 1
+    return list(range(first, first + count))
+
+
+def validation_points(generations: int, population: int, batches: int) -> list[int]:
+    """Generations after which the best unvalidated candidate is validated: every k-th and
+    the last, with k the smallest step keeping ``batches`` renders per point near
+    VALIDATION_SHARE of the ``population`` renders per generation."""
+    if batches <= 0:
+        return []
+    every = max(1, math.ceil(batches / (VALIDATION_SHARE * population) - 1e-9))
+    return [g for g in range(1, generations + 1) if g % every == 0 or g == generations]
+
 
 def _listed(value: Any) -> Any:
     if value is None:

@@ -44,4 +44,5 @@ def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
         weight_scale=config.hyperbatch_weight_scale,
         hyperbatch_weights=config.hyperbatch_weights_enabled,
         force_allowed=config.hyperbatch_weights_force_allowed,
+        variant=config.loss_variant,
     )

@@ -48,10 +48,12 @@ class FakeRenderer:
 
     def __init__(self, fail_on_call=None):
         self.calls = []
+        self.first_seeds = []  # the first seed of each call
         self.fail_on_call = fail_on_call
 
     def render(self, prompts, settings, progress=None):
         self.calls.append(len(prompts))
+        self.first_seeds.append(settings.seed)
         if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
             raise RuntimeError("GPU fell over")
         out = []
@@ -82,14 +84,14 @@ class FakeLoss:
     def __init__(self, targets):
         self.targets = targets
 
-    def set_targets(self, images):
+    def set_targets(self, images, seeds=None):
         self.targets = images
 
-    def evaluate(self, images, traces=None):
+    def evaluate(self, images, traces=None, seeds=None):
         per_image = ((images - self.targets.mean(0)) ** 2).mean(dim=(1, 2, 3)).double().numpy()
         return FakeLossResult(float(per_image.mean()), per_image, per_image, [], 0.0)
 
-    def evaluate_many(self, images_list, traces_list):
+    def evaluate_many(self, images_list, traces_list, seeds_list=None):
         self.many_calls = getattr(self, "many_calls", []) + [len(images_list)]
         return [self.evaluate(images, traces) for images, traces in zip(images_list, traces_list)]
 
@@ -123,13 +125,18 @@ def fakes(monkeypatch):
 
 def make_config(outdir, **kw):
     kw.setdefault("generations", 4)
+    kw.setdefault("validation_batches", 0)  # the original behaviour; validation has its own tests
     return PinningConfig(positive=" ".join(WORDS), negative="blurry", outdir=outdir,
                          generation=GenerationSettings(seed=5, batch_size=2, steps=3, width=8, height=8),
                          cma_logging=False, **kw)
 
 
 def all_entries(result):
-    return ckpt.read_evaluations(result.run_dir)
+    return [e for e in ckpt.read_evaluations(result.run_dir) if not e.get("validation")]
+
+
+def validation_entries(result):
+    return [e for e in ckpt.read_evaluations(result.run_dir) if e.get("validation")]
 
 
 def test_run_writes_layout_renders_each_generation_once_and_returns_best_ever(outdir):
