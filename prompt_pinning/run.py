@@ -26,9 +26,11 @@ follow the last training block, so they are disjoint from every training seed
 and fixed for the run.
 
 Validation. The baseline is rendered on the validation blocks right after its
-own batch. At the end of every k-th generation and of the last one, the best
-hall-of-fame member not yet validated is too; k is the smallest step that keeps
-these renders near VALIDATION_SHARE of the generations' renders. When the run
+own batch. At the end of every k-th generation and of the last one, so is the
+individual with the lowest training loss since the previous such point (every
+new best is one); k is the smallest step that keeps these renders near
+VALIDATION_SHARE of the generations' renders, so the run's total is known
+before it starts. When the run
 ends, the final search mean (centroid, plain CMA only) is rendered on the last
 generation's seeds and validated. The result is the validated candidate with
 the lowest validation loss; with ``validation_batches = 0`` it is the lowest
@@ -117,7 +119,8 @@ class _Run:
         self.reusable_validations: dict[tuple[int, str], dict[str, Any]] = {}
         self.last_validated: Optional[tuple[int, str, float]] = None  # (point, id, loss)
         self.centroid_record: Optional[IndividualRecord] = None
-        self.best_images: dict[str, tuple[torch.Tensor, Any]] = {}
+        self.best_images: dict[str, tuple[torch.Tensor, Any]] = {}  # the selected candidate's, by id
+        self.recent_best: Optional[IndividualRecord] = None  # lowest training loss since the last point
         self.exclude_same_seed = True
 
     # -- setting up -------------------------------------------------------
@@ -214,6 +217,10 @@ class _Run:
                     self.centroid_record = record
             else:
                 self.reusable[(entry["generation"], entry["index"])] = entry
+        last_point = max((p for p in self.points if p < saved.generation), default=0)
+        for entry in entries[1:]:
+            if last_point < entry["generation"] < saved.generation and not entry.get("extra", {}).get("centroid"):
+                self._note_recent(by_id.get(entry["id"]) or self._record_from_entry(entry))
         for entry in validations:
             if entry["generation"] < saved.generation and entry["id"] in by_id:
                 self._apply_validation(by_id[entry["id"]], entry)
@@ -332,16 +339,19 @@ class _Run:
         for candidate, record in zip(population, records):
             self.optimizer.assign(candidate, record.loss)
         self.optimizer.tell(population)
-        if g in self.points:
-            self._validate_point(g)
+        if self.validation_count:
+            for record in records:
+                self._note_recent(record)
+        if g in self.points and self.recent_best is not None:
+            self._validate([self.recent_best], g)
+            self.recent_best = None
         self._close_generation(g, records)
 
     # -- validation -------------------------------------------------------
-    def _validate_point(self, g: int) -> None:
-        """Validate the best hall-of-fame member that has not been validated yet."""
-        candidate = next((r for r in self.hall_of_fame if r.individual_id not in self.validated), None)
-        if candidate is not None:
-            self._validate([candidate], g)
+    def _note_recent(self, record: IndividualRecord) -> None:
+        """Track the lowest training loss since the last validation point (with its images)."""
+        if self.recent_best is None or record.loss < self.recent_best.loss:
+            self.recent_best = record
 
     def _validate(self, records: list[IndividualRecord], point: int) -> None:
         """Render ``records`` on every validation block, score them, log one line each."""
@@ -374,6 +384,12 @@ class _Run:
                 self.progress(f"validation {point}/{self.generations}", self.done, self.total)
 
     def _apply_validation(self, record: IndividualRecord, entry: dict[str, Any], point: Optional[int] = None) -> None:
+        loss = float(entry["loss"])
+        if not self.validated or loss < min(r.validation_loss for r in self.validated.values()):
+            images = record.images if record.images.numel() else self._saved_images(record.individual_id)
+            self.best_images = {} if images is None else {record.individual_id: (images, record.traces)}
+            if images is not None and point is not None and record.generation > 0:
+                ckpt.save_tensor_atomic(self.run_dir / ckpt.BEST_FILE, {"id": record.individual_id, "images": images})
         self.validated[record.individual_id] = dataclasses.replace(
             _without_images(record), validation_loss=float(entry["loss"]),
             validation_losses=[float(x) for x in entry["losses"]])
@@ -405,24 +421,25 @@ class _Run:
         return dataclasses.replace(record, validation_loss=known.validation_loss,
                                    validation_losses=list(known.validation_losses))
 
+    def _saved_images(self, ident: str) -> Optional[torch.Tensor]:
+        """Images of ``ident`` still at hand after a resume (the baseline's or best.pt's)."""
+        if self.baseline is not None and self.baseline.individual_id == ident and self.baseline_images is not None:
+            return self.baseline_images
+        return self.best_saved.get("images") if self.best_saved.get("id") == ident else None
+
     def _selected(self) -> Optional[IndividualRecord]:
         """The result: lowest validation loss among the validated, else lowest training loss."""
         if not self.validated:
             return self.hall_of_fame[0] if self.hall_of_fame else self.baseline
         chosen = min(self.validated.values(), key=lambda r: (r.validation_loss, r.loss))
         leader = self.hall_of_fame[0] if self.hall_of_fame else None
-        if leader is not None and leader.individual_id == chosen.individual_id and leader.images.numel():
+        if chosen.individual_id in self.best_images:
+            images, traces = self.best_images[chosen.individual_id]
+        elif leader is not None and leader.individual_id == chosen.individual_id and leader.images.numel():
             images, traces = leader.images, leader.traces
-        elif chosen.individual_id == (self.baseline.individual_id if self.baseline else None):
-            images, traces = self.baseline_images_or(chosen)
         else:
-            images, traces = self.best_images.get(chosen.individual_id, (chosen.images, chosen.traces))
+            images, traces = chosen.images, chosen.traces
         return dataclasses.replace(chosen, images=images, traces=traces)
-
-    def baseline_images_or(self, record: IndividualRecord):
-        if self.baseline is not None and self.baseline.images.numel():
-            return self.baseline.images, self.baseline.traces
-        return record.images, record.traces
 
     def _score(self, batch: RenderedBatch):
         # FLIP is ~50x cheaper on a GPU than on the CPU: score there when there is one.
@@ -467,7 +484,7 @@ class _Run:
         position = next((k for k, r in enumerate(fame) if record.loss < r.loss), len(fame))
         fame.insert(position, record)
         del fame[HALL_OF_FAME_SIZE:]
-        if new_best and persist:
+        if new_best and persist and not self.validation_count:  # with validation, best.pt is the selected one
             ckpt.save_tensor_atomic(self.run_dir / ckpt.BEST_FILE,
                                     {"id": record.individual_id, "images": record.images})
 

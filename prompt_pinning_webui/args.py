@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from prompt_pinning.config import CMA_WEIGHTS, HYPERBATCH_WEIGHT_TYPES, UNIT_MODES
+from prompt_pinning.config import (CMA_WEIGHTS, HYPERBATCH_WEIGHT_TYPES, LOSS_VARIANTS, MAX_VALIDATION_BATCHES,
+                                   SEED_SCHEDULES, UNIT_MODES)
 
-GROUPS = ("Target", "Optimizer", "Size limiter", "Hyperbatch", "Output")
+GROUPS = ("Target", "Optimizer", "Size limiter", "Hyperbatch", "Validation", "Output")
 
 
 class ScriptArgumentError(ValueError):
@@ -38,6 +39,7 @@ class ArgSpec:
     help: str
     auto_zero: bool = False  # 0 or empty means the computed default
     minimum: Optional[float] = None  # inclusive
+    maximum: Optional[float] = None  # inclusive
     positive: bool = False  # must be > 0 (after "auto")
     choices: tuple = ()
 
@@ -54,7 +56,9 @@ ARGUMENTS: tuple[ArgSpec, ...] = (
             "Seed of the CMA sampling; 0 = derived from the image seed and subseed.",
             auto_zero=True, minimum=0),
     ArgSpec("generations", "Number of generations", "int", 0, "Optimizer",
-            "CMA generations; 0 = max(1, int(16 * floor(log N))).", auto_zero=True, minimum=0),
+            "CMA generations; 0 = max(16, int(16 * floor(log N))): at least 16, so that CMA can "
+            "search even for N <= 2, where the formula alone gives one generation of about 6 "
+            "individuals.", auto_zero=True, minimum=0),
     ArgSpec("initial_std", "Initial population STD", "float", 0.05, "Optimizer",
             "CMA initial step size (sigma).", positive=True),
     ArgSpec("initial_radius", "Initial population radius", "float", 0.25, "Optimizer",
@@ -101,6 +105,20 @@ ARGUMENTS: tuple[ArgSpec, ...] = (
             "0 = the command-line option, else from free GPU memory.", auto_zero=True, minimum=0),
     ArgSpec("resume", "Resume run folder", "text", "", "Output",
             "Continue the run in this folder (a prompt_pins/<run> path); empty = a new run."),
+    # -- generalisation (validation seeds, seed schedule, loss variant) --------
+    ArgSpec("validation_batches", "Validation batches", "int", 1, "Validation",
+            "Batches of held-out seeds (never used for training) that the baseline, the best "
+            "candidates and the final centroid are also rendered on; the result is the one with "
+            "the lowest validation loss. About 10% more renders per batch. 0 = off: training loss "
+            "only, no extra renders.", minimum=0, maximum=MAX_VALIDATION_BATCHES),
+    ArgSpec("seed_schedule", "Seed schedule", "choice", "fixed", "Validation",
+            "fixed: every generation renders on the same seeds. rotating: each generation renders "
+            "all its individuals on the same fresh seeds, so no single batch can be overfitted.",
+            choices=SEED_SCHEDULES),
+    ArgSpec("loss_variant", "Loss variant", "choice", "union", "Validation",
+            "union: all pairs of targets and batch (mean + |std|). target: only target x batch pairs "
+            "(closeness to the target). consistency: batch pairs only, no target (a stable prompt).",
+            choices=LOSS_VARIANTS),
 )
 
 ARGUMENT_INDEX = {spec.name: i for i, spec in enumerate(ARGUMENTS)}
@@ -125,6 +143,8 @@ def _number(index: int, spec: ArgSpec, value: Any) -> float:
         raise ScriptArgumentError(index, spec, f"must be a finite number, got {value!r}")
     if spec.minimum is not None and value < spec.minimum:
         raise ScriptArgumentError(index, spec, f"must be >= {spec.minimum:g}, got {value!r}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ScriptArgumentError(index, spec, f"must be <= {spec.maximum:g}, got {value!r}")
     if spec.positive and value <= 0:
         raise ScriptArgumentError(index, spec, f"must be > 0, got {value!r}")
     return value

@@ -44,8 +44,9 @@ def test_ui_returns_one_component_per_argument_in_order_and_is_repeatable(script
         assert [c.kwargs["elem_id"] for c in components] == [elem_id("txt2img", s.name) for s in ARGUMENTS]
         assert [c.value for c in components] == default_args()
     groups = [c for c in gradio.created if c.kind == "Accordion"]
-    assert [g.args[0] for g in groups[:5]] == ["Prompt pinning: " + g for g in
-                                               ("target", "optimizer", "size limiter", "hyperbatch", "output")]
+    assert [g.args[0] for g in groups[:6]] == ["Prompt pinning: " + g for g in
+                                               ("target", "optimizer", "size limiter", "hyperbatch", "validation",
+                                                "output")]
 
 
 def test_every_argument_has_a_hover_hint_and_a_description(script):
@@ -138,7 +139,9 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready,
     assert vars(p) == before  # the caller's p is untouched (its seed is still -1)
     assert len(processed.images) == 2
     seeds = {tuple(call["seeds"][:2]) for call in processing.calls}
-    assert len(seeds) == 1  # fix_seed once: every call used the same seeds
+    # fix_seed once: training calls share one block of seeds, validation calls the next block
+    first = min(seeds)[0]
+    assert seeds == {(first, first + 1), (first + 2, first + 3)}
     report = re.search(r"Pinning report: (\S+index\.html)", processed.infotexts[0]).group(1)
     assert "txt2img-images/prompt_pins/" in report
     assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
@@ -182,7 +185,9 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     shared.state.begin()
     script.run(txt2img_p(tmp_path), *run_args(generations=1, lambda_=2, max_images_per_call=2))
     calls = len(processing.calls)
-    assert calls == 1 + 2  # baseline + one generation of 2, one individual per call
+    # baseline + its validation batch, one generation of 2 + the validation of its best,
+    # the centroid + its validation: one individual per call
+    assert calls == 1 + 1 + 2 + 1 + 1 + 1
     assert at_first_call == [(calls, calls * 3)]  # 3 steps per call
     assert shared.state.job_count == calls
 
@@ -197,7 +202,8 @@ def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
     processing.before_batch_hooks.append(record)
     shared.state.begin()
     # batch 2, at most 8 images per call: 4 individuals per call, so 5 per generation take 2 calls
-    script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8))
+    script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8,
+                                              validation_batches=0))
     calls = len(processing.calls)
     assert calls == 1 + 2 * 2
     assert at_first_call == [calls]

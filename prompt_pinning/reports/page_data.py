@@ -52,6 +52,7 @@ def batch_entry(record: Optional[IndividualRecord], run_dir: Path) -> Optional[d
             "id": record.individual_id,
             "g": record.generation,
             "loss": record.loss,
+            "val": record.validation_loss,  # None when not rendered on the validation seeds
             "size": record.size,
             "pos": record.positive,
             "neg": record.negative,
