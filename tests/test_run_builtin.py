@@ -99,3 +99,18 @@ def test_host_embeddings_stay_whole_units():
 
     vector = build_vector(PinningConfig("a portrait of my emb, red"), Host())
     assert [u.text for u in vector.units] == ["a", "portrait", "of", "my emb", ",", "red"]
+
+
+@pytest.mark.slow
+def test_packing_changes_no_result_with_validation_and_rotating_seeds(outdir):
+    results = []
+    for max_images in (SETTINGS.batch_size, 64):  # one individual per call, or a generation per call
+        results.append(run_pinning(config(outdir, generations=2, seed_schedule="rotating", validation_batches=2,
+                                          max_images_per_call=max_images),
+                                   BuiltinRenderer(max_images_per_call=max_images)))
+    one_by_one, packed = results
+    assert [(e["id"], e["loss"]) for e in ckpt.read_evaluations(one_by_one.run_dir)] == \
+        [(e["id"], e["loss"]) for e in ckpt.read_evaluations(packed.run_dir)]
+    assert packed.best.individual_id == one_by_one.best.individual_id
+    assert packed.best.validation_loss == one_by_one.best.validation_loss is not None
+    assert torch.equal(packed.best.images, one_by_one.best.images)
