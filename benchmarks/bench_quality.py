@@ -165,6 +165,7 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     evaluations = [e for e in logged if not e.get("validation")]
     validations = [e for e in logged if e.get("validation")]
     centroids = sum(1 for e in evaluations if e["extra"].get("centroid"))
+    tied = tied_share([e for e in evaluations if e["generation"] > 0 and not e["extra"].get("centroid")])
     training_renders = len(evaluations) - centroids
     validation_renders = centroids + sum(len(e["losses"]) for e in validations)
 
@@ -216,8 +217,18 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
         "baseline_own_batch_left_out": float(left_out),
         "training_renders": training_renders, "validation_renders": validation_renders,
         "renders_counted": counting.individuals, "progress_total": resolved["total_evaluations"],
-        "run_seconds": run_seconds, "result_offsets_max": float(np.max(np.abs(result.best.offsets))),
+        "run_seconds": run_seconds, "tied_losses": tied, "result_offsets_max": float(np.max(np.abs(result.best.offsets))),
     }
+
+
+def tied_share(evaluations: list[dict[str, Any]]) -> float:
+    """Share of individuals whose loss another individual of their generation has exactly:
+    different weights, same images. Near 0 when the model answers weights continuously."""
+    tied = 0
+    for g in {e["generation"] for e in evaluations}:
+        losses = [e["loss"] for e in evaluations if e["generation"] == g]
+        tied += sum(losses.count(x) > 1 for x in losses)
+    return tied / max(1, len(evaluations))
 
 
 def _nan_none(value: float) -> Optional[float]:
@@ -267,6 +278,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "results_that_are_the_baseline": sum(r["result_generation"] == 0 for r in runs),
         "results_that_are_the_centroid": sum(r["result_is_centroid"] for r in runs),
         "mean_run_seconds": float(np.mean([r["run_seconds"] for r in runs])),
+        "tied_losses": float(np.mean([r.get("tied_losses", float("nan")) for r in runs])),
         "per_prompt": per_prompt,
     }
     summary["targets_met"] = {
@@ -301,6 +313,7 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
                                                                 f"({s['self_comparison_median_z_left_out']:.2f})"),
         ("results: baseline / centroid", lambda s: f"{s['results_that_are_the_baseline']} / "
                                                   f"{s['results_that_are_the_centroid']}"),
+        ("individuals tied with another of their generation", lambda s: pct(s["tied_losses"])),
         ("seconds per run", lambda s: f"{s['mean_run_seconds']:.1f}"),
     ]
     names = list(summaries)

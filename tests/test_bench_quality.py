@@ -50,3 +50,9 @@ def test_quick_mode_keeps_explicit_sizes(bench):
     assert (args.prompts, args.cma_seeds, args.heldout_batches, args.generations) == (3, 1, 2, 3)
     with pytest.raises(SystemExit):
         bench.parse_args(["--prompts", "9"])
+
+
+def test_tied_share_counts_equal_losses_within_a_generation_only(bench):
+    entries = [{"generation": 1, "loss": 0.5}, {"generation": 1, "loss": 0.5}, {"generation": 1, "loss": 0.4},
+               {"generation": 2, "loss": 0.4}]
+    assert bench.tied_share(entries) == 2 / 4

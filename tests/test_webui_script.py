@@ -149,6 +149,7 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready,
     report = re.search(r"Pinning report: (\S+index\.html)", processed.infotexts[0]).group(1)
     assert "txt2img-images/prompt_pins/" in report
     assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
+    assert "Pinning validation loss: " in processed.info  # validation is on by default
     assert shared.state.job_count >= 3
     assert all(call["batch_size"] <= 2 * 7 for call in processing.calls)
 
