@@ -384,8 +384,8 @@ class _Run:
                 self.progress(f"validation {point}/{self.generations}", self.done, self.total)
 
     def _apply_validation(self, record: IndividualRecord, entry: dict[str, Any], point: Optional[int] = None) -> None:
-        loss = float(entry["loss"])
-        if not self.validated or loss < min(r.validation_loss for r in self.validated.values()):
+        key = (float(entry["loss"]), record.loss)  # the order _selected() uses
+        if not self.validated or key < min((r.validation_loss, r.loss) for r in self.validated.values()):
             images = record.images if record.images.numel() else self._saved_images(record.individual_id)
             self.best_images = {} if images is None else {record.individual_id: (images, record.traces)}
             if images is not None and point is not None and record.generation > 0:

@@ -389,3 +389,23 @@ def test_a_run_saved_before_validation_existed_resumes_without_it(outdir):
     resumed = resume_pinning(stopped.run_dir, renderer)
     assert resumed.stop_reason == "completed" and not validation_entries(resumed)
     assert renderer.calls == [1] + [resumed.config["resolved"]["lambda_"]] * 4
+
+
+def test_ties_in_validation_loss_need_no_extra_render(outdir, monkeypatch):
+    class FlatOnValidation(FakeLoss):  # the validation seeds give every individual the same loss
+        def evaluate_many(self, images_list, traces_list, seeds_list=None):
+            results = super().evaluate_many(images_list, traces_list)
+            for result, seeds in zip(results, seeds_list):
+                if seeds[0] != 5:  # not the training seeds
+                    result.value = 0.5
+            return results
+
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: FlatOnValidation(targets))
+    renderer, progress = FakeRenderer(), []
+    result = run_pinning(make_config(outdir, validation_batches=1, targets=["t.png"], initial_std=0.2), renderer,
+                         progress=lambda stage, done, total: progress.append(total))
+    validated = {e["id"] for e in validation_entries(result)}
+    by_training = min((e for e in all_entries(result) if e["id"] in validated), key=lambda e: e["loss"])
+    assert result.best.individual_id == by_training["id"] != result.baseline.individual_id  # ties: training decides
+    assert result.best.images.numel() > 0
+    assert sum(renderer.calls) == progress[0] == progress[-1]  # no extra render for the result's images
