@@ -93,6 +93,7 @@ def convergence(generations: Sequence[GenerationRecord]) -> list[dict[str, Any]]
                 "median": stats["median"],
                 "max": stats["max"],
                 "best": best_so_far if math.isfinite(best_so_far) else None,
+                "val": record.validation_loss,  # lowest validation loss so far (None: validation off)
                 "sigma": record.sigma,
                 "axis_ratio": record.axis_ratio,
             }

@@ -183,7 +183,9 @@ def plain_generation(record: GenerationRecord) -> SimpleNamespace:
         generation=record.generation, losses=[float(x) for x in record.losses], sigma=float(record.sigma),
         axis_ratio=float(record.axis_ratio), centroid=np.asarray(record.centroid, dtype=np.float64),
         diag_std=np.asarray(record.diag_std, dtype=np.float64),
-        eigenvalues=np.asarray(record.eigenvalues, dtype=np.float64))
+        eigenvalues=np.asarray(record.eigenvalues, dtype=np.float64),
+        # validation series: lowest validation loss so far, and the one validated after this generation
+        validation_loss=record.validation_loss, validated_loss=record.validated_loss)
 
 
 def status_of(stop_reason: str) -> str:
