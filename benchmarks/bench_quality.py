@@ -221,6 +221,28 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     }
 
 
+def self_comparison(prompt, args, renderer, blocks: int) -> dict[str, list[float]]:
+    """The unmodified prompt scored on its own batch, against the same targets' other batches.
+
+    Each of ``blocks`` held-out batches is the target in turn: its own-batch score (same-seed
+    copies kept, then left out) minus its mean score on the other batches, in standard
+    deviations of those scores. Unbiased scoring gives differences centred on 0.
+    """
+    config = make_config(prompt, 1, RunSpec("fixed", 0, "union"), args, Path("."))
+    settings = config.generation
+    batches = [renderer.render([prompt], block_settings(settings, HELDOUT_FIRST_BLOCK + k))[0]
+               for k in range(blocks)]
+    kept, left_out = [], []
+    for k, own in enumerate(batches):
+        loss = build_loss(config, None)
+        loss.set_targets(own.images, seeds=list(own.seeds))
+        others = [loss.evaluate(b.images, b.traces, seeds=list(b.seeds)).value for j, b in enumerate(batches) if j != k]
+        spread = float(np.std(others, ddof=1))
+        kept.append((build_loss(config, own.images).evaluate(own.images, own.traces).value - np.mean(others)) / spread)
+        left_out.append((loss.evaluate(own.images, own.traces, seeds=list(own.seeds)).value - np.mean(others)) / spread)
+    return {"kept": kept, "left_out": left_out}
+
+
 def tied_share(evaluations: list[dict[str, Any]]) -> float:
     """Share of individuals whose loss another individual of their generation has exactly:
     different weights, same images. Near 0 when the model answers weights continuously."""
@@ -373,16 +395,25 @@ def main(argv=None) -> dict[str, Any]:
                       f"{np.mean(run['heldout_baseline']):.4f} -> {np.mean(run['heldout_result']):.4f} "
                       f"(random {np.mean(run['heldout_random']):.4f}), {run['run_seconds']:.0f} s", flush=True)
     summaries = {spec.name: summarise([r for r in runs if r["config"] == spec.name]) for spec in specs}
+    # Self-comparison over many targets: every held-out batch is the target once.
+    own = [self_comparison(prompt, args, renderer, max(3, args.heldout_batches)) for prompt in PROMPTS[:args.prompts]]
+    z = {name: np.concatenate([o[name] for o in own]) for name in ("kept", "left_out")}
+    self_check = {name: {"mean_z": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(v.size)), "n": int(v.size)}
+                  for name, v in z.items()}
     seconds = time.perf_counter() - started
     print()
     print(table(summaries))
+    print("\nbaseline on its own batch minus on other batches, in SDs of a batch (mean +- SE, "
+          f"{self_check['kept']['n']} targets): copies kept {self_check['kept']['mean_z']:+.2f} "
+          f"+- {self_check['kept']['se']:.2f}, left out {self_check['left_out']['mean_z']:+.2f} "
+          f"+- {self_check['left_out']['se']:.2f}")
     print(f"\n{len(runs)} runs in {seconds:.0f} s, torch threads {args.threads}, "
           f"{platform.machine()}, {datetime.now(timezone.utc):%Y-%m-%d}")
     out = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
         "torch": torch.__version__, "threads": args.threads, "seconds": seconds,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "targets": TARGETS, "summaries": summaries, "runs": runs,
+        "targets": TARGETS, "summaries": summaries, "self_comparison": self_check, "runs": runs,
     }
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=1, allow_nan=True) + "\n", encoding="utf-8")

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--validation-batches", type=int, default=1, metavar=f"0..{MAX_VALIDATION_BATCHES}",
                    help="batches of held-out seeds the best candidates are also rendered on; the result "
                    "is the lowest validation loss (about 10%% more renders per batch); 0 = off")
-    g.add_argument("--seed-schedule", choices=SEED_SCHEDULES, default="fixed",
+    g.add_argument("--seed-schedule", choices=SEED_SCHEDULES, default="rotating",
                    help="fixed: the same seeds every generation; rotating: fresh seeds each generation")
     g.add_argument("--loss-variant", choices=LOSS_VARIANTS, default="union",
                    help="union: targets + batch, all pairs; target: target x batch pairs only; "

@@ -91,7 +91,7 @@ def resume_pinning(run_dir: Path | str, renderer: Renderer, *, sink: Optional[Re
     run_dir = Path(run_dir)
     config, resolved = ckpt.load_run_config(run_dir)
     if "validation_batches" not in resolved:  # a run from before validation existed
-        config.validation_batches = 0
+        config.validation_batches, config.seed_schedule, config.loss_variant = 0, "fixed", "union"
     run = _Run(config, renderer, sink, should_stop, progress)
     run.start_resumed(run_dir)
     return run.execute(raise_errors)

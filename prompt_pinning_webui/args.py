@@ -111,9 +111,10 @@ ARGUMENTS: tuple[ArgSpec, ...] = (
             "candidates and the final centroid are also rendered on; the result is the one with "
             "the lowest validation loss. About 10% more renders per batch. 0 = off: training loss "
             "only, no extra renders.", minimum=0, maximum=MAX_VALIDATION_BATCHES),
-    ArgSpec("seed_schedule", "Seed schedule", "choice", "fixed", "Validation",
-            "fixed: every generation renders on the same seeds. rotating: each generation renders "
-            "all its individuals on the same fresh seeds, so no single batch can be overfitted.",
+    ArgSpec("seed_schedule", "Seed schedule", "choice", "rotating", "Validation",
+            "rotating: each generation renders all its individuals on the same fresh seeds, so no "
+            "single batch can be overfitted. fixed: every generation renders on the same seeds "
+            "(the original behaviour).",
             choices=SEED_SCHEDULES),
     ArgSpec("loss_variant", "Loss variant", "choice", "union", "Validation",
             "union: all pairs of targets and batch (mean + |std|). target: only target x batch pairs "

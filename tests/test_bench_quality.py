@@ -42,6 +42,7 @@ def test_quick_mode_at_a_tiny_size_writes_runs_and_summaries(bench, tmp_path, ca
     assert set(summary["targets_met"]) == {"heldout_over_training", "prompts_significant", "beats_random",
                                            "validation_cost"}
     assert np.isfinite(validated["heldout_baseline"]).all()
+    assert record["self_comparison"]["kept"]["n"] == 3  # at least 3 batches, each the target once
     assert "CMA beats random" in capsys.readouterr().out
 
 

@@ -402,7 +402,8 @@ def test_ties_in_validation_loss_need_no_extra_render(outdir, monkeypatch):
 
     monkeypatch.setattr(run_module, "build_loss", lambda config, targets: FlatOnValidation(targets))
     renderer, progress = FakeRenderer(), []
-    result = run_pinning(make_config(outdir, validation_batches=1, targets=["t.png"], initial_std=0.2), renderer,
+    result = run_pinning(make_config(outdir, validation_batches=1, targets=["t.png"], initial_std=0.2,
+                                     seed_schedule="fixed"), renderer,
                          progress=lambda stage, done, total: progress.append(total))
     validated = {e["id"] for e in validation_entries(result)}
     by_training = min((e for e in all_entries(result) if e["id"] in validated), key=lambda e: e["loss"])

@@ -143,9 +143,10 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready,
     assert vars(p) == before  # the caller's p is untouched (its seed is still -1)
     assert len(processed.images) == 2
     seeds = {tuple(call["seeds"][:2]) for call in processing.calls}
-    # fix_seed once: training calls share one block of seeds, validation calls the next block
+    # fix_seed once: every call uses a block of seeds after the one fixed seed: with the default
+    # rotating schedule blocks 0-2 train (baseline, 2 generations), block 3 validates
     first = min(seeds)[0]
-    assert seeds == {(first, first + 1), (first + 2, first + 3)}
+    assert seeds == {(first + 2 * k, first + 2 * k + 1) for k in range(4)}
     report = re.search(r"Pinning report: (\S+index\.html)", processed.infotexts[0]).group(1)
     assert "txt2img-images/prompt_pins/" in report
     assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
