@@ -61,17 +61,18 @@ class TimedLoss:
     def __init__(self, inner, clock: StageClock, device: torch.device):
         self.inner, self.clock, self.device = inner, clock, device
 
-    def set_targets(self, images):
+    def set_targets(self, images, seeds=None):
         with self.clock.stage("flip"):
-            return self.inner.set_targets(images.to(self.device))
+            return self.inner.set_targets(images.to(self.device), seeds=seeds)
 
-    def evaluate(self, images, traces=None):
+    def evaluate(self, images, traces=None, seeds=None):
         with self.clock.stage("flip"):
-            return self.inner.evaluate(images.to(self.device), traces)
+            return self.inner.evaluate(images.to(self.device), traces, seeds=seeds)
 
-    def evaluate_many(self, images_list, traces_list=None):
+    def evaluate_many(self, images_list, traces_list=None, seeds_list=None):
         with self.clock.stage("flip"):
-            return self.inner.evaluate_many([images.to(self.device) for images in images_list], traces_list)
+            return self.inner.evaluate_many([images.to(self.device) for images in images_list], traces_list,
+                                            seeds_list=seeds_list)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -167,7 +168,8 @@ def run_mode(key: str, renderer: DiffusersRenderer, params: dict, packed_limit, 
     if clock.cuda:
         torch.cuda.reset_peak_memory_stats()
     config = PinningConfig(positive=PROMPT, negative=NEGATIVE, generation=settings, lambda_=params["lambda_"],
-                           generations=params["generations"], cma_seed=7, outdir=workdir / key)
+                           generations=params["generations"], cma_seed=7, outdir=workdir / key,
+                           validation_batches=0)  # the generations' renders only: what this measures
     sink = TimedSink(_report_writer() if reports else NullSink(), clock)
     real_loss, real_optimizer = run_module.build_loss, run_module.make_optimizer
     with ExitStack() as patches:

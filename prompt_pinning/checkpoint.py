@@ -242,6 +242,7 @@ class Checkpoint:
 
 _RECORD_VECTORS = ("centroid", "diag_std", "eigenvalues")
 _RECORD_SCALARS = ("sigma", "axis_ratio", "best_loss")
+_RECORD_VALIDATION = ("validation_loss", "validated_id", "validated_loss", "training_seed")  # each may be null
 
 
 def checkpoint_files(checkpoint: Checkpoint, n: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -257,7 +258,8 @@ def checkpoint_files(checkpoint: Checkpoint, n: int) -> tuple[dict[str, Any], di
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "generation": checkpoint.generation,
         "arrays": arrays_file(checkpoint.generation), "optimizer": scalars,
         "logbook": [{k: v for k, v in line.items() if k != "axis_ratio"} for line in checkpoint.logbook],
-        "generations": [{"generation": r.generation, "losses": list(r.losses), "individual_ids": list(r.individual_ids)}
+        "generations": [{"generation": r.generation, "losses": list(r.losses), "individual_ids": list(r.individual_ids),
+                         **{name: getattr(r, name) for name in _RECORD_VALIDATION}}
                         for r in records],
     }
     return document, arrays
@@ -345,12 +347,17 @@ def _generation_records(path, items, arrays, count, folder_of) -> list[Generatio
             raise ResumeError(f"{path}: generations[{k}].losses must be finite numbers")
         if not isinstance(ids, list) or len(ids) != len(losses) or not all(_is_id(i) for i in ids):
             raise ResumeError(f"{path}: generations[{k}].individual_ids must be {len(losses)} ids")
+        validation = {name: item.get(name) for name in _RECORD_VALIDATION}
+        if not (all(v is None or _is_finite(v) for v in (validation["validation_loss"], validation["validated_loss"]))
+                and (validation["validated_id"] is None or _is_id(validation["validated_id"]))
+                and (validation["training_seed"] is None or _is_int(validation["training_seed"]))):
+            raise ResumeError(f"{path}: generations[{k}] validation fields must be numbers, an id or null")
         records.append(GenerationRecord(
             generation=k + 1, losses=[float(x) for x in losses], individual_ids=list(ids),
             sigma=float(arrays["gen_sigma"][k]), centroid=arrays["gen_centroid"][k].copy(),
             diag_std=arrays["gen_diag_std"][k].copy(), axis_ratio=float(arrays["gen_axis_ratio"][k]),
             eigenvalues=arrays["gen_eigenvalues"][k].copy(), best_loss=float(arrays["gen_best_loss"][k]),
-            folder=folder_of(k + 1)))
+            folder=folder_of(k + 1), **validation))
     return records
 
 
@@ -369,8 +376,13 @@ def _logbook(path, lines, arrays, count) -> list[dict[str, Any]]:
         seconds = {name: line[name] for name in _LOGBOOK_SECONDS if name in line}
         if not all(_is_finite(v) and v >= 0 for v in seconds.values()):
             raise ResumeError(f"{path}: logbook[{k}] timings must be finite numbers >= 0")
+        if "val" in line:
+            if line["val"] is not None and not _is_finite(line["val"]):
+                raise ResumeError(f"{path}: logbook[{k}].val must be a finite number or null")
+            seconds["val"] = line["val"]
         out.append({"gen": k + 1, "nevals": line["nevals"], **{name: float(line[name]) for name in _LOGBOOK_NUMBERS},
-                    "axis_ratio": float(arrays["gen_axis_ratio"][k]), **{n: float(v) for n, v in seconds.items()}})
+                    "axis_ratio": float(arrays["gen_axis_ratio"][k]),
+                    **{n: None if v is None else float(v) for n, v in seconds.items()}})
     return out
 
 
@@ -448,14 +460,20 @@ def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None) -> list[
     for number, line in enumerate(lines, start=1):
         try:
             entry = read_json_line(line)
-            problem = _entry_problem(entry) or (check(entry) if check else None)
+            if isinstance(entry, dict) and entry.get("validation") is True:
+                problem = _validation_problem(entry)
+            else:
+                problem = _entry_problem(entry) or (check(entry) if check else None)
         except ValueError as error:
             problem = f"not valid JSON: {error}"
         if problem:
             raise ResumeError(f"{path}, line {number}: {problem}")
-        key = (entry["generation"], entry["index"])
+        if entry.get("validation") is True:
+            key = ("validation", entry["generation"], entry["id"])
+        else:
+            key = (entry["generation"], entry["index"])
         if key in seen:
-            raise ResumeError(f"{path}, line {number}: generation {key[0]} individual {key[1]} is logged twice")
+            raise ResumeError(f"{path}, line {number}: {key[-2]} {key[-1]} is logged twice")
         seen.add(key)
         entries.append(entry)
     return entries
@@ -510,6 +528,26 @@ def _entry_problem(e: Any) -> Optional[str]:
     return _extra_problem(e["extra"])
 
 
+def _validation_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with a validation line: {validation, generation, id, of, loss, losses}."""
+    unknown = set(e) - {"validation", "generation", "id", "of", "loss", "losses"}
+    if unknown:
+        return f"validation line has unknown keys {sorted(unknown)}"
+    if not _is_int(e.get("generation")) or not 0 <= e["generation"] < 10**8:
+        return f"generation must be a whole number >= 0, got {e.get('generation')!r}"
+    if not _is_id(e.get("id")):
+        return f"id must be an individual id, got {e.get('id')!r}"
+    of = e.get("of")
+    if not isinstance(of, list) or len(of) != 2 or not all(_is_int(v) and 0 <= v < 10**8 for v in of):
+        return "of must be [generation, index]"
+    if not _is_finite(e.get("loss")):
+        return f"loss must be a finite number, got {e.get('loss')!r}"
+    losses = e.get("losses")
+    if not _number_list(losses, finite=True) or not losses or len(losses) > MAX_LIST:
+        return "losses must be a non-empty list of finite numbers"
+    return None
+
+
 def _extra_problem(extra: Any) -> Optional[str]:
     if not isinstance(extra, dict):
         return "extra must be an object"
@@ -523,8 +561,10 @@ def _extra_problem(extra: Any) -> Optional[str]:
     for name in ("prompt_seconds", "host_prompt_seconds"):
         if extra.get(name) is not None and (not _is_finite(extra[name]) or extra[name] < 0):
             return f"extra.{name} must be a finite number >= 0 or null"
+    if "centroid" in extra and extra["centroid"] is not True:
+        return "extra.centroid must be true when present"
     unknown = set(extra) - {"penalty", "fitness", "image_losses", "level_values", "prompt_seconds",
-                            "host_prompt_seconds"}
+                            "host_prompt_seconds", "centroid"}
     if unknown:
         return f"extra has unknown keys {sorted(unknown)}"
     return None

@@ -263,6 +263,13 @@ def format_result(result) -> str:
     lines += [
         f"best loss:       {result.best_loss:.6f}",
         f"baseline loss:   {result.baseline_loss:.6f}  (unmodified prompt)",
+    ]
+    if result.selected_by == "validation":
+        lines += [
+            f"validation loss: {result.best_validation_loss:.6f}  (pinned prompt, held-out seeds; "
+            f"unmodified prompt: {result.baseline_validation_loss:.6f})",
+        ]
+    lines += [
         f"report:          {Path(result.run_dir) / 'index.html'}",
         "",
     ]

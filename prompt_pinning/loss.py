@@ -32,6 +32,23 @@ images shared the ancestor, gave K = 1 to the leaves instead of the root,
 invented traces for plain samplers, and dropped images beyond the batch size
 when targets were present. None of that is repeated here.
 
+Variants (``variant``). ``union`` is the objective above: every pair of U,
+target-target pairs included (they are constant within a run). ``target`` keeps
+only the target x image pairs: closeness to the targets, without rewarding a
+batch that collapses onto itself. ``consistency`` keeps only the image pairs and
+ignores targets: "make this prompt stable", with no target. The hyperbatch
+grouping above applies to whichever pairs are kept (a group with no kept pair,
+such as a target's under ``consistency``, is left out).
+
+Same-seed pairs. When the targets are a render of the unmodified prompt, the
+caller may pass the targets' seeds (``set_targets(..., seeds=)``) and each
+batch's seeds (``evaluate(..., seeds=)``). A target x image pair of the same
+seed is then left out: for the unmodified prompt itself it compares an image
+with its identical copy (FLIP 0), which no fresh seed reproduces, so it would
+give the baseline a score unlike the one it gets on any other seeds. Leaving
+the pair out for every individual keeps the pair set the same for all of them.
+If nothing else would remain (one image, one target), the pair is kept.
+
 Non-finite values. FLIP values lie in [0, 1], so ``mean + |std|`` of any of them
 is at most (1 + sqrt 2) / 2; the weights are increasing in X for scale > 0, so
 the worst possible value is the combination of that bound at every level. A
@@ -49,7 +66,7 @@ import numpy as np
 import torch
 
 from . import flip
-from .config import HYPERBATCH_WEIGHT_TYPES
+from .config import HYPERBATCH_WEIGHT_TYPES, LOSS_VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +112,7 @@ def level_values(pair_losses: np.ndarray, pairs: np.ndarray, ancestors: np.ndarr
     out = np.empty(ancestors.shape[1])
     for level in range(ancestors.shape[1]):
         first, second = ancestors[pairs[:, 0], level], ancestors[pairs[:, 1], level]
-        groups = np.unique(ancestors[:, level])
+        groups = np.unique(np.concatenate([first, second]))  # groups with at least one pair
         out[level] = np.mean([summary(pair_losses[(first == g) | (second == g)]) for g in groups])
     return out
 
@@ -117,7 +134,9 @@ class PinningLoss:
     def __init__(self, targets: Optional[torch.Tensor] = None, *, weight_type: str = "Geometric",
                  weight_scale: float = 1.0, hyperbatch_weights: bool = True, force_allowed: bool = True,
                  max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
-                 max_images_per_preprocess: Optional[int] = None):
+                 max_images_per_preprocess: Optional[int] = None, variant: str = "union"):
+        if variant not in LOSS_VARIANTS:
+            raise ValueError(f"variant: must be one of {', '.join(LOSS_VARIANTS)}; got {variant!r}")
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
             raise ValueError(f"weight_type: must be one of {', '.join(HYPERBATCH_WEIGHT_TYPES)}; got {weight_type!r}")
         if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) \
@@ -127,6 +146,7 @@ class PinningLoss:
                             ("max_images_per_preprocess", max_images_per_preprocess)):
             if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
                 raise ValueError(f"{name}: must be a whole number >= 1 or None, got {limit!r}")
+        self.variant = variant
         self.weight_type = weight_type
         self.weight_scale = float(weight_scale)
         self.hyperbatch_weights = bool(hyperbatch_weights)
@@ -137,6 +157,7 @@ class PinningLoss:
         self._targets: dict[str, flip.FlipFeatures] = {}  # per device
         self._target_pairs = np.zeros(0)
         self._target_shape: Optional[tuple[int, int]] = None
+        self._target_seeds: Optional[list[int]] = None
         self.n_targets = 0
         if targets is not None:
             self.set_targets(targets)
@@ -156,12 +177,20 @@ class PinningLoss:
         return cls(targets, weight_type=config.hyperbatch_weight_type,
                    weight_scale=config.hyperbatch_weight_scale,
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
-                   force_allowed=config.hyperbatch_weights_force_allowed)
+                   force_allowed=config.hyperbatch_weights_force_allowed,
+                   variant=config.loss_variant)
 
-    def set_targets(self, images: torch.Tensor) -> None:
-        """Preprocess the targets once and compute their pairs once."""
+    def set_targets(self, images: torch.Tensor, seeds: Optional[Sequence[int]] = None) -> None:
+        """Preprocess the targets once and compute their pairs once.
+
+        ``seeds``: the seed of each target when the targets are a render (see the
+        module docstring, same-seed pairs). ``consistency`` ignores targets.
+        """
         images = flip.check_images(images, "targets")
-        if images.shape[0] == 0:
+        if seeds is not None and len(seeds) != images.shape[0]:
+            raise ValueError(f"seeds: expected one seed per target ({images.shape[0]}), got {len(seeds)}")
+        self._target_seeds = None if seeds is None else [int(x) for x in seeds]
+        if images.shape[0] == 0 or self.variant == "consistency":
             self._targets, self._target_pairs, self._target_shape, self.n_targets = {}, np.zeros(0), None, 0
             return
         features = flip.preprocess(images, self.ppd)
@@ -177,12 +206,15 @@ class PinningLoss:
             return WORST_SUMMARY
         return combine_levels(np.full(max(1, n_levels), WORST_SUMMARY), self.weight_type, self.weight_scale)
 
-    def evaluate(self, images: torch.Tensor, traces: Optional[np.ndarray] = None) -> LossResult:
-        """The objective of one individual: its (B, 3, H, W) images and optional (B, L) traces."""
-        return self._evaluate_all([images], [traces], single=True)[0]
+    def evaluate(self, images: torch.Tensor, traces: Optional[np.ndarray] = None,
+                 seeds: Optional[Sequence[int]] = None) -> LossResult:
+        """The objective of one individual: its (B, 3, H, W) images, optional (B, L) traces
+        and optional image seeds (see same-seed pairs in the module docstring)."""
+        return self._evaluate_all([images], [traces], [seeds], single=True)[0]
 
     def evaluate_many(self, images_list: Sequence[torch.Tensor],
-                      traces_list: Optional[Sequence[Optional[np.ndarray]]] = None) -> list[LossResult]:
+                      traces_list: Optional[Sequence[Optional[np.ndarray]]] = None,
+                      seeds_list: Optional[Sequence[Optional[Sequence[int]]]] = None) -> list[LossResult]:
         """``evaluate`` for every individual of a generation, with the per-image work batched.
 
         The images of consecutive individuals are preprocessed together in as few
@@ -199,9 +231,14 @@ class PinningLoss:
         if len(traces_list) != len(images_list):
             raise ValueError(f"traces_list: expected one entry (or None) per individual, "
                              f"{len(images_list)} in all, got {len(traces_list)}")
-        return self._evaluate_all(images_list, traces_list, single=False)
+        seeds_list = [None] * len(images_list) if seeds_list is None else list(seeds_list)
+        if len(seeds_list) != len(images_list):
+            raise ValueError(f"seeds_list: expected one entry (or None) per individual, "
+                             f"{len(images_list)} in all, got {len(seeds_list)}")
+        return self._evaluate_all(images_list, traces_list, seeds_list, single=False)
 
-    def _evaluate_all(self, images_list: list, traces_list: list, single: bool) -> list[LossResult]:
+    def _evaluate_all(self, images_list: list, traces_list: list, seeds_list: list,
+                      single: bool) -> list[LossResult]:
         start = time.perf_counter()
         if not images_list:
             return []
@@ -220,7 +257,7 @@ class PinningLoss:
             for k in group:
                 last = first + checked[k].shape[0]
                 own = flip.FlipFeatures(features.lab[first:last], features.features[first:last])
-                results.append(self._result(own, ancestors[k]))
+                results.append(self._result(own, ancestors[k], seeds_list[k]))
                 first = last
         seconds = (time.perf_counter() - start) / len(results)
         for result in results:
@@ -238,6 +275,9 @@ class PinningLoss:
                              "a generation's images share one size and device")
         if self.n_targets + images.shape[0] < 2:
             raise ValueError(f"{name}: need at least two images in targets + images to form a pair")
+        if self.variant == "target" and self.n_targets == 0:
+            raise ValueError(f"{name}: the 'target' loss variant compares images with targets; "
+                             "set targets first (or use 'union' or 'consistency')")
         return images
 
     def _preprocess_groups(self, sizes: list[int], sample: torch.Tensor) -> list[list[int]]:
@@ -253,14 +293,35 @@ class PinningLoss:
             total += size
         return groups
 
-    def _result(self, features: flip.FlipFeatures, ancestors: Optional[np.ndarray]) -> LossResult:
+    def _kept_pairs(self, n_images: int, seeds: Optional[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) indices into U, i < j, of the pairs this variant scores."""
+        t = self.n_targets
+        iu, ju = np.triu_indices(t + n_images, k=1)
+        cross = (iu < t) & (ju >= t)
+        keep = cross if self.variant == "target" else np.ones(iu.size, dtype=bool)
+        if self._target_seeds is not None and seeds is not None and t:
+            if len(seeds) != n_images:
+                raise ValueError(f"seeds: expected one seed per image ({n_images}), got {len(seeds)}")
+            target_seed = np.asarray(self._target_seeds)[np.minimum(iu, t - 1)]
+            image_seed = np.asarray(seeds)[np.maximum(ju - t, 0)]
+            distinct = keep & ~(cross & (target_seed == image_seed))
+            if distinct.any():
+                keep = distinct
+        return iu[keep], ju[keep]
+
+    def _result(self, features: flip.FlipFeatures, ancestors: Optional[np.ndarray],
+                seeds: Optional[Sequence[int]] = None) -> LossResult:
         """Pairs, per-image means, levels and value of one individual's preprocessed images."""
         n_targets, n = self.n_targets, self.n_targets + len(features)
-        matrix = self._pair_matrix(features)
-        iu, ju = np.triu_indices(n, k=1)
+        matrix = self._pair_matrix(features, images_pairs=self.variant != "target")
+        iu, ju = self._kept_pairs(len(features), seeds)
         pair_losses = matrix[iu, ju]
-        symmetric = matrix + matrix.T
-        image_losses = symmetric[n_targets:].sum(axis=1) / (n - 1)
+        sums, counts = np.zeros(n), np.zeros(n)
+        np.add.at(sums, iu, pair_losses)
+        np.add.at(sums, ju, pair_losses)
+        np.add.at(counts, iu, 1.0)
+        np.add.at(counts, ju, 1.0)
+        image_losses = sums[n_targets:] / np.maximum(counts[n_targets:], 1.0)
         levels = np.zeros(0)
         if ancestors is None:
             value = summary(pair_losses)
@@ -291,8 +352,9 @@ class PinningLoss:
                              f"got {traces.dtype} {traces.shape}")
         return union_ancestors(self.n_targets, traces)
 
-    def _pair_matrix(self, features: flip.FlipFeatures) -> np.ndarray:
-        """(n, n) matrix of pair values over U above the diagonal, zeros elsewhere."""
+    def _pair_matrix(self, features: flip.FlipFeatures, images_pairs: bool = True) -> np.ndarray:
+        """(n, n) matrix of pair values over U above the diagonal, zeros elsewhere
+        (image x image pairs only with ``images_pairs``)."""
         t, b = self.n_targets, len(features)
         matrix = np.zeros((t + b, t + b))
         if t:
@@ -301,8 +363,9 @@ class PinningLoss:
             matrix[ti.numpy(), tj.numpy()] = self._target_pairs
             cross_i, cross_j = np.repeat(np.arange(t), b), np.tile(np.arange(b), t)
             matrix[cross_i, t + cross_j] = self._means(targets, features, cross_i, cross_j)
-        ii, ij = flip.all_pairs(b)
-        matrix[t + ii.numpy(), t + ij.numpy()] = self._means(features, features, ii, ij)
+        if images_pairs and b > 1:
+            ii, ij = flip.all_pairs(b)
+            matrix[t + ii.numpy(), t + ij.numpy()] = self._means(features, features, ii, ij)
         return matrix
 
     def _means(self, a, b, ia, ib) -> np.ndarray:

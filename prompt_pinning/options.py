@@ -57,9 +57,16 @@ GENERATION_LIMITS = {
 
 # ---- default formulas (each lives only here) -------------------------------------------
 
+MIN_GENERATIONS = 16  # the formula's value for 3 <= N <= 7: enough for CMA to adapt its step size
+
+
 def default_generations(n: int) -> int:
-    """``int(16 * floor(ln N))``, clamped to at least 1 (the formula gives 0 for N <= 2)."""
-    return max(1, int(16 * math.floor(math.log(max(n, 1)))))
+    """``int(16 * floor(ln N))``, at least MIN_GENERATIONS.
+
+    The formula gives 0 for N <= 2, which left a single generation of about six
+    evaluations: no search at all. Tiny prompts get the budget of small ones.
+    """
+    return max(MIN_GENERATIONS, int(16 * math.floor(math.log(max(n, 1)))))
 
 
 def default_lambda(n: int) -> int:
@@ -212,8 +219,9 @@ OPTIONS: tuple[Option, ...] = (
       formula="derived from the image seed and subseed", minimum=0, maximum=MAX_CMA_SEED,
       limit_reason="NumPy's random state takes 32-bit seeds"),
     O("generations", "int", None, "Number of generations", "Optimizer",
-      "CMA generations after the baseline.", cli="--generations",
-      formula="max(1, int(16 * floor(ln N)))", minimum=0, maximum=MAX_GENERATIONS,
+      "CMA generations after the baseline; at least 16, so that CMA searches even for N <= 2, where "
+      "the seed's formula alone gives one generation of about 6 individuals.", cli="--generations",
+      formula="max(16, int(16 * floor(ln N)))", minimum=0, maximum=MAX_GENERATIONS,
       limit_reason="each generation renders lambda_ batches; 10,000 is days of rendering"),
     O("initial_std", "float", 0.05, "Initial population STD", "Optimizer",
       "CMA's initial step size sigma.", cli="--initial-std", above=0, maximum=10.0,
@@ -287,9 +295,10 @@ OPTIONS: tuple[Option, ...] = (
       "0 = training loss only, no extra renders.", cli="--validation-batches",
       minimum=0, maximum=MAX_VALIDATION_BATCHES,
       limit_reason="each one adds renders of the candidates it checks"),
-    O("seed_schedule", "choice", "fixed", "Seed schedule", "Loss",
-      "fixed: every generation renders on the same seeds; rotating: each generation renders on "
-      "fresh seeds.", cli="--seed-schedule", choices=SEED_SCHEDULES),
+    O("seed_schedule", "choice", "rotating", "Seed schedule", "Loss",
+      "rotating: each generation renders every individual on the same fresh seeds, so no one batch "
+      "of seeds can be overfitted; fixed: every generation renders on the run's seeds (the original "
+      "behaviour).", cli="--seed-schedule", choices=SEED_SCHEDULES),
     O("loss_variant", "choice", "union", "Loss variant", "Loss",
       "Which image pairs the loss compares. union: all pairs of targets and batch; target: only "
       "target x batch pairs; consistency: batch pairs only.", cli="--loss-variant",

@@ -48,6 +48,10 @@ class IndividualRecord:
     loss_seconds: float = 0.0
     folder: Optional[Path] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Mean loss over the run's validation batches (seeds no training render used),
+    # and the loss of each batch; None when it was not rendered on them.
+    validation_loss: Optional[float] = None
+    validation_losses: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +68,12 @@ class GenerationRecord:
     eigenvalues: np.ndarray  # scaling of all main axes
     best_loss: float
     folder: Optional[Path] = None
+    # The validation series: the lowest validation loss so far (the candidate the
+    # run would return now), and the individual validated after this generation.
+    validation_loss: Optional[float] = None
+    validated_id: Optional[str] = None
+    validated_loss: Optional[float] = None
+    training_seed: Optional[int] = None  # first seed of this generation's renders
 
 
 @dataclass
@@ -81,6 +91,12 @@ class RunResult:
     stop_reason: str  # "completed", "interrupted", "error: ..."
     config: dict[str, Any] = field(default_factory=dict)
     logbook: list[dict[str, Any]] = field(default_factory=list)
+    # "validation": best is the lowest validation loss among the validated
+    # candidates (hall of fame leaders, baseline, centroid); "training": the
+    # lowest training loss (validation off, or nothing validated yet).
+    selected_by: str = "training"
+    validation_seeds: list[int] = field(default_factory=list)
+    centroid: Optional[IndividualRecord] = None  # the final search mean, when evaluated
 
     @property
     def best_loss(self) -> float:
@@ -89,6 +105,16 @@ class RunResult:
     @property
     def baseline_loss(self) -> float:
         return self.baseline.loss if self.baseline is not None else float("nan")
+
+    @property
+    def best_validation_loss(self) -> float:
+        value = self.best.validation_loss if self.best is not None else None
+        return float("nan") if value is None else value
+
+    @property
+    def baseline_validation_loss(self) -> float:
+        value = self.baseline.validation_loss if self.baseline is not None else None
+        return float("nan") if value is None else value
 
 
 class ReportSink(Protocol):

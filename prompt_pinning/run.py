@@ -22,11 +22,31 @@ and the best individual so far is returned. A renderer or loss error ends the
 run with ``stop_reason`` "error: ..."; with ``raise_errors=True`` (the default)
 the exception is then re-raised with the result attached as
 ``exc.pinning_result``, otherwise the result is returned.
+
+Seeds. Seeds come in blocks of ``batch_size``: block k starts at
+``seed + k * batch_size``. Generation g trains on block 0 (``fixed``) or block g
+(``rotating``: every individual of a generation shares the fresh seeds, so
+comparisons within it stay paired). The ``validation_batches`` validation blocks
+follow the last training block, so they are disjoint from every training seed
+and fixed for the run.
+
+Validation. The baseline is rendered on the validation blocks right after its
+own batch. At the end of every k-th generation and of the last one, so is the
+individual with the lowest training loss since the previous such point (every
+new best is one); k is the smallest step that keeps these renders near
+VALIDATION_SHARE of the generations' renders, so the run's total is known
+before it starts. When the run
+ends, the final search mean (centroid, plain CMA only) is rendered on the last
+generation's seeds and validated. The result is the validated candidate with
+the lowest validation loss; with ``validation_batches = 0`` it is the lowest
+training loss and nothing extra is rendered. Every validation is one line of
+``evaluations.jsonl`` (``"validation": true``), so a resumed run reuses it.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -49,6 +69,7 @@ HALL_OF_FAME_SIZE = 10
 # Images scored per loss call: a stop request is seen between two calls, so on a CPU
 # (about 0.1 s per 512x512 image) a stop waits at most a few seconds for scoring.
 SCORE_CHUNK_IMAGES = 32
+VALIDATION_SHARE = 0.1  # validation renders per generation render, about (baseline and centroid aside)
 Progress = Callable[[str, int, int], None]
 
 
@@ -90,6 +111,8 @@ def resume_pinning(run_dir: Path | str, renderer: Renderer, *, sink: Optional[Re
     """
     store = FolderStore.open(run_dir)
     config, resolved, target_names = ckpt.load_saved_run(store.run_dir)
+    if "validation_batches" not in resolved:  # a run from before validation existed
+        config.validation_batches, config.seed_schedule, config.loss_variant = 0, "fixed", "union"
     run = _Run(config, renderer, sink, should_stop, progress)
     run.start_resumed(store, resolved, bool(target_names))
     return run.execute(raise_errors)
@@ -116,6 +139,14 @@ class _Run:
         self.store: RunStore
         self.run_dir: Optional[Path] = None
         self.prompt_seconds = 0.0  # writing the prompts of the current render, per individual
+        # validation: id -> record carrying its validation loss (without images)
+        self.validated: dict[str, IndividualRecord] = {}
+        self.reusable_validations: dict[tuple[int, str], dict[str, Any]] = {}
+        self.last_validated: Optional[tuple[int, str, float]] = None  # (point, id, loss)
+        self.centroid_record: Optional[IndividualRecord] = None
+        self.best_images: dict[str, tuple[torch.Tensor, Any]] = {}  # the selected candidate's, by id
+        self.recent_best: Optional[IndividualRecord] = None  # lowest training loss since the last point
+        self.exclude_same_seed = True
 
     # -- setting up -------------------------------------------------------
     def _prepare(self) -> None:
@@ -123,25 +154,70 @@ class _Run:
         n = self.vector.size
         self.cma_seed = resolve_cma_seed(self.config)
         self.generations = resolve_generations(self.config, n)
+        self.validation_count = int(self.config.validation_batches)
+        self.validation_blocks = validation_blocks(self.config.seed_schedule, self.generations,
+                                                   self.validation_count)
+
+    def _plan_validation(self) -> None:
+        """Which generations validate, and whether the centroid is evaluated (needs the optimizer)."""
+        self.points = set(validation_points(self.generations, self.optimizer.population_size(self.generations),
+                                            self.validation_count))
+        self.with_centroid = self.validation_count > 0 and not self.optimizer.multi_objective
 
     def _resolved(self) -> dict[str, Any]:
         return {"N": self.vector.size, "cma_seed": self.cma_seed, "generations": self.generations,
-                "total_evaluations": self.total, **self.optimizer.resolved}
+                "total_evaluations": self.total, **self.optimizer.resolved,
+                "validation_batches": self.validation_count, "seed_schedule": self.config.seed_schedule,
+                "loss_variant": self.config.loss_variant, "validation_seeds": self._validation_seeds(),
+                "validation_generations": sorted(self.points), "centroid_evaluated": self.with_centroid,
+                "same_seed_pairs": "excluded" if self.exclude_same_seed else "kept"}
+
+    def _validation_seeds(self) -> list[int]:
+        return [seed for k in self.validation_blocks for seed in block_settings(self.settings, k).seeds()]
+
+    def _training_settings(self, g: int):
+        return block_settings(self.settings, training_block(self.config.seed_schedule, g))
 
     def _renders_to_come(self) -> list[tuple[int, int]]:
-        """(individuals per render call, calls) still to make: the baseline, then the generations.
+        """(individuals per render call, calls) still to make, run-length encoded: the baseline,
+        then each generation with its validation calls (one individual each), then the centroid.
+        Its length grows with the validation points only (generations are capped)."""
+        calls: list[tuple[int, int]] = []
 
-        Run-length encoded, so its size does not grow with the number of generations.
-        """
-        baseline = [] if self.baseline is not None else [(1, 1)]
-        return baseline + self.optimizer.population_runs(max(1, self.next_generation), self.generations)
+        def add(size: int, count: int = 1) -> None:
+            if count <= 0:
+                return
+            if calls and calls[-1][0] == size:
+                calls[-1] = (size, calls[-1][1] + count)
+            else:
+                calls.append((size, count))
+
+        validation = self.validation_count
+        if self.baseline is None:
+            add(1, 1 + validation)
+        first = max(1, self.next_generation)
+        done_to = first - 1
+        for point in sorted(p for p in self.points if p >= first):
+            for size, count in self.optimizer.population_runs(done_to + 1, point):
+                add(size, count)
+            add(1, validation)
+            done_to = point
+        for size, count in self.optimizer.population_runs(done_to + 1, self.generations):
+            add(size, count)
+        if self.with_centroid and self.centroid_record is None:
+            add(1, 1 + validation)
+        return calls
 
     def _total(self) -> int:
-        return 1 + sum(size * count for size, count in self.optimizer.population_runs(1, self.generations))
+        """Individual renders of a whole run: training batches plus validation batches."""
+        validations = (1 + len(self.points) + int(self.with_centroid)) * self.validation_count
+        training = sum(size * count for size, count in self.optimizer.population_runs(1, self.generations))
+        return 1 + training + int(self.with_centroid) + validations
 
     def start_new(self, store: Optional[RunStore] = None) -> None:
         self._prepare()
         self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
+        self._plan_validation()
         self.total = self._total()
         self.targets = build_targets(self.config)
         self.store = store if store is not None else FolderStore.create(self.config.outdir)
@@ -164,10 +240,14 @@ class _Run:
         self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
         saved = ckpt.load_checkpoint(store.run_dir, self.optimizer, self.vector.size, self.generations,
                                      store.generation_folder)
+        self.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
+        self._plan_validation()
         self.total = self._total()
         self.targets = self._load_targets(had_targets)
         self.loss = build_loss(self.config, self.targets)
-        entries = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
+        logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
+        entries = [e for e in logged if not e.get("validation")]
+        validations = [e for e in logged if e.get("validation")]
         if entries and (entries[0]["generation"], entries[0]["index"]) != (0, 0):
             raise ckpt.ResumeError(f"{store.run_dir / ckpt.EVALUATIONS_FILE}: the first line must be the baseline")
         if not entries and saved.generation > 0:
@@ -184,15 +264,30 @@ class _Run:
                 self.best_saved = {"id": ident, "images": images}
             self.baseline = self._record_from_entry(entries[0])
             if self.targets is None:
-                self.loss.set_targets(on_device(self.baseline_images, self.loss_device))
+                self.loss.set_targets(on_device(self.baseline_images, self.loss_device),
+                                      seeds=self._target_seeds(self.baseline.seeds))
             self._enter_hall_of_fame(self.baseline)
             self.next_generation = max(1, saved.generation)
+        by_id = {self.baseline.individual_id: self.baseline} if self.baseline is not None else {}
         for entry in entries[1:]:
             if entry["generation"] < saved.generation:
-                self._enter_hall_of_fame(self._record_from_entry(entry))
+                record = self._record_from_entry(entry)
+                by_id.setdefault(record.individual_id, record)
+                self._enter_hall_of_fame(record)
+                if record.extra.get("centroid"):
+                    self.centroid_record = record
             else:
                 self.reusable[(entry["generation"], entry["index"])] = entry
-        self.done = len(entries)
+        last_point = max((p for p in self.points if p < saved.generation), default=0)
+        for entry in entries[1:]:
+            if last_point < entry["generation"] < saved.generation and not entry.get("extra", {}).get("centroid"):
+                self._note_recent(by_id.get(entry["id"]) or self._record_from_entry(entry))
+        for entry in validations:
+            if entry["generation"] < saved.generation and entry["id"] in by_id:
+                self._apply_validation(by_id[entry["id"]], entry)
+            else:
+                self.reusable_validations[(entry["generation"], entry["id"])] = entry
+        self.done = len(entries) + sum(len(e["losses"]) for e in validations)
         ckpt.drop_torn_tail(store.run_dir)  # everything checked: new lines start on a line of their own
         log.info("resuming %s at generation %d (%d evaluations on disk)", store.run_dir, saved.generation, self.done)
 
@@ -273,6 +368,9 @@ class _Run:
             self._run_generation(self.next_generation)
             self.next_generation += 1
             self._checkpoint()
+        centroid = self.centroid_record
+        if self.with_centroid and (centroid is None or centroid.individual_id not in self.validated):
+            self._run_centroid()
 
     def _checkpoint(self) -> None:
         self.store.save_checkpoint(ckpt.Checkpoint(
@@ -282,9 +380,9 @@ class _Run:
         if self.should_stop():
             raise RenderInterrupted("stop requested")
 
-    def _render(self, prompts: list[tuple[str, str]]) -> tuple[list[RenderedBatch], float]:
+    def _render(self, prompts: list[tuple[str, str]], settings=None) -> tuple[list[RenderedBatch], float]:
         started = time.perf_counter()
-        batches = self.renderer.render(prompts, self.settings, self._check_stop)
+        batches = self.renderer.render(prompts, settings or self.settings, self._check_stop)
         if len(batches) != len(prompts):
             raise RuntimeError(f"renderer {self.renderer.name!r} returned {len(batches)} batches for {len(prompts)} prompts")
         return batches, (time.perf_counter() - started) / max(1, len(prompts))
@@ -295,11 +393,16 @@ class _Run:
         started = time.perf_counter()
         prompt = self.vector.render(zeros)
         self.prompt_seconds = time.perf_counter() - started
-        (batch,), seconds = self._render([prompt])
+        (batch,), seconds = self._render([prompt], self._training_settings(0))
         self.store.save_images("baseline", batch.images)
         if self.targets is None:
-            self.loss.set_targets(on_device(batch.images, self.loss_device))
+            self.loss.set_targets(on_device(batch.images, self.loss_device), seeds=self._target_seeds(batch.seeds))
         self.baseline = self._evaluate(0, 0, zeros, prompt, batch, seconds, penalty=0.0, fitness=None)
+        self._validate([self.baseline], 0)
+
+    def _target_seeds(self, seeds: list[int]) -> Optional[list[int]]:
+        """The baseline's seeds, for the loss to leave same-seed pairs out (see loss.py)."""
+        return list(seeds) if self.exclude_same_seed else None
 
     def _run_generation(self, g: int) -> None:
         self._check_stop()
@@ -316,7 +419,7 @@ class _Run:
                 self._enter_hall_of_fame(records[i])
         pending = [i for i, r in enumerate(records) if r is None]
         if pending:
-            batches, seconds = self._render([prompts[i] for i in pending])
+            batches, seconds = self._render([prompts[i] for i in pending], self._training_settings(g))
             losses = self._score_in_chunks(batches)
             for i, batch, loss in zip(pending, batches, losses, strict=True):
                 self._check_stop()  # every evaluation recorded so far is complete on disk
@@ -327,16 +430,116 @@ class _Run:
         for candidate, record in zip(population, records):
             self.optimizer.assign(candidate, record.loss)
         self.optimizer.tell(population)
+        if self.validation_count:
+            for record in records:
+                self._note_recent(record)
+        if g in self.points and self.recent_best is not None:
+            self._validate([self.recent_best], g)
+            self.recent_best = None
         self._close_generation(g, records)
+
+    # -- validation -------------------------------------------------------
+    def _note_recent(self, record: IndividualRecord) -> None:
+        """Track the lowest training loss since the last validation point (with its images)."""
+        if self.recent_best is None or record.loss < self.recent_best.loss:
+            self.recent_best = record
+
+    def _validate(self, records: list[IndividualRecord], point: int) -> None:
+        """Render ``records`` on every validation block, score them, log one line each."""
+        if not self.validation_count:
+            return
+        todo = []
+        for record in records:
+            entry = self.reusable_validations.pop((point, record.individual_id), None)
+            if entry is not None:
+                self._apply_validation(record, entry, point)
+            else:
+                todo.append(record)
+        if not todo:
+            return
+        prompts = [(r.positive, r.negative) for r in todo]
+        per_block = []
+        for block in self.validation_blocks:
+            self._check_stop()
+            batches, _ = self._render(prompts, block_settings(self.settings, block))
+            self._check_stop()
+            per_block.append([float(loss.value) for loss in self._score_many(batches)])
+        for j, record in enumerate(todo):
+            losses = [values[j] for values in per_block]
+            entry = {"validation": True, "generation": point, "id": record.individual_id,
+                     "of": [record.generation, record.index], "loss": float(np.mean(losses)), "losses": losses}
+            self.store.append_validation(entry)
+            self.done += len(losses)
+            self._apply_validation(record, entry, point)
+            if self.progress is not None:
+                self.progress(f"validation {point}/{self.generations}", self.done, self.total)
+
+    def _apply_validation(self, record: IndividualRecord, entry: dict[str, Any], point: Optional[int] = None) -> None:
+        key = (float(entry["loss"]), record.loss)  # the order _selected() uses
+        if not self.validated or key < min((r.validation_loss, r.loss) for r in self.validated.values()):
+            images = record.images if record.images.numel() else self._saved_images(record.individual_id)
+            self.best_images = {} if images is None else {record.individual_id: (images, record.traces)}
+            if images is not None and point is not None and record.generation > 0:
+                self.store.save_images("best", images, record.individual_id)
+        self.validated[record.individual_id] = dataclasses.replace(
+            _without_images(record), validation_loss=float(entry["loss"]),
+            validation_losses=[float(x) for x in entry["losses"]])
+        if point is not None:
+            self.last_validated = (point, record.individual_id, float(entry["loss"]))
+
+    def _run_centroid(self) -> None:
+        """Evaluate the final search mean on the last generation's seeds, then validate it."""
+        g = self.generations
+        record = self.centroid_record
+        if record is None:
+            self._check_stop()
+            offsets = np.asarray(self.optimizer.distribution().centroid, dtype=np.float64)
+            prompt = self.vector.render(offsets)
+            (batch,), seconds = self._render([prompt], self._training_settings(g))
+            self._check_stop()
+            (loss,) = self._score_many([batch])
+            record = self._evaluate(g, self.optimizer.population_size(g), offsets, prompt, batch, seconds,
+                                    0.0, None, loss, centroid=True)
+            self.centroid_record = record
+        self._validate([record], g + 1)
+        self._checkpoint()
+
+    def _validation_view(self, record: Optional[IndividualRecord]) -> Optional[IndividualRecord]:
+        """``record`` with its validation loss, when it has one."""
+        if record is None or record.individual_id not in self.validated:
+            return record
+        known = self.validated[record.individual_id]
+        return dataclasses.replace(record, validation_loss=known.validation_loss,
+                                   validation_losses=list(known.validation_losses))
+
+    def _saved_images(self, ident: str) -> Optional[torch.Tensor]:
+        """Images of ``ident`` still at hand after a resume (the baseline's or best.pt's)."""
+        if self.baseline is not None and self.baseline.individual_id == ident and self.baseline_images is not None:
+            return self.baseline_images
+        return self.best_saved.get("images") if self.best_saved.get("id") == ident else None
+
+    def _selected(self) -> Optional[IndividualRecord]:
+        """The result: lowest validation loss among the validated, else lowest training loss."""
+        if not self.validated:
+            return self.hall_of_fame[0] if self.hall_of_fame else self.baseline
+        chosen = min(self.validated.values(), key=lambda r: (r.validation_loss, r.loss))
+        leader = self.hall_of_fame[0] if self.hall_of_fame else None
+        if chosen.individual_id in self.best_images:
+            images, traces = self.best_images[chosen.individual_id]
+        elif leader is not None and leader.individual_id == chosen.individual_id and leader.images.numel():
+            images, traces = leader.images, leader.traces
+        else:
+            images, traces = chosen.images, chosen.traces
+        return dataclasses.replace(chosen, images=images, traces=traces)
 
     def _score(self, batch: RenderedBatch):
         # FLIP is ~50x cheaper on a GPU than on the CPU: score where the renderer's model runs.
-        return self.loss.evaluate(on_device(batch.images, self.loss_device), batch.traces)
+        return self.loss.evaluate(on_device(batch.images, self.loss_device), batch.traces, seeds=list(batch.seeds))
 
     def _score_many(self, batches: list[RenderedBatch]) -> list:
         """Score a generation in one call: the loss batches the per-image FLIP work."""
         return self.loss.evaluate_many([on_device(b.images, self.loss_device) for b in batches],
-                                       [b.traces for b in batches])
+                                       [b.traces for b in batches], seeds_list=[list(b.seeds) for b in batches])
 
     def _score_in_chunks(self, batches: list[RenderedBatch]) -> list:
         """Score a generation a few dozen images at a time, checking for a stop before each call."""
@@ -347,7 +550,8 @@ class _Run:
             losses += self._score_many(batches[start:start + per_call])
         return losses
 
-    def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None):
+    def _evaluate(self, g, index, offsets, prompt, batch, render_seconds, penalty, fitness, loss=None,
+                  centroid=False):
         loss = loss if loss is not None else self._score(batch)
         ident = individual_id(offsets)
         folder = self.store.individual_folder(g, ident)
@@ -362,14 +566,15 @@ class _Run:
                    # text encoding (inside render_seconds) where the renderer measures it
                    "prompt_seconds": self.prompt_seconds, "host_prompt_seconds": batch.prompt_seconds,
                    "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
-                   "infotexts": list(batch.infotexts)})
+                   "infotexts": list(batch.infotexts), **({"centroid": True} if centroid else {})})
         if self.sink is not None:  # images and stats first: the log entry is the commit point
             self.sink.on_individual(record)
         self.store.append_evaluation(record)
         self.done += 1
         self._enter_hall_of_fame(record, persist=g > 0)
         if self.progress is not None:
-            self.progress("baseline" if g == 0 else f"generation {g}/{self.generations}", self.done, self.total)
+            stage = "baseline" if g == 0 else "centroid" if centroid else f"generation {g}/{self.generations}"
+            self.progress(stage, self.done, self.total)
         return record
 
     def _enter_hall_of_fame(self, record: IndividualRecord, persist: bool = False) -> None:
@@ -382,39 +587,53 @@ class _Run:
         position = next((k for k, r in enumerate(fame) if record.loss < r.loss), len(fame))
         fame.insert(position, record)
         del fame[HALL_OF_FAME_SIZE:]
-        if new_best and persist:
+        if new_best and persist and not self.validation_count:  # with validation, "best" is the selected one
             self.store.save_images("best", record.images, record.individual_id)
 
     def _ensure_best_images(self, reason: str) -> None:
-        """Re-render the best individual if a crash lost its saved images (rare)."""
-        if not self.hall_of_fame or self.hall_of_fame[0].images.numel() > 0 or reason.startswith("error"):
+        """Re-render the result on its own seeds when its images are not in memory: a crash
+        lost them, or validation chose a candidate other than the training leader."""
+        best = self._selected()
+        if best is None or best.images.numel() > 0 or reason.startswith("error"):
             return
-        best = self.hall_of_fame[0]
         try:
-            (batch,), _ = self._render([(best.positive, best.negative)])
+            (batch,), _ = self._render([(best.positive, best.negative)], self.settings.with_(seed=best.seeds[0]))
         except RenderInterrupted:
             return
-        self.hall_of_fame[0] = dataclasses.replace(best, images=batch.images, traces=batch.traces)
+        self.total += 1
+        self.done += 1
+        if self.progress is not None:
+            self.progress("result images", self.done, self.total)
+        if self.hall_of_fame and self.hall_of_fame[0].individual_id == best.individual_id:
+            self.hall_of_fame[0] = dataclasses.replace(self.hall_of_fame[0], images=batch.images, traces=batch.traces)
+        self.best_images[best.individual_id] = (batch.images, batch.traces)
 
     def _close_generation(self, g: int, records: list[IndividualRecord]) -> None:
         dist = self.optimizer.distribution()
         losses = [r.loss for r in records]
+        validated = self.last_validated if self.last_validated and self.last_validated[0] == g else None
+        best_validation = min((r.validation_loss for r in self.validated.values()), default=None)
         record = GenerationRecord(
             generation=g, losses=losses, individual_ids=[r.individual_id for r in records],
             sigma=dist.sigma, centroid=dist.centroid, diag_std=dist.diag_std, axis_ratio=dist.axis_ratio,
-            eigenvalues=dist.eigenvalues, best_loss=float(min(losses)), folder=self.store.generation_folder(g))
+            eigenvalues=dist.eigenvalues, best_loss=float(min(losses)), folder=self.store.generation_folder(g),
+            validation_loss=best_validation, validated_id=validated[1] if validated else None,
+            validated_loss=validated[2] if validated else None, training_seed=self._training_settings(g).seed)
         self.generation_records.append(record)
         line = {"gen": g, "nevals": len(records), "min": float(np.min(losses)), "avg": float(np.mean(losses)),
                 "max": float(np.max(losses)), "std": float(np.std(losses)),
                 "best": self.hall_of_fame[0].loss, "sigma": dist.sigma, "axis_ratio": dist.axis_ratio,
                 **_stage_seconds(records)}
+        if self.validation_count:
+            line["val"] = best_validation
         self.logbook.append(line)
         level = logging.INFO if self.config.cma_logging else logging.DEBUG
         log.log(level, "gen %d/%d  nevals %d  min %.6g  avg %.6g  max %.6g  std %.4g  best %.6g  sigma %.4g  axis %.3g"
-                "  render %.3gs (host prompts %.3gs)  loss %.3gs  prompts %.3gs",
+                "  render %.3gs (host prompts %.3gs)  loss %.3gs  prompts %.3gs%s",
                 g, self.generations, line["nevals"], line["min"], line["avg"], line["max"], line["std"],
                 line["best"], line["sigma"], line["axis_ratio"], line["render_seconds"],
-                line["host_prompt_seconds"], line["loss_seconds"], line["prompt_seconds"])
+                line["host_prompt_seconds"], line["loss_seconds"], line["prompt_seconds"],
+                f"  val {best_validation:.6g}" if best_validation is not None else "")
         if self.sink is not None:
             self.sink.on_generation(record, self._result("running"))
 
@@ -431,14 +650,17 @@ class _Run:
         return {**self.config.to_dict(), "resolved": self._resolved(), "run_dir": str(self.run_dir) if self.run_dir else None}
 
     def _result(self, reason: str) -> RunResult:
-        best = self.hall_of_fame[0] if self.hall_of_fame else self.baseline
+        best = self._validation_view(self._selected())
         offsets = best.offsets if best is not None else None
         tightness = self.optimizer.distribution().diag_std if self.generation_records else None
         return RunResult(
             run_dir=self.run_dir, original_positive=self.config.positive, original_negative=self.config.negative,
-            baseline=self.baseline, best=best, hall_of_fame=list(self.hall_of_fame),
+            baseline=self._validation_view(self.baseline), best=best,
+            hall_of_fame=[self._validation_view(r) for r in self.hall_of_fame],
             units=self._units(offsets, tightness), generations=list(self.generation_records),
-            stop_reason=reason, config=self._config_dict(), logbook=list(self.logbook))
+            stop_reason=reason, config=self._config_dict(), logbook=list(self.logbook),
+            selected_by="validation" if self.validated else "training",
+            validation_seeds=self._validation_seeds(), centroid=self._validation_view(self.centroid_record))
 
     def _record_from_entry(self, entry: dict[str, Any]) -> IndividualRecord:
         if entry["generation"] == 0:
@@ -458,6 +680,31 @@ def _stage_seconds(records: list[IndividualRecord]) -> dict[str, float]:
             "host_prompt_seconds": total(r.extra.get("host_prompt_seconds") for r in records),
             "loss_seconds": total(r.loss_seconds for r in records),
             "prompt_seconds": total(r.extra.get("prompt_seconds") for r in records)}
+
+
+def block_settings(settings, block: int):
+    """The settings of seed block ``block``: seeds ``seed + block * B`` onwards."""
+    return settings.with_(seed=settings.seed + block * settings.batch_size)
+
+
+def training_block(schedule: str, generation: int) -> int:
+    return 0 if schedule == "fixed" else generation
+
+
+def validation_blocks(schedule: str, generations: int, count: int) -> list[int]:
+    """The blocks after the last training block: disjoint from every training seed."""
+    first = 1 if schedule == "fixed" else generations + 1
+    return list(range(first, first + count))
+
+
+def validation_points(generations: int, population: int, batches: int) -> list[int]:
+    """Generations after which the best unvalidated candidate is validated: every k-th and
+    the last, with k the smallest step keeping ``batches`` renders per point near
+    VALIDATION_SHARE of the ``population`` renders per generation."""
+    if batches <= 0:
+        return []
+    every = max(1, math.ceil(batches / (VALIDATION_SHARE * population) - 1e-9))
+    return [g for g in range(1, generations + 1) if g % every == 0 or g == generations]
 
 
 def _listed(value: Any) -> Any:

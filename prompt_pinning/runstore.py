@@ -36,6 +36,8 @@ class RunStore(Protocol):
 
     def append_evaluation(self, record: IndividualRecord) -> None: ...
 
+    def append_validation(self, entry: dict[str, Any]) -> None: ...
+
     def write_state(self, status: str, **info: Any) -> None: ...
 
 
@@ -81,6 +83,9 @@ class FolderStore:
     def append_evaluation(self, record: IndividualRecord) -> None:
         ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
 
+    def append_validation(self, entry: dict[str, Any]) -> None:
+        ckpt.append_evaluation(self.run_dir, entry)
+
     def write_state(self, status: str, **info: Any) -> None:
         ckpt.write_run_state(self.run_dir, status, **info)
 
@@ -114,6 +119,9 @@ class MemoryStore:
 
     def append_evaluation(self, record: IndividualRecord) -> None:
         self.evaluations.append(ckpt.evaluation_entry(record, None))
+
+    def append_validation(self, entry: dict[str, Any]) -> None:
+        self.evaluations.append(dict(entry))
 
     def write_state(self, status: str, **info: Any) -> None:
         self.state = {"stop_reason": status, **info}

@@ -95,17 +95,22 @@ def units_placeholder() -> str:
 def implied_defaults(n: int) -> dict[str, int]:
     """The seed's computed defaults for N units."""
     from prompt_pinning.options import default_generations, default_lambda, default_mu
+    from prompt_pinning.run import validation_points
 
     lambda_ = default_lambda(n)
-    return {"N": n, "generations": default_generations(n), "lambda_": lambda_, "mu": default_mu(lambda_),
-            "evaluations": 1 + default_generations(n) * lambda_}
+    generations = default_generations(n)
+    # one validation batch (the default): baseline, each validation point, the centroid's two renders
+    validation = 1 + len(validation_points(generations, lambda_, 1)) + 2
+    return {"N": n, "generations": generations, "lambda_": lambda_, "mu": default_mu(lambda_),
+            "evaluations": 1 + generations * lambda_, "validation_renders": validation}
 
 
 def units_html(n: int) -> str:
     d = implied_defaults(n)
     return (f"<p><b>N = {n}</b> pinnable units. Defaults: {d['generations']} generations, "
             f"lambda_ = {d['lambda_']}, mu = {d['mu']}, "
-            f"{d['evaluations']} individuals in all (baseline included).</p>")
+            f"{d['evaluations']} individuals in all (baseline included), and {d['validation_renders']} "
+            f"validation renders with one validation batch.</p>")
 
 
 def describe_units(positive: str, negative: str, unit_mode: str) -> str:

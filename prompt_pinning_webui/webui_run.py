@@ -197,10 +197,15 @@ def report_path(result: RunResult) -> Path:
 
 
 def pinning_params(result: RunResult) -> dict[str, Any]:
+    from prompt_pinning.reports.infotext import VALIDATION_LOSS_KEY
+
     params = {
         "Prompt pinning": Path(result.run_dir).name,
         "Pinning loss": f"{result.best_loss:.6g}",
         "Pinning baseline loss": f"{result.baseline_loss:.6g}",
+        **({VALIDATION_LOSS_KEY: f"{result.best_validation_loss:.6g}",
+            "Pinning baseline validation loss": f"{result.baseline_validation_loss:.6g}"}
+           if result.selected_by == "validation" else {}),
         "Pinning generations": len(result.generations),
         "Pinning stop": result.stop_reason,
         "Pinning report": str(report_path(result)),

@@ -26,9 +26,10 @@ def run_sphere(opt, f, generations):
         opt.tell(population)
 
 
-def test_default_generations_is_clamped_to_one_for_tiny_prompts():
-    assert default_generations(1) == 1
-    assert default_generations(2) == 1  # int(16 * floor(log 2)) == 0
+def test_default_generations_gives_tiny_prompts_a_budget_cma_can_search_with():
+    assert default_generations(1) == 16
+    assert default_generations(2) == 16  # int(16 * floor(log 2)) == 0
+    assert default_generations(2) * default_lambda(2) >= 90
     assert default_generations(3) == 16
     assert default_generations(20) == 16 * math.floor(math.log(20))
     assert resolve_generations(config(generations=None), 8) == 32

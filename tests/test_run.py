@@ -50,10 +50,12 @@ class FakeRenderer:
 
     def __init__(self, fail_on_call=None):
         self.calls = []
+        self.first_seeds = []  # the first seed of each call
         self.fail_on_call = fail_on_call
 
     def render(self, prompts, settings, progress=None):
         self.calls.append(len(prompts))
+        self.first_seeds.append(settings.seed)
         if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
             raise RuntimeError("GPU fell over")
         out = []
@@ -84,14 +86,14 @@ class FakeLoss:
     def __init__(self, targets):
         self.targets = targets
 
-    def set_targets(self, images):
+    def set_targets(self, images, seeds=None):
         self.targets = images
 
-    def evaluate(self, images, traces=None):
+    def evaluate(self, images, traces=None, seeds=None):
         per_image = ((images - self.targets.mean(0)) ** 2).mean(dim=(1, 2, 3)).double().numpy()
         return FakeLossResult(float(per_image.mean()), per_image, per_image, [], 0.0)
 
-    def evaluate_many(self, images_list, traces_list):
+    def evaluate_many(self, images_list, traces_list, seeds_list=None):
         self.many_calls = getattr(self, "many_calls", []) + [len(images_list)]
         return [self.evaluate(images, traces) for images, traces in zip(images_list, traces_list)]
 
@@ -125,13 +127,18 @@ def fakes(monkeypatch):
 
 def make_config(outdir, **kw):
     kw.setdefault("generations", 4)
+    kw.setdefault("validation_batches", 0)  # the original behaviour; validation has its own tests
     return PinningConfig(positive=" ".join(WORDS), negative="blurry", outdir=outdir,
                          generation=GenerationSettings(seed=5, batch_size=2, steps=3, width=8, height=8),
                          cma_logging=False, **kw)
 
 
 def all_entries(result):
-    return ckpt.read_evaluations(result.run_dir)
+    return [e for e in ckpt.read_evaluations(result.run_dir) if not e.get("validation")]
+
+
+def validation_entries(result):
+    return [e for e in ckpt.read_evaluations(result.run_dir) if e.get("validation")]
 
 
 def test_run_writes_layout_renders_each_generation_once_and_returns_best_ever(outdir):
@@ -410,3 +417,113 @@ def test_a_large_generation_is_scored_in_chunks_and_a_stop_is_seen_between_them(
     result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer(), should_stop=stop.is_set)
     assert result.stop_reason == "interrupted"
     assert losses[0].many_calls == [2]  # the other chunks were never scored
+
+
+def seeds_of(first_seed, batch_size=2):
+    return set(range(first_seed, first_seed + batch_size))
+
+
+@pytest.mark.parametrize("schedule", ["fixed", "rotating"])
+def test_validation_seeds_are_disjoint_from_training_seeds_and_counted_in_the_total(outdir, schedule):
+    renderer, progress = FakeRenderer(), []
+    result = run_pinning(make_config(outdir, validation_batches=2, seed_schedule=schedule), renderer,
+                         progress=lambda stage, done, total: progress.append((stage, done, total)))
+    resolved = result.config["resolved"]
+    lam, generations = resolved["lambda_"], resolved["generations"]
+    training = [entry["seeds"] for entry in all_entries(result)]
+    validation_seeds = set(result.validation_seeds)
+    assert len(validation_seeds) == 2 * 2 and not validation_seeds & {s for seeds in training for s in seeds}
+    # every render the renderer made is counted, and the total was right from the start
+    assert sum(renderer.calls) == progress[-1][1] == progress[-1][2] == progress[0][2]
+    validated = validation_entries(result)
+    points = resolved["validation_generations"]
+    assert len(validated) == 1 + len(points) + 1  # baseline, one per point, centroid
+    assert all(len(e["losses"]) == 2 and e["loss"] == pytest.approx(np.mean(e["losses"])) for e in validated)
+    per_call = dict(zip(range(len(renderer.calls)), renderer.first_seeds))
+    assert {per_call[k] for k, n in enumerate(renderer.calls) if n == lam} == (
+        {5} if schedule == "fixed" else {5 + 2 * g for g in range(1, generations + 1)})
+    centroid = result.centroid
+    assert centroid is not None and centroid.extra["centroid"] and centroid.validation_loss is not None
+    assert np.allclose(centroid.offsets, result.generations[-1].centroid)
+
+
+def test_result_is_the_validated_candidate_with_the_lowest_validation_loss(outdir):
+    result = run_pinning(make_config(outdir, validation_batches=1), FakeRenderer())
+    validated = {e["id"]: e["loss"] for e in validation_entries(result)}
+    assert result.selected_by == "validation"
+    assert result.best.individual_id == min(validated, key=validated.get)
+    assert result.best.validation_loss == min(validated.values())
+    assert result.baseline.validation_loss == validated[result.baseline.individual_id]
+    assert result.best.images.shape == (2, 3, 8, 8)
+    series = [g.validation_loss for g in result.generations]
+    assert all(a >= b for a, b in zip(series, series[1:]))  # the best so far never gets worse
+    assert result.logbook[-1]["val"] == series[-1]
+
+
+def test_validation_off_renders_nothing_extra_and_selects_by_training_loss(outdir):
+    renderer = FakeRenderer()
+    result = run_pinning(make_config(outdir, validation_batches=0, seed_schedule="rotating"), renderer)
+    lam = result.config["resolved"]["lambda_"]
+    assert renderer.calls == [1] + [lam] * 4 and not validation_entries(result)
+    assert result.selected_by == "training" and result.best.validation_loss is None
+    assert result.best.loss == min(e["loss"] for e in all_entries(result))
+
+
+@pytest.mark.parametrize("schedule", ["fixed", "rotating"])
+@pytest.mark.parametrize("k", [1, 2, 5, 11, 30])
+def test_interrupted_validated_run_resumes_to_the_uninterrupted_result(outdir, schedule, k):
+    cfg = dict(validation_batches=2, seed_schedule=schedule)
+    full = run_pinning(make_config(outdir / "full", **cfg), FakeRenderer())
+    done = []
+    stopped = run_pinning(make_config(outdir / "cut", **cfg), FakeRenderer(),
+                          should_stop=lambda: bool(done) and done[-1] >= k,
+                          progress=lambda s, d, t: done.append(d))
+    assert stopped.stop_reason == "interrupted"
+    renderer = FakeRenderer()
+    resumed = resume_pinning(stopped.run_dir, renderer)
+    assert resumed.stop_reason == "completed"
+    assert resumed.best.individual_id == full.best.individual_id
+    assert resumed.best.validation_loss == full.best.validation_loss
+    assert torch.equal(resumed.best.images, full.best.images)
+    strip = lambda entries: [{k: v for k, v in e.items() if k not in ("render_seconds", "loss_seconds", "folder")}
+                             for e in entries]
+    assert strip(ckpt.read_evaluations(resumed.run_dir)) == strip(ckpt.read_evaluations(full.run_dir))
+    assert [g.validation_loss for g in resumed.generations] == [g.validation_loss for g in full.generations]
+    assert [g.validated_id for g in resumed.generations] == [g.validated_id for g in full.generations]
+    stopped_renders = done[-1] if done else 0
+    assert sum(renderer.calls) <= full.config["resolved"]["total_evaluations"] - stopped_renders + 2
+
+
+def test_a_run_saved_before_validation_existed_resumes_without_it(outdir):
+    stopped = run_pinning(make_config(outdir, validation_batches=0), FakeRenderer(), should_stop=lambda: True)
+    path = stopped.run_dir / ckpt.CONFIG_FILE
+    saved = json.loads(path.read_text())
+    for key in ("validation_batches", "seed_schedule", "loss_variant"):
+        saved["config"].pop(key)
+        saved["resolved"].pop(key)
+    path.write_text(json.dumps(saved))
+    renderer = FakeRenderer()
+    resumed = resume_pinning(stopped.run_dir, renderer)
+    assert resumed.stop_reason == "completed" and not validation_entries(resumed)
+    assert renderer.calls == [1] + [resumed.config["resolved"]["lambda_"]] * 4
+
+
+def test_ties_in_validation_loss_need_no_extra_render(outdir, monkeypatch):
+    class FlatOnValidation(FakeLoss):  # the validation seeds give every individual the same loss
+        def evaluate_many(self, images_list, traces_list, seeds_list=None):
+            results = super().evaluate_many(images_list, traces_list)
+            for result, seeds in zip(results, seeds_list):
+                if seeds[0] != 5:  # not the training seeds
+                    result.value = 0.5
+            return results
+
+    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: FlatOnValidation(targets))
+    renderer, progress = FakeRenderer(), []
+    result = run_pinning(make_config(outdir, validation_batches=1, targets=["t.png"], initial_std=0.2,
+                                     seed_schedule="fixed"), renderer,
+                         progress=lambda stage, done, total: progress.append(total))
+    validated = {e["id"] for e in validation_entries(result)}
+    by_training = min((e for e in all_entries(result) if e["id"] in validated), key=lambda e: e["loss"])
+    assert result.best.individual_id == by_training["id"] != result.baseline.individual_id  # ties: training decides
+    assert result.best.images.numel() > 0
+    assert sum(renderer.calls) == progress[0] == progress[-1]  # no extra render for the result's images

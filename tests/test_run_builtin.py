@@ -25,6 +25,11 @@ def target(renderer):
     return renderer.render([("red circle", "")], SETTINGS.with_(seed=3))[0].images
 
 
+def evaluations(run_dir):
+    """Evaluation lines of the log (validation lines aside)."""
+    return [e for e in ckpt.read_evaluations(run_dir) if not e.get("validation")]
+
+
 def config(outdir, **kw):
     return PinningConfig(positive=LOOSE_PROMPT, outdir=outdir, generation=SETTINGS, cma_logging=False, **kw)
 
@@ -51,13 +56,16 @@ def test_same_seed_twice_and_resume_give_the_same_best_bit_for_bit(outdir, rende
     cut = run_pinning(config(outdir, generations=3), renderer,
                       should_stop=lambda: bool(evaluated) and evaluated[-1] >= 9,
                       progress=lambda s, d, t: evaluated.append(d))
-    assert cut.stop_reason == "interrupted" and len(ckpt.read_evaluations(cut.run_dir)) == 9
+    assert cut.stop_reason == "interrupted" and len(evaluations(cut.run_dir)) == 9 - 1  # + the baseline's validation
     resumed = resume_pinning(cut.run_dir, renderer)
     assert resumed.stop_reason == "completed"
     assert resumed.best.individual_id == first.best.individual_id
     assert np.array_equal(resumed.best.offsets, first.best.offsets) and resumed.best.loss == first.best.loss
     assert resumed.best.positive == first.best.positive
     assert torch.equal(resumed.best.images, first.best.images)
+    assert resumed.best.validation_loss == first.best.validation_loss is not None
+    assert [(e["id"], e["loss"]) for e in ckpt.read_evaluations(resumed.run_dir)] == \
+        [(e["id"], e["loss"]) for e in ckpt.read_evaluations(first.run_dir)]
 
 
 def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
@@ -69,7 +77,8 @@ def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
                          progress=lambda s, d, t: evaluated.append(d))
     assert result.stop_reason == "interrupted" and result.best is not None
     folders = sorted(p for p in result.run_dir.glob("*/*") if p.is_dir())
-    assert len(folders) == k == len(ckpt.read_evaluations(result.run_dir))
+    # k renders: the baseline, its validation batch, one individual
+    assert len(folders) == k - 1 == len(evaluations(result.run_dir))
     for folder in folders:
         assert (folder / "batch_stats.json").is_file()
         assert len(list(folder.glob("*.png"))) >= SETTINGS.batch_size
@@ -90,3 +99,18 @@ def test_host_embeddings_stay_whole_units():
 
     vector = build_vector(PinningConfig("a portrait of my emb, red"), Host())
     assert [u.text for u in vector.units] == ["a", "portrait", "of", "my emb", ",", "red"]
+
+
+@pytest.mark.slow
+def test_packing_changes_no_result_with_validation_and_rotating_seeds(outdir):
+    results = []
+    for max_images in (SETTINGS.batch_size, 64):  # one individual per call, or a generation per call
+        results.append(run_pinning(config(outdir, generations=2, seed_schedule="rotating", validation_batches=2,
+                                          max_images_per_call=max_images),
+                                   BuiltinRenderer(max_images_per_call=max_images)))
+    one_by_one, packed = results
+    assert [(e["id"], e["loss"]) for e in ckpt.read_evaluations(one_by_one.run_dir)] == \
+        [(e["id"], e["loss"]) for e in ckpt.read_evaluations(packed.run_dir)]
+    assert packed.best.individual_id == one_by_one.best.individual_id
+    assert packed.best.validation_loss == one_by_one.best.validation_loss is not None
+    assert torch.equal(packed.best.images, one_by_one.best.images)

@@ -79,7 +79,11 @@ def test_units_button_is_wired_only_once_to_the_prompt_boxes(script):
 
 def test_implied_defaults_follow_the_seed_formulas():
     d = implied_defaults(12)
-    assert d == {"N": 12, "generations": 32, "lambda_": 11, "mu": 5, "evaluations": 1 + 32 * 11}
+    # one validation batch: baseline + 32 validation points + the centroid and its validation
+    assert d == {"N": 12, "generations": 32, "lambda_": 11, "mu": 5, "evaluations": 1 + 32 * 11,
+                 "validation_renders": 1 + 32 + 2}
+    tiny = implied_defaults(2)  # at least 16 generations; lambda_ 6 validates every 2nd
+    assert (tiny["generations"], tiny["evaluations"], tiny["validation_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2)
 
 
 def test_bad_api_argument_is_an_http_error_naming_it(script):
@@ -144,10 +148,14 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready,
     assert vars(p) == before  # the caller's p is untouched (its seed is still -1)
     assert len(processed.images) == 2
     seeds = {tuple(call["seeds"][:2]) for call in processing.calls}
-    assert len(seeds) == 1  # fix_seed once: every call used the same seeds
+    # fix_seed once: every call uses a block of seeds after the one fixed seed: with the default
+    # rotating schedule blocks 0-2 train (baseline, 2 generations), block 3 validates
+    first = min(seeds)[0]
+    assert seeds == {(first + 2 * k, first + 2 * k + 1) for k in range(4)}
     report = re.search(r"Pinning report: (\S+index\.html)", processed.infotexts[0]).group(1)
     assert "txt2img-images/prompt_pins/" in report
     assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
+    assert "Pinning validation loss: " in processed.info  # validation is on by default
     assert shared.state.job_count >= 3
     assert all(call["batch_size"] <= 2 * 7 for call in processing.calls)
 
@@ -188,7 +196,9 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     shared.state.begin()
     script.run(txt2img_p(tmp_path), *run_args(generations=1, lambda_=2, max_images_per_call=2))
     calls = len(processing.calls)
-    assert calls == 1 + 2  # baseline + one generation of 2, one individual per call
+    # baseline + its validation batch, one generation of 2 + the validation of its best,
+    # the centroid + its validation: one individual per call
+    assert calls == 1 + 1 + 2 + 1 + 1 + 1
     assert at_first_call == [(calls, calls * 3)]  # 3 steps per call
     assert shared.state.job_count == calls
 
@@ -203,7 +213,8 @@ def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
     processing.before_batch_hooks.append(record)
     shared.state.begin()
     # batch 2, at most 8 images per call: 4 individuals per call, so 5 per generation take 2 calls
-    script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8))
+    script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8,
+                                              validation_batches=0))
     calls = len(processing.calls)
     assert calls == 1 + 2 * 2
     assert at_first_call == [calls]

@@ -64,7 +64,8 @@ def _number(value: Optional[float], digits: int = 5) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _prompt_block(title: str, entry_id: str, positive: str, negative: str, loss: Optional[float], copy: bool) -> str:
+def _prompt_block(title: str, entry_id: str, positive: str, negative: str, loss: Optional[float], copy: bool,
+                  validation: Optional[float] = None) -> str:
     button = f'<button type="button" class="copy" data-copy="{entry_id}-pos">Copy prompt</button>' if copy else ""
     if copy and negative:
         button += f'<button type="button" class="copy secondary" data-copy="{entry_id}-neg">Copy negative</button>'
@@ -74,9 +75,12 @@ def _prompt_block(title: str, entry_id: str, positive: str, negative: str, loss:
         if negative
         else ""
     )
+    validation_badge = ("" if validation is None else
+                        f'<span class="loss-badge" title="loss on held-out validation seeds">'
+                        f'validation {_number(validation)}</span>')
     return f"""
 <article class="card prompt-card" id="{entry_id}">
-  <header><h2>{esc(title)}</h2><span class="loss-badge">loss {_number(loss)}</span>{button}</header>
+  <header><h2>{esc(title)}</h2><span class="loss-badge">loss {_number(loss)}</span>{validation_badge}{button}</header>
   <div class="label">Prompt</div>
   <pre class="prompt" id="{entry_id}-pos">{esc(positive)}</pre>
   {negative_html}
@@ -203,8 +207,8 @@ def render_index(data: dict[str, Any]) -> str:
 <main>
 {_summary(data)}
 <section class="pair" aria-label="Prompts">
-{_prompt_block("Original prompt", "original", run["original_positive"], run["original_negative"], baseline and baseline.get("loss"), False)}
-{_prompt_block("Best pinned prompt", "best", best["pos"] if best else "", best["neg"] if best else "", best and best.get("loss"), bool(best))}
+{_prompt_block("Original prompt", "original", run["original_positive"], run["original_negative"], baseline and baseline.get("loss"), False, baseline and baseline.get("val"))}
+{_prompt_block("Best pinned prompt", "best", best["pos"] if best else "", best["neg"] if best else "", best and best.get("loss"), bool(best), best and best.get("val"))}
 </section>
 <section class="pair" aria-label="Images">
 {_batch_block("Unmodified prompt", baseline)}

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .files import atomic_write_bytes, dump_json, jsonable
-from .infotext import build_infotext, generation_params, parse_infotext, png_info, quote_value
+from .infotext import VALIDATION_LOSS_KEY, build_infotext, generation_params, parse_infotext, png_info, quote_value
 from .quickplot import finite, loss_plot
 
 if TYPE_CHECKING:  # records imports torch; the worker process never needs it
@@ -57,6 +57,7 @@ def pinning_params(record: IndividualRecord) -> dict[str, Any]:
         "Pinning individual": record.individual_id,
         "Pinning loss": _finite_or_none(record.loss),
         "Pinning size": _finite_or_none(record.size),
+        VALIDATION_LOSS_KEY: _finite_or_none(record.validation_loss),
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 from PIL import PngImagePlugin
 
 PNG_KEY = "parameters"
+VALIDATION_LOSS_KEY = "Pinning validation loss"  # the loss on the run's held-out validation seeds
 NEGATIVE_PREFIX = "Negative prompt:"
 
 # The WebUI names schedulers by label in infotext ("Schedule type: Karras").

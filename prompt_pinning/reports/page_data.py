@@ -52,6 +52,7 @@ def batch_entry(record: Optional[IndividualRecord], run_dir: Path) -> Optional[d
             "id": record.individual_id,
             "g": record.generation,
             "loss": record.loss,
+            "val": record.validation_loss,  # None when not rendered on the validation seeds
             "size": record.size,
             "pos": record.positive,
             "neg": record.negative,
@@ -93,6 +94,7 @@ def convergence(generations: Sequence[GenerationRecord]) -> list[dict[str, Any]]
                 "median": stats["median"],
                 "max": stats["max"],
                 "best": best_so_far if math.isfinite(best_so_far) else None,
+                "val": record.validation_loss,  # lowest validation loss so far (None: validation off)
                 "sigma": record.sigma,
                 "axis_ratio": record.axis_ratio,
             }

@@ -178,7 +178,7 @@ class ReportWriter:
             generations=generations, unit_labels=unit_labels(units), rows=rows if size_limit > 0 else None,
             size_limit=size_limit, baseline_loss=optional_float(result.baseline_loss),
             # a run that measures a validation loss may record it for its best individual
-            best_validation_loss=optional_float(getattr(result, "validation_loss", None)))
+            best_validation_loss=optional_float(getattr(result, "best_validation_loss", None)))
         self._submit(write_run_reports, self.run_dir, plot_data, page, final, coalesce="run")
 
 
@@ -214,13 +214,21 @@ def final_summary(run_dir: Path, result: RunResult, errors: list[str]) -> dict[s
             "original_negative_prompt": result.original_negative,
             "baseline_loss": result.baseline_loss,
             "best_loss": result.best_loss,
+            # validation: the same losses on held-out seeds; the best is chosen by them
+            "selected_by": result.selected_by,
+            "baseline_validation_loss": result.baseline_validation_loss,
+            "best_validation_loss": result.best_validation_loss,
+            "validation_seeds": list(result.validation_seeds),
+            "centroid": individual_summary(result.centroid, run_dir),
             "best": individual_summary(result.best, run_dir),
             "baseline": individual_summary(result.baseline, run_dir),
             "hall_of_fame": [individual_summary(r, run_dir) for r in result.hall_of_fame],
             "units": [{**jsonable(u), "pinned_weight": u.pinned_weight} for u in result.units],
             "logbook": result.logbook,
             "generations": [
-                {"generation": g.generation, "best_loss": g.best_loss, "sigma": g.sigma, "axis_ratio": g.axis_ratio}
+                {"generation": g.generation, "best_loss": g.best_loss, "sigma": g.sigma, "axis_ratio": g.axis_ratio,
+                 "validation_loss": g.validation_loss, "validated_id": g.validated_id,
+                 "validated_loss": g.validated_loss, "training_seed": g.training_seed}
                 for g in result.generations
             ],
             "config": result.config,
