@@ -163,12 +163,16 @@ class PinningLoss:
             self.set_targets(targets)
 
     @classmethod
-    def from_config(cls, config, targets: Optional[torch.Tensor] = None) -> "PinningLoss":
+    def from_config(cls, config, targets: Optional[torch.Tensor] = None,
+                    target_seeds: Optional[Sequence[int]] = None) -> "PinningLoss":
         """The loss a run of ``config`` (a PinningConfig) scores individuals with.
 
-        Its hyperbatch weight options come from the config; the targets are
-        ``targets`` if given, else the config's target images. With neither,
-        call ``set_targets`` (with ``run_target``'s images, as a run does).
+        Its hyperbatch weight options and loss variant come from the config; the
+        targets are ``targets`` if given, else the config's target images. With
+        neither, call ``set_targets`` (with ``run_target``'s images, as a run does).
+        ``target_seeds``: the seeds ``targets`` were rendered with when they are the
+        unmodified prompt's batch; as in a run, an image is then not compared with
+        the target of its own seed (pass ``seeds=`` to ``evaluate``).
         """
         if targets is None and config.targets:
             from .targets import load_targets
@@ -178,7 +182,12 @@ class PinningLoss:
                    weight_scale=config.hyperbatch_weight_scale,
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
                    force_allowed=config.hyperbatch_weights_force_allowed,
-                   variant=config.loss_variant)
+                   variant=config.loss_variant)._with_target_seeds(targets, target_seeds)
+
+    def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
+        if targets is not None and seeds is not None:
+            self.set_targets(targets, seeds=seeds)
+        return self
 
     def set_targets(self, images: torch.Tensor, seeds: Optional[Sequence[int]] = None) -> None:
         """Preprocess the targets once and compute their pairs once.

@@ -364,6 +364,8 @@ class _Run:
             self._run_baseline()
             self.next_generation = 1
             self._checkpoint()
+        elif self.validation_count and self.baseline.individual_id not in self.validated:
+            self._validate([self.baseline], 0)  # a resume of a run stopped before the baseline's validation
         while self.next_generation <= self.generations:
             self._run_generation(self.next_generation)
             self.next_generation += 1

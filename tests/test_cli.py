@@ -31,10 +31,11 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     individuals = [p for p in (run_dir / "00000001").iterdir() if p.is_dir()]
     assert len(individuals) == 3
     assert all(len(list(p.glob("[0-9][0-9]-*.png"))) == 2 for p in individuals)
-    # Every generation really ran: the baseline, then 2 generations of lambda_ = 3, on seeds 1 and 2.
+    # Every generation really ran: the baseline on seeds 1 and 2, then 2 generations of lambda_ = 3,
+    # each on its own fresh seeds (the rotating schedule, the default).
     evaluations = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
     assert [e["generation"] for e in evaluations] == [0, 1, 1, 1, 2, 2, 2]
-    assert all(e["seeds"] == [1, 2] for e in evaluations)
+    assert all(e["seeds"] == [1 + 2 * e["generation"], 2 + 2 * e["generation"]] for e in evaluations)
     assert len({tuple(e["offsets"]) for e in evaluations}) == 7  # CMA proposed new points each time
     # The report parses and agrees with the evaluations and with what was printed.
     final = json.loads((run_dir / "final_result.json").read_text())

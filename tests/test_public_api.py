@@ -57,12 +57,14 @@ def test_a_script_scores_every_individual_as_the_run_did(tmp_path):
     target = run_target(cfg, renderer)
     assert renderer.prompts == [("a red circle", "blurry")]  # the unmodified prompt, rendered once
     assert torch.equal(target, ckpt.load_images(result.run_dir / ckpt.BASELINE_FILE, SETTINGS)[0])
-    loss = PinningLoss.from_config(cfg, target)
+    # the target is the unmodified prompt's batch: same-seed pairs are left out, as in the run
+    loss = PinningLoss.from_config(cfg, target, target_seeds=cfg.generation.seeds())
     records = [result.baseline, *result.hall_of_fame]
-    assert len(records) > 2
-    for record in records:  # the run keeps only the best's images: render each again
-        (batch,) = renderer.render([(record.positive, record.negative)], cfg.generation)
-        assert loss.evaluate(batch.images, batch.traces).value == pytest.approx(record.loss, rel=1e-9)
+    assert len(records) > 2 and len({r.seeds[0] for r in records}) > 1  # rotating seeds
+    for record in records:  # the run keeps only the best's images: render each again, on its seeds
+        (batch,) = renderer.render([(record.positive, record.negative)], cfg.generation.with_(seed=record.seeds[0]))
+        value = loss.evaluate(batch.images, batch.traces, seeds=list(batch.seeds)).value
+        assert value == pytest.approx(record.loss, rel=1e-9)
 
 
 def test_target_images_from_the_config_are_the_target(tmp_path):

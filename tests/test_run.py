@@ -408,9 +408,9 @@ def test_a_large_generation_is_scored_in_chunks_and_a_stop_is_seen_between_them(
     stop = threading.Event()
 
     class StoppingLoss(FakeLoss):
-        def evaluate_many(self, images_list, traces_list):
+        def evaluate_many(self, images_list, traces_list, seeds_list=None):
             stop.set()  # a stop arrives while the first chunk is being scored
-            return super().evaluate_many(images_list, traces_list)
+            return super().evaluate_many(images_list, traces_list, seeds_list)
 
     losses.clear()
     monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(StoppingLoss(targets)) or losses[-1])
@@ -485,9 +485,10 @@ def test_interrupted_validated_run_resumes_to_the_uninterrupted_result(outdir, s
     assert resumed.best.individual_id == full.best.individual_id
     assert resumed.best.validation_loss == full.best.validation_loss
     assert torch.equal(resumed.best.images, full.best.images)
-    strip = lambda entries: [{k: v for k, v in e.items() if k not in ("render_seconds", "loss_seconds", "folder")}
-                             for e in entries]
-    assert strip(ckpt.read_evaluations(resumed.run_dir)) == strip(ckpt.read_evaluations(full.run_dir))
+    timings = ("render_seconds", "loss_seconds", "folder", "prompt_seconds", "host_prompt_seconds")
+    untimed = lambda entry: {k: untimed(v) if isinstance(v, dict) else v for k, v in entry.items() if k not in timings}
+    strip_all = lambda entries: [untimed(e) for e in entries]
+    assert strip_all(ckpt.read_evaluations(resumed.run_dir)) == strip_all(ckpt.read_evaluations(full.run_dir))
     assert [g.validation_loss for g in resumed.generations] == [g.validation_loss for g in full.generations]
     assert [g.validated_id for g in resumed.generations] == [g.validated_id for g in full.generations]
     stopped_renders = done[-1] if done else 0

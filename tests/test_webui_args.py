@@ -28,7 +28,7 @@ def test_defaults_parse_to_the_config_defaults():
     config = PinningConfig(positive="x").validate()
     assert parsed.pop("targets") == [] and config.targets == ()
     assert parsed == {name: getattr(config, name) for name in parsed}
-    assert parsed["validation_batches"] == 1 and parsed["seed_schedule"] == "fixed"
+    assert parsed["validation_batches"] == 1 and parsed["seed_schedule"] == "rotating"
     assert parsed["loss_variant"] == "union" and parsed["cmatrix"] is None and parsed["resume"] is None
 
 
@@ -44,7 +44,7 @@ def test_the_first_25_keep_their_positions_and_new_options_are_appended():
     names = tuple(spec.name for spec in ARGUMENTS)
     assert names[:25] == FIRST_25
     assert names[25:] == ("validation_batches", "seed_schedule", "loss_variant")
-    assert default_args()[25:] == [1, "fixed", "union"]
+    assert default_args()[25:] == [1, "rotating", "union"]
 
 
 def test_an_old_25_argument_list_is_refused_with_the_expected_order():

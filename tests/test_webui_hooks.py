@@ -125,7 +125,7 @@ def test_prompt_check_chunks_with_the_users_comma_padding_backtrack(backtrack, f
         chunkings.append([len(c.tokens) for c in chunks])
         return chunks
     monkeypatch.setattr(prompt_weights, "host_encoding", recording)
-    build_vector(PinningConfig(positive=", ".join(["a big red old car"] * 30), negative=""), renderer)
+    build_vector(PinningConfig(positive=", ".join(["a big red old car"] * 24), negative=""), renderer)  # 143 units
     long_prompts = [sizes for sizes in chunkings if len(sizes) > 1]
     assert long_prompts and all(sizes[0] == first_chunk for sizes in long_prompts)
 
