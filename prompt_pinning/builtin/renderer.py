@@ -30,10 +30,9 @@ from hyperbatch.schedule import image_steps
 
 from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
                          basic_infotext, check_prompt_pairs)
-from .conditioning import DEFAULT_BETA, prompt_logit_rows
-from .denoiser import PosteriorMeanDenoiser
-from .images import image_set
-from .latents import LATENT_SCALE, LatentDecoder, downsample, encode, latent_size
+from .conditioning import conditioning_rows
+from .denoiser import LayoutDenoiser
+from .latents import encode, latent_size
 from .seeds import batch_noise
 from .tokenizer import WordTokenizer
 
@@ -99,7 +98,7 @@ class BuiltinRenderer:
 
     name = "builtin"
 
-    def __init__(self, max_images_per_call: Optional[int] = None, beta: float = DEFAULT_BETA,
+    def __init__(self, max_images_per_call: Optional[int] = None,
                  should_stop: Optional[Callable[[], bool]] = None):
         if max_images_per_call is not None and (
             isinstance(max_images_per_call, bool) or not isinstance(max_images_per_call, int)
@@ -108,19 +107,13 @@ class BuiltinRenderer:
             raise ValueError(f"max_images_per_call must be a whole number >= 1 or None (auto), "
                              f"got {max_images_per_call!r}")
         self.max_images_per_call = max_images_per_call
-        self.beta = float(beta)
         self.should_stop = should_stop
         self.tokenizer = WordTokenizer()
 
-    def denoiser(self, width: int, height: int) -> PosteriorMeanDenoiser:
-        """The latent-space denoiser for images of this size."""
-        image_set(width, height)  # validates the size
+    def denoiser(self, width: int, height: int) -> LayoutDenoiser:
+        """The latent-space denoiser (and decoder) for images of this size."""
+        LayoutDenoiser(width, height)  # validates the size before the shared one is looked up
         return _shared_denoiser(width, height)
-
-    def decoder(self, width: int, height: int) -> LatentDecoder:
-        """Final latents to images of this size."""
-        image_set(width, height)
-        return _shared_decoder(width, height)
 
     def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
         scheduler = str(settings.scheduler).lower()
@@ -145,19 +138,16 @@ class BuiltinRenderer:
             return []
         should_stop = should_stop or self.should_stop
         model = self.denoiser(settings.width, settings.height)
-        decode = self.decoder(settings.width, settings.height)
-        images = image_set(settings.width, settings.height)
         sigmas = self.sigmas(settings, spec)
         batch = settings.batch_size
         shape = (3, *latent_size(settings.width, settings.height))
         unit = batch_noise(settings.seeds(), shape, [settings.subseed + i for i in range(batch)],
                            settings.subseed_strength)
         start = torch.zeros_like(unit) if start is None else encode(start).expand_as(unit)
-        cond = prompt_logit_rows([p for p, _ in prompts], images, self.beta)
-        uncond = prompt_logit_rows([n for _, n in prompts], images, self.beta)
+        cond, uncond = conditioning_rows(prompts)
 
         max_images = self.max_images_per_call or default_max_images_per_call(
-            settings.width, settings.height, model.image_count)
+            settings.width, settings.height, model.layout_count)
         calls = plan_calls(len(prompts), batch, max_images, spec.hyperbatch)
         steps = len(sigmas) - 1
         per_call = [_call_image_steps(len(c), batch, steps, spec.hyperbatch) for c in calls]
@@ -185,7 +175,7 @@ class BuiltinRenderer:
             extra = {"cond": cond[who], "uncond": uncond[who], "cond_scale": float(settings.cfg_scale)}
             result = spec.function(model, x, sigmas, extra_args=extra, callback=ticker.callback,
                                    disable=True, **kwargs)
-            out[who, which] = decode(result)
+            out[who, which] = model.decode(result, cond[who])
             ticker.finish_call(call_steps)
 
         trace = traces[0] if traces else None
@@ -198,14 +188,8 @@ class BuiltinRenderer:
 
 
 @lru_cache(maxsize=4)
-def _shared_denoiser(width: int, height: int) -> PosteriorMeanDenoiser:
-    # The denoiser maps the downsampled images to latents exactly as encode() does.
-    return PosteriorMeanDenoiser(downsample(image_set(width, height).images), scale=LATENT_SCALE)
-
-
-@lru_cache(maxsize=4)
-def _shared_decoder(width: int, height: int) -> LatentDecoder:
-    return LatentDecoder(image_set(width, height).images)
+def _shared_denoiser(width: int, height: int) -> LayoutDenoiser:
+    return LayoutDenoiser(width, height)
 
 
 class _Ticker:
