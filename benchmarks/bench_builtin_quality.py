@@ -190,15 +190,11 @@ def classifier_accuracy(classify: ShapeClassifier, count: int = 84) -> float:
     return right / count
 
 
-def layout_ids(renderer: BuiltinRenderer, images: torch.Tensor, positive: str, negative: str = "") -> list[int]:
-    """The layout each image shows: its re-encoded latent's most likely layout."""
+def layout_ids(renderer: BuiltinRenderer, images: torch.Tensor) -> list[int]:
+    """The layout each image shows: the most likely layout of its re-encoded structure channel."""
     model = renderer.denoiser(images.shape[3], images.shape[2])
-    cond, _ = cnd.conditioning_rows([(positive, negative)] * images.shape[0])
-    broad = cnd.pair_conditioning("", "")[1][None].expand(images.shape[0], -1)
-    bases = model._row_bases(cond)
-    y_u, y_v = model._projections(encode(images), bases)
-    weights, _, _ = model.posterior(y_u, y_v, torch.full((images.shape[0],), 0.02, dtype=torch.float64), broad, bases)
-    return weights.argmax(1).tolist()
+    sigma = torch.full((images.shape[0],), 0.02, dtype=torch.float64)
+    return model.layout_weights(encode(images), sigma).argmax(1).tolist()
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -239,7 +235,7 @@ def faithfulness(renderer, prompts, settings, seed_sets) -> dict:
         wanted = prompt_tags(prompt)
         for seed in seed_sets:
             images = renderer.render([(prompt, "")], settings.with_(seed=seed))[0].images
-            layouts_per_batch.append(len(set(layout_ids(renderer, images, prompt))))
+            layouts_per_batch.append(len(set(layout_ids(renderer, images))))
             for image in images:
                 seen = read_image(image, classify)
                 ok = all(seen[k] == wanted[k] for k in ("shape", "colour", "background") if wanted[k])

@@ -15,17 +15,21 @@ Words name tags (vocabulary.py); a colour word directly followed by
 "background" names the background colour instead, with weight
 colour-weight * background-weight. The effective tag weights give
 
-- a colour prior (conditioning row, per prompt): mean and standard deviation
-  of the shape colour and of the background colour, per RGB channel. A
-  colour word pulls the mean towards its palette colour and narrows the
-  spread, both smoothly in its weight; no colour word leaves a broad prior.
+- a colour prior: mean and standard deviation of the shape colour and of
+  the background colour, per RGB channel. A colour word pulls the mean
+  towards its palette colour and narrows the spread, both smoothly in its
+  weight; no colour word leaves a broad prior. Guidance multiplies the
+  difference of the means by the CFG scale, so at weight 1 the mean moves
+  about 30% of the way and the guided colour is near the palette colour at
+  CFG 3; higher scales saturate it. The spread comes from the positive
+  prompt and is shared by cond and uncond.
 - a geometry (shared by the pair): size words scale the radius (positive
   minus negative prompt), position words pull the centre towards a side,
   shape words morph every layout towards the named shapes (layouts.py).
 
-The denoiser gets one row per image: cond = colour prior of the positive
-prompt + geometry, uncond = colour prior of the negative prompt + the same
-geometry. Unknown words change nothing but the emphasis normalisation.
+The denoiser gets one row per image: cond = colour means of the positive
+prompt + spreads + geometry, uncond = colour means of the negative prompt +
+the same spreads and geometry. Unknown words change nothing but the emphasis normalisation.
 """
 from __future__ import annotations
 
@@ -38,13 +42,14 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from . import layouts as geo
+from .latents import untone
 from .layouts import PALETTE, SHAPES, SIDE_TARGETS
 from .tokenizer import split_words
 from .vocabulary import BACKGROUND_WORDS, COLOUR_WORDS, WORD_TAGS, background_tag
 
 CHUNK_TOKENS = 75  # a prompt's tokens per 77-token chunk (plus start and end)
 BROAD_MEAN, BROAD_STD = 0.5, 0.25  # colour prior without colour words
-COLOUR_PULL = 3.0  # the mean moves a share P W / (1 + P W) of the way to the named colour
+COLOUR_PULL = 0.45  # the mean moves a share P W / (1 + P W) of the way to the named colour
 COLOUR_NARROWING = 8.0  # the std is BROAD_STD / sqrt(1 + N W)
 SIZE_GAIN = 0.3  # log radius per unit of (large - small) weight
 MEDIUM_GAIN = 1.0  # pull towards the medium radius: G W / (1 + G W)
@@ -174,11 +179,12 @@ def prompt_tags(prompt: str, parser: Parser | None = None) -> dict[str, float]:
 
 
 def _colour_prior(weights: dict[str, float]) -> tuple[list[float], list[float]]:
-    """(mean rgb, std rgb) from the colours named with positive weight."""
+    """(mean rgb, std rgb) from the colours named with positive weight (latent colours, see latents.tone)."""
     total = sum(max(w, 0.0) for w in weights.values())
     if total <= 0.0:
         return [BROAD_MEAN] * 3, [BROAD_STD] * 3
-    target = [sum(max(w, 0.0) * PALETTE[name][c] for name, w in weights.items()) / total for c in range(3)]
+    palette = {name: untone(torch.tensor(PALETTE[name], dtype=torch.float64)).tolist() for name in weights}
+    target = [sum(max(w, 0.0) * palette[name][c] for name, w in weights.items()) / total for c in range(3)]
     pull = COLOUR_PULL * total / (1.0 + COLOUR_PULL * total)
     std = BROAD_STD / math.sqrt(1.0 + COLOUR_NARROWING * total)
     return [BROAD_MEAN + pull * (t - BROAD_MEAN) for t in target], [std] * 3
@@ -231,6 +237,11 @@ def pair_conditioning(positive: str, negative: str = "") -> tuple[torch.Tensor, 
     geometry = geometry_features(pos, neg)
     cond = torch.cat([colour_features(pos), geometry])
     uncond = torch.cat([colour_features(neg), geometry])
+    # The spreads are shared too: guidance then shifts each colour's mean by
+    # scale * (mean_c - mean_u) and keeps the sampler stable (with a narrower
+    # cond than uncond spread, D_u + s (D_c - D_u) has slope 1 - s in x, and
+    # coarse steps overshoot).
+    uncond[FG_STD], uncond[BG_STD] = cond[FG_STD], cond[BG_STD]
     return cond, uncond
 
 

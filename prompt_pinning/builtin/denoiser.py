@@ -1,28 +1,30 @@
-"""The exact denoiser of the built-in model's layouts with Gaussian colours.
+"""The built-in model's denoiser: layouts with Gaussian colours, with guidance.
 
-Latents are images area-averaged onto the latent grid, mapped to [-1, 1] and
-scaled (latents.py). A picture of layout l with colours f (shape) and b
-(background) has, per channel c, the latent
+Latents have three colour channels and a structure channel (latents.py). A
+picture of layout l with colours f (shape) and b (background) has the latent
 
-    z_c = f_c U_l + b_c V_l + o,   U_l = 2 s m_l,  V_l = 2 s g_l (1 - m_l),  o = -s
+    colour channel c:  f_c U_l + b_c V_l + o,  U_l = 2 s m_l,  V_l = 2 s g_l (1 - m_l),  o = -s
+    structure:         K_l + o,                K_l = 2 s n_l
 
-(m_l, g_l: the layout's coverage and shade on the latent grid, s the latent
-scale). With the prior f_c ~ N(mu_f, s_f^2), b_c ~ N(mu_b, s_b^2) from the
-conditioning row and x = z + sigma * noise, each layout is a Gaussian and
-the data a uniform mixture of them. Per (row, layout, channel) with
-B = [U V], y = B^T (x - o) and
+with m_l, g_l the layout's coverage and shade under the prompt's geometry,
+n_l its coverage as drawn (no geometry), s the latent scale. The layouts
+are a uniform mixture; the colours have the conditioning row's prior
+f_c ~ N(mu_f, s_f^2), b_c ~ N(mu_b, s_b^2). For x = z + sigma * noise:
 
-    P = diag(1 / s_f^2, 1 / s_b^2) + B^T B / sigma^2,   h = S^-1 mu + y / sigma^2,
+- Layout weights come from the structure channel alone: the exact posterior
+  of a uniform mixture of points, softmax_l(((x_s - o) . K_l - |K_l|^2 / 2) / sigma^2).
+  They depend on neither the prompt nor the colours, so a seed keeps its
+  layout while weights move (as a seed keeps its composition in Stable
+  Diffusion), and guidance never acts on them.
+- Given the layout, the colours' posterior is exact: with B = [U V],
+  y = B^T (x_c - o), P = diag(1 / s_f^2, 1 / s_b^2) + B^T B / sigma^2 and
+  h = S^-1 mu + y / sigma^2, the posterior colours are P^-1 h. B^T B is three
+  numbers per layout, so every solve is 2x2.
 
-the posterior colours are P^-1 h and the layout's log evidence is, up to
-terms shared by all layouts, sum_c (h^T P^-1 h - log det P) / 2. The
-posterior mean is the evidence-weighted mix of B P^-1 h + o. B^T B is three
-numbers per layout (U.U, U.V, V.V), so every solve is 2x2; the only large
-products are x . U and x . V.
-
+The denoised latent is the layout-weighted mix of B P^-1 h + o and K + o.
 Guidance as in Stable Diffusion, D_u + scale (D_c - D_u): cond and uncond
-share the geometry (the layouts' shapes), only their colour priors differ,
-so both denoise onto the same images and guidance stays on them.
+share the geometry and the layout weights, only their colour priors differ,
+so guidance moves colours along the images and never off them.
 
 Determinism: the large products run one row at a time, always with the same
 shapes, and everything else is elementwise or a per-row reduction, so an
@@ -37,14 +39,15 @@ import torch
 import torch.nn.functional as F
 
 from . import conditioning as cnd
-from .latents import LATENT_SCALE, latent_size
-from .layouts import Layouts, coverage, draw_layouts
+from .latents import LATENT_CHANNELS, LATENT_SCALE, STRUCTURE, latent_size, tone
+from .layouts import Layouts, coverage, draw_layouts, neutral_geometry
 
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0  # large enough that the start x barely favours any layout
 SIGMA_FLOOR = 1e-6  # sigma 0 is treated as this
 SUPERSAMPLE = 2  # coverage samples per latent cell along each axis
-DECODE_SIGMA = 0.02  # the decoder's layout posterior, in latent units
+DECODE_SIGMA = 0.02  # the decoder reads the layout at this sigma, in latent units
+DECODE_PRIOR_STD = 1.0  # the decoder's colour prior: nearly flat, so colours are fitted to the latent
 DECODE_MIN_WEIGHT = 1e-6  # layouts below this decode weight are not drawn
 BASES_CACHED = 32  # geometries whose latent bases are kept
 
@@ -80,8 +83,13 @@ class LayoutDenoiser:
         self.width, self.height = width, height
         self.layouts = layouts or draw_layouts()
         self.latent_hw = latent_size(width, height)
-        self.image_shape = (3, *self.latent_hw)
+        self.image_shape = (LATENT_CHANNELS, *self.latent_hw)
         self._cache: OrderedDict[bytes, Bases] = OrderedDict()
+        structure = self._latent_bases(neutral_geometry())[0]  # (L, P) float64
+        self.structure = structure.float()
+        self.structure_t = self.structure.t().contiguous()
+        self.structure_half_sq = 0.5 * (structure * structure).sum(1)
+        self.structure_offset = LATENT_SCALE * structure.sum(1)  # -o . K_l
 
     @property
     def layout_count(self) -> int:
@@ -96,11 +104,7 @@ class LayoutDenoiser:
         if found is not None:
             self._cache.move_to_end(key)
             return found
-        h, w = self.latent_hw
-        mask, shade = coverage(self.layouts, geometry, self.width, self.height, w * SUPERSAMPLE, h * SUPERSAMPLE)
-        u = F.avg_pool2d(mask[:, None], SUPERSAMPLE)[:, 0].reshape(len(self.layouts), -1)
-        v = F.avg_pool2d((shade * (1.0 - mask))[:, None], SUPERSAMPLE)[:, 0].reshape(len(self.layouts), -1)
-        u, v = 2.0 * LATENT_SCALE * u.double(), 2.0 * LATENT_SCALE * v.double()
+        u, v = self._latent_bases(geometry)
         stacked = torch.cat([u, v]).float()
         found = Bases(stacked=stacked, stacked_t=stacked.t().contiguous(),
                       uu=(u * u).sum(1), uv=(u * v).sum(1), vv=(v * v).sum(1),
@@ -110,22 +114,37 @@ class LayoutDenoiser:
             self._cache.popitem(last=False)
         return found
 
+    def _latent_bases(self, geometry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, V), each (L, P) float64, on the latent grid (supersampled, then area-averaged)."""
+        h, w = self.latent_hw
+        mask, shade = coverage(self.layouts, geometry, self.width, self.height, w * SUPERSAMPLE, h * SUPERSAMPLE)
+        u = F.avg_pool2d(mask[:, None], SUPERSAMPLE)[:, 0].reshape(len(self.layouts), -1)
+        v = F.avg_pool2d((shade * (1.0 - mask))[:, None], SUPERSAMPLE)[:, 0].reshape(len(self.layouts), -1)
+        return 2.0 * LATENT_SCALE * u.double(), 2.0 * LATENT_SCALE * v.double()
+
     def _row_bases(self, cond: torch.Tensor) -> list[Bases]:
         return [self.bases(row[cnd.GEOMETRY]) for row in cond]
 
     # -- the closed form -------------------------------------------------------------------
+    def layout_weights(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """(rows, L) float64 posterior of the layouts from the structure channel."""
+        flat = x[:, STRUCTURE].float().reshape(x.shape[0], 1, -1)
+        fit = torch.stack([flat[r] @ self.structure_t for r in range(x.shape[0])])[:, 0].double()
+        fit = (fit + self.structure_offset - self.structure_half_sq) / (sigma.double() ** 2)[:, None]
+        return torch.softmax(fit, dim=1)
+
     def _projections(self, x: torch.Tensor, bases: list[Bases]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y_u, y_v), each (rows, 3, L) float64: B^T (x - o) per row, channel and layout."""
+        """(y_u, y_v), each (rows, 3, L) float64: B^T (x - o) per row, colour channel and layout."""
         L = self.layout_count
-        flat = x.float().reshape(x.shape[0], 3, -1)
+        flat = x[:, :STRUCTURE].float().reshape(x.shape[0], STRUCTURE, -1)
         proj = torch.stack([flat[r].contiguous() @ b.stacked_t for r, b in enumerate(bases)]).double()
         ou = torch.stack([b.ou for b in bases])[:, None, :]
         ov = torch.stack([b.ov for b in bases])[:, None, :]
         return proj[..., :L] - ou, proj[..., L:] - ov
 
-    def posterior(self, y_u: torch.Tensor, y_v: torch.Tensor, sigma: torch.Tensor, prior: torch.Tensor,
-                  bases: list[Bases]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(layout weights (rows, L), shape colours (rows, 3, L), background colours (rows, 3, L))."""
+    def colours(self, y_u: torch.Tensor, y_v: torch.Tensor, sigma: torch.Tensor, prior: torch.Tensor,
+                bases: list[Bases]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (shape colours, background colours), each (rows, 3, L) float64, given each layout."""
         prior = prior.double()
         inv_var = 1.0 / (sigma.double() ** 2)[:, None, None]
         fg_prec = 1.0 / prior[:, cnd.FG_STD, None] ** 2
@@ -137,14 +156,11 @@ class LayoutDenoiser:
         h1 = fg_prec * prior[:, cnd.FG_MEAN, None] + y_u * inv_var
         h2 = bg_prec * prior[:, cnd.BG_MEAN, None] + y_v * inv_var
         det = p11 * p22 - p12 * p12
-        fg = (p22 * h1 - p12 * h2) / det
-        bg = (p11 * h2 - p12 * h1) / det
-        evidence = (0.5 * (h1 * fg + h2 * bg) - 0.5 * det.log()).sum(1)
-        return torch.softmax(evidence, dim=1), fg, bg
+        return (p22 * h1 - p12 * h2) / det, (p11 * h2 - p12 * h1) / det
 
-    def _coefficients(self, y_u, y_v, sigma, prior, bases) -> torch.Tensor:
-        """(rows, 3, 2L) float64 weights of U_1..U_L, V_1..V_L in the posterior mean."""
-        weights, fg, bg = self.posterior(y_u, y_v, sigma, prior, bases)
+    def _coefficients(self, weights, y_u, y_v, sigma, prior, bases) -> torch.Tensor:
+        """(rows, 3, 2L) float64 weights of U_1..U_L, V_1..V_L in the colour channels' posterior mean."""
+        fg, bg = self.colours(y_u, y_v, sigma, prior, bases)
         return torch.cat([weights[:, None, :] * fg, weights[:, None, :] * bg], dim=2)
 
     def __call__(self, x: torch.Tensor, sigma, cond: torch.Tensor, uncond: torch.Tensor | None = None,
@@ -153,33 +169,40 @@ class LayoutDenoiser:
         self._check(x, cond, "cond")
         sigma = _per_row(sigma, rows).double().clamp_min(SIGMA_FLOOR)
         bases = self._row_bases(cond)
+        weights = self.layout_weights(x, sigma)
         y_u, y_v = self._projections(x, bases)
-        coefficients = self._coefficients(y_u, y_v, sigma, cond, bases)
+        coefficients = self._coefficients(weights, y_u, y_v, sigma, cond, bases)
         if uncond is not None and cond_scale != 1.0:
             self._check(x, uncond, "uncond")
             if not torch.equal(uncond[:, cnd.GEOMETRY].double(), cond[:, cnd.GEOMETRY].double()):
                 raise ValueError("uncond must carry the same geometry as cond (conditioning_rows gives both)")
-            negative = self._coefficients(y_u, y_v, sigma, uncond, bases)
+            negative = self._coefficients(weights, y_u, y_v, sigma, uncond, bases)
             coefficients = negative + float(cond_scale) * (coefficients - negative)
-        coefficients = coefficients.float()
-        out = torch.stack([coefficients[r] @ b.stacked for r, b in enumerate(bases)]) - LATENT_SCALE
-        return out.reshape(x.shape)
+        coefficients, weights = coefficients.float(), weights.float()
+        out = torch.empty((rows, LATENT_CHANNELS, self.latent_hw[0] * self.latent_hw[1]))
+        for r, b in enumerate(bases):
+            out[r, :STRUCTURE] = coefficients[r] @ b.stacked
+            out[r, STRUCTURE] = weights[r] @ self.structure
+        return (out - LATENT_SCALE).reshape(x.shape)
 
     # -- decoding ----------------------------------------------------------------------------
     def decode(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Final latents (rows, 3, h, w) to images (rows, 3, H, W) float32 in [0, 1].
+        """Final latents (rows, 4, h, w) to images (rows, 3, H, W) float32 in [0, 1].
 
-        The layout posterior at DECODE_SIGMA under a broad colour prior picks the
-        layouts (in practice one) and their colours; those layouts are drawn at
-        full resolution under the row's geometry and mixed by weight.
+        The structure channel at DECODE_SIGMA picks the layouts (in practice
+        one); the colour channels give their colours (under a nearly flat prior).
+        Those layouts are drawn at full resolution under the row's geometry,
+        in their toned colours (latents.tone), and mixed by weight.
         """
         rows = latents.shape[0]
         self._check(latents, cond, "cond")
         bases = self._row_bases(cond)
-        broad = cnd.pair_conditioning("", "")[1][None].expand(rows, -1)
+        flat = cnd.pair_conditioning("", "")[1][None].repeat(rows, 1)
+        flat[:, cnd.FG_STD] = flat[:, cnd.BG_STD] = DECODE_PRIOR_STD
         sigma = torch.full((rows,), DECODE_SIGMA, dtype=torch.float64)
+        weights = self.layout_weights(latents, sigma)
         y_u, y_v = self._projections(latents, bases)
-        weights, fg, bg = self.posterior(y_u, y_v, sigma, broad, bases)
+        fg, bg = self.colours(y_u, y_v, sigma, flat, bases)
         out = torch.empty((rows, 3, self.height, self.width))
         for r in range(rows):
             chosen = (weights[r] > DECODE_MIN_WEIGHT).nonzero().flatten()
@@ -187,7 +210,7 @@ class LayoutDenoiser:
             mask, shade = coverage(self.layouts, cond[r, cnd.GEOMETRY], self.width, self.height,
                                    self.width, self.height, select=chosen)
             back = shade * (1.0 - mask)
-            f, b = fg[r][:, chosen].float(), bg[r][:, chosen].float()  # (3, k)
+            f, b = tone(fg[r][:, chosen].float()), tone(bg[r][:, chosen].float())  # (3, k)
             picture = f[:, :, None, None] * mask[None] + b[:, :, None, None] * back[None]  # (3, k, H, W)
             out[r] = (picture * share[None, :, None, None]).sum(1)
         return out.clamp_(0.0, 1.0)

@@ -32,7 +32,7 @@ from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, Re
                          basic_infotext, check_prompt_pairs)
 from .conditioning import conditioning_rows
 from .denoiser import LayoutDenoiser
-from .latents import encode, latent_size
+from .latents import LATENT_CHANNELS, encode, latent_size
 from .seeds import batch_noise
 from .tokenizer import WordTokenizer
 
@@ -140,7 +140,7 @@ class BuiltinRenderer:
         model = self.denoiser(settings.width, settings.height)
         sigmas = self.sigmas(settings, spec)
         batch = settings.batch_size
-        shape = (3, *latent_size(settings.width, settings.height))
+        shape = (LATENT_CHANNELS, *latent_size(settings.width, settings.height))
         unit = batch_noise(settings.seeds(), shape, [settings.subseed + i for i in range(batch)],
                            settings.subseed_strength)
         start = torch.zeros_like(unit) if start is None else encode(start).expand_as(unit)
