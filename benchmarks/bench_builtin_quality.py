@@ -40,7 +40,9 @@ import torch
 
 from prompt_pinning.builtin import conditioning as cnd
 from prompt_pinning.builtin.latents import encode
-from prompt_pinning.builtin.layouts import PALETTE, SHAPES, draw_layouts, neutral_geometry, shape_distance
+from prompt_pinning.builtin.layouts import (
+    MAX_TILT, PALETTE, SHAPES, STRIPE_PERIOD, UPRIGHT_SHAPES, draw_layouts, neutral_geometry, shape_distance,
+)
 from prompt_pinning.builtin.renderer import BuiltinRenderer
 from prompt_pinning.builtin.tokenizer import split_words
 from prompt_pinning.builtin.vocabulary import BACKGROUND_WORDS, COLOUR_WORDS, WORD_TAGS
@@ -83,7 +85,7 @@ def weighted_prompt(words: list[str], index: int, weight: float) -> str:
 
 def prompt_tags(prompt: str) -> dict:
     """What the prompt asks for: shape, shape colour, background colour, size word, size direction."""
-    words = split_words(prompt)
+    words = [word for word, _ in cnd.word_weights(prompt)]
     found = {"shape": None, "colour": None, "background": None}
     for i, word in enumerate(words):
         tag = WORD_TAGS.get(word)
@@ -134,7 +136,11 @@ def background_and_mask(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 class ShapeClassifier:
-    """Template matching: every shape at every rotation, centred on the mask's centroid, area matched."""
+    """Template matching: every shape at every rotation, centred on the mask's centroid, area matched.
+
+    Square and diamond are only tried near upright (a square turned by 45
+    degrees is a diamond); stripes also at four phases of their period.
+    """
 
     def __init__(self, size: int = 64):
         self.size = size
@@ -153,12 +159,19 @@ class ShapeClassifier:
         cx, cy = float(xs[mask].mean()), float(ys[mask].mean())
         unit = float(min(h, w))
         dx, dy = (xs - cx) / unit, (ys - cy) / unit
-        angles = torch.arange(ROTATIONS) * (2 * math.pi / ROTATIONS)
-        cos_r, sin_r = angles.cos()[:, None, None], angles.sin()[:, None, None]
-        qx, qy = cos_r * dx + sin_r * dy, -sin_r * dx + cos_r * dy
         best, best_iou = None, -1.0
         for shape in SHAPES:
+            if shape in UPRIGHT_SHAPES:
+                angles = torch.linspace(-MAX_TILT, MAX_TILT, 9)
+            else:
+                angles = torch.arange(ROTATIONS) * (2 * math.pi / ROTATIONS)
+            cos_r, sin_r = angles.cos()[:, None, None], angles.sin()[:, None, None]
+            qx, qy = cos_r * dx + sin_r * dy, -sin_r * dx + cos_r * dy
             r = torch.tensor(math.sqrt(area / self.unit_area[shape]) / unit)
+            if shape == "stripes":  # shift the bands by quarter periods
+                period = STRIPE_PERIOD * float(r)
+                qx = torch.cat([qx + period * k / 4 for k in range(4)])
+                qy = qy.repeat(4, 1, 1)
             template = shape_distance(shape, qx, qy, r) < 0
             inter = (template & mask).sum((1, 2)).float()
             union = (template | mask).sum((1, 2)).float()

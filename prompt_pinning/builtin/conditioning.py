@@ -54,7 +54,7 @@ COLOUR_NARROWING = 8.0  # the std is BROAD_STD / sqrt(1 + N W)
 SIZE_GAIN = 0.3  # log radius per unit of (large - small) weight
 MEDIUM_GAIN = 1.0  # pull towards the medium radius: G W / (1 + G W)
 POSITION_GAIN = 1.5  # pull towards a side: G W / (1 + G W)
-SHAPE_GAIN = 6.0  # a named shape's share of the blended distance: G W / (1 + sum G W)
+SHAPE_GAIN = 10.0  # a named shape's share of the blended distance: G W / (1 + sum G W)
 
 # Row layout of a conditioning vector.
 FG_MEAN, FG_STD, BG_MEAN, BG_STD = slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12)

@@ -52,6 +52,10 @@ MEDIUM_RADIUS = 0.22
 SIDE_TARGETS = {"left": 0.25, "right": 0.75, "top": 0.25, "bottom": 0.75, "center": 0.5}
 SHADE_RANGE = 0.1
 STRIPE_PERIOD = 0.5  # stripes' period as a share of the radius
+# A square turned by 45 degrees is a diamond: these two stand upright, tilted
+# by at most MAX_TILT radians (the layout's rotation scaled down).
+UPRIGHT_SHAPES = ("square", "diamond")
+MAX_TILT = 0.25
 
 # The geometry vector: how a prompt moves every layout.
 LOG_SCALE, MEDIUM_PULL, TARGET_X, TARGET_Y, PULL_X, PULL_Y, OWN_SHAPE = range(7)
@@ -126,6 +130,16 @@ def shape_distance(shape: str, qx: torch.Tensor, qy: torch.Tensor, r: torch.Tens
     raise ValueError(f"shape must be one of {', '.join(SHAPES)}; got {shape!r}")
 
 
+def tilt(rotation: torch.Tensor) -> torch.Tensor:
+    """An upright shape's rotation: the layout's rotation in [0, 2 pi) scaled into [-MAX_TILT, MAX_TILT]."""
+    return (rotation / math.pi - 1.0) * MAX_TILT
+
+
+def _rotated(dx: torch.Tensor, dy: torch.Tensor, angle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    cos_r, sin_r = angle.cos(), angle.sin()
+    return (cos_r * dx + sin_r * dy).float(), (-sin_r * dx + cos_r * dy).float()
+
+
 def placed(layouts: Layouts, geometry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(centre_x, centre_y, radius) of every layout under a geometry vector."""
     g = geometry.double()
@@ -153,21 +167,21 @@ def coverage(layouts: Layouts, geometry: torch.Tensor, width: int, height: int,
     dx = (xs[None, None, :] - cx[:, None, None] * width) / unit
     dy = (ys[None, :, None] - cy[:, None, None] * height) / unit
     rotation = layouts.rotation[index][:, None, None]
-    cos_r, sin_r = rotation.cos(), rotation.sin()
-    qx, qy = (cos_r * dx + sin_r * dy).float(), (-sin_r * dx + cos_r * dy).float()
+    turned = {False: _rotated(dx, dy, rotation), True: _rotated(dx, dy, tilt(rotation))}
     r = radius.float()[:, None, None]
     g = geometry.double()
     own = layouts.shape[index]
-    distance = torch.zeros_like(qx)
+    distance = torch.zeros_like(turned[False][0])
     if float(g[OWN_SHAPE]) > 0.0:
         for k, name in enumerate(SHAPES):
             rows = (own == k).nonzero().flatten()
             if len(rows):
+                qx, qy = turned[name in UPRIGHT_SHAPES]
                 distance[rows] = float(g[OWN_SHAPE]) * shape_distance(name, qx[rows], qy[rows], r[rows])
     for k, name in enumerate(SHAPES):
         share = float(g[SHAPE_MIX][k])
         if share > 0.0:
-            distance = distance + share * shape_distance(name, qx, qy, r)
+            distance = distance + share * shape_distance(name, *turned[name in UPRIGHT_SHAPES], r)
     mask = (0.5 - distance / cell).clamp(0.0, 1.0)
     shade = layouts.shade[index].float()[:, None, None]
     gradient = 1.0 + shade * (2.0 * (ys.float() / height)[None, :, None] - 1.0)

@@ -2,17 +2,19 @@
 
 One ``render`` call takes a whole generation of individuals. Their rows
 (individual x image) are packed into as few sampler calls as
-``max_images_per_call`` allows; each row carries its own prompt's prior
-logits, and image i of every individual starts from the noise of seed
-``seed + i``. Hyperbatch samplers get whole individuals per call
-(``group_size`` = batch size), so each keeps its own branching tree, and
-the traces come back per individual. Packing changes no result.
+``max_images_per_call`` allows; each row carries its own prompt pair's
+conditioning (conditioning.py), and image i of every individual starts
+from the noise of seed ``seed + i``. Hyperbatch samplers get whole
+individuals per call (``group_size`` = batch size), so each keeps its own
+branching tree, and the traces come back per individual. Packing changes
+no result, bit for bit.
 
 Like Stable Diffusion, the model diffuses in a small latent space (see
 latents.py): seeds, noise, samplers and img2img start images all live on
-the latent grid (3 x H/4 x W/4, sigmas 0.002..80), and only the final
-latents are decoded to float32 images in [0, 1]. It runs on the CPU. Other sizes than 64x64 draw the image set at that size (cached per
-size), which costs time and memory in proportion to width x height.
+the latent grid (4 x H/4 x W/4, sigmas 0.002..80), and only the final
+latents are decoded to float32 images in [0, 1]. It runs on the CPU. Each
+distinct prompt pair draws the layouts under its geometry once (cached);
+that costs time in proportion to width x height.
 """
 from __future__ import annotations
 
@@ -40,8 +42,9 @@ log = logging.getLogger(__name__)
 
 CPU_MAX_IMAGES = 256  # more rows per call stop paying off on a CPU
 MEMORY_SHARE = 0.25  # share of available memory one call may use
-WORKING_COPIES = 16  # latent-sized tensors a row needs during sampling (CFG doubles rows)
+WORKING_COPIES = 16  # latent-sized tensors a row needs during sampling
 DECODE_COPIES = 4  # image-sized tensors a row needs while decoding
+LAYOUT_VALUES = 3 * 20  # float64 values per layout a row holds during a step (3 channels, cond and uncond)
 # Brownian-tree resolution: the power of ten at most this share of the
 # schedule's smallest sigma gap. Query times then move by under 2.5% of any
 # interval an SDE step asks for, and queries get about twice as fast.
@@ -58,10 +61,11 @@ def available_memory_bytes() -> Optional[int]:
         return None
 
 
-def default_max_images_per_call(width: int, height: int, image_count: int) -> int:
+def default_max_images_per_call(width: int, height: int, layout_count: int) -> int:
     """Rows per sampler call that fit MEMORY_SHARE of available memory (at most CPU_MAX_IMAGES)."""
     h, w = latent_size(width, height)
-    per_image = 4 * (WORKING_COPIES * 3 * h * w + DECODE_COPIES * 3 * width * height + 4 * image_count)
+    per_image = (4 * (WORKING_COPIES * LATENT_CHANNELS * h * w + DECODE_COPIES * 3 * width * height)
+                 + 8 * LAYOUT_VALUES * layout_count)
     available = available_memory_bytes() or 2 * 1024**3
     return max(1, min(CPU_MAX_IMAGES, int(MEMORY_SHARE * available // per_image)))
 
