@@ -72,6 +72,17 @@ def test_packing_equals_one_call_per_individual(sampler, max_images):
             assert np.array_equal(batch.traces, hyperbatch.traces(4, 8))
 
 
+def test_thread_count_changes_no_image():
+    s = settings(batch_size=3)
+    one = BuiltinRenderer().render(PROMPTS[:2], s)
+    torch.set_num_threads(2)
+    try:
+        two = BuiltinRenderer().render(PROMPTS[:2], s)
+    finally:
+        torch.set_num_threads(1)
+    assert all(torch.equal(a.images, b.images) for a, b in zip(one, two))
+
+
 @pytest.mark.slow
 def test_sde_packing_equals_one_call_per_individual():
     for sampler in ("DPM++ SDE", "DPM++ SDE Karras - Hyperbatch"):
