@@ -77,9 +77,7 @@ class LayoutDenoiser:
     sigma_max = SIGMA_MAX
 
     def __init__(self, width: int, height: int, layouts: Layouts | None = None):
-        for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 8:
-                raise ValueError(f"{name} must be a whole number of pixels >= 8, got {value!r}")
+        check_size(width, height)
         self.width, self.height = width, height
         self.layouts = layouts or draw_layouts()
         self.latent_hw = latent_size(width, height)
@@ -204,15 +202,19 @@ class LayoutDenoiser:
         y_u, y_v = self._projections(latents, bases)
         fg, bg = self.colours(y_u, y_v, sigma, flat, bases)
         out = torch.empty((rows, 3, self.height, self.width))
-        for r in range(rows):
-            chosen = (weights[r] > DECODE_MIN_WEIGHT).nonzero().flatten()
-            share = (weights[r, chosen] / weights[r, chosen].sum()).float()
-            mask, shade = coverage(self.layouts, cond[r, cnd.GEOMETRY], self.width, self.height,
-                                   self.width, self.height, select=chosen)
+        for group in _rows_by_geometry(cond):
+            # One drawing per geometry: every layout any of its rows needs.
+            needed = [(weights[r] > DECODE_MIN_WEIGHT).nonzero().flatten() for r in group]
+            drawn = torch.unique(torch.cat(needed))
+            mask, shade = coverage(self.layouts, cond[group[0], cnd.GEOMETRY], self.width, self.height,
+                                   self.width, self.height, select=drawn)
             back = shade * (1.0 - mask)
-            f, b = tone(fg[r][:, chosen].float()), tone(bg[r][:, chosen].float())  # (3, k)
-            picture = f[:, :, None, None] * mask[None] + b[:, :, None, None] * back[None]  # (3, k, H, W)
-            out[r] = (picture * share[None, :, None, None]).sum(1)
+            for r, chosen in zip(group, needed):
+                at = torch.searchsorted(drawn, chosen)
+                share = (weights[r, chosen] / weights[r, chosen].sum()).float()
+                f, b = tone(fg[r][:, chosen].float()), tone(bg[r][:, chosen].float())  # (3, k)
+                picture = f[:, :, None, None] * mask[at][None] + b[:, :, None, None] * back[at][None]
+                out[r] = (picture * share[None, :, None, None]).sum(1)
         return out.clamp_(0.0, 1.0)
 
     def _check(self, x: torch.Tensor, rows: torch.Tensor, name: str) -> None:
@@ -221,6 +223,20 @@ class LayoutDenoiser:
         if rows.ndim != 2 or rows.shape != (x.shape[0], cnd.FEATURE_SIZE):
             raise ValueError(f"{name} must be (rows, features) = ({x.shape[0]}, {cnd.FEATURE_SIZE}), "
                              f"got {tuple(rows.shape)}")
+
+
+def _rows_by_geometry(cond: torch.Tensor) -> list[list[int]]:
+    """Row indices grouped by equal geometry, in order of first appearance."""
+    groups: dict[bytes, list[int]] = {}
+    for r, row in enumerate(cond):
+        groups.setdefault(row[cnd.GEOMETRY].double().contiguous().numpy().tobytes(), []).append(r)
+    return list(groups.values())
+
+
+def check_size(width, height) -> None:
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 8:
+            raise ValueError(f"{name} must be a whole number of pixels >= 8, got {value!r}")
 
 
 def _per_row(sigma, rows: int) -> torch.Tensor:

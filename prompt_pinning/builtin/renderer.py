@@ -33,7 +33,7 @@ from hyperbatch.schedule import image_steps
 from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
                          basic_infotext, check_prompt_pairs)
 from .conditioning import conditioning_rows
-from .denoiser import LayoutDenoiser
+from .denoiser import LayoutDenoiser, check_size
 from .latents import LATENT_CHANNELS, encode, latent_size
 from .seeds import batch_noise
 from .tokenizer import WordTokenizer
@@ -116,7 +116,7 @@ class BuiltinRenderer:
 
     def denoiser(self, width: int, height: int) -> LayoutDenoiser:
         """The latent-space denoiser (and decoder) for images of this size."""
-        LayoutDenoiser(width, height)  # validates the size before the shared one is looked up
+        check_size(width, height)  # before the cache sees the values
         return _shared_denoiser(width, height)
 
     def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
