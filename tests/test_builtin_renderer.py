@@ -72,15 +72,20 @@ def test_packing_equals_one_call_per_individual(sampler, max_images):
             assert np.array_equal(batch.traces, hyperbatch.traces(4, 8))
 
 
-def test_thread_count_changes_no_image():
-    s = settings(batch_size=3)
-    one = BuiltinRenderer().render(PROMPTS[:2], s)
+def test_thread_count_changes_no_denoised_value_and_render_restores_it():
+    from prompt_pinning.builtin.conditioning import conditioning_rows
+    model = BuiltinRenderer().denoiser(64, 64)
+    cond, uncond = conditioning_rows([p for p in PROMPTS for _ in range(5)])
+    x = torch.randn((len(cond), 4, 16, 16), generator=torch.Generator().manual_seed(3))
+    one = model(x, 0.7, cond=cond, uncond=uncond, cond_scale=5.0)
     torch.set_num_threads(2)
     try:
-        two = BuiltinRenderer().render(PROMPTS[:2], s)
+        two = model(x, 0.7, cond=cond, uncond=uncond, cond_scale=5.0)
+        BuiltinRenderer().render(PROMPTS[:1], settings(batch_size=1, steps=2))  # samples on one thread
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
-    assert all(torch.equal(a.images, b.images) for a, b in zip(one, two))
+    assert torch.equal(one, two)
 
 
 @pytest.mark.slow

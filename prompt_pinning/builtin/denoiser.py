@@ -29,10 +29,15 @@ so guidance moves colours along the images and never off them.
 Determinism: the large products run one row at a time, always with the same
 shapes, and everything else is elementwise or a per-row reduction, so an
 image does not depend on the rows packed around it.
+
+Every operation here is small (a row's products are 3 x P by P x 2L), so
+more torch threads only add synchronisation; the renderer samples on one
+(``one_thread``). Results do not depend on the thread count.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -223,6 +228,23 @@ class LayoutDenoiser:
         if rows.ndim != 2 or rows.shape != (x.shape[0], cnd.FEATURE_SIZE):
             raise ValueError(f"{name} must be (rows, features) = ({x.shape[0]}, {cnd.FEATURE_SIZE}), "
                              f"got {tuple(rows.shape)}")
+
+
+@contextmanager
+def one_thread():
+    """Run the enclosed torch operations on one intra-op thread, then restore the count.
+
+    Changing the count is cheap, but the first parallel operation after it
+    rebuilds the thread pool: change it once per render, not per step.
+    """
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
 
 
 def _rows_by_geometry(cond: torch.Tensor) -> list[list[int]]:

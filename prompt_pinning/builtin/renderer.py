@@ -33,7 +33,7 @@ from hyperbatch.schedule import image_steps
 from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
                          basic_infotext, check_prompt_pairs)
 from .conditioning import conditioning_rows
-from .denoiser import LayoutDenoiser, check_size
+from .denoiser import LayoutDenoiser, check_size, one_thread
 from .latents import LATENT_CHANNELS, encode, latent_size
 from .seeds import batch_noise
 from .tokenizer import WordTokenizer
@@ -140,6 +140,10 @@ class BuiltinRenderer:
         start = _check_settings(settings, init_images)
         if not prompts:
             return []
+        with one_thread():  # small operations: threads would only synchronise
+            return self._render(prompts, settings, spec, start, progress, should_stop)
+
+    def _render(self, prompts, settings, spec, start, progress, should_stop) -> list[RenderedBatch]:
         should_stop = should_stop or self.should_stop
         model = self.denoiser(settings.width, settings.height)
         sigmas = self.sigmas(settings, spec)
