@@ -50,7 +50,7 @@ from .layouts import Layouts, coverage, draw_layouts, neutral_geometry
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0  # large enough that the start x barely favours any layout
 SIGMA_FLOOR = 1e-6  # sigma 0 is treated as this
-SUPERSAMPLE = 2  # coverage samples per latent cell along each axis
+SUPERSAMPLE = 1  # coverage samples per latent cell along each axis
 DECODE_SIGMA = 0.02  # the decoder reads the layout at this sigma, in latent units
 DECODE_PRIOR_STD = 1.0  # the decoder's colour prior: nearly flat, so colours are fitted to the latent
 DECODE_MIN_WEIGHT = 1e-6  # layouts below this decode weight are not drawn
