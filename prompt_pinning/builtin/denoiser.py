@@ -54,7 +54,7 @@ SUPERSAMPLE = 1  # coverage samples per latent cell along each axis
 DECODE_SIGMA = 0.02  # the decoder reads the layout at this sigma, in latent units
 DECODE_PRIOR_STD = 1.0  # the decoder's colour prior: nearly flat, so colours are fitted to the latent
 DECODE_MIN_WEIGHT = 1e-6  # layouts below this decode weight are not drawn
-BASES_CACHED = 32  # geometries whose latent bases are kept
+BASES_CACHE_BYTES = 256 * 1024**2  # latent bases kept for this many bytes of geometries (at least 2)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ class LayoutDenoiser:
                       uu=(u * u).sum(1), uv=(u * v).sum(1), vv=(v * v).sum(1),
                       ou=-LATENT_SCALE * u.sum(1), ov=-LATENT_SCALE * v.sum(1))
         self._cache[key] = found
-        while len(self._cache) > BASES_CACHED:
+        entry_bytes = 2 * stacked.numel() * stacked.element_size()
+        while len(self._cache) > max(2, BASES_CACHE_BYTES // entry_bytes):
             self._cache.popitem(last=False)
         return found
 
