@@ -230,9 +230,14 @@ def geometry_features(positive: dict[str, float], negative: dict[str, float]) ->
     return g
 
 
-@lru_cache(maxsize=1024)
 def pair_conditioning(positive: str, negative: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-    """(cond, uncond) (FEATURE_SIZE,) float64 rows of a prompt pair."""
+    """(cond, uncond) (FEATURE_SIZE,) float64 rows of a prompt pair (new tensors; parsed once per pair)."""
+    cond, uncond = _cached_pair(positive, negative)
+    return cond.clone(), uncond.clone()
+
+
+@lru_cache(maxsize=1024)
+def _cached_pair(positive: str, negative: str) -> tuple[torch.Tensor, torch.Tensor]:
     pos, neg = prompt_tags(positive), prompt_tags(negative)
     geometry = geometry_features(pos, neg)
     cond = torch.cat([colour_features(pos), geometry])
