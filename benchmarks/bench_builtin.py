@@ -1,10 +1,12 @@
 """Speed of the built-in model on one CPU core.
 
 Target: a batch of 8 images at 64x64 with 20 steps in under 1 s (default
-sampler, DPM++ 2M Karras). Also prints the other samplers, the image set's
-build time, and a packed generation (10 individuals in one render call).
+sampler, DPM++ 2M Karras). Also prints the other samplers, the time to draw
+a new geometry's layout bases (once per distinct prompt pair), and a packed
+generation (10 individuals in one render call).
 ``--commitment`` instead prints, per step of a plain DPM++ 2M run, the mean
-top posterior weight of the data latents (how decided the samples are).
+top posterior weight of the layouts (how decided the samples are).
+benchmarks/bench_builtin_quality.py measures what the images mean.
 
     python benchmarks/bench_builtin.py [--threads 1] [--repeats 3] [--commitment]
 """
@@ -16,9 +18,8 @@ import time
 import torch
 
 import hyperbatch
-from prompt_pinning.builtin.conditioning import prompt_logit_rows
-from prompt_pinning.builtin.images import _cached_image_set, image_set
-from prompt_pinning.builtin.latents import latent_size
+from prompt_pinning.builtin.conditioning import GEOMETRY, conditioning_rows, pair_conditioning
+from prompt_pinning.builtin.latents import LATENT_CHANNELS, latent_size
 from prompt_pinning.builtin.renderer import BuiltinRenderer
 from prompt_pinning.builtin.seeds import batch_noise
 from prompt_pinning.rendering import GenerationSettings
@@ -26,6 +27,7 @@ from prompt_pinning.rendering import GenerationSettings
 PROMPT = ("a (large:1.2) red circle on a blue background", "small")
 SAMPLERS = ("DPM++ 2M", "Euler", "DPM++ 2M Karras - Hyperbatch", "DPM++ SDE", "DPM++ SDE Karras - Hyperbatch")
 TARGET_SECONDS = 1.0
+BASES_REPEATS = 5
 
 
 def best_of(repeats: int, work) -> float:
@@ -38,19 +40,19 @@ def best_of(repeats: int, work) -> float:
 
 
 def commitment(steps: int = 20, batch: int = 16, size: int = 64) -> None:
-    """Mean top posterior weight (unguided) per step, CFG 7, over a few prompts."""
+    """Mean top layout weight per step, CFG 7, over a few prompts."""
     renderer = BuiltinRenderer()
-    model, images = renderer.denoiser(size, size), image_set(size, size)
+    model = renderer.denoiser(size, size)
     spec = hyperbatch.get_sampler("DPM++ 2M")
     sigmas = renderer.sigmas(GenerationSettings(seed=0, steps=steps, width=size, height=size), spec)
     prompts = ["red", "large ring", "green background", "a red circle", ""]
-    cond = prompt_logit_rows([p for p in prompts for _ in range(batch)], images)
-    uncond = prompt_logit_rows([""] * len(cond), images)
-    x = batch_noise(range(batch), (3, *latent_size(size, size))).repeat(len(prompts), 1, 1, 1) * sigmas[0]
+    cond, uncond = conditioning_rows([(p, "") for p in prompts for _ in range(batch)])
+    x = batch_noise(range(batch), (LATENT_CHANNELS, *latent_size(size, size))).repeat(len(prompts), 1, 1, 1)
+    x = x * sigmas[0]
     tops = []
     spec.function(model, x, sigmas, extra_args={"cond": cond, "uncond": uncond, "cond_scale": 7.0}, disable=True,
-                  callback=lambda info: tops.append(float(
-                      model.posterior_weights(info["x"], info["sigma"], uncond).max(1).values.mean())))
+                  callback=lambda info: tops.append(float(model.layout_weights(
+                      info["x"], info["sigma"].double().expand(len(x))).max(1).values.mean())))
     print(f"{size}x{size}, latent {tuple(x.shape[1:])}, {steps} Karras steps, CFG 7, "
           f"{len(prompts)} prompts x {batch} seeds: mean top posterior weight at each step")
     for i, top in enumerate(tops):
@@ -68,11 +70,12 @@ def main() -> None:
         commitment()
         return
 
-    _cached_image_set.cache_clear()
-    build = best_of(1, lambda: image_set(64, 64))
-    print(f"image set build (384 images, 64x64): {build:.3f} s")
-
     renderer = BuiltinRenderer()
+    model = renderer.denoiser(64, 64)
+    geometries = iter([pair_conditioning(f"(large:{1 + k / 100}) ring")[0] for k in range(BASES_REPEATS)])
+    build = best_of(BASES_REPEATS, lambda: model.bases(next(geometries)[GEOMETRY]))
+    print(f"layout bases of a new geometry (384 layouts, 64x64): {build:.4f} s")
+
     renderer.render([PROMPT], GenerationSettings(seed=1, batch_size=1, steps=2))  # warm caches
     print(f"threads={args.threads}, batch 8, 64x64, 20 steps, CFG 7, best of {args.repeats}:")
     for sampler in SAMPLERS:

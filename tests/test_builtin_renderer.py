@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hyperbatch
-from prompt_pinning.builtin.images import image_set
+from prompt_pinning.builtin.layouts import PALETTE
 from hyperbatch.noise import BrownianNoise
 from prompt_pinning.builtin.renderer import (
     SDE_TOL_SHARE, BuiltinRenderer, default_max_images_per_call, plan_calls, sde_tol, truncated_sigmas,
@@ -65,11 +65,27 @@ def test_packing_equals_one_call_per_individual(sampler, max_images):
     packed = BuiltinRenderer(max_images_per_call=max_images).render(PROMPTS, s)
     for pair, batch in zip(PROMPTS, packed):
         alone = render_alone(pair, s)
-        assert torch.allclose(batch.images, alone.images, atol=1e-5, rtol=0)
+        assert torch.equal(batch.images, alone.images)  # bit for bit
         assert batch.seeds == alone.seeds
         if sampler in HYPER:
             assert np.array_equal(batch.traces, alone.traces)
             assert np.array_equal(batch.traces, hyperbatch.traces(4, 8))
+
+
+def test_thread_count_changes_no_denoised_value_and_render_restores_it():
+    from prompt_pinning.builtin.conditioning import conditioning_rows
+    model = BuiltinRenderer().denoiser(64, 64)
+    cond, uncond = conditioning_rows([p for p in PROMPTS for _ in range(5)])
+    x = torch.randn((len(cond), 4, 16, 16), generator=torch.Generator().manual_seed(3))
+    one = model(x, 0.7, cond=cond, uncond=uncond, cond_scale=5.0)
+    torch.set_num_threads(2)
+    try:
+        two = model(x, 0.7, cond=cond, uncond=uncond, cond_scale=5.0)
+        BuiltinRenderer().render(PROMPTS[:1], settings(batch_size=1, steps=2))  # samples on one thread
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert torch.equal(one, two)
 
 
 @pytest.mark.slow
@@ -79,7 +95,7 @@ def test_sde_packing_equals_one_call_per_individual():
         packed = BuiltinRenderer(max_images_per_call=16).render(PROMPTS[:3], s)
         for pair, batch in zip(PROMPTS[:3], packed):
             alone = render_alone(pair, s)
-            assert torch.allclose(batch.images, alone.images, atol=1e-5, rtol=0)
+            assert torch.equal(batch.images, alone.images)
 
 
 def test_plain_seeds_are_shared_across_individuals_and_batch_sizes():
@@ -87,7 +103,7 @@ def test_plain_seeds_are_shared_across_individuals_and_batch_sizes():
     big = BuiltinRenderer().render([("red", ""), ("red", "")], settings(batch_size=4))
     small = BuiltinRenderer().render([("red", "")], settings(batch_size=2, seed=13))
     assert torch.equal(big[0].images, big[1].images)
-    assert torch.allclose(big[0].images[2:], small[0].images, atol=1e-5, rtol=0)
+    assert torch.equal(big[0].images[2:], small[0].images)
 
 
 def render_many(prompt, negative=""):
@@ -95,24 +111,30 @@ def render_many(prompt, negative=""):
     return BuiltinRenderer().render([(prompt, negative)], s)[0].images
 
 
-def share_tagged(images, tag):
-    """Share of images whose nearest built-in image has ``tag``."""
-    data = image_set().images.reshape(len(image_set().tags), -1)
-    nearest = torch.cdist(images.reshape(images.shape[0], -1), data).argmin(1)
-    return float(np.mean([tag in image_set().tags[n] for n in nearest.tolist()]))
+def palette_share(images, colour):
+    """Share of pixels whose nearest palette colour is ``colour``."""
+    palette = torch.tensor(list(PALETTE.values()))
+    nearest = torch.cdist(images.permute(0, 2, 3, 1).reshape(-1, 3), palette).argmin(1)
+    return float((nearest == list(PALETTE).index(colour)).float().mean())
 
 
-def test_shape_words_pick_images_with_those_tags():
-    red, blue = render_many("red"), render_many("blue")
-    assert share_tagged(red, "red") > 0.7 and share_tagged(blue, "red") < 0.2
-    assert share_tagged(blue, "blue") > 0.7
-    assert share_tagged(render_many("ring"), "ring") > 0.7
+def test_colour_words_colour_the_shape_and_the_background():
+    red_on_blue = render_many("a red circle on a blue background")
+    blue_on_red = render_many("a blue circle on a red background")
+    assert palette_share(red_on_blue, "blue") > 0.5 and 0.03 < palette_share(red_on_blue, "red") < 0.5
+    assert palette_share(blue_on_red, "red") > 0.5 and 0.03 < palette_share(blue_on_red, "blue") < 0.5
 
 
-def test_colour_words_move_the_colour_channels():
+def test_more_weight_means_more_colour_and_a_larger_shape():
+    low, high = render_many("a (green:0.6) ring"), render_many("a (green:1.4) ring")
+    assert palette_share(high, "green") > palette_share(low, "green")
+    small, large = render_many("a (large:0.5) white square"), render_many("a (large:1.5) white square")
+    assert palette_share(large, "white") > 1.2 * palette_share(small, "white")
+
+
+def test_negative_prompt_pushes_colours_away():
     red, blue = render_many("red background").mean((0, 2, 3)), render_many("blue background").mean((0, 2, 3))
     assert red[0] > blue[0] + 0.2 and blue[2] > red[2] + 0.2
-    # The negative prompt pushes away from its words.
     plain, negative = render_many("").mean((0, 2, 3)), render_many("", "blue background").mean((0, 2, 3))
     assert negative[2] < plain[2] - 0.05
 
@@ -121,12 +143,12 @@ def test_nearby_weights_give_nearby_images():
     s = settings(batch_size=12, steps=12)
     renderer = BuiltinRenderer()
     images = {w: renderer.render([(f"(red:{w}) circle on a blue background", "")], s)[0].images
-              for w in (1.0, 1.01, 1.02, 2.5)}
+              for w in (1.0, 1.01, 1.02, 1.5)}
     near = float((images[1.01] - images[1.0]).abs().mean())
     nearish = float((images[1.02] - images[1.0]).abs().mean())
-    far = float((images[2.5] - images[1.0]).abs().mean())
-    assert far > 0.02
-    assert near <= nearish < far / 3
+    far = float((images[1.5] - images[1.0]).abs().mean())
+    assert far > 0.005
+    assert 0 < near < nearish < far / 10  # every step changes the images, by about its size
 
 
 def test_progress_counts_image_steps_and_stop_interrupts():
@@ -160,7 +182,7 @@ def test_img2img_keeps_low_strength_close_to_the_init_image():
     s = settings(batch_size=2, steps=10)
     low = BuiltinRenderer().render([("red circle", "")], s.with_(denoising_strength=0.1), init_images=init)[0]
     high = BuiltinRenderer().render([("red circle", "")], s.with_(denoising_strength=1.0), init_images=init)[0]
-    assert float((low.images - init).abs().mean()) < 0.02
+    assert float((low.images - init).abs().mean()) < 0.03
     assert float((high.images - init).abs().mean()) > float((low.images - init).abs().mean())
     full = torch.linspace(10, 0, 11)
     assert len(truncated_sigmas(full, 0.5)) == 6 and torch.equal(truncated_sigmas(full, 1.0), full)

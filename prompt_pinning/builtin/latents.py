@@ -1,26 +1,26 @@
-"""The built-in model's latent space: its encoder and decoder.
+"""The built-in model's latent space and its encoder.
 
 Like Stable Diffusion, the built-in model diffuses in a small latent space
-and decodes only the final latent to pixels. Diffusing in full pixel space
-would not work here: squared distances between images over 3 x 64 x 64
-values dwarf 2 sigma^2 for all but the largest sigmas, so a sample settles
-on one data image within the first few steps and every later step (and
-every small prompt-weight change) leaves it there.
+with four channels and decodes only the final latent to pixels
+(LayoutDenoiser.decode). The latent grid is ceil(H / 4) x ceil(W / 4).
 
-Encoder: a latent is the image's area-average downsampled copy, 3 x
-ceil(H / LATENT_FACTOR) x ceil(W / LATENT_FACTOR), mapped to [-1, 1] and
-multiplied by LATENT_SCALE (as Stable Diffusion scales its VAE latents by
-0.18215). Both set how close data latents sit relative to the noise, and so
-when a sample commits to one image. At 64x64 the latent has 3 x 16 x 16 =
-768 numbers; with the scale, a 20-step Karras run (sigmas 80..0.002) at CFG
-7 commits around steps 11-13 (the unguided posterior's top weight passes 0.5
-near sigma 0.7, step 12), so branches split early in a hyperbatch still end
-on different images. Measured with benchmarks/bench_builtin.py --commitment.
+- Channels 0-2 (colour): the image area-averaged onto the grid, mapped to
+  [-1, 1] and multiplied by LATENT_SCALE (as Stable Diffusion scales its VAE
+  latents by 0.18215).
+- Channel 3 (structure): where the shape is, as drawn in its layout before
+  the prompt moves it: 2 m - 1 times LATENT_SCALE, m the coverage. It holds
+  no colour, so the layout a sample settles on depends on its seed alone.
 
-Decoder (the VAE-decoder analogue): the posterior weights of the data
-latents at a small DECODE_SIGMA, from the likelihood alone (no prompt prior),
-mix the full-resolution data images. A latent on a data latent decodes to
-that image, crisp; a latent between data latents decodes to a smooth blend.
+Colours in the latent are unbounded (guidance can push them past the
+gamut); the decoder shows them through ``tone``, the identity between
+TONE_KNEE and 1 - TONE_KNEE with smooth exponential shoulders towards 0 and
+1, so more push keeps making a colour more intense, never clipped flat.
+The encoder applies the inverse, ``untone``.
+
+The scale sets how close different layouts' latents sit relative to the
+noise, and so when a sample commits to one layout. Encoding an arbitrary
+image (img2img) estimates the structure channel from each pixel's colour
+distance to the image's border colour.
 """
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .denoiser import to_model_space
-
 LATENT_FACTOR = 4  # image pixels per latent cell along each axis
-LATENT_SCALE = 0.15  # latents span [-0.15, 0.15]; nearest data latents lie ~0.5-1 apart
-DECODE_SIGMA = 0.02  # in latent units; far below the distance between distinct data latents
+LATENT_SCALE = 0.15  # latents span [-0.15, 0.15]
+LATENT_CHANNELS = 4  # three colour channels and the structure channel
+STRUCTURE = 3  # the structure channel's index
+TONE_KNEE = 0.15  # tone() is the identity on [TONE_KNEE, 1 - TONE_KNEE]
+TONE_LIMIT = 1e-3  # untone() clamps display values to [TONE_LIMIT, 1 - TONE_LIMIT]
+OBJECT_CONTRAST = 0.3  # colour distance from the border colour that counts as fully inside the shape
 
 
 def latent_size(width: int, height: int) -> tuple[int, int]:
@@ -42,42 +44,40 @@ def latent_size(width: int, height: int) -> tuple[int, int]:
 
 
 def downsample(images: torch.Tensor) -> torch.Tensor:
-    """Area-average (N, 3, H, W) images onto the latent grid (any H, W)."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+    """Area-average (N, C, H, W) images onto the latent grid (any H, W)."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     h, w = latent_size(images.shape[3], images.shape[2])
     return F.adaptive_avg_pool2d(images.float(), (h, w))
 
 
+def tone(colour: torch.Tensor) -> torch.Tensor:
+    """Latent colour values (any real) to display values in (0, 1); smooth and increasing."""
+    k = TONE_KNEE
+    high = 1.0 - k * torch.exp(-(colour - (1.0 - k)).clamp_min(0.0) / k)
+    low = k * torch.exp((colour - k).clamp_max(0.0) / k)
+    return torch.where(colour > 1.0 - k, high, torch.where(colour < k, low, colour))
+
+
+def untone(display: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``tone`` (display values clamped to [TONE_LIMIT, 1 - TONE_LIMIT] first)."""
+    k, v = TONE_KNEE, display.clamp(TONE_LIMIT, 1.0 - TONE_LIMIT)
+    high = (1.0 - k) - k * torch.log((1.0 - v).clamp_max(k) / k)
+    low = k + k * torch.log(v.clamp_max(k) / k)
+    return torch.where(v > 1.0 - k, high, torch.where(v < k, low, v))
+
+
+def estimated_coverage(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) in [0, 1]: how far each pixel's colour is from the median border colour."""
+    border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
+    background = border.median(dim=2).values[:, :, None, None]
+    return ((images - background).norm(dim=1, keepdim=True) / OBJECT_CONTRAST).clamp(0.0, 1.0)
+
+
 def encode(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) images in [0, 1] to (N, 3, h, w) latents in [-LATENT_SCALE, LATENT_SCALE]."""
-    return LATENT_SCALE * to_model_space(downsample(images))
-
-
-class LatentDecoder:
-    """Maps latents (B, 3, h, w) to full-resolution images (B, 3, H, W) in [0, 1]."""
-
-    def __init__(self, images: torch.Tensor, sigma: float = DECODE_SIGMA):
-        if not sigma > 0:
-            raise ValueError(f"decode sigma must be > 0, got {sigma!r}")
-        self.sigma = float(sigma)
-        self.image_shape = tuple(images.shape[1:])
-        # Weights sum to 1, so mixing the [0, 1] images needs no copy in model space.
-        self.pixels = images.float().reshape(images.shape[0], -1)
-        latents = encode(images).double()
-        self.latent_shape = tuple(latents.shape[1:])
-        self.latents_t = latents.reshape(latents.shape[0], -1).t().contiguous()  # (d, N)
-        self.half_sq_norms = 0.5 * (self.latents_t**2).sum(0)
-
-    def weights(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, N) likelihood weights of each data image at each latent (float64)."""
-        if latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:
-            raise ValueError(f"latents must be (B, {', '.join(map(str, self.latent_shape))}), "
-                             f"got {tuple(latents.shape)}")
-        flat = latents.reshape(latents.shape[0], -1).double()
-        fit = (flat @ self.latents_t - self.half_sq_norms) / self.sigma**2
-        return torch.softmax(fit, dim=1)
-
-    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        mixed = self.weights(latents).float() @ self.pixels
-        return mixed.clamp_(0.0, 1.0).reshape(latents.shape[0], *self.image_shape)
+    """(N, 3, H, W) images in [0, 1] to (N, 4, h, w) latents (structure in [-LATENT_SCALE, LATENT_SCALE])."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+    images = images.float()
+    both = torch.cat([untone(images), estimated_coverage(images)], dim=1)
+    return LATENT_SCALE * (2.0 * downsample(both) - 1.0)

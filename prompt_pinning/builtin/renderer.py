@@ -2,17 +2,19 @@
 
 One ``render`` call takes a whole generation of individuals. Their rows
 (individual x image) are packed into as few sampler calls as
-``max_images_per_call`` allows; each row carries its own prompt's prior
-logits, and image i of every individual starts from the noise of seed
-``seed + i``. Hyperbatch samplers get whole individuals per call
-(``group_size`` = batch size), so each keeps its own branching tree, and
-the traces come back per individual. Packing changes no result.
+``max_images_per_call`` allows; each row carries its own prompt pair's
+conditioning (conditioning.py), and image i of every individual starts
+from the noise of seed ``seed + i``. Hyperbatch samplers get whole
+individuals per call (``group_size`` = batch size), so each keeps its own
+branching tree, and the traces come back per individual. Packing changes
+no result, bit for bit.
 
 Like Stable Diffusion, the model diffuses in a small latent space (see
 latents.py): seeds, noise, samplers and img2img start images all live on
-the latent grid (3 x H/4 x W/4, sigmas 0.002..80), and only the final
-latents are decoded to float32 images in [0, 1]. It runs on the CPU. Other sizes than 64x64 draw the image set at that size (cached per
-size), which costs time and memory in proportion to width x height.
+the latent grid (4 x H/4 x W/4, sigmas 0.002..80), and only the final
+latents are decoded to float32 images in [0, 1]. It runs on the CPU. Each
+distinct prompt pair draws the layouts under its geometry once (cached);
+that costs time in proportion to width x height.
 """
 from __future__ import annotations
 
@@ -30,10 +32,9 @@ from hyperbatch.schedule import image_steps
 
 from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
                          basic_infotext, check_prompt_pairs)
-from .conditioning import DEFAULT_BETA, prompt_logit_rows
-from .denoiser import PosteriorMeanDenoiser
-from .images import image_set
-from .latents import LATENT_SCALE, LatentDecoder, downsample, encode, latent_size
+from .conditioning import conditioning_rows
+from .denoiser import LayoutDenoiser, check_size, one_thread
+from .latents import LATENT_CHANNELS, encode, latent_size
 from .seeds import batch_noise
 from .tokenizer import WordTokenizer
 
@@ -41,8 +42,9 @@ log = logging.getLogger(__name__)
 
 CPU_MAX_IMAGES = 256  # more rows per call stop paying off on a CPU
 MEMORY_SHARE = 0.25  # share of available memory one call may use
-WORKING_COPIES = 16  # latent-sized tensors a row needs during sampling (CFG doubles rows)
+WORKING_COPIES = 16  # latent-sized tensors a row needs during sampling
 DECODE_COPIES = 4  # image-sized tensors a row needs while decoding
+LAYOUT_VALUES = 3 * 20  # float64 values per layout a row holds during a step (3 channels, cond and uncond)
 # Brownian-tree resolution: the power of ten at most this share of the
 # schedule's smallest sigma gap. Query times then move by under 2.5% of any
 # interval an SDE step asks for, and queries get about twice as fast.
@@ -59,10 +61,11 @@ def available_memory_bytes() -> Optional[int]:
         return None
 
 
-def default_max_images_per_call(width: int, height: int, image_count: int) -> int:
+def default_max_images_per_call(width: int, height: int, layout_count: int) -> int:
     """Rows per sampler call that fit MEMORY_SHARE of available memory (at most CPU_MAX_IMAGES)."""
     h, w = latent_size(width, height)
-    per_image = 4 * (WORKING_COPIES * 3 * h * w + DECODE_COPIES * 3 * width * height + 4 * image_count)
+    per_image = (4 * (WORKING_COPIES * LATENT_CHANNELS * h * w + DECODE_COPIES * 3 * width * height)
+                 + 8 * LAYOUT_VALUES * layout_count)
     available = available_memory_bytes() or 2 * 1024**3
     return max(1, min(CPU_MAX_IMAGES, int(MEMORY_SHARE * available // per_image)))
 
@@ -99,7 +102,7 @@ class BuiltinRenderer:
 
     name = "builtin"
 
-    def __init__(self, max_images_per_call: Optional[int] = None, beta: float = DEFAULT_BETA,
+    def __init__(self, max_images_per_call: Optional[int] = None,
                  should_stop: Optional[Callable[[], bool]] = None):
         if max_images_per_call is not None and (
             isinstance(max_images_per_call, bool) or not isinstance(max_images_per_call, int)
@@ -108,19 +111,13 @@ class BuiltinRenderer:
             raise ValueError(f"max_images_per_call must be a whole number >= 1 or None (auto), "
                              f"got {max_images_per_call!r}")
         self.max_images_per_call = max_images_per_call
-        self.beta = float(beta)
         self.should_stop = should_stop
         self.tokenizer = WordTokenizer()
 
-    def denoiser(self, width: int, height: int) -> PosteriorMeanDenoiser:
-        """The latent-space denoiser for images of this size."""
-        image_set(width, height)  # validates the size
+    def denoiser(self, width: int, height: int) -> LayoutDenoiser:
+        """The latent-space denoiser (and decoder) for images of this size."""
+        check_size(width, height)  # before the cache sees the values
         return _shared_denoiser(width, height)
-
-    def decoder(self, width: int, height: int) -> LatentDecoder:
-        """Final latents to images of this size."""
-        image_set(width, height)
-        return _shared_decoder(width, height)
 
     def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
         scheduler = str(settings.scheduler).lower()
@@ -143,21 +140,22 @@ class BuiltinRenderer:
         start = _check_settings(settings, init_images)
         if not prompts:
             return []
+        with one_thread():  # small operations: threads would only synchronise
+            return self._render(prompts, settings, spec, start, progress, should_stop)
+
+    def _render(self, prompts, settings, spec, start, progress, should_stop) -> list[RenderedBatch]:
         should_stop = should_stop or self.should_stop
         model = self.denoiser(settings.width, settings.height)
-        decode = self.decoder(settings.width, settings.height)
-        images = image_set(settings.width, settings.height)
         sigmas = self.sigmas(settings, spec)
         batch = settings.batch_size
-        shape = (3, *latent_size(settings.width, settings.height))
+        shape = (LATENT_CHANNELS, *latent_size(settings.width, settings.height))
         unit = batch_noise(settings.seeds(), shape, [settings.subseed + i for i in range(batch)],
                            settings.subseed_strength)
         start = torch.zeros_like(unit) if start is None else encode(start).expand_as(unit)
-        cond = prompt_logit_rows([p for p, _ in prompts], images, self.beta)
-        uncond = prompt_logit_rows([n for _, n in prompts], images, self.beta)
+        cond, uncond = conditioning_rows(prompts)
 
         max_images = self.max_images_per_call or default_max_images_per_call(
-            settings.width, settings.height, model.image_count)
+            settings.width, settings.height, model.layout_count)
         calls = plan_calls(len(prompts), batch, max_images, spec.hyperbatch)
         steps = len(sigmas) - 1
         per_call = [_call_image_steps(len(c), batch, steps, spec.hyperbatch) for c in calls]
@@ -185,7 +183,7 @@ class BuiltinRenderer:
             extra = {"cond": cond[who], "uncond": uncond[who], "cond_scale": float(settings.cfg_scale)}
             result = spec.function(model, x, sigmas, extra_args=extra, callback=ticker.callback,
                                    disable=True, **kwargs)
-            out[who, which] = decode(result)
+            out[who, which] = model.decode(result, cond[who])
             ticker.finish_call(call_steps)
 
         trace = traces[0] if traces else None
@@ -198,14 +196,8 @@ class BuiltinRenderer:
 
 
 @lru_cache(maxsize=4)
-def _shared_denoiser(width: int, height: int) -> PosteriorMeanDenoiser:
-    # The denoiser maps the downsampled images to latents exactly as encode() does.
-    return PosteriorMeanDenoiser(downsample(image_set(width, height).images), scale=LATENT_SCALE)
-
-
-@lru_cache(maxsize=4)
-def _shared_decoder(width: int, height: int) -> LatentDecoder:
-    return LatentDecoder(image_set(width, height).images)
+def _shared_denoiser(width: int, height: int) -> LayoutDenoiser:
+    return LayoutDenoiser(width, height)
 
 
 class _Ticker:

@@ -1,11 +1,11 @@
 """Words the built-in model understands and the image tags they stand for."""
 from __future__ import annotations
 
-from .images import PALETTE, SHAPES
+from .layouts import PALETTE, SHAPES
 
 BACKGROUND_WORDS = ("background", "backdrop", "backgrounds")
 
-# word -> tag; a tag is a shape, colour, size or position word of images.py.
+# word -> tag; a tag is a shape, colour, size or position word of layouts.py.
 WORD_TAGS: dict[str, str] = {}
 for _shape in SHAPES:
     WORD_TAGS[_shape] = _shape
