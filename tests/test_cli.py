@@ -118,8 +118,19 @@ def test_threads_are_set_by_the_command_line_only():
     set_threads(0)  # 0: leave torch's default alone
     assert torch.get_num_threads() == before
     engine = Path(__file__).resolve().parent.parent / "prompt_pinning"
-    setters = [p.name for p in engine.rglob("*.py") if "set_num_threads" in p.read_text()]
-    assert setters == ["cli.py"]
+    setters = sorted(p.name for p in engine.rglob("*.py") if "set_num_threads" in p.read_text())
+    # the CLI sets its process's count; the built-in model samples on one thread and puts it back
+    assert setters == ["cli.py", "denoiser.py"]
+    from prompt_pinning.builtin import BuiltinRenderer
+    from prompt_pinning.rendering import GenerationSettings
+
+    torch.set_num_threads(2)
+    try:
+        BuiltinRenderer().render([("a red circle", "")], GenerationSettings(seed=1, batch_size=2, steps=2, width=16,
+                                                                           height=16))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 def test_resume_of_a_folder_the_project_did_not_make_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "evaluations.jsonl").write_text("someone else's\n")
     assert main(["--resume", str(tmp_path), "--no-progress"]) == 2
