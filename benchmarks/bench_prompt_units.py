@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
+from bench_builtin import best_of  # noqa: E402 (beside this file)
 from prompt_pinning import prompt_weights
 from prompt_pinning.attention import parse_prompt_attention
 from prompt_pinning.prompt_units import POSITIVE, prompt_items
@@ -40,15 +40,6 @@ def make_prompt(units: int) -> str:
     while len(words) < units:
         words.extend(WORDS)
     return " ".join(words[:units])
-
-
-def best_of(repeats: int, work) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def measure(units: int, tokenizer, repeats: int, host_parser=None) -> dict[str, float]:
