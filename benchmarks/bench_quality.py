@@ -48,7 +48,8 @@ from prompt_pinning.builtin import BuiltinRenderer
 from prompt_pinning.config import PinningConfig
 from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning import run as run_module
-from prompt_pinning.run import block_settings, run_pinning
+from prompt_pinning.run import run_pinning
+from prompt_pinning.seed_blocks import block_settings
 from prompt_pinning.run_parts import build_loss, build_vector
 
 # Prompts the built-in model can draw; each leaves something open for the weights to pin.

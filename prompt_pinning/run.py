@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -61,6 +60,7 @@ from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult, 
 from .rendering import RenderedBatch, Renderer, RenderInterrupted
 from .rundir import individual_id
 from .runstore import FolderStore, RunStore
+from .seed_blocks import block_settings, training_block, validation_blocks, validation_points  # noqa: F401
 from .run_parts import build_loss, build_targets, build_vector, loss_device, on_device
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ HALL_OF_FAME_SIZE = 10
 # Images scored per loss call: a stop request is seen between two calls, so on a CPU
 # (about 0.1 s per 512x512 image) a stop waits at most a few seconds for scoring.
 SCORE_CHUNK_IMAGES = 32
-VALIDATION_SHARE = 0.1  # validation renders per generation render, about (baseline and centroid aside)
 Progress = Callable[[str, int, int], None]
 
 
@@ -682,31 +681,6 @@ def _stage_seconds(records: list[IndividualRecord]) -> dict[str, float]:
             "host_prompt_seconds": total(r.extra.get("host_prompt_seconds") for r in records),
             "loss_seconds": total(r.loss_seconds for r in records),
             "prompt_seconds": total(r.extra.get("prompt_seconds") for r in records)}
-
-
-def block_settings(settings, block: int):
-    """The settings of seed block ``block``: seeds ``seed + block * B`` onwards."""
-    return settings.with_(seed=settings.seed + block * settings.batch_size)
-
-
-def training_block(schedule: str, generation: int) -> int:
-    return 0 if schedule == "fixed" else generation
-
-
-def validation_blocks(schedule: str, generations: int, count: int) -> list[int]:
-    """The blocks after the last training block: disjoint from every training seed."""
-    first = 1 if schedule == "fixed" else generations + 1
-    return list(range(first, first + count))
-
-
-def validation_points(generations: int, population: int, batches: int) -> list[int]:
-    """Generations after which the best unvalidated candidate is validated: every k-th and
-    the last, with k the smallest step keeping ``batches`` renders per point near
-    VALIDATION_SHARE of the ``population`` renders per generation."""
-    if batches <= 0:
-        return []
-    every = max(1, math.ceil(batches / (VALIDATION_SHARE * population) - 1e-9))
-    return [g for g in range(1, generations + 1) if g % every == 0 or g == generations]
 
 
 def _listed(value: Any) -> Any:

@@ -95,7 +95,7 @@ def units_placeholder() -> str:
 def implied_defaults(n: int) -> dict[str, int]:
     """The seed's computed defaults for N units."""
     from prompt_pinning.options import default_generations, default_lambda, default_mu
-    from prompt_pinning.run import validation_points
+    from prompt_pinning.seed_blocks import validation_points
 
     lambda_ = default_lambda(n)
     generations = default_generations(n)
