@@ -38,7 +38,12 @@ import zlib
 
 SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
-INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning stop", "Pinning report")
+INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning validation loss", "Pinning stop", "Pinning report")
+# script_args 25-27 and their defaults, as the extension declares them
+NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union")}
+# file kinds a run folder may hold: data formats only, nothing that is unpickled
+RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".js", ".css", ".txt",
+                     ".csv", ".tmp")
 
 
 class Check:
@@ -114,6 +119,9 @@ def show_response(status, payload, seconds):
             print(f"      {line[:400]}")
         for key in INFO_KEYS:
             print(f"    {key}: {'present' if key + ':' in text else 'MISSING'}")
+        missing = [key for key in INFO_KEYS if key + ":" not in text]
+        if missing:
+            print(f"    infotext lacks {missing}")
     print(f"    seeds: {info.get('all_seeds')}  prompts[0]: {(info.get('all_prompts') or [''])[0][:200]}")
     return images
 
@@ -130,6 +138,11 @@ def check_listing(url, check):
     counts = {tab: len(info["args"]) for tab, info in found.items() if info}
     check.record("script-info", ok, f"argument counts {counts}")
     if found["txt2img"]:
+        args = found["txt2img"]["args"]
+        seen = {i: (args[i]["label"], args[i]["value"]) if i < len(args) else None for i in NEWER_ARGS}
+        check.record("script-info: script_args 25-27", all(
+            seen[i] and seen[i][0].startswith(label) and seen[i][1] == value
+            for i, (label, value) in NEWER_ARGS.items()), f"{seen}")
         for i, arg in enumerate(found["txt2img"]["args"]):
             choices = f" choices={arg['choices']}" if arg.get("choices") else ""
             print(f"    {i:2d} {arg['label']!r} default={arg['value']!r}{choices}")
@@ -173,8 +186,10 @@ def run_pinning(url, path, request, name, opts, check):
           f"lambda_={opts.lambda_}", flush=True)
     status, payload, seconds = call(url, path, request, timeout=opts.timeout)
     images = show_response(status, payload, seconds)
-    check.record(name, status == 200 and len(images) == request["batch_size"],
-                 f"HTTP {status}, {len(images)} images, {seconds:.1f} s")
+    missing = [key for key in INFO_KEYS if info_value(payload, key) is None] if images else list(INFO_KEYS)
+    check.record(name, status == 200 and len(images) == request["batch_size"] and not missing,
+                 f"HTTP {status}, {len(images)} images, {seconds:.1f} s"
+                 + (f", infotext lacks {missing}" if missing else ""))
     return images
 
 
@@ -250,6 +265,7 @@ def check_resume(url, opts, info, check):
             for key in ("Pinning baseline loss", "Pinning loss", "Pinning stop")]
     check.record("resume: continues to the uninterrupted result", status == 200 and all(a == b for _, a, b in same),
                  f"HTTP {status}, (resumed, uninterrupted): {same}")
+    check_run_files(run_dir, check)
     runs_root = run_dir.rsplit("/", 1)[0]
     for name, path in (("outside the outputs", "/tmp"), ("missing", runs_root + "/99999999"),
                        ("'..' out of the outputs", run_dir + "/../../../../../../../../tmp")):
@@ -258,6 +274,19 @@ def check_resume(url, opts, info, check):
         status, payload, _ = call(url, "/sdapi/v1/txt2img", dict(request, script_args=refused_args))
         check.record(f"resume: {name} refused", 400 <= status < 500, f"HTTP {status}: {str(payload)[:300]}")
     return True
+
+
+def check_run_files(run_dir, check):
+    """A resumed run's folder (when on this machine) holds only data formats: nothing to unpickle."""
+    if not os.path.isdir(run_dir):
+        print(f"    run folder {run_dir} is not on this machine; its files are not listed")
+        return
+    names = sorted(os.path.relpath(os.path.join(root, name), run_dir)
+                   for root, _, files in os.walk(run_dir) for name in files)
+    odd = [name for name in names if not name.lower().endswith(RUN_FILE_SUFFIXES)]
+    print(f"    run folder files: {names}")
+    check.record("resume: run folder holds no pickle", bool(names) and not odd,
+                 f"{len(names)} files" + (f", unexpected: {odd}" if odd else ""))
 
 
 def _detail(payload):
@@ -304,9 +333,12 @@ def check_hang(url, opts, info, check):
     worker.join(opts.hang_after)
     if "reply" in result:
         status, payload, seconds = result["reply"]
-        print(f"    HTTP {status} in {seconds:.1f} s: {str(_detail(payload))[:300]}")
-        return check.record("hang: 10^9 generations", 400 <= status < 500 or status == 200,
-                            f"answered before the interrupt: HTTP {status}")
+        text = str(_detail(payload))
+        print(f"    HTTP {status} in {seconds:.1f} s: {text[:300]}")
+        names_limit = str(opts.generations_limit) in text.replace(",", "").replace("_", "")
+        return check.record("hang: 10^9 generations refused", 400 <= status < 500 and names_limit,
+                            f"HTTP {status} in {seconds:.1f} s, "
+                            f"{'names' if names_limit else 'does not name'} the limit {opts.generations_limit}")
     asked = time.monotonic()
     status, _, _ = call(url, "/sdapi/v1/interrupt", {})
     worker.join(opts.hang_limit)
@@ -316,8 +348,8 @@ def check_hang(url, opts, info, check):
     status, payload, _ = result["reply"]
     latency = time.monotonic() - asked
     show_response(status, payload, time.monotonic() - started)
-    return check.record("hang: 10^9 generations", status == 200,
-                        f"HTTP {status}, reply {latency:.1f} s after the interrupt (the current "
+    return check.record("hang: 10^9 generations refused", False,
+                        f"accepted (HTTP {status}), reply {latency:.1f} s after the interrupt (the current "
                         f"sampling step finishes first)")
 
 
@@ -377,6 +409,8 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per generation call")
     parser.add_argument("--interrupt-after", type=float, default=90, help="seconds before interrupting")
     parser.add_argument("--hang-after", type=float, default=20, help="seconds before interrupting 10^9 generations")
+    parser.add_argument("--generations-limit", type=int, default=10_000,
+                        help="the most generations the extension accepts, named in its refusal")
     parser.add_argument("--hang-limit", type=float, default=180,
                         help="most seconds from that interrupt to the reply")
     parser.add_argument("--too-many-units", type=int, default=400, help="words of the refused prompt")
