@@ -187,9 +187,12 @@ def run_pinning(url, path, request, name, opts, check):
     status, payload, seconds = call(url, path, request, timeout=opts.timeout)
     images = show_response(status, payload, seconds)
     missing = [key for key in INFO_KEYS if info_value(payload, key) is None] if images else list(INFO_KEYS)
-    check.record(name, status == 200 and len(images) == request["batch_size"] and not missing,
+    seeds = infotext_seeds(payload) if images else None
+    check.record(name, status == 200 and len(images) == request["batch_size"] and not missing
+                 and seeds is not None and seeds[0] == seeds[1],
                  f"HTTP {status}, {len(images)} images, {seconds:.1f} s"
-                 + (f", infotext lacks {missing}" if missing else ""))
+                 + (f", infotext lacks {missing}" if missing else "")
+                 + f", (infotext seeds, image seeds): {seeds}")
     return images
 
 
@@ -230,6 +233,17 @@ def info_value(payload, key):
         if part.startswith(key + ": "):
             return part[len(key) + 2:].strip('"')
     return None
+
+
+def infotext_seeds(payload):
+    """(the Seed of each infotext, all_seeds): each image's text should name that image's seed."""
+    try:
+        info = json.loads(payload.get("info") or "{}")
+        texts = [part for text in info.get("infotexts") or [] for part in text.replace("\n", ", ").split(", ")
+                 if part.startswith("Seed: ")]
+        return [int(part[len("Seed: "):]) for part in texts], list(info.get("all_seeds") or [])
+    except (AttributeError, ValueError):
+        return None
 
 
 def check_resume(url, opts, info, check):
