@@ -42,8 +42,8 @@ INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning validation loss",
 # script_args 25-27 and their defaults, as the extension declares them
 NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union")}
 # file kinds a run folder may hold: data formats only, nothing that is unpickled
-RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".js", ".css", ".txt",
-                     ".csv", ".tmp")
+RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".gif", ".js", ".css",
+                     ".txt", ".csv", ".tmp")
 
 
 class Check:
@@ -89,15 +89,19 @@ def find_script_info(infos, is_img2img):
     return None
 
 
+def arg_index(info, prefix):
+    """The position of the one script argument whose label starts with ``prefix``."""
+    matches = [i for i, arg in enumerate(info["args"]) if arg["label"].startswith(prefix)]
+    if len(matches) != 1:
+        raise SystemExit(f"script-info: expected one argument labelled '{prefix}...', found {len(matches)}")
+    return matches[0]
+
+
 def script_args_from(info, overrides):
     """Defaults from /sdapi/v1/script-info, with values replaced by label prefix."""
     args = [arg.get("value") for arg in info["args"]]
     for prefix, value in overrides.items():
-        matches = [i for i, arg in enumerate(info["args"]) if arg["label"].startswith(prefix)]
-        if len(matches) != 1:
-            raise SystemExit(f"script-info: expected one argument labelled '{prefix}...', "
-                             f"found {len(matches)}")
-        args[matches[0]] = value
+        args[arg_index(info, prefix)] = value
     return args
 
 
@@ -270,8 +274,9 @@ def check_resume(url, opts, info, check):
         return check.record("resume", False, f"interrupted run: HTTP {status}: {str(cut)[:300]}")
     run_dir = report[: -len("index.html")].rstrip("/")
     print(f"    interrupted run: {info_value(cut, 'Pinning stop')}, folder {run_dir}")
+    resume_index = arg_index(info, "Resume run folder")
     resumed_args = list(request["script_args"])
-    resumed_args[0], resumed_args[-1] = None, run_dir  # no target given: the run keeps its own
+    resumed_args[0], resumed_args[resume_index] = None, run_dir  # no target given: the run keeps its own
     status, resumed, seconds = call(url, "/sdapi/v1/txt2img", dict(request, script_args=resumed_args),
                                     timeout=opts.timeout)
     show_response(status, resumed, seconds)
@@ -284,9 +289,11 @@ def check_resume(url, opts, info, check):
     for name, path in (("outside the outputs", "/tmp"), ("missing", runs_root + "/99999999"),
                        ("'..' out of the outputs", run_dir + "/../../../../../../../../tmp")):
         refused_args = list(resumed_args)
-        refused_args[-1] = path
+        refused_args[resume_index] = path
         status, payload, _ = call(url, "/sdapi/v1/txt2img", dict(request, script_args=refused_args))
-        check.record(f"resume: {name} refused", 400 <= status < 500, f"HTTP {status}: {str(payload)[:300]}")
+        about_resume = f"script_args[{resume_index}]" in str(_detail(payload))
+        check.record(f"resume: {name} refused", 400 <= status < 500 and about_resume,
+                     f"HTTP {status}: {str(_detail(payload))[:300]}")
     return True
 
 
