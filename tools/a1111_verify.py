@@ -291,8 +291,8 @@ def check_resume(url, opts, info, check):
         refused_args = list(resumed_args)
         refused_args[resume_index] = path
         status, payload, _ = call(url, "/sdapi/v1/txt2img", dict(request, script_args=refused_args))
-        about_resume = f"script_args[{resume_index}]" in str(_detail(payload))
-        check.record(f"resume: {name} refused", 400 <= status < 500 and about_resume,
+        names_it = path in str(_detail(payload))  # the message names the folder it refuses
+        check.record(f"resume: {name} refused", 400 <= status < 500 and names_it,
                      f"HTTP {status}: {str(_detail(payload))[:300]}")
     return True
 
