@@ -7,16 +7,18 @@ Checks, in order (each prints one line, then details):
   script-info  /sdapi/v1/script-info describes its arguments (labels, defaults)
   samplers     /sdapi/v1/samplers lists the Hyperbatch samplers
   errors       a short script_args list and a bad value are refused with HTTP 4xx
-  txt2img      a tiny pinning run with a plain sampler, then with a Hyperbatch sampler
+  txt2img      a tiny pinning run with a plain sampler, then with a Hyperbatch sampler; each
+               infotext carries every pinning key and names its own image's seed
   img2img      a tiny pinning run on the first txt2img image
   interrupt    a longer run stopped with /sdapi/v1/interrupt returns its best images
   resume       a run with a target image, interrupted and resumed, ends where an uninterrupted
-               run does (same baseline and best loss); folders outside the outputs, missing
-               ones and ".." paths are refused with HTTP 4xx
+               run does (same baseline and best loss), its folder holds only data files (no
+               pickle); folders outside the outputs, missing ones and ".." paths are refused
+               with HTTP 4xx and a message naming the folder
   paths        targets named by a server path (system files, a PNG outside Gradio's uploads,
                a missing file, '..') are all refused with one and the same message
-  hang         a run of 10^9 generations is refused, or starts at once and ends soon after
-               an interrupt (no progress plan sized by the generations)
+  hang         a run of 10^9 generations is refused at once, the message naming the limit
+               (--generations-limit); an accepted one is interrupted and fails the check
   units        a prompt over the unit limit is refused quickly with advice to use phrase
                mode; tiny runs at a few unit counts print their prompt handling seconds
 Only the standard library is used, so any Python 3.8+ can run it. Exit status 1 if a
