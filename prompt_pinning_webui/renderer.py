@@ -94,7 +94,9 @@ class A1111Renderer:
         self._tokenizer = tokenizer
         self._process_images = process_images
         self._stop_requested = stop_requested
-        self.infotexts: dict[tuple[str, str], list[str]] = {}  # last host infotexts per prompt pair
+        # host infotexts per (positive, negative, seeds): a prompt pair is rendered on several
+        # seed blocks (training, validation), and each text names its own seed
+        self.infotexts: dict[tuple[str, str, tuple[int, ...]], list[str]] = {}
         self.calls = 0
 
     @property
@@ -196,7 +198,7 @@ class A1111Renderer:
             tensor = torch.stack([pil_to_tensor(image) for image in images[rows]])
             trace = None if traces is None or len(traces) != len(images) else np.asarray(traces[rows])
             texts = list(infotexts[rows])
-            self.infotexts[tuple(pair)] = texts
+            self.infotexts[(pair[0], pair[1], tuple(seeds[:size]))] = texts
             out.append(RenderedBatch(images=tensor, seeds=list(seeds[:size]), traces=trace, infotexts=texts,
                                      prompt_seconds=prompt_seconds))
         return out

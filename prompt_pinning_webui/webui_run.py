@@ -259,7 +259,7 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
         raise RuntimeError(f"Prompt pinning produced no image ({result.stop_reason}); "
                            f"see {result.run_dir}")
     images = tensor_to_pil(best.images)
-    host_texts = renderer.infotexts.get((best.positive, best.negative)) or []
+    host_texts = renderer.infotexts.get((best.positive, best.negative, tuple(best.seeds))) or []
     params = pinning_params(result)
     texts = [with_params(host_texts[i] if i < len(host_texts)
                          else fallback_infotext(best.positive, best.negative, base, seed), params)

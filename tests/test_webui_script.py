@@ -156,6 +156,8 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready,
     assert "txt2img-images/prompt_pins/" in report
     assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
     assert "Pinning validation loss: " in processed.info  # validation is on by default
+    # each infotext describes its own image: the best prompt is also rendered on validation seeds
+    assert [int(re.search(r"Seed: (\d+)", text).group(1)) for text in processed.infotexts] == processed.all_seeds
     assert shared.state.job_count >= 3
     assert all(call["batch_size"] <= 2 * 7 for call in processing.calls)
 

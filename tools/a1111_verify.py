@@ -7,16 +7,18 @@ Checks, in order (each prints one line, then details):
   script-info  /sdapi/v1/script-info describes its arguments (labels, defaults)
   samplers     /sdapi/v1/samplers lists the Hyperbatch samplers
   errors       a short script_args list and a bad value are refused with HTTP 4xx
-  txt2img      a tiny pinning run with a plain sampler, then with a Hyperbatch sampler
+  txt2img      a tiny pinning run with a plain sampler, then with a Hyperbatch sampler; each
+               infotext carries every pinning key and names its own image's seed
   img2img      a tiny pinning run on the first txt2img image
   interrupt    a longer run stopped with /sdapi/v1/interrupt returns its best images
   resume       a run with a target image, interrupted and resumed, ends where an uninterrupted
-               run does (same baseline and best loss); folders outside the outputs, missing
-               ones and ".." paths are refused with HTTP 4xx
+               run does (same baseline and best loss), its folder holds only data files (no
+               pickle); folders outside the outputs, missing ones and ".." paths are refused
+               with HTTP 4xx and a message naming the folder
   paths        targets named by a server path (system files, a PNG outside Gradio's uploads,
                a missing file, '..') are all refused with one and the same message
-  hang         a run of 10^9 generations is refused, or starts at once and ends soon after
-               an interrupt (no progress plan sized by the generations)
+  hang         a run of 10^9 generations is refused at once, the message naming the limit
+               (--generations-limit); an accepted one is interrupted and fails the check
   units        a prompt over the unit limit is refused quickly with advice to use phrase
                mode; tiny runs at a few unit counts print their prompt handling seconds
 Only the standard library is used, so any Python 3.8+ can run it. Exit status 1 if a
@@ -38,7 +40,12 @@ import zlib
 
 SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
-INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning stop", "Pinning report")
+INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning validation loss", "Pinning stop", "Pinning report")
+# script_args 25-27 and their defaults, as the extension declares them
+NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union")}
+# file kinds a run folder may hold: data formats only, nothing that is unpickled
+RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".gif", ".js", ".css",
+                     ".txt", ".csv", ".tmp")
 
 
 class Check:
@@ -84,15 +91,19 @@ def find_script_info(infos, is_img2img):
     return None
 
 
+def arg_index(info, prefix):
+    """The position of the one script argument whose label starts with ``prefix``."""
+    matches = [i for i, arg in enumerate(info["args"]) if arg["label"].startswith(prefix)]
+    if len(matches) != 1:
+        raise SystemExit(f"script-info: expected one argument labelled '{prefix}...', found {len(matches)}")
+    return matches[0]
+
+
 def script_args_from(info, overrides):
     """Defaults from /sdapi/v1/script-info, with values replaced by label prefix."""
     args = [arg.get("value") for arg in info["args"]]
     for prefix, value in overrides.items():
-        matches = [i for i, arg in enumerate(info["args"]) if arg["label"].startswith(prefix)]
-        if len(matches) != 1:
-            raise SystemExit(f"script-info: expected one argument labelled '{prefix}...', "
-                             f"found {len(matches)}")
-        args[matches[0]] = value
+        args[arg_index(info, prefix)] = value
     return args
 
 
@@ -114,6 +125,9 @@ def show_response(status, payload, seconds):
             print(f"      {line[:400]}")
         for key in INFO_KEYS:
             print(f"    {key}: {'present' if key + ':' in text else 'MISSING'}")
+        missing = [key for key in INFO_KEYS if key + ":" not in text]
+        if missing:
+            print(f"    infotext lacks {missing}")
     print(f"    seeds: {info.get('all_seeds')}  prompts[0]: {(info.get('all_prompts') or [''])[0][:200]}")
     return images
 
@@ -130,6 +144,11 @@ def check_listing(url, check):
     counts = {tab: len(info["args"]) for tab, info in found.items() if info}
     check.record("script-info", ok, f"argument counts {counts}")
     if found["txt2img"]:
+        args = found["txt2img"]["args"]
+        seen = {i: (args[i]["label"], args[i]["value"]) if i < len(args) else None for i in NEWER_ARGS}
+        check.record("script-info: script_args 25-27", all(
+            seen[i] and seen[i][0].startswith(label) and seen[i][1] == value
+            for i, (label, value) in NEWER_ARGS.items()), f"{seen}")
         for i, arg in enumerate(found["txt2img"]["args"]):
             choices = f" choices={arg['choices']}" if arg.get("choices") else ""
             print(f"    {i:2d} {arg['label']!r} default={arg['value']!r}{choices}")
@@ -173,8 +192,13 @@ def run_pinning(url, path, request, name, opts, check):
           f"lambda_={opts.lambda_}", flush=True)
     status, payload, seconds = call(url, path, request, timeout=opts.timeout)
     images = show_response(status, payload, seconds)
-    check.record(name, status == 200 and len(images) == request["batch_size"],
-                 f"HTTP {status}, {len(images)} images, {seconds:.1f} s")
+    missing = [key for key in INFO_KEYS if info_value(payload, key) is None] if images else list(INFO_KEYS)
+    seeds = infotext_seeds(payload) if images else None
+    check.record(name, status == 200 and len(images) == request["batch_size"] and not missing
+                 and seeds is not None and seeds[0] == seeds[1],
+                 f"HTTP {status}, {len(images)} images, {seconds:.1f} s"
+                 + (f", infotext lacks {missing}" if missing else "")
+                 + f", (infotext seeds, image seeds): {seeds}")
     return images
 
 
@@ -217,6 +241,17 @@ def info_value(payload, key):
     return None
 
 
+def infotext_seeds(payload):
+    """(the Seed of each infotext, all_seeds): each image's text should name that image's seed."""
+    try:
+        info = json.loads(payload.get("info") or "{}")
+        texts = [part for text in info.get("infotexts") or [] for part in text.replace("\n", ", ").split(", ")
+                 if part.startswith("Seed: ")]
+        return [int(part[len("Seed: "):]) for part in texts], list(info.get("all_seeds") or [])
+    except (AttributeError, ValueError):
+        return None
+
+
 def check_resume(url, opts, info, check):
     """Interrupt a run pinned to a target, resume it, compare with an uninterrupted run."""
     overrides = {"CMA seed": opts.cma_seed, "Number of generations": max(2, opts.generations),
@@ -241,8 +276,9 @@ def check_resume(url, opts, info, check):
         return check.record("resume", False, f"interrupted run: HTTP {status}: {str(cut)[:300]}")
     run_dir = report[: -len("index.html")].rstrip("/")
     print(f"    interrupted run: {info_value(cut, 'Pinning stop')}, folder {run_dir}")
+    resume_index = arg_index(info, "Resume run folder")
     resumed_args = list(request["script_args"])
-    resumed_args[0], resumed_args[-1] = None, run_dir  # no target given: the run keeps its own
+    resumed_args[0], resumed_args[resume_index] = None, run_dir  # no target given: the run keeps its own
     status, resumed, seconds = call(url, "/sdapi/v1/txt2img", dict(request, script_args=resumed_args),
                                     timeout=opts.timeout)
     show_response(status, resumed, seconds)
@@ -250,14 +286,30 @@ def check_resume(url, opts, info, check):
             for key in ("Pinning baseline loss", "Pinning loss", "Pinning stop")]
     check.record("resume: continues to the uninterrupted result", status == 200 and all(a == b for _, a, b in same),
                  f"HTTP {status}, (resumed, uninterrupted): {same}")
+    check_run_files(run_dir, check)
     runs_root = run_dir.rsplit("/", 1)[0]
     for name, path in (("outside the outputs", "/tmp"), ("missing", runs_root + "/99999999"),
                        ("'..' out of the outputs", run_dir + "/../../../../../../../../tmp")):
         refused_args = list(resumed_args)
-        refused_args[-1] = path
+        refused_args[resume_index] = path
         status, payload, _ = call(url, "/sdapi/v1/txt2img", dict(request, script_args=refused_args))
-        check.record(f"resume: {name} refused", 400 <= status < 500, f"HTTP {status}: {str(payload)[:300]}")
+        names_it = path in str(_detail(payload))  # the message names the folder it refuses
+        check.record(f"resume: {name} refused", 400 <= status < 500 and names_it,
+                     f"HTTP {status}: {str(_detail(payload))[:300]}")
     return True
+
+
+def check_run_files(run_dir, check):
+    """A resumed run's folder (when on this machine) holds only data formats: nothing to unpickle."""
+    if not os.path.isdir(run_dir):
+        print(f"    run folder {run_dir} is not on this machine; its files are not listed")
+        return
+    names = sorted(os.path.relpath(os.path.join(root, name), run_dir)
+                   for root, _, files in os.walk(run_dir) for name in files)
+    odd = [name for name in names if not name.lower().endswith(RUN_FILE_SUFFIXES)]
+    print(f"    run folder files: {names}")
+    check.record("resume: run folder holds no pickle", bool(names) and not odd,
+                 f"{len(names)} files" + (f", unexpected: {odd}" if odd else ""))
 
 
 def _detail(payload):
@@ -304,9 +356,12 @@ def check_hang(url, opts, info, check):
     worker.join(opts.hang_after)
     if "reply" in result:
         status, payload, seconds = result["reply"]
-        print(f"    HTTP {status} in {seconds:.1f} s: {str(_detail(payload))[:300]}")
-        return check.record("hang: 10^9 generations", 400 <= status < 500 or status == 200,
-                            f"answered before the interrupt: HTTP {status}")
+        text = str(_detail(payload))
+        print(f"    HTTP {status} in {seconds:.1f} s: {text[:300]}")
+        names_limit = str(opts.generations_limit) in text.replace(",", "").replace("_", "")
+        return check.record("hang: 10^9 generations refused", 400 <= status < 500 and names_limit,
+                            f"HTTP {status} in {seconds:.1f} s, "
+                            f"{'names' if names_limit else 'does not name'} the limit {opts.generations_limit}")
     asked = time.monotonic()
     status, _, _ = call(url, "/sdapi/v1/interrupt", {})
     worker.join(opts.hang_limit)
@@ -316,8 +371,8 @@ def check_hang(url, opts, info, check):
     status, payload, _ = result["reply"]
     latency = time.monotonic() - asked
     show_response(status, payload, time.monotonic() - started)
-    return check.record("hang: 10^9 generations", status == 200,
-                        f"HTTP {status}, reply {latency:.1f} s after the interrupt (the current "
+    return check.record("hang: 10^9 generations refused", False,
+                        f"accepted (HTTP {status}), reply {latency:.1f} s after the interrupt (the current "
                         f"sampling step finishes first)")
 
 
@@ -377,6 +432,8 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per generation call")
     parser.add_argument("--interrupt-after", type=float, default=90, help="seconds before interrupting")
     parser.add_argument("--hang-after", type=float, default=20, help="seconds before interrupting 10^9 generations")
+    parser.add_argument("--generations-limit", type=int, default=10_000,
+                        help="the most generations the extension accepts, named in its refusal")
     parser.add_argument("--hang-limit", type=float, default=180,
                         help="most seconds from that interrupt to the reply")
     parser.add_argument("--too-many-units", type=int, default=400, help="words of the refused prompt")
