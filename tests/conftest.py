@@ -2,6 +2,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,3 +18,16 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture
 def outdir(tmp_path):
     return tmp_path / "outputs"
+
+
+CROP_SIZE = 24
+
+
+@pytest.fixture(scope="module")
+def crops():
+    """Ten distinct 24x24 crops of a photograph, as (N, 3, H, W) float32 (the loss tests' images)."""
+    import skimage.data as skdata
+
+    photo = skdata.astronaut().astype(np.float32) / 255.0
+    tiles = [photo[40 * k + 100:40 * k + 100 + CROP_SIZE, 30 * k + 50:30 * k + 50 + CROP_SIZE] for k in range(10)]
+    return torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()

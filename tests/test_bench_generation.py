@@ -1,22 +1,16 @@
 """bench_generation.py at tiny sizes on the CPU: it runs the loop and writes the JSON the docs describe."""
-import importlib.util
+import importlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 import diffusers  # noqa: F401  (a test dependency: fail, never skip, without it)
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generation.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_generation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench_generation")  # benchmarks/ is on the path (conftest)
 
 
 @pytest.mark.slow

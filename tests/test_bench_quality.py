@@ -1,23 +1,16 @@
 """bench_quality.py in its quick mode at a tiny size: it runs, counts and writes its JSON."""
-import importlib.util
+import importlib
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench_quality")  # benchmarks/ is on the path (conftest)
 
 
 @pytest.mark.slow

@@ -11,16 +11,7 @@ from hypothesis import strategies as st
 from prompt_pinning import flip, loss as loss_module
 from prompt_pinning.loss import WORST_SUMMARY, PinningLoss, combine_levels, level_values, summary
 
-import skimage.data as skdata
-SIZE = 24
-
-
-@pytest.fixture(scope="module")
-def crops():
-    """Ten distinct 24x24 crops of photographs, as (N, 3, H, W) float32."""
-    photo = skdata.astronaut().astype(np.float32) / 255.0
-    tiles = [photo[40 * k + 100:40 * k + 100 + SIZE, 30 * k + 50:30 * k + 50 + SIZE] for k in range(10)]
-    return torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
+SIZE = 24  # side of the crops fixture (conftest)
 
 
 def one_by_one(union):

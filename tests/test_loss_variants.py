@@ -3,20 +3,10 @@ import itertools
 
 import numpy as np
 import pytest
-import skimage.data as skdata
 import torch
 
 from prompt_pinning.config import ConfigError, PinningConfig
 from prompt_pinning.loss import PinningLoss, summary
-
-SIZE = 24
-
-
-@pytest.fixture(scope="module")
-def crops():
-    photo = skdata.astronaut().astype(np.float32) / 255.0
-    tiles = [photo[40 * k + 100:40 * k + 100 + SIZE, 30 * k + 50:30 * k + 50 + SIZE] for k in range(8)]
-    return torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
 
 
 def test_target_variant_keeps_only_target_image_pairs(crops):
