@@ -247,6 +247,11 @@ class _Run:
         logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
         entries = [e for e in logged if not e.get("validation")]
         validations = [e for e in logged if e.get("validation")]
+        for entry in validations:
+            if len(entry["losses"]) != self.validation_count:
+                raise ckpt.ResumeError(
+                    f"{store.run_dir / ckpt.EVALUATIONS_FILE}: a validation of {entry['id']} has "
+                    f"{len(entry['losses'])} losses; the run validates on {self.validation_count} batches")
         if entries and (entries[0]["generation"], entries[0]["index"]) != (0, 0):
             raise ckpt.ResumeError(f"{store.run_dir / ckpt.EVALUATIONS_FILE}: the first line must be the baseline")
         if not entries and saved.generation > 0:

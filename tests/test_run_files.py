@@ -265,3 +265,18 @@ def test_a_compressed_npz_is_refused(stopped):
     images = np.zeros((2, 3, 8, 8), dtype=np.float32)
     np.savez_compressed(stopped / ckpt.BASELINE_FILE, images=images)
     assert "compressed" in resume_error(stopped)
+
+
+def test_a_validation_line_with_the_wrong_number_of_losses_is_refused(outdir):
+    done = []
+    run = run_pinning(make_config(outdir, validation_batches=1), FakeRenderer(),
+                      should_stop=lambda: bool(done) and done[-1] >= 6, progress=lambda s, d, t: done.append(d))
+    stopped = run.run_dir
+    log = stopped / ckpt.EVALUATIONS_FILE
+    lines = log.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if json.loads(line).get("validation"))
+    entry = json.loads(lines[k])
+    entry["losses"] = entry["losses"] * 2
+    lines[k] = json.dumps(entry)
+    log.write_text("\n".join(lines) + "\n")
+    assert "losses; the run validates on 1 batches" in resume_error(stopped)
