@@ -1,0 +1,204 @@
+"""The evaluation log ``evaluations.jsonl``: one JSON line per finished evaluation.
+
+Lines are appended and fsynced at once, so a crash loses at most the individual
+in flight. Validation lines (``"validation": true``) record an individual's
+losses on the validation seeds. On a resume every line is checked as user input.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from .files import FileFormatError, append_json_line, read_text
+from .records import IndividualRecord
+from .run_checks import MAX_LIST, ResumeError, float_array, is_finite, is_id, is_int, number_list
+from .rundir import ID_LENGTH, individual_id
+
+EVALUATIONS_FILE = "evaluations.jsonl"
+
+
+def append_evaluation(run_dir: Path, entry: dict[str, Any]) -> None:
+    """Append one evaluation as a JSON line and force it to disk."""
+    append_json_line(Path(run_dir) / EVALUATIONS_FILE, entry)
+
+
+def evaluation_entry(record: IndividualRecord, run_dir: Optional[Path]) -> dict[str, Any]:
+    """The JSON line that lets a resumed run skip this evaluation."""
+    folder = record.folder.relative_to(run_dir).as_posix() if record.folder is not None and run_dir else None
+    return {
+        "generation": record.generation, "index": record.index, "id": record.individual_id,
+        "folder": folder, "offsets": record.offsets.tolist(),
+        "positive": record.positive, "negative": record.negative, "seeds": record.seeds,
+        "loss": record.loss, "pair_losses": record.pair_losses.tolist(), "size": record.size,
+        "render_seconds": record.render_seconds, "loss_seconds": record.loss_seconds,
+        "extra": {k: v for k, v in record.extra.items() if k != "infotexts"},
+    }
+
+
+def record_from_entry(entry: dict[str, Any], run_dir: Optional[Path], images: torch.Tensor) -> IndividualRecord:
+    """An evaluation read back from the log (checked by ``read_evaluations``), with the caller's images."""
+    return IndividualRecord(
+        generation=entry["generation"], index=entry["index"], individual_id=entry["id"],
+        offsets=np.array(entry["offsets"], dtype=np.float64), positive=entry["positive"],
+        negative=entry["negative"], images=images, seeds=list(entry["seeds"]), loss=float(entry["loss"]),
+        pair_losses=float_array(entry["pair_losses"]), size=float(entry["size"]),
+        render_seconds=float(entry["render_seconds"]), loss_seconds=float(entry["loss_seconds"]),
+        folder=Path(run_dir) / entry["folder"] if run_dir is not None and entry["folder"] else None,
+        extra=dict(entry["extra"]))
+
+
+def drop_torn_tail(run_dir: Path) -> None:
+    """Cut a last line left half-written by a crash, so new lines start on a line of their own."""
+    path = Path(run_dir) / EVALUATIONS_FILE
+    if path.is_symlink() or not path.is_file():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(max(0, size - (1 << 20)))
+        tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        keep = size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= (1 << 20) else None)
+        if keep is None:
+            raise ResumeError(f"{path}: a last line over 1 MiB without an end; the log is damaged")
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+EntryCheck = Callable[[dict[str, Any]], Optional[str]]
+
+
+def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None) -> list[dict[str, Any]]:
+    """Every complete line of the log, checked; a torn last line (a crash mid-write) is skipped.
+
+    ``check(entry)`` may add the run's own checks; it returns a problem or None.
+    """
+    path = Path(run_dir) / EVALUATIONS_FILE
+    if not path.exists() and not path.is_symlink():
+        return []
+    try:
+        text = read_text(path)
+    except FileFormatError as error:
+        raise ResumeError(str(error)) from None
+    lines = text.split("\n")[:-1]  # the part after the last newline is torn or empty
+    entries, seen = [], set()
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = read_json_line(line)
+            if isinstance(entry, dict) and entry.get("validation") is True:
+                problem = _validation_problem(entry)
+            else:
+                problem = _entry_problem(entry) or (check(entry) if check else None)
+        except ValueError as error:
+            problem = f"not valid JSON: {error}"
+        if problem:
+            raise ResumeError(f"{path}, line {number}: {problem}")
+        if entry.get("validation") is True:
+            key = ("validation", entry["generation"], entry["id"])
+        else:
+            key = (entry["generation"], entry["index"])
+        if key in seen:
+            raise ResumeError(f"{path}, line {number}: {key[-2]} {key[-1]} is logged twice")
+        seen.add(key)
+        entries.append(entry)
+    return entries
+
+
+def read_json_line(line: str) -> Any:
+    import json
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+_FOLDER = re.compile(r"(\d{8})/([0-9a-f]{%d})(-\d{1,6})?" % ID_LENGTH)
+
+
+def _entry_problem(e: Any) -> Optional[str]:
+    """What is wrong with a log entry's types and values (None when it is fine)."""
+    if not isinstance(e, dict):
+        return "must be a JSON object"
+    required = ("generation", "index", "id", "folder", "offsets", "positive", "negative", "seeds", "loss",
+                "pair_losses", "size", "render_seconds", "loss_seconds", "extra")
+    missing = [k for k in required if k not in e]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not is_int(e["generation"]) or not 0 <= e["generation"] < 10**8:
+        return f"generation must be a whole number >= 0, got {e['generation']!r}"
+    if not is_int(e["index"]) or not 0 <= e["index"] < MAX_LIST:
+        return f"index must be a whole number >= 0, got {e['index']!r}"
+    if not number_list(e["offsets"], finite=True) or not e["offsets"]:
+        return "offsets must be a list of finite numbers"
+    if not is_id(e["id"]) or e["id"] != individual_id(np.array(e["offsets"], dtype=np.float64)):
+        return f"id {e['id']!r} does not belong to the offsets"
+    folder = e["folder"]
+    if folder is not None:
+        match = _FOLDER.fullmatch(folder) if isinstance(folder, str) else None
+        if not match or int(match.group(1)) != e["generation"] or match.group(2) != e["id"]:
+            return f"folder must be <generation>/<id>, got {folder!r}"
+    if not isinstance(e["positive"], str) or not isinstance(e["negative"], str):
+        return "positive and negative must be strings"
+    if not isinstance(e["seeds"], list) or not e["seeds"] or len(e["seeds"]) > MAX_LIST \
+            or not all(is_int(s) for s in e["seeds"]):
+        return "seeds must be a list of whole numbers"
+    if not is_finite(e["loss"]):
+        return f"loss must be a finite number, got {e['loss']!r}"
+    if not number_list(e["pair_losses"], finite=False):
+        return "pair_losses must be a list of numbers (null for a non-finite value)"
+    for name in ("size", "render_seconds", "loss_seconds"):
+        if not is_finite(e[name]) or e[name] < 0:
+            return f"{name} must be a finite number >= 0, got {e[name]!r}"
+    return _extra_problem(e["extra"])
+
+
+def _validation_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with a validation line: {validation, generation, id, of, loss, losses}."""
+    unknown = set(e) - {"validation", "generation", "id", "of", "loss", "losses"}
+    if unknown:
+        return f"validation line has unknown keys {sorted(unknown)}"
+    if not is_int(e.get("generation")) or not 0 <= e["generation"] < 10**8:
+        return f"generation must be a whole number >= 0, got {e.get('generation')!r}"
+    if not is_id(e.get("id")):
+        return f"id must be an individual id, got {e.get('id')!r}"
+    of = e.get("of")
+    if not isinstance(of, list) or len(of) != 2 or not all(is_int(v) and 0 <= v < 10**8 for v in of):
+        return "of must be [generation, index]"
+    if not is_finite(e.get("loss")):
+        return f"loss must be a finite number, got {e.get('loss')!r}"
+    losses = e.get("losses")
+    if not number_list(losses, finite=True) or not losses or len(losses) > MAX_LIST:
+        return "losses must be a non-empty list of finite numbers"
+    return None
+
+
+def _extra_problem(extra: Any) -> Optional[str]:
+    if not isinstance(extra, dict):
+        return "extra must be an object"
+    if "penalty" in extra and (not is_finite(extra["penalty"]) or extra["penalty"] < 0):
+        return "extra.penalty must be a finite number >= 0"
+    if extra.get("fitness") is not None and not number_list(extra["fitness"], finite=True):
+        return "extra.fitness must be a list of finite numbers or null"
+    for name in ("image_losses", "level_values"):
+        if extra.get(name) is not None and not number_list(extra[name], finite=False):
+            return f"extra.{name} must be a list of numbers or null"
+    for name in ("prompt_seconds", "host_prompt_seconds"):
+        if extra.get(name) is not None and (not is_finite(extra[name]) or extra[name] < 0):
+            return f"extra.{name} must be a finite number >= 0 or null"
+    if "centroid" in extra and extra["centroid"] is not True:
+        return "extra.centroid must be true when present"
+    unknown = set(extra) - {"penalty", "fitness", "image_losses", "level_values", "prompt_seconds",
+                            "host_prompt_seconds", "centroid"}
+    if unknown:
+        return f"extra has unknown keys {sorted(unknown)}"
+    return None
