@@ -50,7 +50,7 @@ from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning import run as run_module
 from prompt_pinning.run import run_pinning
 from prompt_pinning.seed_blocks import block_settings
-from prompt_pinning.run_parts import build_loss, build_vector
+from prompt_pinning.builders import build_loss, build_vector
 
 # Prompts the built-in model can draw; each leaves something open for the weights to pin.
 PROMPTS = (

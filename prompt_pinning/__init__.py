@@ -8,7 +8,7 @@ run folder.
 """
 
 from .loss import PinningLoss
-from .run_parts import run_target
+from .builders import run_target
 from .runstore import MemoryStore
 
 __version__ = "0.1.0"

@@ -8,12 +8,13 @@ Files in the run folder (data formats only: nothing here is ever unpickled):
 * ``evaluations.jsonl``: one line per finished evaluation (``evaluation_log``).
 * ``checkpoint.json`` with ``checkpoint-<generation>.npz``: at the start of
   every generation, the optimizer's whole state (CMA strategy and random
-  state), the logbook and the generation summaries. The JSON names its arrays
+  state); everything else is replayed from the log. The JSON names its arrays
   file and that file's SHA-256, so the pair is always read consistently: the
   arrays file of a generation is written before the JSON that points to it,
   and the previous one is removed only after.
-* ``baseline.npz`` / ``targets.npz`` / ``best.npz``: the unmodified prompt's
-  images, explicit target images, and the best individual's images.
+* ``baseline.npz`` / ``targets.npz`` / ``best.npz`` / ``result.npz``: the unmodified
+  prompt's images, explicit target images, the selected candidate's images (its
+  own seeds) and the result rendered on the user's seeds.
 * ``run_state.json``: whether the run is running, completed, interrupted or
   stopped by an error (with the message).
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -36,7 +37,6 @@ import torch
 
 from .config import ConfigError, PinningConfig
 from .files import FileFormatError, npz_bytes, read_json, read_npz, write_bytes_atomic, write_json_atomic
-from .records import GenerationRecord
 from .rendering import GenerationSettings
 from .evaluation_log import (EVALUATIONS_FILE, append_evaluation, drop_torn_tail,  # noqa: F401 (the run files' API)
                              evaluation_entry, read_evaluations, read_json_line, record_from_entry)
@@ -49,11 +49,12 @@ STATE_FILE = "run_state.json"
 BASELINE_FILE = "baseline.npz"
 TARGETS_FILE = "targets.npz"
 BEST_FILE = "best.npz"
+RESULT_FILE = "result.npz"
 LEGACY_FILES = ("checkpoint.pkl", "baseline.pt", "targets.pt", "best.pt")
 
 RUN_FORMAT = "prompt pinning run"
 CHECKPOINT_FORMAT = "prompt pinning checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 ARRAYS_NAME = re.compile(r"checkpoint-(\d{8})\.npz")
 MAX_CONFIG_BYTES = 64 * 2**20
 MAX_TARGETS = 256
@@ -224,53 +225,29 @@ def load_images(path: Path, settings: GenerationSettings, *, count: Optional[int
 
 @dataclass
 class Checkpoint:
-    """The state at the start of ``generation``, before its population is drawn."""
+    """The optimizer's state at the start of ``generation``, before its population is drawn.
+
+    Everything else a run knows is replayed from the evaluation log."""
 
     generation: int
     optimizer: tuple[dict[str, Any], dict[str, np.ndarray]]  # the optimizer's state()
-    logbook: list[dict[str, Any]]
-    generations: list[GenerationRecord] = field(default_factory=list)
-
-
-_RECORD_VECTORS = ("centroid", "diag_std", "eigenvalues")
-_RECORD_SCALARS = ("sigma", "axis_ratio", "best_loss")
-_RECORD_VALIDATION = ("validation_loss", "validated_id", "validated_loss", "training_seed")  # each may be null
-
-
-def checkpoint_files(checkpoint: Checkpoint, n: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The JSON document and the arrays of a checkpoint (the JSON lacks the arrays' hash)."""
-    scalars, opt_arrays = checkpoint.optimizer
-    records = checkpoint.generations
-    arrays = {f"opt_{k}": v for k, v in opt_arrays.items()}
-    for name in _RECORD_VECTORS:
-        arrays[f"gen_{name}"] = np.array([getattr(r, name) for r in records], dtype=np.float64).reshape(len(records), n)
-    for name in _RECORD_SCALARS:
-        arrays[f"gen_{name}"] = np.array([getattr(r, name) for r in records], dtype=np.float64).reshape(len(records))
-    document = {
-        "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "generation": checkpoint.generation,
-        "arrays": arrays_file(checkpoint.generation), "optimizer": scalars,
-        "logbook": [{k: v for k, v in line.items() if k != "axis_ratio"} for line in checkpoint.logbook],
-        "generations": [{"generation": r.generation, "losses": list(r.losses), "individual_ids": list(r.individual_ids),
-                         **{name: getattr(r, name) for name in _RECORD_VALIDATION}}
-                        for r in records],
-    }
-    return document, arrays
 
 
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, n: int) -> None:
     run_dir = Path(run_dir)
-    document, arrays = checkpoint_files(checkpoint, n)
-    data = npz_bytes(arrays)
-    write_bytes_atomic(run_dir / document["arrays"], data)
-    document["sha256"] = hashlib.sha256(data).hexdigest()
-    write_json_atomic(run_dir / CHECKPOINT_FILE, document)
+    scalars, opt_arrays = checkpoint.optimizer
+    data = npz_bytes({f"opt_{k}": v for k, v in opt_arrays.items()})
+    name = arrays_file(checkpoint.generation)
+    write_bytes_atomic(run_dir / name, data)
+    write_json_atomic(run_dir / CHECKPOINT_FILE, {
+        "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "generation": checkpoint.generation,
+        "arrays": name, "optimizer": scalars, "sha256": hashlib.sha256(data).hexdigest()})
     for path in run_dir.iterdir():  # the arrays of earlier generations, now unreferenced
-        if ARRAYS_NAME.fullmatch(path.name) and path.name != document["arrays"] and not path.is_symlink():
+        if ARRAYS_NAME.fullmatch(path.name) and path.name != name and not path.is_symlink():
             path.unlink(missing_ok=True)
 
 
-def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int,
-                    folder_of: Callable[[int], Optional[Path]]) -> Checkpoint:
+def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int) -> Checkpoint:
     """Read and check the checkpoint; restore ``optimizer`` (freshly built) from it."""
     path = Path(run_dir) / CHECKPOINT_FILE
     doc = _read_json(path, MAX_CONFIG_BYTES)
@@ -284,17 +261,12 @@ def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int,
     scalars = doc.get("optimizer")
     if not isinstance(scalars, dict):
         raise ResumeError(f"{path}: \"optimizer\" must be an object")
-    count = max(0, g - 1)
     try:
         shapes = optimizer.array_shapes(scalars)
     except ValueError as error:
         raise ResumeError(f"{path}: optimizer state: {error}") from None
     expected: dict[str, tuple[str, Callable]] = {
         f"opt_{k}": ("u" if k == "rng_key" else "f", lambda s, want=shape: s == want) for k, shape in shapes.items()}
-    for name in _RECORD_VECTORS:
-        expected[f"gen_{name}"] = ("f", lambda s: s == (count, n))
-    for name in _RECORD_SCALARS:
-        expected[f"gen_{name}"] = ("f", lambda s: s == (count,))
     arrays_path = Path(run_dir) / arrays_file(g)
     try:
         _check_sha256(arrays_path, doc["sha256"])
@@ -302,12 +274,10 @@ def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int,
     except FileFormatError as error:
         raise ResumeError(str(error)) from None
     try:
-        optimizer.restore(scalars, {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
+        optimizer.restore(scalars, {k[4:]: v for k, v in arrays.items()})
     except ValueError as error:
         raise ResumeError(f"{path} with {arrays_path.name}: optimizer state: {error}") from None
-    records = _generation_records(path, doc.get("generations"), arrays, count, folder_of)
-    logbook = _logbook(path, doc.get("logbook"), arrays, count)
-    return Checkpoint(g, optimizer.state(), logbook, records)
+    return Checkpoint(g, optimizer.state())
 
 
 def _check_sha256(path: Path, expected: str) -> None:
@@ -322,60 +292,6 @@ def _check_sha256(path: Path, expected: str) -> None:
         raise FileFormatError(path, f"cannot be read: {error.strerror or error}") from None
     if digest.hexdigest() != expected:
         raise FileFormatError(path, "does not match the checksum in checkpoint.json (truncated or edited?)")
-
-
-def _generation_records(path, items, arrays, count, folder_of) -> list[GenerationRecord]:
-    if not isinstance(items, list) or len(items) != count:
-        raise ResumeError(f"{path}: \"generations\" must list {count} generations")
-    for name in ("centroid", "diag_std", "eigenvalues", "sigma", "best_loss"):
-        if not np.isfinite(arrays[f"gen_{name}"]).all():
-            raise ResumeError(f"{path}: generation {name} values must be finite")
-    records = []
-    for k, item in enumerate(items):
-        if not isinstance(item, dict) or item.get("generation") != k + 1:
-            raise ResumeError(f"{path}: generations[{k}] must be generation {k + 1}")
-        losses, ids = item.get("losses"), item.get("individual_ids")
-        if not number_list(losses, finite=True) or not losses:
-            raise ResumeError(f"{path}: generations[{k}].losses must be finite numbers")
-        if not isinstance(ids, list) or len(ids) != len(losses) or not all(is_id(i) for i in ids):
-            raise ResumeError(f"{path}: generations[{k}].individual_ids must be {len(losses)} ids")
-        validation = {name: item.get(name) for name in _RECORD_VALIDATION}
-        if not (all(v is None or is_finite(v) for v in (validation["validation_loss"], validation["validated_loss"]))
-                and (validation["validated_id"] is None or is_id(validation["validated_id"]))
-                and (validation["training_seed"] is None or is_int(validation["training_seed"]))):
-            raise ResumeError(f"{path}: generations[{k}] validation fields must be numbers, an id or null")
-        records.append(GenerationRecord(
-            generation=k + 1, losses=[float(x) for x in losses], individual_ids=list(ids),
-            sigma=float(arrays["gen_sigma"][k]), centroid=arrays["gen_centroid"][k].copy(),
-            diag_std=arrays["gen_diag_std"][k].copy(), axis_ratio=float(arrays["gen_axis_ratio"][k]),
-            eigenvalues=arrays["gen_eigenvalues"][k].copy(), best_loss=float(arrays["gen_best_loss"][k]),
-            folder=folder_of(k + 1), **validation))
-    return records
-
-
-_LOGBOOK_NUMBERS = ("min", "avg", "max", "std", "best", "sigma")
-_LOGBOOK_SECONDS = ("render_seconds", "host_prompt_seconds", "loss_seconds", "prompt_seconds")  # optional
-
-
-def _logbook(path, lines, arrays, count) -> list[dict[str, Any]]:
-    if not isinstance(lines, list) or len(lines) != count:
-        raise ResumeError(f"{path}: \"logbook\" must have {count} lines")
-    out = []
-    for k, line in enumerate(lines):
-        if (not isinstance(line, dict) or line.get("gen") != k + 1 or not is_int(line.get("nevals"))
-                or not all(is_finite(line.get(name)) for name in _LOGBOOK_NUMBERS)):
-            raise ResumeError(f"{path}: logbook[{k}] must be generation {k + 1} with finite numbers")
-        seconds = {name: line[name] for name in _LOGBOOK_SECONDS if name in line}
-        if not all(is_finite(v) and v >= 0 for v in seconds.values()):
-            raise ResumeError(f"{path}: logbook[{k}] timings must be finite numbers >= 0")
-        if "val" in line:
-            if line["val"] is not None and not is_finite(line["val"]):
-                raise ResumeError(f"{path}: logbook[{k}].val must be a finite number or null")
-            seconds["val"] = line["val"]
-        out.append({"gen": k + 1, "nevals": line["nevals"], **{name: float(line[name]) for name in _LOGBOOK_NUMBERS},
-                    "axis_ratio": float(arrays["gen_axis_ratio"][k]),
-                    **{n: None if v is None else float(v) for n, v in seconds.items()}})
-    return out
 
 
 # -- run state ----------------------------------------------------------------------

@@ -260,20 +260,20 @@ def format_result(result) -> str:
             f"pinned prompt:   {result.best.positive}",
             f"pinned neg.:     {result.best.negative}",
         ]
-    lines += [
-        f"best loss:       {result.best_loss:.6f}",
-        f"baseline loss:   {result.baseline_loss:.6f}  (unmodified prompt)",
-    ]
-    if result.selected_by == "validation":
-        lines += [
-            f"validation loss: {result.best_validation_loss:.6f}  (pinned prompt, held-out seeds; "
-            f"unmodified prompt: {result.baseline_validation_loss:.6f})",
-        ]
+    lines += [f"{score.basis + ':':<17}unmodified {score.baseline:.6f}, pinned {score.result:.6f}, "
+              f"improvement {_percent(score.improvement)}" + ("  (headline)" if score is result.paired else "")
+              for score in dict.fromkeys(s for s in (result.paired, result.user_seeds) if s is not None)]
+    if result.paired is None:
+        lines.append("improvement:     not measured (the run stopped before its result was scored on common seeds)")
     lines += [
         f"report:          {Path(result.run_dir) / 'index.html'}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}%"
 
 
 if __name__ == "__main__":

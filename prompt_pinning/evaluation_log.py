@@ -1,8 +1,10 @@
 """The evaluation log ``evaluations.jsonl``: one JSON line per finished evaluation.
 
 Lines are appended and fsynced at once, so a crash loses at most the individual
-in flight. Validation lines (``"validation": true``) record an individual's
-losses on the validation seeds. On a resume every line is checked as user input.
+in flight. The log is the run's journal (see ``run_state``): evaluation lines,
+validation lines (``"validation": true``: an individual's losses on the
+validation seeds), generation ends (``"closed": true``) and the result on the
+user's seeds (``"final": true``). On a resume every line is checked as user input.
 """
 from __future__ import annotations
 
@@ -94,16 +96,19 @@ def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None) -> list[
     for number, line in enumerate(lines, start=1):
         try:
             entry = read_json_line(line)
-            if isinstance(entry, dict) and entry.get("validation") is True:
-                problem = _validation_problem(entry)
+            special = next((k for k in _SPECIAL if isinstance(entry, dict) and entry.get(k) is True), None)
+            if special is not None:
+                problem = _SPECIAL[special](entry)
             else:
                 problem = _entry_problem(entry) or (check(entry) if check else None)
         except ValueError as error:
             problem = f"not valid JSON: {error}"
         if problem:
             raise ResumeError(f"{path}, line {number}: {problem}")
-        if entry.get("validation") is True:
+        if special == "validation":
             key = ("validation", entry["generation"], entry["id"])
+        elif special is not None:
+            key = (special, entry.get("generation"))
         else:
             key = (entry["generation"], entry["index"])
         if key in seen:
@@ -180,6 +185,50 @@ def _validation_problem(e: dict[str, Any]) -> Optional[str]:
     if not number_list(losses, finite=True) or not losses or len(losses) > MAX_LIST:
         return "losses must be a non-empty list of finite numbers"
     return None
+
+
+_VECTORS = ("centroid", "diag_std", "eigenvalues")
+
+
+def _closed_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with a generation's end: {closed, generation, sigma, axis_ratio, centroid, diag_std, eigenvalues}."""
+    unknown = set(e) - {"closed", "generation", "sigma", "axis_ratio", *_VECTORS}
+    if unknown:
+        return f"generation end has unknown keys {sorted(unknown)}"
+    if not is_int(e.get("generation")) or not 1 <= e["generation"] < 10**8:
+        return f"generation must be a whole number >= 1, got {e.get('generation')!r}"
+    for name in ("sigma", "axis_ratio"):
+        if not is_finite(e.get(name)):
+            return f"{name} must be a finite number, got {e.get(name)!r}"
+    sizes = set()
+    for name in _VECTORS:
+        if not number_list(e.get(name), finite=True) or not e[name] or len(e[name]) > MAX_LIST:
+            return f"{name} must be a non-empty list of finite numbers"
+        sizes.add(len(e[name]))
+    return None if len(sizes) == 1 else "centroid, diag_std and eigenvalues must have one length"
+
+
+def _final_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with the result's line: {final, generation, id, of, seeds, loss}."""
+    unknown = set(e) - {"final", "generation", "id", "of", "seeds", "loss"}
+    if unknown:
+        return f"result line has unknown keys {sorted(unknown)}"
+    if e.get("generation") is not None:
+        return "generation must be null on the result line"
+    if not is_id(e.get("id")):
+        return f"id must be an individual id, got {e.get('id')!r}"
+    of = e.get("of")
+    if not isinstance(of, list) or len(of) != 2 or not all(is_int(v) and 0 <= v < 10**8 for v in of):
+        return "of must be [generation, index]"
+    if not isinstance(e.get("seeds"), list) or not e["seeds"] or len(e["seeds"]) > MAX_LIST \
+            or not all(is_int(s) for s in e["seeds"]):
+        return "seeds must be a list of whole numbers"
+    if not is_finite(e.get("loss")):
+        return f"loss must be a finite number, got {e.get('loss')!r}"
+    return None
+
+
+_SPECIAL = {"validation": _validation_problem, "closed": _closed_problem, "final": _final_problem}
 
 
 def _extra_problem(extra: Any) -> Optional[str]:

@@ -198,7 +198,7 @@ class PinningLoss:
         images = flip.check_images(images, "targets")
         if seeds is not None and len(seeds) != images.shape[0]:
             raise ValueError(f"seeds: expected one seed per target ({images.shape[0]}), got {len(seeds)}")
-        self._target_seeds = None if seeds is None else [int(x) for x in seeds]
+        self._target_seeds = None if seeds is None else [_noise_key(x) for x in seeds]
         if images.shape[0] == 0 or self.variant == "consistency":
             self._targets, self._target_pairs, self._target_shape, self.n_targets = {}, np.zeros(0), None, 0
             return
@@ -311,8 +311,9 @@ class PinningLoss:
         if self._target_seeds is not None and seeds is not None and t:
             if len(seeds) != n_images:
                 raise ValueError(f"seeds: expected one seed per image ({n_images}), got {len(seeds)}")
-            target_seed = np.asarray(self._target_seeds)[np.minimum(iu, t - 1)]
-            image_seed = np.asarray(seeds)[np.maximum(ju - t, 0)]
+            codes = {key: k for k, key in enumerate(dict.fromkeys([*self._target_seeds, *map(_noise_key, seeds)]))}
+            target_seed = np.array([codes[key] for key in self._target_seeds])[np.minimum(iu, t - 1)]
+            image_seed = np.array([codes[_noise_key(key)] for key in seeds])[np.maximum(ju - t, 0)]
             distinct = keep & ~(cross & (target_seed == image_seed))
             if distinct.any():
                 keep = distinct
@@ -385,3 +386,9 @@ class PinningLoss:
         if key not in self._targets:
             self._targets[key] = next(iter(self._targets.values())).to(device)
         return self._targets[key]
+
+
+def _noise_key(key):
+    """An image's noise key (``seed_blocks.noise_keys``): a seed, or (seed, subseed, strength)."""
+    return tuple(key) if isinstance(key, (tuple, list)) else int(key)
+

@@ -76,6 +76,27 @@ class GenerationRecord:
     training_seed: Optional[int] = None  # first seed of this generation's renders
 
 
+@dataclass(frozen=True)
+class PairedScore:
+    """The result's loss against the unmodified prompt's, on the same seeds and pair set."""
+
+    basis: str  # "validation seeds" (held out) or "your seeds" (the run's seed .. seed+B-1)
+    baseline: float
+    result: float
+
+    @property
+    def improvement(self) -> Optional[float]:
+        """Relative loss reduction; None when it cannot be computed."""
+        values = np.array([self.baseline, self.result], dtype=np.float64)
+        if not np.isfinite(values).all() or self.baseline == 0:
+            return None
+        return float((self.baseline - self.result) / self.baseline)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"basis": self.basis, "baseline_loss": self.baseline, "result_loss": self.result,
+                "improvement": self.improvement}
+
+
 @dataclass
 class RunResult:
     """What a finished (or stopped) run hands back."""
@@ -97,6 +118,10 @@ class RunResult:
     selected_by: str = "training"
     validation_seeds: list[int] = field(default_factory=list)
     centroid: Optional[IndividualRecord] = None  # the final search mean, when evaluated
+    # The headline comparison (validation seeds when the result was chosen by them,
+    # else the user's seeds) and the comparison on the user's seeds; None until known.
+    paired: Optional[PairedScore] = None
+    user_seeds: Optional[PairedScore] = None
 
     @property
     def best_loss(self) -> float:

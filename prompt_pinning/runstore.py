@@ -36,12 +36,15 @@ class RunStore(Protocol):
 
     def append_evaluation(self, record: IndividualRecord) -> None: ...
 
-    def append_validation(self, entry: dict[str, Any]) -> None: ...
+    def append_event(self, entry: dict[str, Any]) -> None: ...
+
+    def read_events(self, check=None) -> list[dict[str, Any]]: ...
 
     def write_state(self, status: str, **info: Any) -> None: ...
 
 
-IMAGE_FILES = {"baseline": ckpt.BASELINE_FILE, "targets": ckpt.TARGETS_FILE, "best": ckpt.BEST_FILE}
+IMAGE_FILES = {"baseline": ckpt.BASELINE_FILE, "targets": ckpt.TARGETS_FILE, "best": ckpt.BEST_FILE,
+               "result": ckpt.RESULT_FILE}
 
 
 class FolderStore:
@@ -83,8 +86,11 @@ class FolderStore:
     def append_evaluation(self, record: IndividualRecord) -> None:
         ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
 
-    def append_validation(self, entry: dict[str, Any]) -> None:
+    def append_event(self, entry: dict[str, Any]) -> None:
         ckpt.append_evaluation(self.run_dir, entry)
+
+    def read_events(self, check=None) -> list[dict[str, Any]]:
+        return ckpt.read_evaluations(self.run_dir, check)
 
     def write_state(self, status: str, **info: Any) -> None:
         ckpt.write_run_state(self.run_dir, status, **info)
@@ -120,8 +126,11 @@ class MemoryStore:
     def append_evaluation(self, record: IndividualRecord) -> None:
         self.evaluations.append(ckpt.evaluation_entry(record, None))
 
-    def append_validation(self, entry: dict[str, Any]) -> None:
+    def append_event(self, entry: dict[str, Any]) -> None:
         self.evaluations.append(dict(entry))
+
+    def read_events(self, check=None) -> list[dict[str, Any]]:
+        return [dict(entry) for entry in self.evaluations]
 
     def write_state(self, status: str, **info: Any) -> None:
         self.state = {"stop_reason": status, **info}

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from prompt_pinning import checkpoint as ckpt
+from prompt_pinning import evaluator as evaluator_module
 from prompt_pinning import run as run_module
+from prompt_pinning.builders import Builders
 from prompt_pinning.config import PinningConfig
 from prompt_pinning.records import UnitRow
 from prompt_pinning.rendering import GenerationSettings, RenderedBatch
-from prompt_pinning.run import resume_pinning, run_pinning
 from prompt_pinning.rundir import create_run_dir, individual_id
 
 WORDS = ["red", "circle", "left", "blue"]
@@ -116,13 +117,28 @@ class RecordingSink:
         self.events.append(("finish", result.stop_reason))
 
 
-@pytest.fixture(autouse=True)
-def fakes(monkeypatch):
-    monkeypatch.setattr(run_module, "build_vector", lambda config, renderer: FakeVector(config.positive, config.negative))
-    target = FakeRenderer().render([(FakeVector(" ".join(WORDS), "").render(TARGET_WEIGHTS - 1))[0:2]],
-                                   GenerationSettings(seed=5, batch_size=2, width=8, height=8))[0].images
-    monkeypatch.setattr(run_module, "build_targets", lambda config: target if config.targets else None)
-    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: FakeLoss(targets))
+TARGET = FakeRenderer().render([(FakeVector(" ".join(WORDS), "").render(TARGET_WEIGHTS - 1))[0:2]],
+                               GenerationSettings(seed=5, batch_size=2, width=8, height=8))[0].images
+
+
+def fake_builders(loss=FakeLoss, vector=FakeVector):
+    """The run's builders with the stand-ins above (``loss``/``vector``: a class to use instead)."""
+    return Builders(vector=lambda config, renderer: vector(config.positive, config.negative),
+                    targets=lambda config: TARGET if config.targets else None,
+                    loss=lambda config, targets: loss(targets))
+
+
+FAKES = fake_builders()
+
+
+def run_pinning(config, renderer, **kw):
+    kw.setdefault("builders", FAKES)
+    return run_module.run_pinning(config, renderer, **kw)
+
+
+def resume_pinning(run_dir, renderer, **kw):
+    kw.setdefault("builders", FAKES)
+    return run_module.resume_pinning(run_dir, renderer, **kw)
 
 
 def make_config(outdir, **kw):
@@ -134,14 +150,16 @@ def make_config(outdir, **kw):
 
 
 def all_entries(result):
-    return [e for e in ckpt.read_evaluations(result.run_dir) if not e.get("validation")]
+    """The evaluation lines of a run's journal (no validation, generation end or result line)."""
+    return [e for e in ckpt.read_evaluations(result.run_dir)
+            if not any(e.get(k) is True for k in ("validation", "closed", "final"))]
 
 
 def validation_entries(result):
     return [e for e in ckpt.read_evaluations(result.run_dir) if e.get("validation")]
 
 
-def test_run_writes_layout_renders_each_generation_once_and_returns_best_ever(outdir):
+def test_run_writes_layout_renders_each_generation_once_and_returns_the_last_blocks_leader(outdir):
     renderer, sink = FakeRenderer(), RecordingSink()
     progress = []
     result = run_pinning(make_config(outdir, targets=["t.png"], initial_std=0.2), renderer, sink=sink,
@@ -149,21 +167,28 @@ def test_run_writes_layout_renders_each_generation_once_and_returns_best_ever(ou
     assert result.stop_reason == "completed"
     assert result.run_dir == outdir / "prompt_pins" / "00000000"
     lam = result.config["resolved"]["lambda_"]
-    assert renderer.calls == [1] + [lam] * 4  # baseline, then one call per generation
+    # baseline, one call per generation, the search mean, the result on the user's seeds
+    assert renderer.calls == [1] + [lam] * 4 + [1, 1]
+    assert renderer.first_seeds == [5] + [5 + 2 * g for g in range(1, 5)] + [5 + 2 * 4, 5]
     entries = all_entries(result)
-    assert len(entries) == 1 + 4 * lam == progress[-1][1] == progress[-1][2]
-    assert progress[0] == ("starting", 0, 1 + 4 * lam)  # the total is known before any render
-    assert progress[1][0] == "baseline" and progress[-1][0] == "generation 4/4"
+    assert len(entries) == 1 + 4 * lam + 1 and progress[-1][1] == progress[-1][2] == 1 + 4 * lam + 2
+    assert progress[0] == ("starting", 0, 1 + 4 * lam + 2)  # the total is known before any render
+    assert progress[1][0] == "baseline" and progress[-1][0] == "result on your seeds"
     for e in entries:
         folder = result.run_dir / e["folder"]
         assert folder.parent.name == f"{e['generation']:08d}" and folder.name.startswith(e["id"])
         assert e["id"] == individual_id(np.array(e["offsets"]))
-    best = min(entries, key=lambda e: e["loss"])
-    assert result.best.loss == best["loss"] and result.best.individual_id == best["id"]
+    # rotating seeds, no validation: only the last block (generation 4 and the mean) is compared
+    last_block = [e for e in entries if e["generation"] == 4]
+    best = min(last_block, key=lambda e: e["loss"])
+    assert result.best.individual_id == best["id"] and result.best.loss == best["loss"]
+    assert result.best.seeds == [5, 6] == result.baseline.seeds  # shown on the user's seeds
     assert result.best.images.shape == (2, 3, 8, 8)
     assert [r.loss for r in result.hall_of_fame] == sorted(r.loss for r in result.hall_of_fame)
+    assert {r.generation for r in result.hall_of_fame} == {4}
     assert result.baseline.generation == 0 and result.baseline.loss == entries[0]["loss"]
-    assert result.best_loss < result.baseline_loss
+    assert result.paired is result.user_seeds and result.paired.basis == "your seeds"
+    assert result.paired.baseline == result.baseline.loss and result.paired.improvement > 0
     assert sink.events[0] == ("start", 4) and sink.events[-1] == ("finish", "completed")
     assert [e for e in sink.events if e[0] == "generation"] == [("generation", g) for g in range(1, 5)]
     assert ckpt.read_run_state(result.run_dir)["stop_reason"] == "completed"
@@ -171,7 +196,8 @@ def test_run_writes_layout_renders_each_generation_once_and_returns_best_ever(ou
     final = result.generations[-1]
     assert [u.tightness for u in result.units] == pytest.approx(list(final.diag_std))
     assert [u.offset for u in result.units] == pytest.approx(list(result.best.offsets))
-    assert len(result.logbook) == 4 and result.logbook[-1]["best"] == result.best.loss
+    assert len(result.logbook) == 4
+    assert all(line["best"] == line["min"] for line in result.logbook)  # rotating: each block on its own
 
 
 def test_next_run_takes_the_next_number_and_concurrent_starts_do_not_collide(outdir):
@@ -223,7 +249,7 @@ def test_interrupt_after_k_evaluations_then_resume_matches_uninterrupted(outdir,
     assert np.array_equal(resumed.best.offsets, full.best.offsets) and resumed.best.loss == full.best.loss
     assert torch.equal(resumed.best.images, full.best.images)
     assert [e["offsets"] for e in all_entries(resumed)] == [e["offsets"] for e in all_entries(full)]
-    assert sum(renderer.calls) == len(all_entries(full)) - k  # evaluations on disk are not redone
+    assert sum(renderer.calls) == len(all_entries(full)) + 1 - k  # evaluations on disk are not redone
     assert [g.sigma for g in resumed.generations] == [g.sigma for g in full.generations]
 
 
@@ -245,7 +271,8 @@ def test_renderer_error_is_recorded_flushed_and_raised_or_returned(outdir):
     assert len(all_entries(result)) == 1 + result.config["resolved"]["lambda_"]
     assert ckpt.read_run_state(result.run_dir)["stop_reason"] == result.stop_reason
     returned = run_pinning(make_config(outdir), FakeRenderer(fail_on_call=2), raise_errors=False)
-    assert returned.stop_reason.startswith("error:") and returned.best is returned.baseline
+    assert returned.stop_reason.startswith("error:")
+    assert returned.best.individual_id == returned.baseline.individual_id
 
 
 def test_size_limited_run_never_returns_a_best_beyond_the_limit(outdir):
@@ -297,7 +324,7 @@ def test_a_crash_between_the_baseline_and_the_first_checkpoint_resumes_without_r
     resumed = resume_pinning(stopped.run_dir, renderer)
     full = run_pinning(make_config(outdir / "full"), FakeRenderer())
     assert [e["offsets"] for e in all_entries(resumed)] == [e["offsets"] for e in all_entries(full)]
-    assert sum(renderer.calls) == len(all_entries(full)) - 1  # the baseline is not rendered again
+    assert sum(renderer.calls) == len(all_entries(full))  # the baseline is not rendered again (+1: the result)
     assert resumed.baseline_loss == full.baseline_loss and resumed.best.loss == full.best.loss
 
 
@@ -328,7 +355,7 @@ def test_a_run_in_memory_writes_nothing_and_gives_the_same_result(outdir, tmp_pa
     assert result.run_dir is None and not (tmp_path / "memory").exists()
     assert result.best.individual_id == full.best.individual_id and result.best.loss == full.best.loss
     assert torch.equal(result.best.images, full.best.images)
-    assert [e["offsets"] for e in store.evaluations] == [e["offsets"] for e in all_entries(full)]
+    assert [e["offsets"] for e in store.evaluations if "offsets" in e] == [e["offsets"] for e in all_entries(full)]
     assert store.state["stop_reason"] == "completed" and store.checkpoint.generation == 5
     with pytest.raises(ValueError, match="sink"):
         run_pinning(make_config(tmp_path / "memory"), FakeRenderer(), store=MemoryStore(), sink=RecordingSink())
@@ -355,7 +382,7 @@ def test_no_run_file_is_pickled_and_resume_loads_nothing_through_pickle(outdir, 
 def test_sink_sees_an_individual_before_it_is_logged(outdir):
     class CheckingSink(RecordingSink):
         def on_individual(self, record):
-            logged = ckpt.read_evaluations(record.folder.parent.parent)
+            logged = [e for e in ckpt.read_evaluations(record.folder.parent.parent) if "index" in e]
             assert (record.generation, record.index) not in {(e["generation"], e["index"]) for e in logged}
             super().on_individual(record)
 
@@ -365,11 +392,12 @@ def test_sink_sees_an_individual_before_it_is_logged(outdir):
 
 def test_each_generation_is_scored_in_one_call(outdir, monkeypatch):
     losses = []
-    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(FakeLoss(targets)) or losses[-1])
-    result = run_pinning(make_config(outdir, generations=3), FakeRenderer())
+    loss = lambda targets: losses.append(FakeLoss(targets)) or losses[-1]
+    result = run_pinning(make_config(outdir, generations=3), FakeRenderer(), builders=fake_builders(loss=loss))
     sizes = [len(g.losses) for g in result.generations]
-    assert losses[0].many_calls == sizes and len(sizes) == 3  # the baseline is scored on its own
-    assert len(all_entries(result)) == 1 + sum(sizes)
+    # the baseline, one call per generation, then the search mean and the result on the user's seeds
+    assert losses[0].many_calls == [1] + sizes + [1, 1] and len(sizes) == 3
+    assert len(all_entries(result)) == 1 + sum(sizes) + 1
 
 
 def test_each_generation_records_its_seconds_per_stage_prompt_handling_included(outdir):
@@ -383,40 +411,38 @@ def test_each_generation_records_its_seconds_per_stage_prompt_handling_included(
             batches = super().render(prompts, settings, progress)
             return [dataclasses.replace(b, prompt_seconds=0.25) for b in batches]
 
-    run_module_vector = run_module.build_vector
-    try:
-        run_module.build_vector = lambda config, renderer: SlowPromptVector(config.positive, config.negative)
-        result = run_pinning(make_config(outdir, generations=2, lambda_=3), HostTimedRenderer())
-    finally:
-        run_module.build_vector = run_module_vector
+    result = run_pinning(make_config(outdir, generations=2, lambda_=3), HostTimedRenderer(),
+                         builders=fake_builders(vector=SlowPromptVector))
     for line in result.logbook:
         assert line["prompt_seconds"] >= 3 * 0.01  # three prompts written per generation
         assert line["host_prompt_seconds"] == pytest.approx(3 * 0.25)
         assert line["render_seconds"] >= 0 and line["loss_seconds"] >= 0
-    entries = ckpt.read_evaluations(result.run_dir)
+    entries = all_entries(result)
     assert all(entry["extra"]["prompt_seconds"] >= 0.01 for entry in entries)
     assert all(entry["extra"]["host_prompt_seconds"] == 0.25 for entry in entries)
 
 
 def test_a_large_generation_is_scored_in_chunks_and_a_stop_is_seen_between_them(outdir, monkeypatch):
-    monkeypatch.setattr(run_module, "SCORE_CHUNK_IMAGES", 4)  # batch 2: two individuals per loss call
+    monkeypatch.setattr(evaluator_module, "SCORE_CHUNK_IMAGES", 4)  # batch 2: two individuals per loss call
     losses = []
-    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(FakeLoss(targets)) or losses[-1])
-    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer())
-    assert losses[0].many_calls == [2, 2, 1]
+    loss = lambda targets: losses.append(FakeLoss(targets)) or losses[-1]
+    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer(), builders=fake_builders(loss=loss))
+    assert losses[0].many_calls == [1, 2, 2, 1, 1, 1]  # baseline, generation 1 in three, mean, result
 
     stop = threading.Event()
 
     class StoppingLoss(FakeLoss):
         def evaluate_many(self, images_list, traces_list, seeds_list=None):
-            stop.set()  # a stop arrives while the first chunk is being scored
+            if len(images_list) > 1:
+                stop.set()  # a stop arrives while the generation's first chunk is being scored
             return super().evaluate_many(images_list, traces_list, seeds_list)
 
     losses.clear()
-    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: losses.append(StoppingLoss(targets)) or losses[-1])
-    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer(), should_stop=stop.is_set)
+    loss = lambda targets: losses.append(StoppingLoss(targets)) or losses[-1]
+    result = run_pinning(make_config(outdir, generations=1, lambda_=5), FakeRenderer(), should_stop=stop.is_set,
+                         builders=fake_builders(loss=loss))
     assert result.stop_reason == "interrupted"
-    assert losses[0].many_calls == [2]  # the other chunks were never scored
+    assert losses[0].many_calls == [1, 2]  # the other chunks were never scored
 
 
 def seeds_of(first_seed, batch_size=2):
@@ -433,8 +459,10 @@ def test_validation_seeds_are_disjoint_from_training_seeds_and_counted_in_the_to
     training = [entry["seeds"] for entry in all_entries(result)]
     validation_seeds = set(result.validation_seeds)
     assert len(validation_seeds) == 2 * 2 and not validation_seeds & {s for seeds in training for s in seeds}
-    # every render the renderer made is counted, and the total was right from the start
-    assert sum(renderer.calls) == progress[-1][1] == progress[-1][2] == progress[0][2]
+    # every render is counted, and the total was right from the start (a result that is the
+    # baseline needs no render of its own: its batch is already on the user's seeds)
+    assert progress[-1][1] == progress[-1][2] == progress[0][2]
+    assert sum(renderer.calls) == progress[-1][1] - (result.best.generation == 0)
     validated = validation_entries(result)
     points = resolved["validation_generations"]
     assert len(validated) == 1 + len(points) + 1  # baseline, one per point, centroid
@@ -460,13 +488,20 @@ def test_result_is_the_validated_candidate_with_the_lowest_validation_loss(outdi
     assert result.logbook[-1]["val"] == series[-1]
 
 
-def test_validation_off_renders_nothing_extra_and_selects_by_training_loss(outdir):
+@pytest.mark.parametrize("schedule", ["fixed", "rotating"])
+def test_validation_off_never_picks_across_seed_blocks(outdir, schedule):
     renderer = FakeRenderer()
-    result = run_pinning(make_config(outdir, validation_batches=0, seed_schedule="rotating"), renderer)
+    result = run_pinning(make_config(outdir, validation_batches=0, seed_schedule=schedule), renderer)
     lam = result.config["resolved"]["lambda_"]
-    assert renderer.calls == [1] + [lam] * 4 and not validation_entries(result)
+    assert renderer.calls == [1] + [lam] * 4 + [1] + [1] * (result.best.generation != 0)
+    assert not validation_entries(result)
     assert result.selected_by == "training" and result.best.validation_loss is None
-    assert result.best.loss == min(e["loss"] for e in all_entries(result))
+    entries = all_entries(result)
+    # fixed: every render is on the user's seeds, so all are paired; rotating: only the last block
+    pool = entries if schedule == "fixed" else [e for e in entries if e["generation"] == 4]
+    assert result.best.individual_id == min(pool, key=lambda e: e["loss"])["id"]
+    assert renderer.first_seeds[-1] == 5 and result.best.seeds == [5, 6]
+    assert result.paired.basis == "your seeds" and result.paired.baseline == result.baseline.loss
 
 
 @pytest.mark.parametrize("schedule", ["fixed", "rotating"])
@@ -495,20 +530,6 @@ def test_interrupted_validated_run_resumes_to_the_uninterrupted_result(outdir, s
     assert sum(renderer.calls) <= full.config["resolved"]["total_evaluations"] - stopped_renders + 2
 
 
-def test_a_run_saved_before_validation_existed_resumes_without_it(outdir):
-    stopped = run_pinning(make_config(outdir, validation_batches=0), FakeRenderer(), should_stop=lambda: True)
-    path = stopped.run_dir / ckpt.CONFIG_FILE
-    saved = json.loads(path.read_text())
-    for key in ("validation_batches", "seed_schedule", "loss_variant"):
-        saved["config"].pop(key)
-        saved["resolved"].pop(key)
-    path.write_text(json.dumps(saved))
-    renderer = FakeRenderer()
-    resumed = resume_pinning(stopped.run_dir, renderer)
-    assert resumed.stop_reason == "completed" and not validation_entries(resumed)
-    assert renderer.calls == [1] + [resumed.config["resolved"]["lambda_"]] * 4
-
-
 def test_ties_in_validation_loss_need_no_extra_render(outdir, monkeypatch):
     class FlatOnValidation(FakeLoss):  # the validation seeds give every individual the same loss
         def evaluate_many(self, images_list, traces_list, seeds_list=None):
@@ -518,10 +539,9 @@ def test_ties_in_validation_loss_need_no_extra_render(outdir, monkeypatch):
                     result.value = 0.5
             return results
 
-    monkeypatch.setattr(run_module, "build_loss", lambda config, targets: FlatOnValidation(targets))
     renderer, progress = FakeRenderer(), []
     result = run_pinning(make_config(outdir, validation_batches=1, targets=["t.png"], initial_std=0.2,
-                                     seed_schedule="fixed"), renderer,
+                                     seed_schedule="fixed"), renderer, builders=fake_builders(loss=FlatOnValidation),
                          progress=lambda stage, done, total: progress.append(total))
     validated = {e["id"] for e in validation_entries(result)}
     by_training = min((e for e in all_entries(result) if e["id"] in validated), key=lambda e: e["loss"])

@@ -10,8 +10,7 @@ import torch
 from prompt_pinning import checkpoint as ckpt
 from prompt_pinning.config import ConfigError
 from prompt_pinning.files import read_json, write_json_atomic
-from prompt_pinning.run import resume_pinning, run_pinning
-from test_run import FakeRenderer, all_entries, fakes, make_config  # noqa: F401  (fakes: autouse fixture)
+from test_run import FakeRenderer, all_entries, make_config, resume_pinning, run_pinning
 
 
 def strict_json(text):

@@ -108,7 +108,7 @@ def test_prompt_check_chunks_with_the_users_comma_padding_backtrack(backtrack, f
 
     import prompt_pinning.prompt_weights as prompt_weights
     from prompt_pinning.config import PinningConfig
-    from prompt_pinning.run_parts import build_vector
+    from prompt_pinning.builders import build_vector
 
     webui_stand_in.reset()
     shared.opts.comma_padding_backtrack = backtrack

@@ -96,9 +96,15 @@ def _batch_block(title: str, entry: Optional[dict[str, Any]]) -> str:
     )
     return f"""
 <figure class="card batch">
-  <figcaption>{esc(title)} <span class="muted">loss {_number(entry.get("loss"))}, generation {esc(entry.get("g"))}</span></figcaption>
+  <figcaption>{esc(title)} <span class="muted">loss {_number(entry.get("loss"))}, {_seed_span(entry.get("seeds") or [])}</span></figcaption>
   <div class="thumbs">{images}</div>
 </figure>"""
+
+
+def _seed_span(seeds: list[int]) -> str:
+    if not seeds:
+        return "no seeds"
+    return esc(f"seed {seeds[0]}" if len(set(seeds)) == 1 else f"seeds {min(seeds)}–{max(seeds)}")
 
 
 def _units_table(units: list[dict[str, Any]]) -> str:
@@ -152,7 +158,7 @@ def _summary(data: dict[str, Any]) -> str:
         ("Stop reason", run.get("stop_reason") or "—"),
         ("Generations", run["generations"]),
         ("Individuals", run["individuals"]),
-        ("Improvement", "—" if gain is None else f"{gain * 100:+.1f}%"),
+        ("Improvement", "—" if gain is None else f"{gain * 100:+.1f}% on {data.get('improvement_basis')}"),
         ("Updated", run["updated"]),
     ]
     cells = "".join(f'<div class="stat"><span>{esc(k)}</span><strong>{esc(v)}</strong></div>' for k, v in items)

@@ -51,8 +51,10 @@ def batch_entry(record: Optional[IndividualRecord], run_dir: Path) -> Optional[d
         {
             "id": record.individual_id,
             "g": record.generation,
-            "loss": record.loss,
-            "val": record.validation_loss,  # None when not rendered on the validation seeds
+            # the loss on the images shown: the result's on the user's seeds once rendered there
+            "loss": record.extra.get("user_seed_loss", record.loss),
+            "val": record.validation_loss,
+            "seeds": [int(seed) for seed in record.seeds],  # None when not rendered on the validation seeds
             "size": record.size,
             "pos": record.positive,
             "neg": record.negative,
@@ -102,14 +104,6 @@ def convergence(generations: Sequence[GenerationRecord]) -> list[dict[str, Any]]
     return jsonable(points)
 
 
-def improvement(baseline_loss: Optional[float], best_loss: Optional[float]) -> Optional[float]:
-    if baseline_loss is None or best_loss is None or not np.isfinite([baseline_loss, best_loss]).all():
-        return None
-    if baseline_loss == 0:
-        return None
-    return float((baseline_loss - best_loss) / baseline_loss)
-
-
 def page_data(
     run_dir: Path,
     result: RunResult,
@@ -137,7 +131,9 @@ def page_data(
             },
             "baseline": baseline,
             "best": best,
-            "improvement": improvement(baseline and baseline["loss"], best and best["loss"]),
+            # paired only: the same seeds and pairs for both (None until the result is scored so)
+            "improvement": result.paired.improvement if result.paired else None,
+            "improvement_basis": result.paired.basis if result.paired else None,
             "units": unit_entries(units),
             "convergence": convergence(result.generations),
             "plots": plots,

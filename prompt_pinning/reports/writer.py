@@ -89,6 +89,16 @@ class ReportWriter:
         if names:
             self._submit(write_summary_gif, folder, names)
 
+    def on_result(self, record: IndividualRecord) -> None:
+        """The result rendered on the user's seeds: its images go to ``<run>/result/``."""
+        self._require_started("on_result")
+        folder = Path(record.folder).absolute()
+        folder.mkdir(parents=True, exist_ok=True)
+        texts = record.extra.get("infotexts") or None
+        if texts is not None and len(texts) != len(record.seeds):
+            texts = None
+        write_images(record, folder, self.settings, texts)
+
     def on_generation(self, record: GenerationRecord, result: RunResult) -> None:
         self._require_started("on_generation")
         folder = self._generation_folder(record)
@@ -212,9 +222,13 @@ def final_summary(run_dir: Path, result: RunResult, errors: list[str]) -> dict[s
             "stop_reason": result.stop_reason,
             "original_prompt": result.original_positive,
             "original_negative_prompt": result.original_negative,
-            "baseline_loss": result.baseline_loss,
-            "best_loss": result.best_loss,
-            # validation: the same losses on held-out seeds; the best is chosen by them
+            # paired comparisons only: "improvement" is the headline (validation seeds when the
+            # result was chosen by them, else the user's seeds); "your_seeds" is on seed .. seed+B-1
+            "improvement": result.paired.to_dict() if result.paired else None,
+            "your_seeds": result.user_seeds.to_dict() if result.user_seeds else None,
+            # training losses, each on its own seed block: not comparable with each other
+            "baseline_training_loss": result.baseline_loss,
+            "best_training_loss": result.best_loss,
             "selected_by": result.selected_by,
             "baseline_validation_loss": result.baseline_validation_loss,
             "best_validation_loss": result.best_validation_loss,

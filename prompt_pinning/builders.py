@@ -1,13 +1,14 @@
-"""What a run is built from: the prompt vector, the targets, the loss and where it runs.
+"""What a run is built from: the prompt vector, the targets and the loss.
 
-Kept apart from the loop in ``run`` so that tests and benchmarks can swap any
-of them (``run`` looks them up by name at call time). ``run_target`` is public:
+``Builders`` holds the three builders; ``run_pinning`` takes one (the defaults
+below), so that tests and benchmarks pass their own. ``run_target`` is public:
 the images a run pins to, for scripts that score images as a run would (with
 ``PinningLoss.from_config``).
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -45,19 +46,13 @@ def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     return PinningLoss.from_config(config, targets)
 
 
-def loss_device(renderer: Renderer) -> Optional[torch.device]:
-    """Where the loss scores a renderer's images: the renderer's ``device``, if it has one.
+@dataclass(frozen=True)
+class Builders:
+    """How a run makes its prompt vector, targets and loss (each an argument of ``run_pinning``)."""
 
-    A renderer says where its model runs (the WebUI's device, which follows
-    --use-cpu and MPS); FLIP is much cheaper on a GPU. None: score the images
-    where the renderer returns them.
-    """
-    device = getattr(renderer, "device", None)
-    return None if device is None else torch.device(device)
-
-
-def on_device(images: torch.Tensor, device: Optional[torch.device]) -> torch.Tensor:
-    return images if device is None else images.to(device)
+    vector: Callable[[PinningConfig, Renderer], Any] = build_vector
+    targets: Callable[[PinningConfig], Optional[torch.Tensor]] = build_targets
+    loss: Callable[[PinningConfig, Optional[torch.Tensor]], Any] = build_loss
 
 
 def run_target(config: PinningConfig, renderer: Renderer) -> torch.Tensor:

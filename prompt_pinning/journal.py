@@ -1,0 +1,112 @@
+"""The run's journal: the run store plus the report sink, in the order that keeps a run resumable.
+
+Each event is written to the store's append-only log (``evaluations.jsonl``) and
+handed to ``RunState.apply``; images and reports come first, so a logged line
+is the commit point. ``replay`` reads the log back for a resume.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .evaluation_log import evaluation_entry
+from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult
+from .run_state import RESULT_FOLDER, RunState
+from .runstore import RunStore
+
+log = logging.getLogger(__name__)
+
+
+class Journal:
+    def __init__(self, store: RunStore, sink: Optional[ReportSink], state: RunState):
+        self.store = store
+        self.sink = sink
+        self.state = state
+        self._best_saved: Optional[str] = None
+
+    @property
+    def run_dir(self) -> Optional[Path]:
+        return self.store.run_dir
+
+    def evaluated(self, record: IndividualRecord) -> None:
+        if record.generation == 0:
+            self.store.save_images("baseline", record.images)
+        if self.sink is not None:  # images and stats first: the log line is the commit point
+            self.sink.on_individual(record)
+        self.store.append_evaluation(record)
+        self.state.apply(evaluation_entry(record, self.run_dir), record.images, record.traces)
+        self._save_best()
+
+    def validated(self, record: IndividualRecord, point: int, losses: list[float]) -> None:
+        entry = {"validation": True, "generation": point, "id": record.individual_id,
+                 "of": [record.generation, record.index], "loss": float(np.mean(losses)),
+                 "losses": [float(x) for x in losses]}
+        self.store.append_event(entry)
+        self.state.apply(entry)
+        self._save_best()
+
+    def closed(self, generation: int, distribution, result_now) -> None:
+        entry = {"closed": True, "generation": generation, "sigma": float(distribution.sigma),
+                 "axis_ratio": float(distribution.axis_ratio),
+                 "centroid": np.asarray(distribution.centroid, dtype=np.float64).tolist(),
+                 "diag_std": np.asarray(distribution.diag_std, dtype=np.float64).tolist(),
+                 "eigenvalues": np.asarray(distribution.eigenvalues, dtype=np.float64).tolist()}
+        self.store.append_event(entry)
+        self.state.apply(entry)
+        record: GenerationRecord = self.state.generation_records[-1]
+        line = self.state.logbook[-1]
+        log.debug("gen %d  min %.6g  best on its seeds %.6g  sigma %.4g", generation, line["min"],
+                  line["best"], line["sigma"])
+        if self.sink is not None:
+            self.sink.on_generation(record, result_now())
+
+    def final(self, record: IndividualRecord, images: torch.Tensor, traces, seeds: list[int], loss: float,
+              infotexts: list[str]) -> None:
+        """The result rendered (or, for the baseline, already rendered) on the user's seeds."""
+        self.store.save_images("result", images, record.individual_id)
+        entry = {"final": True, "generation": None, "id": record.individual_id,
+                 "of": [record.generation, record.index], "seeds": [int(s) for s in seeds], "loss": float(loss)}
+        if self.sink is not None and hasattr(self.sink, "on_result"):
+            folder = Path(self.run_dir) / RESULT_FOLDER if self.run_dir is not None else None
+            shown = IndividualRecord(**{**record.__dict__, "images": images, "traces": traces, "seeds": list(seeds),
+                                        "loss": float(loss), "folder": folder,
+                                        "extra": {**record.extra, "infotexts": list(infotexts)}})
+            self.sink.on_result(shown)
+        self.store.append_event(entry)
+        self.state.apply(entry, images, traces)
+
+    def checkpoint(self, generation: int, optimizer_state) -> None:
+        self.store.save_checkpoint(ckpt.Checkpoint(generation, optimizer_state), self.state.plan.units)
+
+    def _save_best(self) -> None:
+        """Keep the selected candidate's images on disk, so a resumed run can show them."""
+        chosen = self.state.selected()
+        if chosen is None or chosen.generation == 0 or chosen.individual_id == self._best_saved:
+            return
+        kept = self.state.images.get(chosen.individual_id)
+        if kept is not None:
+            self.store.save_images("best", kept[0], chosen.individual_id)
+            self._best_saved = chosen.individual_id
+
+    def replay(self, events: list[dict[str, Any]], images: dict[str, Any]) -> None:
+        """Apply logged events in order; ``images`` maps ids (and "final") to saved batches."""
+        for entry in events:
+            key = "final" if entry.get("final") is True else entry.get("id")
+            kept = images.get(key) if entry.get("validation") is not True and entry.get("closed") is not True else None
+            if entry.get("final") is True and kept is not None and kept[1] != entry["id"]:
+                kept = None
+            self.state.apply(entry, None if kept is None else kept[0])
+        chosen = self.state.selected()
+        self._best_saved = chosen.individual_id if chosen is not None else None
+
+    def write_state(self, status: str, result: Optional[RunResult] = None) -> None:
+        info: dict[str, Any] = {"generation": self.state.closed + 1, "evaluations": self.state.done}
+        if result is not None:
+            info.update(best_id=result.best.individual_id if result.best else None,
+                        paired=result.paired.to_dict() if result.paired else None)
+        self.store.write_state(status, **info)

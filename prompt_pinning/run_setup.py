@@ -1,0 +1,220 @@
+"""Putting a run together: new, or resumed by replaying its journal.
+
+A resumed run is built exactly as a new one (same builders, plan and
+optimizer), then its optimizer is restored from the checkpoint and its state
+is rebuilt by applying the logged events in order. Every file is checked
+before anything is written; a folder that cannot be continued exactly where it
+stopped is a ``checkpoint.ResumeError`` naming the file and the problem.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .builders import Builders
+from .config import PinningConfig
+from .evaluator import Evaluator
+from .journal import Journal
+from .optimizer import make_optimizer, resolve_cma_seed, resolve_generations
+from .plan import RunPlan, make_plan
+from .records import ReportSink, UnitRow
+from .rendering import Renderer
+from .run_state import RunState
+from .runstore import FolderStore, RunStore
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Run:
+    """Everything a run works with; ``run.drive`` is the algorithm."""
+
+    config: PinningConfig
+    renderer: Renderer
+    vector: Any
+    optimizer: Any
+    plan: RunPlan
+    evaluator: Evaluator
+    state: RunState
+    journal: Journal
+    progress: Optional[Progress]
+    cma_seed: int
+    exclude_same_seed: bool = True
+    has_targets: bool = False  # explicit target images; else the baseline's batch is the target
+    next_generation: int = 0
+    host: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Optional[Path]:
+        return self.journal.run_dir
+
+    def validation_seeds(self) -> list[int]:
+        return [s for k in self.plan.validation_blocks for s in self.evaluator.block(k).seeds()]
+
+    def resolved(self) -> dict[str, Any]:
+        plan = self.plan
+        return {"N": plan.units, "cma_seed": self.cma_seed, "generations": plan.generations,
+                "total_evaluations": plan.total, **self.optimizer.resolved,
+                "validation_batches": plan.validation_batches, "seed_schedule": plan.schedule,
+                "loss_variant": self.config.loss_variant, "validation_seeds": self.validation_seeds(),
+                "validation_generations": list(plan.validation_points), "centroid_evaluated": plan.with_centroid,
+                "same_seed_pairs": "excluded" if self.exclude_same_seed else "kept",
+                "plan": plan.to_dict(), "host": dict(self.host)}
+
+    def config_dict(self) -> dict[str, Any]:
+        return {**self.config.to_dict(), "resolved": self.resolved(),
+                "run_dir": str(self.run_dir) if self.run_dir else None}
+
+    def units(self, offsets: Optional[np.ndarray] = None, tightness: Optional[np.ndarray] = None) -> list[UnitRow]:
+        rows = self.vector.unit_rows(np.zeros(self.vector.size) if offsets is None else offsets)
+        for row, value in zip(rows, tightness if tightness is not None else []):
+            row.tightness = float(value)
+        return rows
+
+    def result(self, reason: str):
+        best = self.state.selected()
+        tightness = self.optimizer.distribution().diag_std if self.state.generation_records else None
+        return self.state.result(reason, config=self.config_dict(),
+                                 units=self.units(best.offsets if best is not None else None, tightness),
+                                 validation_seeds=self.validation_seeds())
+
+
+def host_settings(renderer: Renderer) -> dict[str, Any]:
+    """What the renderer says a resume must match (model, VAE, mode...); {} when it says nothing."""
+    settings = getattr(renderer, "host_settings", None)
+    return dict(settings()) if callable(settings) else {}
+
+
+def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, store: RunStore,
+              sink: Optional[ReportSink], should_stop, progress) -> Run:
+    vector = builders.vector(config, renderer)
+    cma_seed = resolve_cma_seed(config)
+    generations = resolve_generations(config, vector.size)
+    optimizer = make_optimizer(config, vector.size, cma_seed)
+    plan = make_plan(config, vector.size, optimizer, generations)
+    state = RunState(plan, config.generation, store.run_dir)
+    evaluator = Evaluator(renderer, None, config.generation, should_stop)
+    return Run(config, renderer, vector, optimizer, plan, evaluator, state, Journal(store, sink, state),
+               progress, cma_seed, host=host_settings(renderer))
+
+
+def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store: Optional[RunStore],
+            sink, should_stop, progress) -> Run:
+    store = store if store is not None else FolderStore.create(config.outdir)
+    run = _assemble(config, renderer, builders, store, sink, should_stop, progress)
+    targets = builders.targets(config)
+    store.save_config(config, run.resolved())
+    if targets is not None:
+        store.save_images("targets", targets)
+    run.evaluator.loss = builders.loss(config, targets)
+    run.has_targets = targets is not None
+    run.journal.checkpoint(0, run.optimizer.state())  # a run stopped before its first generation resumes too
+    return run
+
+
+def resumed_run(run_dir: Path | str, renderer: Renderer, builders: Builders, sink, should_stop, progress) -> Run:
+    store = FolderStore.open(run_dir)
+    folder = store.run_dir
+    config, resolved, target_names = ckpt.load_saved_run(folder)
+    run = _assemble(config, renderer, builders, store, sink, should_stop, progress)
+    config_file = folder / ckpt.CONFIG_FILE
+    if resolved.get("N") != run.plan.units:
+        raise ckpt.ResumeError(
+            f"{config_file}: the run had {resolved.get('N')!r} prompt units, the prompt now splits into "
+            f"{run.plan.units} (another tokenizer or model?); it cannot be continued here")
+    _check_same(config_file, "its plan", run.plan.differences(resolved.get("plan")))
+    saved_host = resolved.get("host") if isinstance(resolved.get("host"), dict) else {}
+    _check_same(config_file, "the host's settings",
+                [f"{k}: the run used {saved_host.get(k)!r}, this host has {run.host.get(k)!r}"
+                 for k in sorted(set(saved_host) | set(run.host)) if saved_host.get(k) != run.host.get(k)])
+    run.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
+    checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
+    targets = _load_targets(store, config, bool(target_names))
+    run.evaluator.loss = builders.loss(config, targets)
+    run.has_targets = targets is not None
+    events = store.read_events(_entry_check(run, checkpoint.generation))
+    _check_events(folder / ckpt.EVALUATIONS_FILE, events, run.plan, checkpoint.generation)
+    images = _saved_images(store, config, events)
+    run.journal.replay(events, images)
+    if run.state.baseline is not None:
+        if targets is None:
+            run.evaluator.set_targets(images[run.state.baseline.individual_id][0], run.exclude_same_seed)
+        run.next_generation = max(1, checkpoint.generation)
+    ckpt.drop_torn_tail(folder)  # everything checked: new lines start on a line of their own
+    log.info("resuming %s at generation %d (%d renders on disk)", folder, run.next_generation, run.state.done)
+    return run
+
+
+def _check_same(path: Path, what: str, differences: list[str]) -> None:
+    if differences:
+        raise ckpt.ResumeError(f"{path}: {what} differ from the run's, so it cannot be continued here: "
+                               + "; ".join(differences))
+
+
+def _load_targets(store: FolderStore, config: PinningConfig, had_targets: bool):
+    if not had_targets:
+        return None
+    path = store.image_path("targets")
+    if not path.exists() and not path.is_symlink():
+        raise ckpt.ResumeError(f"{path}: missing, but the run was pinned to explicit target images; "
+                               "without them it cannot be continued")
+    return ckpt.load_images(path, config.generation)[0]
+
+
+def _saved_images(store: FolderStore, config: PinningConfig, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batches a resumed run shows again: the baseline's, the selected one's and the result's."""
+    settings, batch = config.generation, config.generation.batch_size
+    images: dict[str, Any] = {}
+    if events:
+        baseline, _ = ckpt.load_images(store.image_path("baseline"), settings, count=batch)
+        images[events[0]["id"]] = (baseline, events[0]["id"])
+    for name, key in (("best", None), ("result", "final")):
+        path = store.image_path(name)
+        if path.exists() or path.is_symlink():
+            kept, ident = ckpt.load_images(path, settings, count=batch, with_id=True)
+            images[key or ident] = (kept, ident)
+    return images
+
+
+def _entry_check(run: Run, generation: int):
+    """The run's own checks of an evaluation line: its size, its generation and its prompts."""
+    n, batch = run.plan.units, run.config.generation.batch_size
+
+    def check(entry: dict[str, Any]) -> Optional[str]:
+        if len(entry["offsets"]) != n:
+            return f"{len(entry['offsets'])} offsets for {n} prompt units"
+        if entry["generation"] > max(generation, 0):
+            return f"generation {entry['generation']} is beyond the checkpoint's {generation}"
+        if len(entry["seeds"]) != batch:
+            return f"{len(entry['seeds'])} seeds for a batch of {batch}"
+        prompt = run.vector.render(np.array(entry["offsets"], dtype=np.float64))
+        if (entry["positive"], entry["negative"]) != tuple(prompt):
+            return "its prompts are not the ones its offsets give"
+        return None
+    return check
+
+
+def _check_events(path: Path, events: list[dict[str, Any]], plan: RunPlan, generation: int) -> None:
+    """The log's order and counts, as this run's plan needs them."""
+    evaluations = [e for e in events if not any(e.get(k) is True for k in ("validation", "closed", "final"))]
+    if evaluations and (evaluations[0]["generation"], evaluations[0]["index"]) != (0, 0):
+        raise ckpt.ResumeError(f"{path}: the first line must be the baseline")
+    if not evaluations and generation > 0:
+        raise ckpt.ResumeError(f"{path}: missing or empty, but {ckpt.CHECKPOINT_FILE} is at generation {generation}")
+    closed = 0
+    for entry in events:
+        if entry.get("validation") is True and len(entry["losses"]) != plan.validation_batches:
+            raise ckpt.ResumeError(f"{path}: a validation of {entry['id']} has {len(entry['losses'])} losses; "
+                                   f"the run validates on {plan.validation_batches} batches")
+        if entry.get("closed") is True:
+            if entry["generation"] != closed + 1 or entry["generation"] >= max(generation, 1) \
+                    or len(entry["centroid"]) != plan.units:
+                raise ckpt.ResumeError(f"{path}: generation end {entry['generation']} is out of order "
+                                       f"or does not fit the run")
+            closed += 1
