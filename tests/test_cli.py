@@ -13,10 +13,11 @@ SMALL = ["--batch-size", "2", "--steps", "4", "--width", "32", "--height", "32",
          "--generations", "2", "--lambda", "3", "--no-progress"]
 
 
-def _loss(text: str, label: str) -> float:
-    match = re.search(rf"^{label}:\s+([0-9.]+)", text, re.MULTILINE)
-    assert match, f"no '{label}' line in:\n{text}"
-    return float(match.group(1))
+def _paired(text: str, basis: str) -> tuple[float, float]:
+    """(unmodified, pinned) from the summary line of ``basis``."""
+    match = re.search(rf"^{basis}:\s*unmodified ([0-9.]+), pinned ([0-9.]+)", text, re.MULTILINE)
+    assert match, f"no '{basis}' line in:\n{text}"
+    return float(match.group(1)), float(match.group(2))
 
 
 @pytest.mark.slow
@@ -27,23 +28,28 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     run_dir = tmp_path / "txt2img-images" / "prompt_pins" / "00000000"
     assert (run_dir / "index.html").is_file()
     generations = sorted(p.name for p in run_dir.iterdir() if p.is_dir())
-    assert generations == ["00000000", "00000001", "00000002"]
+    assert generations == ["00000000", "00000001", "00000002", "result"]
+    assert len(list((run_dir / "result").glob("*.png"))) == 2  # the result on the user's seeds
     individuals = [p for p in (run_dir / "00000001").iterdir() if p.is_dir()]
     assert len(individuals) == 3
     assert all(len(list(p.glob("[0-9][0-9]-*.png"))) == 2 for p in individuals)
     # Every generation really ran: the baseline on seeds 1 and 2, then 2 generations of lambda_ = 3,
     # each on its own fresh seeds (the rotating schedule, the default).
-    evaluations = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
-    assert [e["generation"] for e in evaluations] == [0, 1, 1, 1, 2, 2, 2]
+    journal = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    evaluations = [e for e in journal if "offsets" in e]
+    (result_line,) = [e for e in journal if e.get("final")]
+    assert [e["generation"] for e in evaluations] == [0, 1, 1, 1, 2, 2, 2, 2]  # + the search mean
     assert all(e["seeds"] == [1 + 2 * e["generation"], 2 + 2 * e["generation"]] for e in evaluations)
-    assert len({tuple(e["offsets"]) for e in evaluations}) == 7  # CMA proposed new points each time
+    assert len({tuple(e["offsets"]) for e in evaluations}) == 8  # CMA proposed new points each time
     # The report parses and agrees with the evaluations and with what was printed.
     final = json.loads((run_dir / "final_result.json").read_text())
     assert final["stop_reason"] == "completed"
-    assert final["baseline_loss"] == pytest.approx(evaluations[0]["loss"])
-    assert final["best_loss"] == pytest.approx(min(e["loss"] for e in evaluations))
-    assert _loss(out, "best loss") == pytest.approx(final["best_loss"], abs=1e-6)
-    assert _loss(out, "baseline loss") == pytest.approx(final["baseline_loss"], abs=1e-6)
+    paired = final["your_seeds"]
+    assert final["improvement"] == paired and paired["basis"] == "your seeds"
+    assert paired["baseline_loss"] == pytest.approx(evaluations[0]["loss"])
+    assert paired["result_loss"] == pytest.approx(result_line["loss"])
+    assert result_line["seeds"] == evaluations[0]["seeds"]  # shown on the user's seeds
+    assert _paired(out, "your seeds") == pytest.approx((paired["baseline_loss"], paired["result_loss"]), abs=1e-6)
     # The options reached the run.
     saved = json.loads((run_dir / "run_config.json").read_text())
     assert (saved["config"]["generations"], saved["config"]["lambda_"]) == (2, 3)
@@ -170,10 +176,10 @@ def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "stopped:         interrupted" in out
-    evaluated = [json.loads(line)["loss"] for line in log.read_text().splitlines()]
+    evaluated = [e["loss"] for e in map(json.loads, log.read_text().splitlines()) if "offsets" in e]
     assert 4 <= len(evaluated) < 1 + 500 * 3  # stopped part way, keeping what it had done
-    assert _loss(out, "best loss") == pytest.approx(min(evaluated), abs=1e-6)
-    assert _loss(out, "baseline loss") == pytest.approx(evaluated[0], abs=1e-6)
+    # no unpaired comparison is printed for a run stopped before its result was scored
+    assert "improvement:     not measured" in out and "best loss" not in out
     state = (log.parent / "run_state.json").read_text()
     assert "interrupted" in state
     assert (log.parent / "index.html").is_file()

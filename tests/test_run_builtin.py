@@ -64,8 +64,8 @@ def test_same_seed_twice_and_resume_give_the_same_best_bit_for_bit(outdir, rende
     assert resumed.best.positive == first.best.positive
     assert torch.equal(resumed.best.images, first.best.images)
     assert resumed.best.validation_loss == first.best.validation_loss is not None
-    assert [(e["id"], e["loss"]) for e in ckpt.read_evaluations(resumed.run_dir)] == \
-        [(e["id"], e["loss"]) for e in ckpt.read_evaluations(first.run_dir)]
+    assert [(e.get("id"), e.get("loss")) for e in ckpt.read_evaluations(resumed.run_dir)] == \
+        [(e.get("id"), e.get("loss")) for e in ckpt.read_evaluations(first.run_dir)]
 
 
 def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
@@ -109,8 +109,8 @@ def test_packing_changes_no_result_with_validation_and_rotating_seeds(outdir):
                                           max_images_per_call=max_images),
                                    BuiltinRenderer(max_images_per_call=max_images)))
     one_by_one, packed = results
-    assert [(e["id"], e["loss"]) for e in ckpt.read_evaluations(one_by_one.run_dir)] == \
-        [(e["id"], e["loss"]) for e in ckpt.read_evaluations(packed.run_dir)]
+    assert [(e.get("id"), e.get("loss")) for e in ckpt.read_evaluations(one_by_one.run_dir)] == \
+        [(e.get("id"), e.get("loss")) for e in ckpt.read_evaluations(packed.run_dir)]
     assert packed.best.individual_id == one_by_one.best.individual_id
     assert packed.best.validation_loss == one_by_one.best.validation_loss is not None
     assert torch.equal(packed.best.images, one_by_one.best.images)

@@ -108,14 +108,29 @@ def test_a_run_config_with_nan_or_an_unknown_setting_is_refused(stopped):
     (lambda c: c.update(sha256="0" * 64), "checksum"),
     (lambda c: c["optimizer"].update(sigma=-1.0), "sigma"),
     (lambda c: c["optimizer"].update(pos="x"), "random state"),
-    (lambda c: c["logbook"][0].update(min="low"), "logbook"),
-    (lambda c: c["generations"][0]["losses"].append(None), "losses"),
     (lambda c: c.update(version=1), "version"),
 ])
 def test_an_edited_checkpoint_is_refused(stopped, damage, message):
     edit_json(stopped / ckpt.CHECKPOINT_FILE, damage)
     text = resume_error(stopped)
     assert ckpt.CHECKPOINT_FILE in text and message in text
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("sigma", "wide", "sigma"), ("centroid", [0.0], "one length"), ("generation", 9, "out of order"),
+    ("extra", 1, "unknown keys"),
+])
+def test_an_edited_generation_end_is_refused_with_its_line_number(outdir, field, value, message):
+    stopped = run_pinning(make_config(outdir, generations=2), FakeRenderer()).run_dir
+    path = stopped / ckpt.EVALUATIONS_FILE
+    lines = path.read_text().splitlines()
+    number = next(k for k, line in enumerate(lines) if '"closed": true' in line)
+    entry = json.loads(lines[number])
+    entry[field] = value
+    lines[number] = json.dumps(entry)
+    path.write_text("\n".join(lines) + "\n")
+    text = resume_error(stopped)
+    assert ckpt.EVALUATIONS_FILE in text and message in text
 
 
 def test_checkpoint_arrays_with_a_forged_shape_or_nan_are_refused(stopped):
@@ -215,9 +230,9 @@ def test_a_changed_tokenizer_is_named_not_a_shape_error(stopped):
 
 def test_run_state_is_strict_json_even_without_a_best(outdir):
     result = run_pinning(make_config(outdir), FakeRenderer(), should_stop=lambda: True)
-    assert math.isnan(result.best_loss)
+    assert result.best is None and result.paired is None
     state = strict_json((result.run_dir / ckpt.STATE_FILE).read_text())
-    assert state["best_loss"] is None and state["stop_reason"] == "interrupted"
+    assert state["best_id"] is None and state["paired"] is None and state["stop_reason"] == "interrupted"
 
 
 def test_every_json_file_of_a_run_is_strict_json(outdir):
@@ -242,7 +257,7 @@ def test_lambda_of_one_is_refused_and_the_smallest_population_completes_and_resu
     with pytest.raises(ConfigError, match="lambda_: must be >= 2"):  # DEAP would keep mu = 0 parents
         run_pinning(make_config(outdir / "one", lambda_=1, generations=3), FakeRenderer())
     full = run_pinning(make_config(outdir / "full", lambda_=2, generations=3), FakeRenderer())
-    assert full.stop_reason == "completed" and len(all_entries(full)) == 1 + 3 * 2
+    assert full.stop_reason == "completed" and len(all_entries(full)) == 1 + 3 * 2 + 1  # + the search mean
     done = []
     cut = run_pinning(make_config(outdir / "cut", lambda_=2, generations=3), FakeRenderer(),
                       should_stop=lambda: bool(done) and done[-1] >= 3, progress=lambda s, d, t: done.append(d))
