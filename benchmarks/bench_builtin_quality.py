@@ -274,7 +274,7 @@ def pinning(prompts, generations: int, settings: GenerationSettings) -> dict:
             config = PinningConfig(positive=prompt, negative="", generation=settings, cma_logging=False,
                                    generations=generations, outdir=Path(outdir))
             result = run_pinning(config, BuiltinRenderer())
-            losses = [e["loss"] for e in ckpt.read_evaluations(result.run_dir)]
+            losses = [e["loss"] for e in ckpt.read_individuals(result.run_dir)]
             counts = {}
             for loss in losses:
                 counts[loss] = counts.get(loss, 0) + 1

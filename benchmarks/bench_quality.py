@@ -163,7 +163,7 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     if result.stop_reason != "completed":
         raise RuntimeError(f"{prompt[0]!r}: run stopped: {result.stop_reason}")
     resolved = result.config["resolved"]
-    evaluations = [e for e in logged if not e.get("validation")]
+    evaluations = [e for e in logged if ckpt.is_evaluation(e)]
     validations = [e for e in logged if e.get("validation")]
     centroids = sum(1 for e in evaluations if e["extra"].get("centroid"))
     tied = tied_share([e for e in evaluations if e["generation"] > 0 and not e["extra"].get("centroid")])

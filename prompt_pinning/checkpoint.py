@@ -39,7 +39,8 @@ from .config import ConfigError, PinningConfig
 from .files import FileFormatError, npz_bytes, read_json, read_npz, write_bytes_atomic, write_json_atomic
 from .rendering import GenerationSettings
 from .evaluation_log import (EVALUATIONS_FILE, append_evaluation, drop_torn_tail,  # noqa: F401 (the run files' API)
-                             evaluation_entry, read_evaluations, read_json_line, record_from_entry)
+                             evaluation_entry, is_evaluation, read_evaluations, read_individuals, read_json_line,
+                             record_from_entry)
 from .run_checks import ResumeError, is_finite, is_id, is_int, number_list
 
 MARKER_FILE = "prompt_pinning_run.json"

@@ -118,6 +118,16 @@ def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None) -> list[
     return entries
 
 
+def is_evaluation(entry: dict[str, Any]) -> bool:
+    """An individual's evaluation line (not a validation, generation end or result line)."""
+    return not any(entry.get(kind) is True for kind in _SPECIAL)
+
+
+def read_individuals(run_dir: Path) -> list[dict[str, Any]]:
+    """The evaluation lines of a run folder's log, checked, in order."""
+    return [entry for entry in read_evaluations(run_dir) if is_evaluation(entry)]
+
+
 def read_json_line(line: str) -> Any:
     import json
 

@@ -203,6 +203,9 @@ def _num(value: float) -> str:
 
 
 O = Option
+# The first script_args positions, which never move (later options are appended).
+STABLE_ARGUMENTS = 25
+
 OPTIONS: tuple[Option, ...] = (
     # script_args 0-24: positions and meanings are fixed (API compatibility).
     O("targets", "images", (), "Target images", "Target",

@@ -202,7 +202,7 @@ def _entry_check(run: Run, generation: int):
 
 def _check_events(path: Path, events: list[dict[str, Any]], plan: RunPlan, generation: int) -> None:
     """The log's order and counts, as this run's plan needs them."""
-    evaluations = [e for e in events if not any(e.get(k) is True for k in ("validation", "closed", "final"))]
+    evaluations = [e for e in events if ckpt.is_evaluation(e)]
     if evaluations and (evaluations[0]["generation"], evaluations[0]["index"]) != (0, 0):
         raise ckpt.ResumeError(f"{path}: the first line must be the baseline")
     if not evaluations and generation > 0:

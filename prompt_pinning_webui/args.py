@@ -1,7 +1,9 @@
 """The Script's arguments, read from the option schema (``prompt_pinning.options``).
 
 ``script_args`` arrive positionally (UI components or the API's
-``script_args`` list) in the order of ``OPTIONS``. ``parse_script_args``
+``script_args`` list) in the order of ``OPTIONS``. The first ``STABLE_ARGUMENTS``
+never move and later ones are appended, so an older client may send only a
+prefix of at least that length: the missing arguments take their defaults. ``parse_script_args``
 checks each one with the schema's own checks and returns keyword arguments for
 ``PinningConfig``; a bad value raises ``ScriptArgumentError`` naming the
 argument by position, label and name. Numbers of 0 or empty mean "auto" where
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from prompt_pinning.options import OPTIONS, ConfigError, Option, check, script_arg_names, text_to_number
+from prompt_pinning.options import OPTIONS, STABLE_ARGUMENTS, ConfigError, Option, check, script_arg_names, text_to_number
 
 ARGUMENTS: tuple[Option, ...] = OPTIONS  # script_args order
 ARGUMENT_INDEX = {option.name: i for i, option in enumerate(ARGUMENTS)}
@@ -75,10 +77,11 @@ def parse_script_args(args: Sequence[Any]) -> dict[str, Any]:
     "targets" holds decoded PIL images; "resume" a path string or None.
     """
     args = list(args)
-    if len(args) != len(ARGUMENTS):
+    if not STABLE_ARGUMENTS <= len(args) <= len(ARGUMENTS):
         raise ValueError(
-            f"Prompt pinning takes {len(ARGUMENTS)} script_args, got {len(args)}. "
-            f"Expected, in order: {script_arg_names(ARGUMENTS)}"
+            f"Prompt pinning takes {STABLE_ARGUMENTS} to {len(ARGUMENTS)} script_args (missing trailing ones "
+            f"take their defaults), got {len(args)}. Expected, in order: {script_arg_names(ARGUMENTS)}"
         )
+    args += [option.ui_default for option in ARGUMENTS[len(args):]]  # an older client's short list
     return {option.name: parse_argument(i, option, value)
             for i, (option, value) in enumerate(zip(ARGUMENTS, args))}

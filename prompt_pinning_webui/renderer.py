@@ -14,6 +14,7 @@ never changed.
 from __future__ import annotations
 
 import copy
+import os
 import logging
 import math
 import time
@@ -142,6 +143,24 @@ class A1111Renderer:
                 progress(len(out) * settings.batch_size * settings.steps, total)
         return out
 
+    def host_settings(self) -> dict[str, Any]:
+        """What a resumed run must find again: model and VAE, CLIP skip, txt2img or img2img, hires fix."""
+        from modules import shared
+
+        info = getattr(getattr(shared, "sd_model", None), "sd_checkpoint_info", None)
+        base = self.base_p
+        hires = None
+        if getattr(base, "enable_hr", False):
+            hires = {name: _plain(getattr(base, name, None)) for name in
+                     ("hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
+                      "denoising_strength")}
+        return {"model": _plain(getattr(info, "shorthash", None) or getattr(info, "hash", None)
+                                or getattr(info, "title", None)),
+                "vae": _plain(_loaded_vae()),
+                "clip_skip": _plain(getattr(getattr(shared, "opts", None), "CLIP_stop_at_last_layers", None)),
+                "mode": "img2img" if getattr(base, "init_images", None) else "txt2img",
+                "hires_fix": hires}
+
     # -- one process_images call -------------------------------------------
     def make_p(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings):
         """A copy of the base p set up for these individuals (the base is untouched)."""
@@ -241,3 +260,20 @@ def _output_images(processed, expected: int) -> tuple[list, list[str]]:
         # A1111 lowered the batch (several init images); keep what came back, evenly split.
         return images, texts
     raise RuntimeError(f"process_images returned {len(images)} images, expected {expected}")
+
+
+def _loaded_vae() -> Optional[str]:
+    try:
+        from modules import sd_vae
+    except ImportError:
+        return None
+    loaded = getattr(sd_vae, "loaded_vae_file", None)
+    return os.path.basename(loaded) if isinstance(loaded, str) and loaded else None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value for the run folder: numbers and text as they are, anything else as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+

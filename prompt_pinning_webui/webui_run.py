@@ -196,20 +196,22 @@ def report_path(result: RunResult) -> Path:
     return Path(result.run_dir).resolve() / "index.html"
 
 
-def pinning_params(result: RunResult) -> dict[str, Any]:
+def run_params(result: RunResult) -> dict[str, Any]:
+    """Infotext keys that describe the run and its paired result."""
     from prompt_pinning.reports.infotext import VALIDATION_LOSS_KEY
 
-    params = {
-        "Prompt pinning": Path(result.run_dir).name,
-        "Pinning loss": f"{result.best_loss:.6g}",
-        "Pinning baseline loss": f"{result.baseline_loss:.6g}",
-        **({VALIDATION_LOSS_KEY: f"{result.best_validation_loss:.6g}",
-            "Pinning baseline validation loss": f"{result.baseline_validation_loss:.6g}"}
-           if result.selected_by == "validation" else {}),
-        "Pinning generations": len(result.generations),
-        "Pinning stop": result.stop_reason,
-        "Pinning report": str(report_path(result)),
-    }
+    params: dict[str, Any] = {"Prompt pinning": Path(result.run_dir).name}
+    if result.paired is not None:  # same seeds and pairs for both; see docs/loss.md
+        params.update({"Pinning loss": f"{result.paired.result:.6g}",
+                       "Pinning baseline loss": f"{result.paired.baseline:.6g}",
+                       "Pinning loss seeds": result.paired.basis})
+        if result.paired.improvement is not None:
+            params["Pinning improvement"] = f"{result.paired.improvement * 100:+.1f}%"
+    if result.selected_by == "validation":
+        params[VALIDATION_LOSS_KEY] = f"{result.best_validation_loss:.6g}"
+        params["Pinning baseline validation loss"] = f"{result.baseline_validation_loss:.6g}"
+    params.update({"Pinning generations": len(result.generations), "Pinning stop": result.stop_reason,
+                   "Pinning report": str(report_path(result))})
     for key in ("N", "cma_seed", "lambda_", "mu", "initial_std", "initial_radius", "size_limit",
                 "hyperbatch_weight_type", "hyperbatch_weight_scale"):
         if result.config.get(key) not in (None, ""):
@@ -231,22 +233,32 @@ def with_params(infotext: str, params: dict[str, Any]) -> str:
     return f"{infotext}, {extra}" if infotext else extra
 
 
-def fallback_infotext(positive: str, negative: str, base: Any, seed: int) -> str:
-    lines = [positive]
-    if negative:
-        lines.append(f"Negative prompt: {negative}")
-    lines.append(f"Steps: {base.steps}, Sampler: {base.sampler_name}, CFG scale: {base.cfg_scale}, "
-                 f"Seed: {seed}, Size: {base.width}x{base.height}")
-    return "\n".join(lines)
+def fallback_infotext(positive: str, negative: str, settings: dict[str, Any], seed: int) -> str:
+    from prompt_pinning.reports.infotext import build_infotext, generation_params
+
+    return build_infotext(positive, negative, generation_params(settings, seed))
+
+
+def with_run_settings(base: Any, settings: dict[str, Any], seeds: list[int]) -> Any:
+    """A copy of ``base`` labelled with the run's own settings (a resumed run's may differ from the form's)."""
+    shown = copy.copy(base)
+    shown.comments = dict(base.comments)
+    shown.steps, shown.cfg_scale = settings["steps"], settings["cfg_scale"]
+    shown.width, shown.height = settings["width"], settings["height"]
+    shown.sampler_name, shown.scheduler = settings["sampler"], settings["scheduler"]
+    shown.subseed_strength = settings["subseed_strength"]
+    shown.seed, shown.subseed = (seeds[0] if seeds else settings["seed"]), settings["subseed"]
+    return shown
 
 
 def stop_message(result: RunResult) -> str:
     if result.stop_reason == "completed":
         return ""
     if result.stop_reason == "interrupted":
-        return "Prompt pinning was interrupted; the best individual so far is shown."
+        return ("Prompt pinning was interrupted; the candidate selected so far is shown, on the seeds "
+                "it was rendered with.")
     return (f"Prompt pinning stopped with an error ({result.stop_reason}); everything completed "
-            "before it is saved in the report, and the best individual so far is shown.")
+            "before it is saved in the report, and the candidate selected so far is shown.")
 
 
 def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
@@ -259,19 +271,19 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
         raise RuntimeError(f"Prompt pinning produced no image ({result.stop_reason}); "
                            f"see {result.run_dir}")
     images = tensor_to_pil(best.images)
+    settings = result.config["generation"]
     host_texts = renderer.infotexts.get((best.positive, best.negative, tuple(best.seeds))) or []
-    params = pinning_params(result)
+    params = run_params(result)
     texts = [with_params(host_texts[i] if i < len(host_texts)
-                         else fallback_infotext(best.positive, best.negative, base, seed), params)
+                         else fallback_infotext(best.positive, best.negative, settings, seed), params)
              for i, seed in enumerate(best.seeds)]
-    shown = copy.copy(base)
+    shown = with_run_settings(base, settings, list(best.seeds))
     shown.prompt, shown.negative_prompt = best.positive, best.negative
-    shown.comments = dict(base.comments)
     message = stop_message(result)
     if message:
         shown.comment(message)
     shown.comment(f"Prompt pinning report: {report_path(result)}")
-    subseeds = [int(base.subseed) + i for i in range(len(images))]
+    subseeds = [int(settings["subseed"]) + i for i in range(len(images))]
     return processing.Processed(
         shown, images, seed=best.seeds[0], info=texts[0], subseed=subseeds[0],
         all_prompts=[best.positive] * len(images), all_negative_prompts=[best.negative] * len(images),

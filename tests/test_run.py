@@ -151,8 +151,7 @@ def make_config(outdir, **kw):
 
 def all_entries(result):
     """The evaluation lines of a run's journal (no validation, generation end or result line)."""
-    return [e for e in ckpt.read_evaluations(result.run_dir)
-            if not any(e.get(k) is True for k in ("validation", "closed", "final"))]
+    return ckpt.read_individuals(result.run_dir)
 
 
 def validation_entries(result):

@@ -89,7 +89,7 @@ def test_resume_through_the_script_continues_with_its_explicit_target(script, en
     cut = script.run(txt2img_p(outputs, **p), *pinned_args(targets=target))
     assert "Pinning stop: interrupted" in cut.info
     run_dir = run_dir_of(cut)
-    done = len(ckpt.read_evaluations(run_dir))
+    done = len(ckpt.read_individuals(run_dir))
     assert 1 <= done < TOTAL
 
     processing.before_batch_hooks.clear()
@@ -105,8 +105,8 @@ def test_resume_through_the_script_continues_with_its_explicit_target(script, en
     assert pinning_value(resumed, "Pinning baseline loss") == pinning_value(full, "Pinning baseline loss")
     assert pinning_value(resumed, "Pinning loss") == pinning_value(full, "Pinning loss")
     assert sum(len(c["prompts"]) for c in processing.calls) == 2 * (TOTAL - done)  # nothing redone
-    entries = ckpt.read_evaluations(run_dir)
-    assert [e["offsets"] for e in entries] == [e["offsets"] for e in ckpt.read_evaluations(run_dir_of(full))]
+    entries = ckpt.read_individuals(run_dir)
+    assert [e["offsets"] for e in entries] == [e["offsets"] for e in ckpt.read_individuals(run_dir_of(full))]
 
 
 @pytest.fixture

@@ -388,7 +388,7 @@ def _run_dir_stages(payload):
         report = text.split("Pinning report: ", 1)[1].split(",")[0].strip().strip('"')
         path = os.path.join(os.path.dirname(report), "evaluations.jsonl")
         with open(path, encoding="utf-8") as handle:
-            entries = [json.loads(line) for line in handle if line.strip()]
+            entries = [e for e in (json.loads(line) for line in handle if line.strip()) if "offsets" in e]
     except (OSError, ValueError, IndexError, AttributeError):
         return None
     extras = [entry.get("extra") or {} for entry in entries]
