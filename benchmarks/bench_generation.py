@@ -27,15 +27,15 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
-from unittest import mock
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import prompt_pinning.run as run_module  # noqa: E402
+from prompt_pinning.builders import Builders, build_loss  # noqa: E402
+from prompt_pinning.optimizer import make_optimizer  # noqa: E402
 from prompt_pinning.config import PinningConfig  # noqa: E402
 from diffusers_renderer import DiffusersRenderer, StageClock  # noqa: E402
 from prompt_pinning.rendering import GenerationSettings  # noqa: E402
@@ -98,9 +98,10 @@ class TimedOptimizer:
 class TimedSink:
     """Times the report writer's calls as "reports" and marks each generation's end."""
 
-    def __init__(self, inner, clock: StageClock):
-        self.inner, self.clock = inner, clock
+    def __init__(self, inner, clock: StageClock, renderer=None):
+        self.inner, self.clock, self.renderer = inner, clock, renderer
         self.marks: list[tuple[int, float, dict]] = []  # (generation, time, stage seconds)
+        self.call_sizes: list[int] = []  # images per sampler call in the last generation's render
 
     def mark(self, generation: int) -> None:
         self.clock.sync()
@@ -117,6 +118,8 @@ class TimedSink:
             self.mark(0)
 
     def on_generation(self, record, result):
+        if self.renderer is not None:
+            self.call_sizes = list(self.renderer.last_call_sizes)
         with self.clock.stage("reports"):
             self.inner.on_generation(record, result)
         self.mark(record.generation)
@@ -170,22 +173,18 @@ def run_mode(key: str, renderer: DiffusersRenderer, params: dict, packed_limit, 
     config = PinningConfig(positive=PROMPT, negative=NEGATIVE, generation=settings, lambda_=params["lambda_"],
                            generations=params["generations"], cma_seed=7, outdir=workdir / key,
                            validation_batches=0)  # the generations' renders only: what this measures
-    sink = TimedSink(_report_writer() if reports else NullSink(), clock)
-    real_loss, real_optimizer = run_module.build_loss, run_module.make_optimizer
-    with ExitStack() as patches:
-        patches.enter_context(mock.patch.object(
-            run_module, "build_loss", lambda *a: TimedLoss(real_loss(*a), clock, renderer.device)))
-        patches.enter_context(mock.patch.object(
-            run_module, "make_optimizer", lambda *a: TimedOptimizer(real_optimizer(*a), clock)))
-        started = time.perf_counter()
-        result = run_module.run_pinning(config, renderer, sink=sink)
-        total = time.perf_counter() - started
+    sink = TimedSink(_report_writer() if reports else NullSink(), clock, renderer)
+    builders = Builders(loss=lambda *a: TimedLoss(build_loss(*a), clock, renderer.device),
+                        optimizer=lambda *a: TimedOptimizer(make_optimizer(*a), clock))
+    started = time.perf_counter()
+    result = run_module.run_pinning(config, renderer, sink=sink, builders=builders)
+    total = time.perf_counter() - started
     if result.stop_reason != "completed":
         raise RuntimeError(f"mode {key}: run stopped: {result.stop_reason}")
     rows = generation_rows(sink.marks)
     return {"mode": key, "description": description, "sampler": sampler, "population_batched": packed,
             "max_images_per_call": renderer.max_images(settings),
-            "images_per_sampler_call": list(renderer.last_call_sizes),
+            "images_per_sampler_call": sink.call_sizes,
             "sampler_calls_per_generation": len(renderer.last_call_sizes),
             "run_wall_s": total, "generations": rows, **summarise(rows),
             "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if clock.cuda else None}

@@ -168,7 +168,10 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     centroids = sum(1 for e in evaluations if e["extra"].get("centroid"))
     tied = tied_share([e for e in evaluations if e["generation"] > 0 and not e["extra"].get("centroid")])
     training_renders = len(evaluations) - centroids
-    validation_renders = centroids + sum(len(e["losses"]) for e in validations)
+    # choosing the result: the search mean and validation (validated runs), and the result's
+    # render on the user's seeds (counted in the plan even when the result is the baseline)
+    validation_renders = (centroids if validations else 0) + sum(len(e["losses"]) for e in validations)
+    result_renders = (0 if validations else centroids) + 1
 
     settings = config.generation
     loss = build_loss(config, None)  # held-out and random search: same-seed pairs never arise there
@@ -217,6 +220,7 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
         "heldout_random": heldout["random"], "baseline_own_batch_with_copies": float(with_copies),
         "baseline_own_batch_left_out": float(left_out),
         "training_renders": training_renders, "validation_renders": validation_renders,
+        "result_renders": result_renders,
         "renders_counted": counting.individuals, "progress_total": resolved["total_evaluations"],
         "run_seconds": run_seconds, "tied_losses": tied, "result_offsets_max": float(np.max(np.abs(result.best.offsets))),
     }

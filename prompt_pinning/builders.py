@@ -1,6 +1,6 @@
-"""What a run is built from: the prompt vector, the targets and the loss.
+"""What a run is built from: the prompt vector, the targets, the loss and the optimizer.
 
-``Builders`` holds the three builders; ``run_pinning`` takes one (the defaults
+``Builders`` holds the builders; ``run_pinning`` takes one (the defaults
 below), so that tests and benchmarks pass their own. ``run_target`` is public:
 the images a run pins to, for scripts that score images as a run would (with
 ``PinningLoss.from_config``).
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .config import PinningConfig
+from .optimizer import make_optimizer
 from .rendering import Renderer
 
 
@@ -53,6 +54,7 @@ class Builders:
     vector: Callable[[PinningConfig, Renderer], Any] = build_vector
     targets: Callable[[PinningConfig], Optional[torch.Tensor]] = build_targets
     loss: Callable[[PinningConfig, Optional[torch.Tensor]], Any] = build_loss
+    optimizer: Callable[[PinningConfig, int, int], Any] = make_optimizer
 
 
 def run_target(config: PinningConfig, renderer: Renderer) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .builders import Builders
 from .config import PinningConfig
 from .evaluator import Evaluator
 from .journal import Journal
-from .optimizer import make_optimizer, resolve_cma_seed, resolve_generations
+from .optimizer import resolve_cma_seed, resolve_generations
 from .plan import RunPlan, make_plan
 from .records import ReportSink, UnitRow
 from .rendering import Renderer
@@ -96,7 +96,7 @@ def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, sto
     vector = builders.vector(config, renderer)
     cma_seed = resolve_cma_seed(config)
     generations = resolve_generations(config, vector.size)
-    optimizer = make_optimizer(config, vector.size, cma_seed)
+    optimizer = builders.optimizer(config, vector.size, cma_seed)
     plan = make_plan(config, vector.size, optimizer, generations)
     state = RunState(plan, config.generation, store.run_dir)
     evaluator = Evaluator(renderer, None, config.generation, should_stop)

@@ -27,7 +27,8 @@ def test_quick_mode_at_a_tiny_size_writes_runs_and_summaries(bench, tmp_path, ca
     validated, plain = runs
     # every render is counted in the run's progress total, validation included
     assert validated["validation_renders"] > 0 and plain["validation_renders"] == 0
-    assert validated["training_renders"] + validated["validation_renders"] == validated["progress_total"]
+    assert all(r["training_renders"] + r["validation_renders"] + r["result_renders"] == r["progress_total"]
+               for r in runs)
     summary = record["summaries"]["fixed:1:union"]
     assert summary["validation_cost"] == pytest.approx(validated["validation_renders"] / validated["training_renders"])
     gain = (validated["training_baseline"] - validated["training_result"]) / validated["training_baseline"]

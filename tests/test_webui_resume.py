@@ -66,7 +66,7 @@ def test_the_fake_host_loads_plain_tensors_and_refuses_other_globals(tmp_path):
 
 
 GENERATIONS, LAMBDA = 2, 3
-TOTAL = 1 + GENERATIONS * LAMBDA
+TOTAL = 1 + GENERATIONS * LAMBDA + 1 + 1  # + the search mean and the result on the user's seeds
 
 
 def pinned_args(**changes):
@@ -104,7 +104,13 @@ def test_resume_through_the_script_continues_with_its_explicit_target(script, en
     assert run_dir_of(resumed) == run_dir
     assert pinning_value(resumed, "Pinning baseline loss") == pinning_value(full, "Pinning baseline loss")
     assert pinning_value(resumed, "Pinning loss") == pinning_value(full, "Pinning loss")
-    assert sum(len(c["prompts"]) for c in processing.calls) == 2 * (TOTAL - done)  # nothing redone
+    # labelled with the run's own settings and seeds, not the resuming form's (steps 5, seed 1)
+    steps = re.search(r"Steps: (\d+)", full.info).group(1)
+    assert re.search(r"Steps: (\d+)", resumed.info).group(1) == steps != "5"
+    assert resumed.all_seeds == full.all_seeds and resumed.seed == full.seed == 7
+    (result_line,) = [e for e in ckpt.read_evaluations(run_dir) if e.get("final")]
+    best_is_baseline = result_line["of"][0] == 0  # its batch is already on the user's seeds
+    assert sum(len(c["prompts"]) for c in processing.calls) == 2 * (TOTAL - done - best_is_baseline)  # nothing redone
     entries = ckpt.read_individuals(run_dir)
     assert [e["offsets"] for e in entries] == [e["offsets"] for e in ckpt.read_individuals(run_dir_of(full))]
 

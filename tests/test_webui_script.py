@@ -199,10 +199,12 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     script.run(txt2img_p(tmp_path), *run_args(generations=1, lambda_=2, max_images_per_call=2))
     calls = len(processing.calls)
     # baseline + its validation batch, one generation of 2 + the validation of its best,
-    # the centroid + its validation: one individual per call
-    assert calls == 1 + 1 + 2 + 1 + 1 + 1
-    assert at_first_call == [(calls, calls * 3)]  # 3 steps per call
-    assert shared.state.job_count == calls
+    # the centroid + its validation, the result on the user's seeds (none when it is the
+    # baseline): one individual per call
+    assert calls in (1 + 1 + 2 + 1 + 1 + 1, 1 + 1 + 2 + 1 + 1 + 1 + 1)
+    planned = 1 + 1 + 2 + 1 + 1 + 1 + 1
+    assert at_first_call == [(planned, planned * 3)]  # 3 steps per call
+    assert shared.state.job_count == planned
 
 
 def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
@@ -218,8 +220,9 @@ def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
     script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8,
                                               validation_batches=0))
     calls = len(processing.calls)
-    assert calls == 1 + 2 * 2
-    assert at_first_call == [calls]
+    # baseline, two generations in two calls each, the search mean, the result (if not the baseline)
+    assert calls in (1 + 2 * 2 + 1, 1 + 2 * 2 + 1 + 1)
+    assert at_first_call == [1 + 2 * 2 + 1 + 1]
 
 
 def test_a_resumed_run_plans_with_its_own_settings(script, engine_ready, tmp_path):
