@@ -41,7 +41,7 @@ from .rendering import GenerationSettings
 from .evaluation_log import (EVALUATIONS_FILE, append_evaluation, drop_torn_tail,  # noqa: F401 (the run files' API)
                              evaluation_entry, is_evaluation, read_evaluations, read_individuals, read_json_line,
                              record_from_entry)
-from .run_checks import ResumeError, is_finite, is_id, is_int, number_list
+from .run_checks import ResumeError, is_id, is_int
 
 MARKER_FILE = "prompt_pinning_run.json"
 CONFIG_FILE = "run_config.json"

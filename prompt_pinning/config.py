@@ -67,23 +67,11 @@ class PinningConfig:
     max_images_per_call: Optional[int] = _default("max_images_per_call")
     resume: Optional[Path] = _default("resume")
 
+    # Held-out seed batches for choosing the result, the seed schedule and the loss
+    # variant: see their hints in the option schema and docs/loss.md.
     validation_batches: int = _default("validation_batches")
     seed_schedule: str = _default("seed_schedule")
     loss_variant: str = _default("loss_variant")
-
-    # -- generalisation: validation seeds, seed schedule, loss variant ----
-    # validation_batches: batches of held-out seeds (disjoint from every training
-    # seed of the run) that the baseline, the best candidates and the final
-    # centroid are also rendered on; the result is the one with the lowest
-    # validation loss. 0 keeps the original behaviour (training loss only).
-    validation_batches: int = 1
-    # seed_schedule: "rotating" renders each generation on fresh seeds (shared
-    # within it); "fixed" renders every generation on the same seeds. Rotating is
-    # the default: on bench_quality.py its results held on more prompts' held-out seeds.
-    seed_schedule: str = "rotating"
-    # loss_variant: "union" (targets + batch, all pairs), "target" (target x
-    # batch pairs only) or "consistency" (batch pairs only, no target).
-    loss_variant: str = "union"
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .files import FileFormatError, append_json_line, read_text
+from .files import FileFormatError, append_json_line, read_text, strict_loads
 from .records import IndividualRecord
 from .run_checks import MAX_LIST, ResumeError, float_array, is_finite, is_id, is_int, number_list
 from .rundir import ID_LENGTH, individual_id
@@ -129,12 +129,7 @@ def read_individuals(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def read_json_line(line: str) -> Any:
-    import json
-
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON number")
-
-    return json.loads(line, parse_constant=refuse)
+    return strict_loads(line)
 
 
 _FOLDER = re.compile(r"(\d{8})/([0-9a-f]{%d})(-\d{1,6})?" % ID_LENGTH)

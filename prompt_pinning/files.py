@@ -132,10 +132,6 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def write_npz_atomic(path: Path | str, arrays: dict[str, np.ndarray]) -> None:
-    write_bytes_atomic(path, npz_bytes(arrays))
-
-
 def _regular_file(path: Path, limit: int) -> int:
     try:
         return _checked_size(path, limit)
@@ -170,9 +166,14 @@ def read_json(path: Path | str, limit: int = MAX_JSON_BYTES) -> Any:
     """A JSON file (NaN and infinities refused), as user input."""
     text = read_text(path, limit)
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return strict_loads(text)
     except ValueError as error:
         raise FileFormatError(path, f"is not valid JSON (truncated or edited?): {error}") from None
+
+
+def strict_loads(text: str) -> Any:
+    """JSON text to a value; NaN and infinities are refused (ValueError)."""
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
 def _refuse_constant(name: str) -> Any:

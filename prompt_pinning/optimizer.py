@@ -46,7 +46,8 @@ import numpy as np
 from deap import base, cma
 
 from .config import ConfigError, PinningConfig
-from .options import (check_images_per_generation, default_generations, default_lambda,  # noqa: F401
+from .run_checks import is_finite, is_int
+from .options import (check_images_per_generation, default_generations, default_lambda,
                       default_mu, default_size_limit_error, default_size_limit_weight)
 from .options import is_auto as auto
 
@@ -84,7 +85,7 @@ class RunRandom:
         if scalars.get("kind") != "MT19937" or key.dtype != np.uint32 or key.shape != (624,):
             raise StateError("random state: expected MT19937 with a key of 624 uint32")
         pos, has_gauss, cached = scalars.get("pos"), scalars.get("has_gauss"), scalars.get("cached_gaussian")
-        if not _is_int(pos) or not 0 <= pos <= 624 or has_gauss not in (0, 1) or not _is_finite(cached):
+        if not is_int(pos) or not 0 <= pos <= 624 or has_gauss not in (0, 1) or not is_finite(cached):
             raise StateError(f"random state: bad position {pos!r}, gauss flag {has_gauss!r} or cached value {cached!r}")
         self.state = ("MT19937", key.copy(), int(pos), int(has_gauss), float(cached))
 
@@ -253,11 +254,11 @@ class CmaOptimizer:
         """Set a saved state on this freshly built optimizer (same config and N)."""
         _check_arrays(arrays, self.array_shapes(scalars))
         sigma, count, cond = scalars.get("sigma"), scalars.get("update_count"), scalars.get("cond")
-        if not _is_finite(sigma) or sigma <= 0:
+        if not is_finite(sigma) or sigma <= 0:
             raise StateError(f"sigma must be a finite number > 0, got {sigma!r}")
-        if not _is_int(count) or count < 0:
+        if not is_int(count) or count < 0:
             raise StateError(f"update_count must be a whole number >= 0, got {count!r}")
-        if not _is_finite(cond):
+        if not is_finite(cond):
             raise StateError(f"cond must be a finite number, got {cond!r}")
         self.random.restore(scalars, arrays)
         s = self.strategy
@@ -368,7 +369,7 @@ class SizeLimitedOptimizer:
         shapes: dict[str, tuple[int, ...]] = {"rng_key": (624,)}
         if k is None:
             return shapes
-        if not _is_int(k) or not 1 <= k <= self.mu + self.lambda_:
+        if not is_int(k) or not 1 <= k <= self.mu + self.lambda_:
             raise StateError(f"parents must be a whole number from 1 to {self.mu + self.lambda_}, got {k!r}")
         shapes["parents"] = (k, n)
         for i in range(k):
@@ -414,16 +415,8 @@ class SizeLimitedOptimizer:
         return Distribution(np.asarray(s.parents[best], dtype=np.float64), float(s.sigmas[best]), a @ a.T)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _finite_list(values: Any, length: int) -> bool:
-    return isinstance(values, list) and len(values) == length and all(_is_finite(v) for v in values)
+    return isinstance(values, list) and len(values) == length and all(is_finite(v) for v in values)
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .options import is_int  # noqa: F401 (one whole-number check for options and run files)
 from .rundir import ID_LENGTH
 
 MAX_LIST = 10**6  # longest list a run file may hold
@@ -14,10 +15,6 @@ MAX_LIST = 10**6  # longest list a run file may hold
 
 class ResumeError(ValueError):
     """A run folder that cannot be continued; the message names the file and the problem."""
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_finite(value: Any) -> bool:

@@ -93,24 +93,25 @@ def units_placeholder() -> str:
 
 
 def implied_defaults(n: int) -> dict[str, int]:
-    """The seed's computed defaults for N units."""
-    from prompt_pinning.options import default_generations, default_lambda, default_mu
-    from prompt_pinning.seed_blocks import validation_points
+    """The run's plan for N units with every option at its default."""
+    from prompt_pinning.config import PinningConfig
+    from prompt_pinning.optimizer import make_optimizer, resolve_generations
+    from prompt_pinning.plan import make_plan
 
-    lambda_ = default_lambda(n)
-    generations = default_generations(n)
-    # one validation batch (the default): baseline, each validation point, the centroid's two renders
-    validation = 1 + len(validation_points(generations, lambda_, 1)) + 2
-    return {"N": n, "generations": generations, "lambda_": lambda_, "mu": default_mu(lambda_),
-            "evaluations": 1 + generations * lambda_, "validation_renders": validation}
+    config = PinningConfig(positive="")
+    optimizer = make_optimizer(config, n, 0)
+    plan = make_plan(config, n, optimizer, resolve_generations(config, n))
+    training = 1 + sum(size * count for size, count in plan.population_runs(1, plan.generations))
+    return {"N": n, "generations": plan.generations, "lambda_": plan.population, "mu": optimizer.resolved["mu"],
+            "evaluations": training, "other_renders": plan.total - training}
 
 
 def units_html(n: int) -> str:
     d = implied_defaults(n)
     return (f"<p><b>N = {n}</b> pinnable units. Defaults: {d['generations']} generations, "
             f"lambda_ = {d['lambda_']}, mu = {d['mu']}, "
-            f"{d['evaluations']} individuals in all (baseline included), and {d['validation_renders']} "
-            f"validation renders with one validation batch.</p>")
+            f"{d['evaluations']} individuals in all (baseline included), and {d['other_renders']} more "
+            f"renders to choose the result and show it on your seeds.</p>")
 
 
 def describe_units(positive: str, negative: str, unit_mode: str) -> str:

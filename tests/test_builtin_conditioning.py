@@ -1,5 +1,4 @@
 """Word tokenizer and prompt -> conditioning rows of the built-in model."""
-import math
 
 import pytest
 import torch
@@ -7,7 +6,7 @@ import torch
 from prompt_pinning.builtin import conditioning as cnd
 from prompt_pinning.builtin import layouts as geo
 from prompt_pinning.builtin.conditioning import (
-    conditioning_rows, effective_weights, pair_conditioning, parse_attention_fallback, prompt_tags, tag_weights,
+    conditioning_rows, effective_weights, pair_conditioning, prompt_tags, tag_weights,
     token_mean, word_weights,
 )
 from prompt_pinning.builtin.latents import untone
@@ -31,23 +30,6 @@ def test_token_strings_rejects_ids_never_encoded():
         WordTokenizer().token_strings([UNKNOWN_ID_BASE + 12345])
 
 
-PARSER_CASES = [
-    "a (large:1.5) red circle on a blue background",
-    "(red) [blue] ((green)) [[x]]",
-    "((a:2) b) c",
-    r"\(literal\) (open",
-    "x ] y ) z",
-    "(neg:-0.5) [unclosed",
-]
-
-
-@pytest.mark.parametrize("text", PARSER_CASES)
-def test_fallback_parser_matches_the_engine_parser(text):
-    from prompt_pinning import attention
-    expected = attention.parse_prompt_attention(text)
-    got = parse_attention_fallback(text)
-    assert [t for t, _ in got] == [t for t, _ in expected]
-    assert [w for _, w in got] == pytest.approx([w for _, w in expected])
 
 
 def test_word_weights_follow_attention_syntax():

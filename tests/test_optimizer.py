@@ -114,11 +114,11 @@ def test_plain_cma_minimises_a_shifted_sphere_and_tightens():
 
 def saved_and_read_back(opt, tmp_path):
     """state() through the checkpoint's own formats: JSON scalars and an .npz read without pickle."""
-    from prompt_pinning.files import read_json, read_npz, write_json_atomic, write_npz_atomic
+    from prompt_pinning.files import npz_bytes, read_json, read_npz, write_bytes_atomic, write_json_atomic
 
     scalars, arrays = opt.state()
     write_json_atomic(tmp_path / "s.json", scalars)
-    write_npz_atomic(tmp_path / "a.npz", arrays)
+    write_bytes_atomic(tmp_path / "a.npz", npz_bytes(arrays))
     expected = {k: ("fu", lambda shape, want=v.shape: shape == want) for k, v in arrays.items()}
     return read_json(tmp_path / "s.json"), read_npz(tmp_path / "a.npz", expected)
 

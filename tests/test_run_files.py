@@ -1,6 +1,5 @@
 """Run folders as user input: every file read on resume is checked, and files are written one way."""
 import json
-import math
 import shutil
 
 import numpy as np

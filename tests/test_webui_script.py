@@ -79,11 +79,12 @@ def test_units_button_is_wired_only_once_to_the_prompt_boxes(script):
 
 def test_implied_defaults_follow_the_seed_formulas():
     d = implied_defaults(12)
-    # one validation batch: baseline + 32 validation points + the centroid and its validation
+    # one validation batch: baseline + 32 validation points + the centroid and its validation,
+    # then the result on the user's seeds
     assert d == {"N": 12, "generations": 32, "lambda_": 11, "mu": 5, "evaluations": 1 + 32 * 11,
-                 "validation_renders": 1 + 32 + 2}
+                 "other_renders": 1 + 32 + 2 + 1}
     tiny = implied_defaults(2)  # at least 16 generations; lambda_ 6 validates every 2nd
-    assert (tiny["generations"], tiny["evaluations"], tiny["validation_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2)
+    assert (tiny["generations"], tiny["evaluations"], tiny["other_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2 + 1)
 
 
 def test_bad_api_argument_is_an_http_error_naming_it(script):

@@ -34,13 +34,13 @@ the same spreads and geometry. Unknown words change nothing but the emphasis nor
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 import torch
 
+from ..attention import parse_prompt_attention
 from . import layouts as geo
 from .latents import untone
 from .layouts import PALETTE, SHAPES, SIDE_TARGETS
@@ -62,72 +62,14 @@ COLOUR_SIZE = 12
 GEOMETRY = slice(COLOUR_SIZE, COLOUR_SIZE + geo.GEOMETRY_SIZE)
 FEATURE_SIZE = COLOUR_SIZE + geo.GEOMETRY_SIZE
 
-ROUND_UP, SQUARE_DOWN = 1.1, 1 / 1.1
-
 Parser = Callable[[str], Sequence[Sequence]]
-
-_ATTENTION_TOKENS = re.compile(
-    r"\\[()\[\]\\]|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|[\\:]"
-)
-
-
-def parse_attention_fallback(text: str) -> list[tuple[str, float]]:
-    """Minimal attention parser: ``(x:w)``, ``(x)`` = x1.1, ``[x]`` = /1.1, ``\\(`` escapes.
-
-    Used only where the engine's full parser is missing. Returns (text, weight)
-    chunks with neighbouring equal weights merged.
-    """
-    chunks: list[list] = []
-    open_round: list[int] = []
-    open_square: list[int] = []
-
-    def scale(start: int, factor: float) -> None:
-        for chunk in chunks[start:]:
-            chunk[1] *= factor
-
-    for match in _ATTENTION_TOKENS.finditer(text):
-        token, number = match.group(0), match.group(1)
-        if token.startswith("\\"):
-            chunks.append([token[1:], 1.0])
-        elif token == "(":
-            open_round.append(len(chunks))
-        elif token == "[":
-            open_square.append(len(chunks))
-        elif number is not None and open_round:
-            scale(open_round.pop(), float(number))
-        elif token == ")" and open_round:
-            scale(open_round.pop(), ROUND_UP)
-        elif token == "]" and open_square:
-            scale(open_square.pop(), SQUARE_DOWN)
-        else:
-            chunks.append([token, 1.0])
-    for start in open_round:
-        scale(start, ROUND_UP)
-    for start in open_square:
-        scale(start, SQUARE_DOWN)
-    merged: list[list] = []
-    for chunk_text, weight in chunks:
-        if merged and merged[-1][1] == weight:
-            merged[-1][0] += chunk_text
-        else:
-            merged.append([chunk_text, weight])
-    return [(chunk_text, weight) for chunk_text, weight in merged]
-
-
-def attention_parser() -> Parser:
-    """The engine's A1111 parser (prompt_pinning.attention) when present, else the fallback."""
-    try:
-        from prompt_pinning.attention import parse_prompt_attention
-    except ImportError:
-        return parse_attention_fallback
-    return parse_prompt_attention
 
 
 def word_weights(prompt: str, parser: Parser | None = None) -> list[tuple[str, float]]:
     """(word, weight) for every token of the prompt, in order."""
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-    chunks = (parser or attention_parser())(prompt)
+    chunks = (parser or parse_prompt_attention)(prompt)
     pairs = []
     for chunk_text, weight in chunks:
         if chunk_text == "BREAK" and weight == -1:  # A1111's chunk separator

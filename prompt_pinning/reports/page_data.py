@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 from urllib.parse import quote
 
-import numpy as np
 
 from .files import jsonable
 from .generation import loss_stats
