@@ -653,7 +653,10 @@ class _Run:
         return rows
 
     def _config_dict(self) -> dict[str, Any]:
-        return {**self.config.to_dict(), "resolved": self._resolved(), "run_dir": str(self.run_dir) if self.run_dir else None}
+        # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
+        about = getattr(self.renderer, "report_info", None)
+        return {**self.config.to_dict(), "resolved": self._resolved(), "run_dir": str(self.run_dir) if self.run_dir else None,
+                **({"renderer": about()} if callable(about) else {})}
 
     def _result(self, reason: str) -> RunResult:
         best = self._validation_view(self._selected())
