@@ -94,3 +94,12 @@ def test_every_instance_gone_mid_run_prints_what_was_kept(tmp_path, capsys):
     assert code == 2 and "every WebUI instance failed" in out.err and a.url in out.err
     assert "stopped:         error: NoInstanceLeft" in out.out and "report:" in out.out
     assert np.isfinite(float(out.out.split("baseline loss:")[1].split()[0]))
+
+
+def test_instance_urls_and_credentials_are_not_options_of_the_webui_form_or_api():
+    import dataclasses
+
+    from prompt_pinning.options import OPTIONS
+
+    names = [o.name for o in OPTIONS] + [o.cli for o in OPTIONS] + [f.name for f in dataclasses.fields(PinningConfig)]
+    assert not [n for n in names if "webui" in n.lower() or "auth" in n.lower() or "url" in n.lower()]
