@@ -100,7 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "default (one per core, slow when other processes share the cores)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_webui_arguments(p)
     return p
+
+
+def add_webui_arguments(p: argparse.ArgumentParser) -> None:
+    """Render through running WebUIs (started with --api) instead of the built-in model."""
+    g = p.add_argument_group("webui instances (render through the API of running WebUIs, one per GPU)")
+    g.add_argument("--webui", action="append", default=[], metavar="URL",
+                   help="a WebUI's URL, e.g. http://127.0.0.1:7860; repeat for more instances; credentials "
+                        "come from PROMPT_PINNING_WEBUI_AUTH or --webui-auth-file, never from the URL")
+    g.add_argument("--webui-auth-file", type=Path, default=None, metavar="FILE",
+                   help="file with user:password (the WebUI's --api-auth), or lines 'URL user:password'")
+    g.add_argument("--webui-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="longest wait for one individual's images before the instance counts as failed")
+    g.add_argument("--webui-tokenizer", choices=("clip", "open_clip"), default="clip",
+                   help="how the instances' model splits text: clip (SD1.x, SDXL) or open_clip (SD2.x)")
 
 
 def read_cmatrix(text: Optional[str]) -> Optional[list]:
@@ -175,9 +190,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         set_threads(args.threads)
         with _logs_above_the_bar(args.progress):
             result = _run(config, args, bar)
-    except (ValueError, OSError) as error:  # bad input: one line, no traceback
+    except (ValueError, OSError) as error:  # bad input or every --webui instance gone: one line
         bar.close()
         sys.stderr.write(f"{parser.prog}: error: {error}\n")
+        result = getattr(error, "pinning_result", None)  # a run that stopped keeps what it did
+        if result is not None:
+            sys.stdout.write(format_result(result))
         return 2
     except KeyboardInterrupt as interrupt:  # second Ctrl-C: the run still kept its best
         bar.close()
@@ -218,8 +236,11 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
     from .reports import ReportWriter
     from .run import run_pinning
 
-    _check_sampler(config.generation.sampler, config.generation.scheduler)
-    renderer = BuiltinRenderer(max_images_per_call=config.max_images_per_call)
+    if args.webui:
+        renderer = webui_renderer(args, config)
+    else:
+        _check_sampler(config.generation.sampler, config.generation.scheduler)
+        renderer = BuiltinRenderer(max_images_per_call=config.max_images_per_call)
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
@@ -235,6 +256,17 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
                            progress=bar)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def webui_renderer(args: argparse.Namespace, config: PinningConfig):
+    """The --webui instances as one renderer, checked before the run starts."""
+    from .remote import WebUIApiRenderer, default_tokenizer
+
+    renderer = WebUIApiRenderer(args.webui, tokenizer=default_tokenizer(args.webui_tokenizer),
+                                auth_file=args.webui_auth_file, timeout=args.webui_timeout)
+    if config.resume is None:  # a resume renders with the run's saved settings; checked at its first render
+        renderer.check(config.generation)
+    return renderer
 
 
 def _check_sampler(sampler: str, scheduler: str) -> None:

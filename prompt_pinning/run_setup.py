@@ -68,8 +68,11 @@ class Run:
                 "plan": plan.to_dict(), "host": dict(self.host)}
 
     def config_dict(self) -> dict[str, Any]:
+        # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
+        about = getattr(self.renderer, "report_info", None)
         return {**self.config.to_dict(), "resolved": self.resolved(),
-                "run_dir": str(self.run_dir) if self.run_dir else None}
+                "run_dir": str(self.run_dir) if self.run_dir else None,
+                **({"renderer": about()} if callable(about) else {})}
 
     def units(self, offsets: Optional[np.ndarray] = None, tightness: Optional[np.ndarray] = None) -> list[UnitRow]:
         rows = self.vector.unit_rows(np.zeros(self.vector.size) if offsets is None else offsets)
