@@ -55,7 +55,7 @@ def hdbscan_clusterer() -> Optional[Callable[[np.ndarray, int], np.ndarray]]:
     try:
         from sklearn.cluster import HDBSCAN  # scikit-learn >= 1.3
 
-        return lambda x, size: HDBSCAN(min_cluster_size=size).fit_predict(x)
+        return lambda x, size: HDBSCAN(min_cluster_size=size, copy=True).fit_predict(x)
     except ImportError:
         pass
     try:
