@@ -70,6 +70,7 @@ class PinningConfig:
     validation_batches: int = _default("validation_batches")
     seed_schedule: str = _default("seed_schedule")
     loss_variant: str = _default("loss_variant")
+    start_from: Optional[str] = _default("start_from")  # RUN_FOLDER:CLUSTER (start_from.py)
 
     # -- generalisation: validation seeds, seed schedule, loss variant ----
     # validation_batches: batches of held-out seeds (disjoint from every training

@@ -60,6 +60,7 @@ from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult, 
 from .rendering import RenderedBatch, Renderer, RenderInterrupted
 from .rundir import individual_id
 from .runstore import FolderStore, RunStore
+from .start_from import cluster_start, map_labels, saved_start
 from .seed_blocks import block_settings, training_block, validation_blocks, validation_points  # noqa: F401
 from .run_parts import build_loss, build_targets, build_vector, loss_device, on_device
 
@@ -215,7 +216,8 @@ class _Run:
 
     def start_new(self, store: Optional[RunStore] = None) -> None:
         self._prepare()
-        self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
+        self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed,
+                                        start=cluster_start(self.config.start_from, map_labels(self._units())))
         self._plan_validation()
         self.total = self._total()
         self.targets = build_targets(self.config)
@@ -236,7 +238,8 @@ class _Run:
             raise ckpt.ResumeError(
                 f"{config_file}: the run had {resolved.get('N')!r} prompt units, the prompt now splits into "
                 f"{self.vector.size} (another tokenizer or model?); it cannot be continued here")
-        self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed)
+        self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed,
+                                        start=saved_start(resolved, self.vector.size))
         saved = ckpt.load_checkpoint(store.run_dir, self.optimizer, self.vector.size, self.generations,
                                      store.generation_folder)
         self.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"

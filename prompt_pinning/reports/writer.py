@@ -18,6 +18,7 @@ import numpy as np
 
 from ..records import GenerationRecord, IndividualRecord, RunResult, UnitRow
 from ..files import read_json
+from ..start_from import map_labels
 from .files import dump_json, jsonable
 from .generation import generation_folder_name, generation_summary, write_generation_plot, write_generation_summary
 from .individual import BATCH_STATS, batch_stats, image_file_names, image_infotext, write_batch_stats, write_images
@@ -196,8 +197,7 @@ class ReportWriter:
             size_limit=size_limit, baseline_loss=optional_float(result.baseline_loss),
             # a run that measures a validation loss may record it for its best individual
             best_validation_loss=optional_float(getattr(result, "best_validation_loss", None)))
-        labels = [f"{u.text} (neg)" if u.prompt == "negative" else u.text for u in units]
-        maps = (labels, self._baseline_member) if units else None
+        maps = (map_labels(units), self._baseline_member) if units else None
         self._submit(write_run_reports, self.run_dir, plot_data, page, final, maps, coalesce="run")
 
 
