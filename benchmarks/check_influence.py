@@ -8,8 +8,10 @@ influence_maps.npz and the unmodified prompt's images:
   colour than the background's), against the shape's share of the picture;
 - background colour word ("X background"): share of its colour map on the background;
 - place word: the shift of the shape's centre its weight causes (pixels per unit of
-  weight, from the map projected on shape colour minus background colour), and in how
-  many seeds it points the named way;
+  weight, from the map projected on shape colour minus background colour), in how many
+  seeds it points the named way, and in how many its direction agrees with a direct
+  render of the word at weight 1.2 (the pull goes towards a point a quarter from that
+  side, so a shape already past it moves back);
 - filler words ("a", "the", "on", "at", ","): the strongest one's strength as a share of the
   colour word's and of the strongest unit's.
 
@@ -68,6 +70,33 @@ def shape_masks(run_dir: Path, shape: str, background: str, slots: int, size) ->
     return np.array(masks)
 
 
+def moved(shapeness: np.ndarray, mask: np.ndarray, along: np.ndarray) -> float:
+    """Shift of the shape's centre along ``along`` that a change of shape-ness implies, in pixels.
+
+    A uniform change inside the shape or over the background (a colour change the unit also
+    makes) is taken out first: only the change at the edges says where the shape goes."""
+    s = shapeness.copy()
+    for region in (mask, ~mask):
+        if region.any():
+            s[region] -= s[region].mean()
+    centre = (along * mask).sum() / max(1, mask.sum())
+    return float((s * (along - centre)).sum() / max(1, mask.sum()))
+
+
+def rendered_shift(settings, prompt: str, place: str, shape: str, background: str, along: np.ndarray) -> np.ndarray:
+    """What the maps should say, rendered directly: the shape's centre moves per unit of weight
+    when the place word goes from 1.0 to 1.2 (the check's own renders, not the run's)."""
+    renderer = BuiltinRenderer()
+    centres = []
+    for text in (prompt, prompt.replace(f" {place}", f" ({place}:1.2)", 1)):
+        (batch,) = renderer.render([(text, "")], settings)
+        images = batch.images.permute(0, 2, 3, 1).numpy().astype(np.float64)
+        masks = (np.linalg.norm(images - PALETTE[shape], axis=3)
+                 < np.linalg.norm(images - PALETTE[background], axis=3))
+        centres.append([(along * m).sum() / max(1, m.sum()) for m in masks])
+    return (np.array(centres[1]) - np.array(centres[0])) / 0.2
+
+
 def check(case, generations: int, cma_seed: int, root: Path) -> dict[str, float]:
     prompt, shape, background, place, direction = case
     config = PinningConfig(positive=prompt, negative="", seed_schedule="fixed", cma_seed=cma_seed,
@@ -86,9 +115,9 @@ def check(case, generations: int, cma_seed: int, root: Path) -> dict[str, float]
     contrast = np.array(PALETTE[shape]) - np.array(PALETTE[background])
     shapeness = np.einsum("nschw,c->nshw", rgb, contrast / contrast.dot(contrast))[index[place]]
     ys, xs = np.mgrid[0:h, 0:w]
-    area = masks.sum(axis=(1, 2)).clip(min=1)
-    shift = np.array([(shapeness[k] * (xs * direction[0] + ys * direction[1])).sum() / area[k]
-                      for k in range(slots)])  # along the named direction: positive is right
+    along = xs * direction[0] + ys * direction[1]  # coordinate along the named direction
+    shift = np.array([moved(shapeness[k], masks[k], along) for k in range(slots)])
+    rendered = rendered_shift(config.generation, prompt, place, shape, background, along)
     strength = colour.mean(axis=(1, 2, 3))
     fillers = [strength[k] for k, label in enumerate(labels) if label in FILLERS]
     return {
@@ -98,6 +127,8 @@ def check(case, generations: int, cma_seed: int, root: Path) -> dict[str, float]
         "background_word_on_background": share(index["background"], ~masks),
         "background_colour_on_background": share(index[background], ~masks),
         "place_shift": float(shift.mean()), "place_right_way": int((shift > 0).sum()), "slots": slots,
+        "rendered_right_way": int((rendered > 0).sum()),
+        "agree": int((np.sign(shift) == np.sign(rendered)).sum()),
         "filler_share": float(max(fillers) / strength[index[shape]]),
         "filler_of_strongest": float(max(fillers) / strength.max()),
     }
@@ -119,7 +150,8 @@ def main() -> None:
                       f"{r['background_colour_on_background']:.0%}, 'background' on it: "
                       f"{r['background_word_on_background']:.0%} (background area {1 - r['shape_area']:.0%})")
                 print(f"  '{case[3]}' moves the shape {r['place_shift']:+.2f} px per unit of weight towards "
-                      f"{case[3]}; the named way in {r['place_right_way']} of {r['slots']} seeds")
+                      f"{case[3]}; the named way in {r['place_right_way']} of {r['slots']} seeds (rendered directly: "
+                      f"{r['rendered_right_way']}; the map's direction agrees with the render in {r['agree']})")
                 print(f"  strongest filler word: {r['filler_share']:.1%} of the colour word's strength, "
                       f"{r['filler_of_strongest']:.1%} of the strongest unit's")
 
