@@ -217,7 +217,7 @@ class _Run:
     def start_new(self, store: Optional[RunStore] = None) -> None:
         self._prepare()
         self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed,
-                                        start=cluster_start(self.config.start_from, map_labels(self._units())))
+                                        cluster_start(self.config.start_from, map_labels(self._units())))
         self._plan_validation()
         self.total = self._total()
         self.targets = build_targets(self.config)
@@ -239,7 +239,7 @@ class _Run:
                 f"{config_file}: the run had {resolved.get('N')!r} prompt units, the prompt now splits into "
                 f"{self.vector.size} (another tokenizer or model?); it cannot be continued here")
         self.optimizer = make_optimizer(self.config, self.vector.size, self.cma_seed,
-                                        start=saved_start(resolved, self.vector.size))
+                                        saved_start(resolved, self.vector.size))
         saved = ckpt.load_checkpoint(store.run_dir, self.optimizer, self.vector.size, self.generations,
                                      store.generation_folder)
         self.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
