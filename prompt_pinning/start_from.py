@@ -98,7 +98,7 @@ def saved_start(resolved: dict[str, Any], n: int) -> Optional[StartPoint]:
     if entry is None:
         return None
     where = Path("run_config.json")
-    if not isinstance(entry, dict) or not isinstance(entry.get("cluster"), int) or not isinstance(entry.get("run"), str):
+    if not (isinstance(entry, dict) and isinstance(entry.get("cluster"), int) and isinstance(entry.get("run"), str)):
         raise ConfigError("start_from", f"{where}: the saved start is not readable")
     centre = _vector(entry.get("centre"), n, where, "centre", MAX_OFFSET)
     spread = _vector(entry.get("spread"), n, where, "spread", MAX_SIGMA)

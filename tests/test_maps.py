@@ -34,7 +34,8 @@ def linear_generation(folder, generation, rng, population=8, batch=2):
         for k, image in enumerate(images):
             names.append(f"{k:02d}-{seeds[k]}.png")
             Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(target / names[-1])
-        members.append(Member(generation, i, offsets.tolist(), seeds, str(target), names, float(i), f"g{generation}i{i}"))
+        members.append(Member(generation, i, offsets.tolist(), seeds, str(target), names, float(i),
+                              f"g{generation}i{i}"))
     return members
 
 

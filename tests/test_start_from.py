@@ -111,6 +111,9 @@ def test_a_run_starts_from_a_cluster_of_an_earlier_run(tmp_path, monkeypatch):
     data = json.loads((first.run_dir / "weight_map.json").read_text())
     assert data["clustered"] and data["unit_labels"] == LABELS and len(data["clusters"]) == 2
     chosen = data["clusters"][1]
+    page = (first.run_dir / "index.html").read_text()
+    assert "2 HDBSCAN clusters" in page and "--start-from THIS_RUN_FOLDER:NUMBER" in page
+    assert page.count('<figure class="card batch"><figcaption>cluster ') == 2
     second = run_pinning(small_config(tmp_path, start_from=f"{first.run_dir}:2"), BuiltinRenderer())
     resolved = json.loads((second.run_dir / "run_config.json").read_text())["resolved"]
     assert np.allclose(resolved["initial_centroid"], chosen["centre"])

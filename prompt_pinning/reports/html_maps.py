@@ -61,8 +61,9 @@ def _weights(entry: Optional[dict[str, Any]]) -> str:
                  "prompt, with each cluster's best individual and its images. " + (entry.get("hint") or ""))
     clusters = entry.get("clusters") or []
     if entry.get("clustered"):
-        text += (f"{len(clusters)} HDBSCAN clusters; start a new run from one with "
-                 "--start-from-run RUN_FOLDER --start-from-cluster NUMBER." if clusters else
+        text += (f"{len(clusters)} HDBSCAN clusters; to refine one, start a new run of this prompt from it: "
+                 "--start-from THIS_RUN_FOLDER:NUMBER (in the WebUI, the Start from a cluster field)."
+                 if clusters else
                  "HDBSCAN found no clusters: the search explored one region.")
     cards = "".join(_cluster(c) for c in clusters)
     return (head + f'<p class="muted">{esc(text)}</p><figure class="plot"><a href="{esc(entry["png"])}">'

@@ -96,7 +96,8 @@ def scatter_map(xy: np.ndarray, losses: np.ndarray, clusters: np.ndarray, marks:
             draw.text((x + 8, y - 5), str(number), fill="black", font=font)
         for step in range(side - 40):  # the loss key
             share = 1 - step / (side - 41)
-            draw.line((side + 20, 40 + step, side + 34, 40 + step), fill=tuple(int(c) for c in ramp(np.array(share), LOSS_STOPS)))
+            colour = tuple(int(c) for c in ramp(np.array(share), LOSS_STOPS))
+            draw.line((side + 20, 40 + step, side + 34, 40 + step), fill=colour)
         draw.text((side + 38, 36), f"{hi:.4g}", fill="black", font=font)
         draw.text((side + 38, side - 10), f"{lo:.4g}", fill="black", font=font)
         draw.text((side + 14, side + 6), "loss", fill="black", font=font)

@@ -7,13 +7,10 @@ the map has no clusters and says how to get them (``ENABLE_HINT``).
 """
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any, Callable, Optional
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 ENABLE_HINT = ("Clusters need HDBSCAN: pip install \"scikit-learn>=1.3\" (and umap-learn for a UMAP "
                "layout), or in the WebUI set PROMPT_PINNING_MAPS=1 before launch so that install.py adds them.")
