@@ -222,3 +222,15 @@ def test_install_adds_the_map_packages_only_when_enabled(monkeypatch):
     assert install.missing_requirements({}) == []
     assert install.missing_requirements({"PROMPT_PINNING_MAPS": "0"}) == []
     assert install.missing_requirements({"PROMPT_PINNING_MAPS": "1"}) == ["scikit-learn>=1.3", "umap-learn"]
+
+
+def test_umap_lays_out_separate_groups_apart_when_installed():
+    pytest.importorskip("umap")
+    rng = np.random.default_rng(7)
+    offsets, losses = two_blobs(rng)
+    result = weight_map(offsets, losses)
+    assert result["method"] == "umap"
+    xy = result["xy"]
+    a, b = xy[:40], xy[40:]
+    gap = np.linalg.norm(a.mean(axis=0) - b.mean(axis=0))
+    assert gap > 3 * max(a.std(axis=0).max(), b.std(axis=0).max())

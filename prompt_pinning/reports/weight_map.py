@@ -24,8 +24,10 @@ def embed(offsets: np.ndarray, method: str = "auto") -> tuple[np.ndarray, str]:
     x = np.asarray(offsets, dtype=np.float64)
     if method in ("auto", "umap") and len(x) >= UMAP_MIN_POINTS:
         try:
-            import umap  # optional
-        except ImportError:
+            import umap  # optional; a broken install (numba against another numpy) must not stop the map
+        except Exception as error:  # noqa: BLE001
+            if not isinstance(error, ImportError):
+                warnings.warn(f"umap-learn could not be loaded ({type(error).__name__}: {error}); using PCA")
             umap = None
         if umap is not None:
             with warnings.catch_warnings():
