@@ -6,8 +6,13 @@ present: it only reads installed package versions. It never installs,
 upgrades or downgrades torch, numpy or Pillow (the WebUI pins numpy 1.26 and
 Pillow 9.5, which prompt pinning supports); pip is told to leave installed
 dependencies alone.
+
+The report's clusters of explored weights (HDBSCAN, from scikit-learn) and its UMAP
+layout are optional: they are installed only when the WebUI is launched with the
+environment variable PROMPT_PINNING_MAPS=1 (for example in webui-user.sh/.bat).
 """
 import importlib.metadata
+import os
 import subprocess
 import sys
 
@@ -19,6 +24,9 @@ REQUIREMENTS = {
     "tqdm": "tqdm>=4.60",
 }
 EXACT = {"deap": "1.4.4"}
+# Only with PROMPT_PINNING_MAPS=1: clusters (HDBSCAN, scikit-learn >= 1.3) and a UMAP layout.
+OPTIONAL_MAPS = {"scikit-learn": "scikit-learn>=1.3", "umap-learn": "umap-learn"}
+MAPS_SWITCH = "PROMPT_PINNING_MAPS"
 NEVER_TOUCH = ("torch", "numpy", "pillow")
 
 
@@ -29,12 +37,19 @@ def installed_version(name):
         return None
 
 
-def missing_requirements():
+def maps_enabled(environ=None):
+    value = (os.environ if environ is None else environ).get(MAPS_SWITCH, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def missing_requirements(environ=None):
     missing = []
     for name, requirement in REQUIREMENTS.items():
         version = installed_version(name)
         if version is None or (name in EXACT and version != EXACT[name]):
             missing.append(requirement)
+    if maps_enabled(environ):
+        missing += [requirement for name, requirement in OPTIONAL_MAPS.items() if installed_version(name) is None]
     return missing
 
 

@@ -54,7 +54,7 @@ class Builders:
     vector: Callable[[PinningConfig, Renderer], Any] = build_vector
     targets: Callable[[PinningConfig], Optional[torch.Tensor]] = build_targets
     loss: Callable[[PinningConfig, Optional[torch.Tensor]], Any] = build_loss
-    optimizer: Callable[[PinningConfig, int, int], Any] = make_optimizer
+    optimizer: Callable[[PinningConfig, int, int, Any], Any] = make_optimizer  # (config, N, CMA seed, start)
 
 
 def run_target(config: PinningConfig, renderer: Renderer) -> torch.Tensor:

@@ -72,6 +72,7 @@ class PinningConfig:
     validation_batches: int = _default("validation_batches")
     seed_schedule: str = _default("seed_schedule")
     loss_variant: str = _default("loss_variant")
+    start_from: Optional[str] = _default("start_from")  # RUN_FOLDER:CLUSTER (start_from.py)
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.

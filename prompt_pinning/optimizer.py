@@ -188,20 +188,26 @@ class CmaOptimizer:
 
     multi_objective = False
 
-    def __init__(self, config: PinningConfig, n: int, cma_seed: int):
+    def __init__(self, config: PinningConfig, n: int, cma_seed: int, start: Optional[Any] = None):
         if n < 1:
             raise ConfigError("positive", "the prompt has no pinnable units (nothing to optimise)")
         self.n = n
         self.random = RunRandom(cma_seed)
         kwargs = _strategy_kwargs(config, n)
+        sigma = config.initial_std if start is None else start.sigma
+        if start is not None and "cmatrix" not in kwargs:  # a cluster's own spread per unit
+            kwargs["cmatrix"] = start.cmatrix
         with self.random.active():
             centroid = np.random.uniform(-config.initial_radius, config.initial_radius, n)
-            self.strategy = cma.Strategy(centroid=centroid, sigma=config.initial_std, **kwargs)
+            if start is not None:  # start_from: a cluster of an earlier run (start_from.py)
+                centroid = np.array(start.centroid, dtype=np.float64)
+            self.strategy = cma.Strategy(centroid=centroid, sigma=sigma, **kwargs)
         s = self.strategy
         self.resolved = {
             "strategy": "cma.Strategy",
             "initial_centroid": centroid.tolist(),
-            "sigma": config.initial_std,
+            "sigma": sigma,
+            **({"start_from": start.resolved()} if start is not None else {}),
             "lambda_": s.lambda_, "mu": s.mu, "weights": s.params.get("weights", "superlinear"),
             "mueff": s.mueff, "cs": s.cs, "damps": s.damps, "ccum": s.cc,
             "ccov1": s.ccov1, "ccovmu": s.ccovmu,
@@ -277,11 +283,12 @@ class SizeLimitedOptimizer:
 
     multi_objective = True
 
-    def __init__(self, config: PinningConfig, n: int, cma_seed: int):
+    def __init__(self, config: PinningConfig, n: int, cma_seed: int, start: Optional[Any] = None):
         if n < 1:
             raise ConfigError("positive", "the prompt has no pinnable units (nothing to optimise)")
         self.n = n
         self.random = RunRandom(cma_seed)
+        self.start = start  # start_from: generation 1 is drawn around a cluster of an earlier run
         self.limit = float(config.size_limit)
         self.error = (default_size_limit_error(self.limit) if auto(config.size_limit_error)
                       else float(config.size_limit_error))
@@ -291,7 +298,7 @@ class SizeLimitedOptimizer:
         self.mu = default_mu(self.lambda_, size_limited=True) if auto(config.mu) else int(config.mu)
         check_images_per_generation(config.generation.batch_size, max(self.lambda_, self.mu),
                                     "lambda_" if self.lambda_ >= self.mu else "mu")
-        self.sigma = config.initial_std
+        self.sigma = config.initial_std if start is None else start.sigma
         self.radius = config.initial_radius
         self.strategy: Optional[cma.StrategyMultiObjective] = None
         ignored = [name for name in SO_ONLY_PARAMS
@@ -305,6 +312,7 @@ class SizeLimitedOptimizer:
             "d": 1.0 + n / 2.0, "ptarg": 1.0 / 5.5, "cp": (1.0 / 5.5) / (2.0 + 1.0 / 5.5),
             "cc": 2.0 / (n + 2.0), "ccov": 2.0 / (n**2 + 6.0), "pthresh": 0.44,
             "ignored": ignored,
+            **({"start_from": start.resolved()} if start is not None else {}),
         }
 
     def population_size(self, generation: int) -> int:
@@ -320,6 +328,9 @@ class SizeLimitedOptimizer:
         with self.random.active():
             if self.strategy is None:
                 points = np.random.uniform(-self.radius, self.radius, (self.mu, self.n))
+                if self.start is not None:
+                    spread = self.start.sigma * np.sqrt(np.diag(self.start.cmatrix))
+                    points = self.start.centroid + spread * np.random.standard_normal((self.mu, self.n))
                 return [SizedCandidate(p) for p in points]
             return self.strategy.generate(SizedCandidate)
 
@@ -430,10 +441,12 @@ def _check_arrays(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ..
             raise StateError(f"{name}: must hold finite float64 numbers")
 
 
-def make_optimizer(config: PinningConfig, n: int, cma_seed: int) -> CmaOptimizer | SizeLimitedOptimizer:
+def make_optimizer(config: PinningConfig, n: int, cma_seed: int,
+                   start: Optional[Any] = None) -> CmaOptimizer | SizeLimitedOptimizer:
+    """``start``: a ``start_from.StartPoint`` (centroid, sigma, covariance) instead of a random start."""
     if config.size_limit and config.size_limit > 0:
-        return SizeLimitedOptimizer(config, n, cma_seed)
-    return CmaOptimizer(config, n, cma_seed)
+        return SizeLimitedOptimizer(config, n, cma_seed, start)
+    return CmaOptimizer(config, n, cma_seed, start)
 
 
 def resolve_cma_seed(config: PinningConfig) -> int:

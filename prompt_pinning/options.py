@@ -306,6 +306,10 @@ OPTIONS: tuple[Option, ...] = (
       "Which image pairs the loss compares. union: all pairs of targets and batch; target: only "
       "target x batch pairs; consistency: batch pairs only.", cli="--loss-variant",
       choices=LOSS_VARIANTS),
+    O("start_from", "path", None, "Start from a cluster", "Optimizer",
+      "RUN_FOLDER:CLUSTER: start the search at that cluster of an earlier run of the same prompt "
+      "(its report's map of explored weights), with the cluster's spread as the initial step sizes; "
+      "from the WebUI, a run folder in its outputs; empty = a random start.", cli="--start-from"),
 )
 del O
 

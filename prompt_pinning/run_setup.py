@@ -26,6 +26,7 @@ from .records import ReportSink, UnitRow
 from .rendering import Renderer
 from .run_state import RunState
 from .runstore import FolderStore, RunStore
+from .start_from import cluster_start, map_labels, saved_start
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -95,11 +96,14 @@ def host_settings(renderer: Renderer) -> dict[str, Any]:
 
 
 def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, store: RunStore,
-              sink: Optional[ReportSink], should_stop, progress) -> Run:
+              sink: Optional[ReportSink], should_stop, progress, resolved: Optional[dict[str, Any]] = None) -> Run:
+    """The run's parts; ``resolved``: a resumed run's saved settings (its start point among them)."""
     vector = builders.vector(config, renderer)
     cma_seed = resolve_cma_seed(config)
     generations = resolve_generations(config, vector.size)
-    optimizer = builders.optimizer(config, vector.size, cma_seed)
+    start = (cluster_start(config.start_from, map_labels(vector.unit_rows(np.zeros(vector.size))))
+             if resolved is None else saved_start(resolved, vector.size))
+    optimizer = builders.optimizer(config, vector.size, cma_seed, start)
     plan = make_plan(config, vector.size, optimizer, generations)
     state = RunState(plan, config.generation, store.run_dir)
     evaluator = Evaluator(renderer, None, config.generation, should_stop)
@@ -125,7 +129,7 @@ def resumed_run(run_dir: Path | str, renderer: Renderer, builders: Builders, sin
     store = FolderStore.open(run_dir)
     folder = store.run_dir
     config, resolved, target_names = ckpt.load_saved_run(folder)
-    run = _assemble(config, renderer, builders, store, sink, should_stop, progress)
+    run = _assemble(config, renderer, builders, store, sink, should_stop, progress, resolved)
     config_file = folder / ckpt.CONFIG_FILE
     if resolved.get("N") != run.plan.units:
         raise ckpt.ResumeError(

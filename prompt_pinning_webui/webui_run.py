@@ -121,11 +121,21 @@ def resume_roots() -> list[Path]:
 
 
 def confine_resume(config: PinningConfig) -> PinningConfig:
-    """From the UI and the API, resume only a run folder inside the WebUI's outputs."""
+    """From the UI and the API, resume (or start from) only a run folder inside the WebUI's outputs."""
     if config.resume is not None:
         from prompt_pinning.checkpoint import confined_run_dir
 
         config.resume = confined_run_dir(config.resume, resume_roots())
+    if config.start_from is not None:  # the same rule for the run a new one starts from
+        from prompt_pinning.checkpoint import ResumeError, confined_run_dir
+        from prompt_pinning.options import ConfigError
+        from prompt_pinning.start_from import parse_start_from
+
+        folder, number = parse_start_from(config.start_from)
+        try:
+            config.start_from = f"{confined_run_dir(folder, resume_roots())}:{number}"
+        except ResumeError as error:
+            raise ConfigError("start_from", str(error).replace("resume only continues", "only")) from None
     return config
 
 

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Optional
 
 from .files import jsonable
+from .html_maps import maps_section
 
 DATA_ELEMENT_ID = "pp-data"
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -230,6 +231,7 @@ def render_index(data: dict[str, Any]) -> str:
   <div id="convergence" class="chart" role="img" aria-label="Loss per generation"></div>
 </section>
 <section class="plots">{_plots(data.get("plots", {}))}</section>
+{maps_section(data.get("maps"))}
 <section class="card" aria-labelledby="ind-title">
   <h2 id="ind-title">Individuals</h2>
   <div class="controls">

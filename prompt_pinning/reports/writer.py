@@ -18,11 +18,14 @@ import numpy as np
 
 from ..records import GenerationRecord, IndividualRecord, RunResult, UnitRow
 from ..files import read_json
+from ..start_from import map_labels
 from .files import dump_json, jsonable
 from .generation import generation_folder_name, generation_summary, write_generation_plot, write_generation_summary
 from .individual import BATCH_STATS, batch_stats, image_file_names, image_infotext, write_batch_stats, write_images
 from .individual import write_loss_plot, write_summary_gif
+from .influence import Member
 from .jobs import INDEX_HTML, write_run_reports
+from .maps_job import add_generation
 from .page_data import batch_entry, individual_row, page_data, relative_url
 from .process_worker import ProcessWorker, WorkerDied
 from .plot_data import RunPlotData, cma_records, optional_float, plain_generation, unit_labels
@@ -56,6 +59,9 @@ class ReportWriter:
         # per generation: each individual's per-image losses (its pair losses if it has none)
         self._image_losses: dict[int, list[np.ndarray]] = defaultdict(list)
         self._generation_folders: dict[int, Path] = {}
+        # per generation: its individuals for the maps (read back from their PNGs by the worker)
+        self._map_members: dict[int, list[Member]] = defaultdict(list)
+        self._baseline_member: Optional[Member] = None
         self.errors: list[str] = []
         self.worker_seconds = 0.0  # time the worker spent on this run's reports
 
@@ -84,6 +90,11 @@ class ReportWriter:
         image_losses = record.extra.get("image_losses")
         image_level = pair_losses if image_losses is None else np.array(image_losses, dtype=np.float64).ravel()
         self._image_losses[record.generation].append(image_level)
+        if names:
+            member = map_member(record, folder, names)
+            self._map_members[record.generation].append(member)
+            if record.generation == 0:
+                self._baseline_member = member
         title = f"generation {record.generation}, individual {record.index} ({record.individual_id})"
         self._submit(write_loss_plot, folder, pair_losses, float(record.loss), title)
         if names:
@@ -106,11 +117,13 @@ class ReportWriter:
         write_generation_summary(folder, generation_summary(record, members))
         image_losses = self._image_losses.pop(record.generation, [])
         self._submit(write_generation_plot, folder, record.generation, image_losses, list(record.losses))
+        self._submit_map_members()
         self._submit_run_reports(result, status="running", final=False)
 
     def on_finish(self, result: RunResult) -> None:
         if self.run_dir is None:
             self.on_run_start(result.run_dir, result.config, result.units)
+        self._submit_map_members()  # the final centroid's, after the last generation
         self._submit_run_reports(result, status=status_of(result.stop_reason), final=True)
         self._guarded(lambda worker: worker.close(), rerun=True)
         worker, self._worker = self._worker, None
@@ -173,6 +186,11 @@ class ReportWriter:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def _submit_map_members(self) -> None:
+        for generation in sorted(self._map_members):
+            members = self._map_members.pop(generation)
+            self._submit(add_generation, self.run_dir, len(self.units), generation, members)
+
     def _submit_run_reports(self, result: RunResult, status: str, final: bool) -> None:
         """Queue cma_plot, cma_mo_plot and index.html from plain data. While the worker is
         behind, a newer request replaces an older one that has not started."""
@@ -189,7 +207,16 @@ class ReportWriter:
             size_limit=size_limit, baseline_loss=optional_float(result.baseline_loss),
             # a run that measures a validation loss may record it for its best individual
             best_validation_loss=optional_float(getattr(result, "best_validation_loss", None)))
-        self._submit(write_run_reports, self.run_dir, plot_data, page, final, coalesce="run")
+        maps = (map_labels(units), self._baseline_member) if units else None
+        self._submit(write_run_reports, self.run_dir, plot_data, page, final, maps, coalesce="run")
+
+
+def map_member(record: IndividualRecord, folder: Path, names: list[str]) -> Member:
+    """What the maps need of an individual: plain values (its images stay on disk)."""
+    return Member(generation=record.generation, index=record.index,
+                  offsets=[float(v) for v in np.asarray(record.offsets, dtype=np.float64).ravel()],
+                  seeds=[int(s) for s in record.seeds], folder=str(folder), images=list(names),
+                  loss=float(record.loss), individual_id=record.individual_id)
 
 
 def status_of(stop_reason: str) -> str:

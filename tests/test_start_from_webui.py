@@ -1,0 +1,27 @@
+"""From the WebUI and its API, start_from reads only run folders in the WebUI's outputs."""
+import pytest
+
+import webui_stand_in
+
+webui_stand_in.install()
+
+from modules import shared  # noqa: E402
+
+from prompt_pinning.config import PinningConfig  # noqa: E402
+from prompt_pinning.options import ConfigError  # noqa: E402
+from prompt_pinning_webui.webui_run import confine_resume  # noqa: E402
+
+
+def test_start_from_is_confined_to_the_outputs(tmp_path):
+    shared.opts.outdir_txt2img_samples = str(tmp_path / "txt2img-images")
+    shared.opts.outdir_img2img_samples = str(tmp_path / "img2img-images")
+    inside = tmp_path / "txt2img-images" / "prompt_pins" / "00000004"
+    inside.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere" / "00000004"
+    elsewhere.mkdir(parents=True)
+    config = confine_resume(PinningConfig(positive="x", start_from=f"{inside}/../00000004:3"))
+    assert config.start_from == f"{inside.resolve()}:3"
+    with pytest.raises(ConfigError, match="start_from: .*only .*prompt_pins"):
+        confine_resume(PinningConfig(positive="x", start_from=f"{elsewhere}:1"))
+    with pytest.raises(ConfigError, match="start_from: must be RUN_FOLDER:CLUSTER"):
+        confine_resume(PinningConfig(positive="x", start_from=str(inside)))
