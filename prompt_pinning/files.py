@@ -132,6 +132,10 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def write_npz_atomic(path: Path | str, arrays: dict[str, np.ndarray]) -> None:
+    write_bytes_atomic(path, npz_bytes(arrays))
+
+
 def _regular_file(path: Path, limit: int) -> int:
     try:
         return _checked_size(path, limit)
