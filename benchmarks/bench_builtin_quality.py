@@ -265,7 +265,7 @@ def faithfulness(renderer, prompts, settings, seed_sets) -> dict:
 
 
 def pinning(prompts, generations: int, settings: GenerationSettings) -> dict:
-    from prompt_pinning import checkpoint as ckpt
+    from prompt_pinning.run import checkpoint as ckpt
     from prompt_pinning.config import PinningConfig
     from prompt_pinning.run import run_pinning
     losses_per_run, total, unique = [], 0, 0

@@ -1,4 +1,4 @@
-"""Cost of the fsync in the project's atomic writer (``prompt_pinning.files``).
+"""Cost of the fsync in the project's atomic writer (``prompt_pinning.run.files``).
 
 Prints the mean time of ``write_bytes_atomic`` with ``durable=True`` (run files)
 and ``durable=False`` (report files) for files of a given size, written into a
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from prompt_pinning.files import write_bytes_atomic
+from prompt_pinning.run.files import write_bytes_atomic
 
 
 def mean_ms(folder: Path, data: bytes, count: int, durable: bool) -> float:

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prompt_pinning import flip  # noqa: E402
-from prompt_pinning.loss import PinningLoss  # noqa: E402
+from prompt_pinning.score import flip  # noqa: E402
+from prompt_pinning.score.loss import PinningLoss  # noqa: E402
 
 
 def photographs(n: int, size: int) -> torch.Tensor:

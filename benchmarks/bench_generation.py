@@ -34,8 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import prompt_pinning.run as run_module  # noqa: E402
-from prompt_pinning.builders import Builders, build_loss  # noqa: E402
-from prompt_pinning.optimizer import make_optimizer  # noqa: E402
+from prompt_pinning.run.builders import Builders, build_loss  # noqa: E402
+from prompt_pinning.search.optimizer import make_optimizer  # noqa: E402
 from prompt_pinning.config import PinningConfig  # noqa: E402
 from diffusers_renderer import DiffusersRenderer, StageClock  # noqa: E402
 from prompt_pinning.rendering import GenerationSettings  # noqa: E402

@@ -116,7 +116,7 @@ def device_description(device):
 
 
 def mean_pairwise_flip(images) -> float:
-    from prompt_pinning import flip
+    from prompt_pinning.score import flip
 
     features = flip.preprocess(images)
     first, second = flip.all_pairs(images.shape[0])

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from prompt_pinning.records import IndividualRecord  # noqa: E402
+from prompt_pinning.run.records import IndividualRecord  # noqa: E402
 from prompt_pinning.reports import maps_job  # noqa: E402
 from prompt_pinning.reports.influence import Member  # noqa: E402
 from prompt_pinning.reports.individual import image_file_names  # noqa: E402

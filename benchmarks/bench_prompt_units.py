@@ -23,11 +23,11 @@ import sys
 import numpy as np
 
 from bench_builtin import best_of  # noqa: E402 (beside this file)
-from prompt_pinning import prompt_weights
-from prompt_pinning.attention import parse_prompt_attention
-from prompt_pinning.prompt_units import POSITIVE, prompt_items
-from prompt_pinning.prompt_weights import PromptVector, check_zero_offsets
-from prompt_pinning.tokenizers import ClipBpeTokenizer, host_encoding
+from prompt_pinning.prompt import weights as prompt_weights
+from prompt_pinning.prompt.attention import parse_prompt_attention
+from prompt_pinning.prompt.units import POSITIVE, prompt_items
+from prompt_pinning.prompt.weights import PromptVector, check_zero_offsets
+from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer, host_encoding
 
 WORDS = ("red cat sitting on a wooden table near the window, soft light, detailed fur, "
          "blue sky with clouds over green hills, oil painting of an old harbour at dusk, "

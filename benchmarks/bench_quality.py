@@ -43,14 +43,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from prompt_pinning import checkpoint as ckpt
+from prompt_pinning.run import checkpoint as ckpt
 from prompt_pinning.builtin import BuiltinRenderer
 from prompt_pinning.config import PinningConfig
 from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning import run as run_module
 from prompt_pinning.run import run_pinning
-from prompt_pinning.seed_blocks import block_settings
-from prompt_pinning.builders import build_loss, build_vector
+from prompt_pinning.search.seed_blocks import block_settings
+from prompt_pinning.run.builders import build_loss, build_vector
 
 # Prompts the built-in model can draw; each leaves something open for the weights to pin.
 PROMPTS = (

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prompt_pinning.builtin import BuiltinRenderer  # noqa: E402
 from prompt_pinning.builtin.layouts import PALETTE  # noqa: E402
 from prompt_pinning.config import PinningConfig  # noqa: E402
-from prompt_pinning.files import read_json, read_npz  # noqa: E402
+from prompt_pinning.run.files import read_json, read_npz  # noqa: E402
 from prompt_pinning.reports import ReportWriter  # noqa: E402
 from prompt_pinning.reports.influence import InfluenceMaps, read_map_image, rgb_coefficients  # noqa: E402
 from prompt_pinning.reports.map_drawing import opponent_to_rgb  # noqa: E402

@@ -35,7 +35,7 @@ from hyperbatch.schedule import image_steps
 from prompt_pinning.builtin.seeds import batch_noise
 from prompt_pinning.rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
                                       basic_infotext, check_prompt_pairs)
-from prompt_pinning.tokenizers import CHUNK_LENGTH, ClipBpeTokenizer, host_encoding
+from prompt_pinning.prompt.tokenizers import CHUNK_LENGTH, ClipBpeTokenizer, host_encoding
 
 log = logging.getLogger(__name__)
 

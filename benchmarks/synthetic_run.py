@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from prompt_pinning.records import GenerationRecord, IndividualRecord, ReportSink, RunResult, UnitRow
+from prompt_pinning.run.records import GenerationRecord, IndividualRecord, ReportSink, RunResult, UnitRow
 from prompt_pinning.reports.generation import generation_folder_name
 
 DEFAULT_PROMPT = "a red circle, large, on a blue background"

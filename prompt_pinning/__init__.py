@@ -7,9 +7,9 @@ pins to (its target images, or the unmodified prompt's batch).
 run folder.
 """
 
-from .loss import PinningLoss
-from .builders import run_target
-from .runstore import MemoryStore
+from .score.loss import PinningLoss
+from .run.builders import run_target
+from .run.store import MemoryStore
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ existing one. A single item may be given instead of a list; None or an empty
 list means no target. Remote URLs are refused: the run never fetches anything.
 
 Images are returned in their own mode (16-bit, palette, alpha and so on):
-``prompt_pinning.targets.load_targets`` converts them to RGB, compositing
+``prompt_pinning.score.targets.load_targets`` converts them to RGB, compositing
 transparency over white.
 """
 from __future__ import annotations

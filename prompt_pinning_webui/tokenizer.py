@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from prompt_pinning.tokenizers import COMMA_PADDING_BACKTRACK
+from prompt_pinning.prompt.tokenizers import COMMA_PADDING_BACKTRACK
 
 
 def text_encoders(sd_model: Any) -> list[Any]:

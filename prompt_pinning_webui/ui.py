@@ -95,8 +95,8 @@ def units_placeholder() -> str:
 def implied_defaults(n: int) -> dict[str, int]:
     """The run's plan for N units with every option at its default."""
     from prompt_pinning.config import PinningConfig
-    from prompt_pinning.optimizer import make_optimizer, resolve_generations
-    from prompt_pinning.plan import make_plan
+    from prompt_pinning.search.optimizer import make_optimizer, resolve_generations
+    from prompt_pinning.run.plan import make_plan
 
     config = PinningConfig(positive="")
     optimizer = make_optimizer(config, n, 0)
@@ -117,7 +117,7 @@ def units_html(n: int) -> str:
 def describe_units(positive: str, negative: str, unit_mode: str) -> str:
     """HTML with N and its implied defaults, or the reason it cannot be computed."""
     try:
-        from prompt_pinning.prompt_weights import PromptVector
+        from prompt_pinning.prompt.weights import PromptVector
 
         from .tokenizer import HostTokenizer
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from prompt_pinning.config import ConfigError, PinningConfig
 from prompt_pinning.options import MAX_IMAGES_PER_CALL
-from prompt_pinning.records import RunResult
+from prompt_pinning.run.records import RunResult
 from prompt_pinning.rendering import GenerationSettings
 
 from .args import parse_script_args
@@ -102,7 +102,7 @@ def run_settings(config: PinningConfig) -> GenerationSettings:
     """
     if config.resume is None:
         return config.generation
-    from prompt_pinning.checkpoint import check_run_folder, load_run_config
+    from prompt_pinning.run.checkpoint import check_run_folder, load_run_config
 
     saved, _ = load_run_config(check_run_folder(Path(config.resume)))
     return saved.generation
@@ -112,7 +112,7 @@ def resume_roots() -> list[Path]:
     """``<outputs>/prompt_pins`` of the WebUI's txt2img and img2img output folders (its options)."""
     from modules import shared
 
-    from prompt_pinning.rundir import runs_root
+    from prompt_pinning.run.rundir import runs_root
 
     opts = shared.opts
     names = ("outdir_samples", "outdir_txt2img_samples", "outdir_img2img_samples")
@@ -123,13 +123,13 @@ def resume_roots() -> list[Path]:
 def confine_resume(config: PinningConfig) -> PinningConfig:
     """From the UI and the API, resume (or start from) only a run folder inside the WebUI's outputs."""
     if config.resume is not None:
-        from prompt_pinning.checkpoint import confined_run_dir
+        from prompt_pinning.run.checkpoint import confined_run_dir
 
         config.resume = confined_run_dir(config.resume, resume_roots())
     if config.start_from is not None:  # the same rule for the run a new one starts from
-        from prompt_pinning.checkpoint import ResumeError, confined_run_dir
+        from prompt_pinning.run.checkpoint import ResumeError, confined_run_dir
         from prompt_pinning.options import ConfigError
-        from prompt_pinning.start_from import parse_start_from
+        from prompt_pinning.search.start_from import parse_start_from
 
         folder, number = parse_start_from(config.start_from)
         try:

@@ -59,7 +59,7 @@ def test_timed_optimizer_counts_time_and_hands_out_the_optimizer_state(bench):
     from diffusers_renderer import StageClock
 
     from prompt_pinning.config import PinningConfig
-    from prompt_pinning.optimizer import CmaOptimizer
+    from prompt_pinning.search.optimizer import CmaOptimizer
 
     clock = StageClock("cpu")
     timed = bench.TimedOptimizer([3, 1, 2], clock)

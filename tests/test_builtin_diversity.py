@@ -7,7 +7,7 @@ the figures).
 """
 import torch
 
-from prompt_pinning import flip
+from prompt_pinning.score import flip
 from prompt_pinning.builtin.renderer import BuiltinRenderer
 from prompt_pinning.rendering import GenerationSettings
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_pinning import flip, flip_filters
+from prompt_pinning.score import flip, flip_filters
 
 import flip_evaluator
 import skimage.data as skdata

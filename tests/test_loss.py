@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prompt_pinning import flip, loss as loss_module
-from prompt_pinning.loss import WORST_SUMMARY, PinningLoss, combine_levels, level_values, summary
+from prompt_pinning.score import flip, loss as loss_module
+from prompt_pinning.score.loss import WORST_SUMMARY, PinningLoss, combine_levels, level_values, summary
 
 SIZE = 24  # side of the crops fixture (conftest)
 
@@ -110,7 +110,7 @@ def test_non_finite_loss_becomes_the_worst_value_with_a_warning(crops, caplog):
     broken = crops[1:4].clone()
     broken[1, :, 3, 3] = float("nan")
     objective = PinningLoss(crops[:1], weight_type="Exponential", weight_scale=1.0)
-    with caplog.at_level(logging.WARNING, logger="prompt_pinning.loss"):
+    with caplog.at_level(logging.WARNING, logger="prompt_pinning.score.loss"):
         result = objective.evaluate(broken, np.array([[0, 0], [0, 1], [0, 1]]))
     assert result.replaced and np.isfinite(result.value)
     assert result.value == pytest.approx(combine_levels([WORST_SUMMARY] * 2, "Exponential", 1.0))
@@ -208,7 +208,7 @@ def test_evaluate_many_keeps_a_non_finite_value_to_its_own_individual(crops, cap
     broken = crops[4:7].clone()
     broken[0, 1, 5, 5] = float("nan")
     individuals = [crops[1:4], broken, crops[7:10]]
-    with caplog.at_level(logging.WARNING, logger="prompt_pinning.loss"):
+    with caplog.at_level(logging.WARNING, logger="prompt_pinning.score.loss"):
         results = objective.evaluate_many(individuals, TRACES)
     assert [r.replaced for r in results] == [False, True, False]
     assert len([r for r in caplog.records if "was not finite" in r.getMessage()]) == 1

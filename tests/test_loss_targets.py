@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prompt_pinning.targets import TargetImageError, crop_box, load_targets
+from prompt_pinning.score.targets import TargetImageError, crop_box, load_targets
 
 
 def rgb_pattern(h, w):
@@ -74,7 +74,7 @@ def test_other_size_is_cropped_to_aspect_and_resized_with_a_log_line(tmp_path, c
     bands[:, :30, 0] = bands[:, 30:60, 1] = bands[:, 60:, 2] = 255
     path = tmp_path / "wide.png"
     Image.fromarray(bands).save(path)
-    with caplog.at_level(logging.INFO, logger="prompt_pinning.targets"):
+    with caplog.at_level(logging.INFO, logger="prompt_pinning.score.targets"):
         out = load_targets([path], width=16, height=16)[0]
     assert out.shape == (3, 16, 16)
     assert torch.allclose(out[1, :, 2:-2], torch.ones(16, 12), atol=1e-3)

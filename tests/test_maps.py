@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prompt_pinning.files import read_npz
+from prompt_pinning.run.files import read_npz
 from prompt_pinning.reports import maps_job
 from prompt_pinning.reports.influence import OPPONENT, InfluenceAccumulator, Member, map_size, rgb_coefficients
 from prompt_pinning.reports.weight_map import cluster_summaries, hdbscan_clusterer, pca, weight_map
@@ -190,7 +190,7 @@ def test_hdbscan_finds_two_separate_groups():
 def test_a_run_report_shows_the_maps_with_unit_text_escaped(tmp_path):
     from synthetic_run import synthetic_run
 
-    from prompt_pinning.records import UnitRow
+    from prompt_pinning.run.records import UnitRow
     from prompt_pinning.reports import ReportWriter
 
     units = [UnitRow("<img src=x>", "positive", 1.0), UnitRow("red", "positive", 1.0),

@@ -6,7 +6,7 @@ import pytest
 from deap import cma
 
 from prompt_pinning.config import ConfigError, PinningConfig
-from prompt_pinning.optimizer import (
+from prompt_pinning.search.optimizer import (
     Candidate, CmaOptimizer, SizeLimitedOptimizer, default_generations, default_lambda,
     derive_cma_seed, make_optimizer, resolve_cma_seed, resolve_generations,
 )
@@ -114,7 +114,7 @@ def test_plain_cma_minimises_a_shifted_sphere_and_tightens():
 
 def saved_and_read_back(opt, tmp_path):
     """state() through the checkpoint's own formats: JSON scalars and an .npz read without pickle."""
-    from prompt_pinning.files import npz_bytes, read_json, read_npz, write_bytes_atomic, write_json_atomic
+    from prompt_pinning.run.files import npz_bytes, read_json, read_npz, write_bytes_atomic, write_json_atomic
 
     scalars, arrays = opt.state()
     write_json_atomic(tmp_path / "s.json", scalars)
@@ -156,7 +156,7 @@ def test_a_size_limited_optimizer_restores_before_its_first_generation(tmp_path)
 
 @pytest.mark.parametrize("damage", ["nan", "shape", "sigma", "rng", "missing"])
 def test_restore_refuses_bad_state(damage):
-    from prompt_pinning.optimizer import StateError
+    from prompt_pinning.search.optimizer import StateError
 
     opt = CmaOptimizer(config(), 3, cma_seed=1)
     scalars, arrays = opt.state()
@@ -264,7 +264,7 @@ def test_population_runs_match_population_sizes_and_stay_small_for_any_length(op
 
 
 def test_cmatrix_magnitude_is_bounded_and_the_message_names_the_bound():
-    from prompt_pinning.optimizer import CMATRIX_MAX_ABS
+    from prompt_pinning.search.optimizer import CMATRIX_MAX_ABS
 
     with pytest.raises(ConfigError, match=r"cmatrix.*\+-10000.*1e\+308"):
         CmaOptimizer(config(cmatrix=1e308 * np.eye(3)), 3, cma_seed=3)

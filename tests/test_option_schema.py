@@ -9,7 +9,7 @@ import pytest
 
 from prompt_pinning.cli import build_parser, config_from_args
 from prompt_pinning.config import ConfigError, PinningConfig
-from prompt_pinning.optimizer import CmaOptimizer, SizeLimitedOptimizer
+from prompt_pinning.search.optimizer import CmaOptimizer, SizeLimitedOptimizer
 from prompt_pinning.options import (DEFAULTS, GENERATION_DEFAULTS, MAX_IMAGES_PER_GENERATION, OPTION, OPTIONS,
                                     cma_constants, normalize)
 from prompt_pinning.rendering import GenerationSettings

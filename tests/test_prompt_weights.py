@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from prompt_pinning.attention import PromptError
-from prompt_pinning.prompt_weights import PromptVector, check_zero_offsets, format_weight
-from prompt_pinning.records import UnitRow
-from prompt_pinning.tokenizers import ClipBpeTokenizer, host_encoding
+from prompt_pinning.prompt.attention import PromptError
+from prompt_pinning.prompt.weights import PromptVector, check_zero_offsets, format_weight
+from prompt_pinning.run.records import UnitRow
+from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer, host_encoding
 
 S = 1 / 1.1
 
@@ -282,7 +282,7 @@ def test_prompts_with_absurd_weights_are_refused_when_parsed(clip):
 
 
 def test_prompts_over_the_unit_limit_are_refused_with_phrase_mode_suggested(clip):
-    from prompt_pinning.prompt_weights import MAX_UNITS
+    from prompt_pinning.prompt.weights import MAX_UNITS
 
     phrases = ", ".join(f"red cat {i}" for i in range(MAX_UNITS // 3))  # 3 words and a comma each
     assert len(PromptVector.from_prompts(phrases, "", clip, "phrase").units) <= MAX_UNITS

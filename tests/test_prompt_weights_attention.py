@@ -1,7 +1,7 @@
 """A1111 attention syntax: each form, with expected pieces and weights."""
 import pytest
 
-from prompt_pinning.attention import (
+from prompt_pinning.prompt.attention import (
     PromptError,
     find_and,
     find_schedule,

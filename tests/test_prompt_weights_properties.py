@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from prompt_pinning.prompt_weights import PromptVector, check_zero_offsets
-from prompt_pinning.tokenizers import ClipBpeTokenizer
+from prompt_pinning.prompt.weights import PromptVector, check_zero_offsets
+from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer
 
 CLIP = ClipBpeTokenizer()
 WORDS = ["cat", "red", "sky", "blue-eyed", "1girl", "don't", "masterpiece", "chiaroscuro", "a", "of",

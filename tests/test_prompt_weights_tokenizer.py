@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from prompt_pinning.rendering import Tokenizer
-from prompt_pinning.tokenizers import ClipBpeTokenizer, find_clip_vocab, host_encoding
+from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer, find_clip_vocab, host_encoding
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import torch
 
 import prompt_pinning
 from prompt_pinning import PinningLoss, run_target
-from prompt_pinning import checkpoint as ckpt
+from prompt_pinning.run import checkpoint as ckpt
 from prompt_pinning.config import PinningConfig
 from prompt_pinning.rendering import GenerationSettings, RenderedBatch
 from prompt_pinning.run import run_pinning
-from prompt_pinning.evaluator import loss_device
-from prompt_pinning.tokenizers import ClipBpeTokenizer
+from prompt_pinning.run.evaluator import loss_device
+from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer
 
 SETTINGS = GenerationSettings(seed=21, batch_size=2, steps=2, width=8, height=8)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prompt_pinning.records import IndividualRecord, UnitRow
+from prompt_pinning.run.records import IndividualRecord, UnitRow
 from prompt_pinning.reports import FINAL_JSON, INDEX_HTML, ReportWriter
 from prompt_pinning.reports.html import DATA_ELEMENT_ID, embed_json
 from prompt_pinning.reports.infotext import build_infotext, parse_infotext, png_info
@@ -129,7 +129,7 @@ def test_writer_must_be_started_first(tmp_path):
 
 
 def _result_for(run_dir: Path):
-    from prompt_pinning.records import RunResult
+    from prompt_pinning.run.records import RunResult
 
     return RunResult(run_dir=run_dir, original_positive="red circle", original_negative="", baseline=None,
                      best=None, hall_of_fame=[], units=[], generations=[], stop_reason="completed")

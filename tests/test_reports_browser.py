@@ -258,7 +258,7 @@ def test_two_thousand_individuals_page_and_filter(browser, small_run, tmp_path):
         row = dict(rows[k % len(rows)])
         row.update(g=k // 40, i=k % 40, loss=0.5 - k * 1e-4, id=f"id{k:05d}")
         many.append(row)
-    from prompt_pinning.records import RunResult
+    from prompt_pinning.run.records import RunResult
 
     result = RunResult(run_dir=small_run, original_positive="red", original_negative="", baseline=None,
                        best=None, hall_of_fame=[], units=[], generations=[], stop_reason="completed")

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prompt_pinning.records import GenerationRecord, IndividualRecord, RunResult
+from prompt_pinning.run.records import GenerationRecord, IndividualRecord, RunResult
 from prompt_pinning.reports.html import render_index
 from prompt_pinning.reports.individual import pinning_params
 from prompt_pinning.reports.infotext import VALIDATION_LOSS_KEY

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_pinning import checkpoint as ckpt
-from prompt_pinning import evaluator as evaluator_module
+from prompt_pinning.run import checkpoint as ckpt
+from prompt_pinning.run import evaluator as evaluator_module
 from prompt_pinning import run as run_module
-from prompt_pinning.builders import Builders
+from prompt_pinning.run.builders import Builders
 from prompt_pinning.config import PinningConfig
-from prompt_pinning.records import UnitRow
+from prompt_pinning.run.records import UnitRow
 from prompt_pinning.rendering import GenerationSettings, RenderedBatch
-from prompt_pinning.rundir import create_run_dir, individual_id
+from prompt_pinning.run.rundir import create_run_dir, individual_id
 
 WORDS = ["red", "circle", "left", "blue"]
 TARGET_WEIGHTS = np.array([1.2, 0.9, 1.1, 0.8])
@@ -345,7 +345,7 @@ def test_a_size_limited_run_resumes_bit_for_bit(outdir, k):
 
 
 def test_a_run_in_memory_writes_nothing_and_gives_the_same_result(outdir, tmp_path, monkeypatch):
-    from prompt_pinning.runstore import MemoryStore
+    from prompt_pinning.run.store import MemoryStore
 
     full = run_pinning(make_config(outdir / "full"), FakeRenderer())
     monkeypatch.chdir(tmp_path)

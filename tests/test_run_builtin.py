@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_pinning import checkpoint as ckpt
+from prompt_pinning.run import checkpoint as ckpt
 from prompt_pinning.builtin.renderer import BuiltinRenderer
 from prompt_pinning.config import PinningConfig
 from prompt_pinning.rendering import GenerationSettings
@@ -88,7 +88,7 @@ def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
 
 def test_host_embeddings_stay_whole_units():
     from prompt_pinning.builtin import WordTokenizer
-    from prompt_pinning.builders import build_vector
+    from prompt_pinning.run.builders import build_vector
 
     class HostLikeTokenizer(WordTokenizer):
         def embeddings(self):

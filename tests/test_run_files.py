@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_pinning import checkpoint as ckpt
+from prompt_pinning.run import checkpoint as ckpt
 from prompt_pinning.config import ConfigError
-from prompt_pinning.files import read_json, write_json_atomic
+from prompt_pinning.run.files import read_json, write_json_atomic
 from test_run import FakeRenderer, all_entries, make_config, resume_pinning, run_pinning
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_pinning import checkpoint as ckpt
-from prompt_pinning.builders import Builders, build_loss
-from prompt_pinning.plan import RunPlan
+from prompt_pinning.run import checkpoint as ckpt
+from prompt_pinning.run.builders import Builders, build_loss
+from prompt_pinning.run.plan import RunPlan
 from prompt_pinning.rendering import RenderedBatch
-from prompt_pinning.seed_blocks import block_settings, noise_keys
+from prompt_pinning.search.seed_blocks import block_settings, noise_keys
 from test_run import (TARGET, FakeLoss, FakeRenderer, FakeVector, fake_builders, make_config, resume_pinning,
                       run_pinning, validation_entries)
 
@@ -111,7 +111,7 @@ def test_a_run_with_variation_seeds_keeps_its_pairs_and_pairs_its_result(outdir)
 
 class BoundedVector(FakeVector):
     def render(self, offsets):
-        from prompt_pinning import run as run_module
+        from prompt_pinning.run import driver as run_module
 
         weights = np.abs(self.base_weights + offsets)
         if not np.all(weights <= run_module.MAX_PROMPT_WEIGHT + 1e-9):
@@ -120,7 +120,7 @@ class BoundedVector(FakeVector):
 
 
 def test_a_sample_beyond_the_weight_bound_is_clipped_and_penalised_not_fatal(outdir, monkeypatch):
-    from prompt_pinning import run as run_module
+    from prompt_pinning.run import driver as run_module
 
     monkeypatch.setattr(run_module, "MAX_PROMPT_WEIGHT", 1.5)  # a bound that samples of std 1 cross often
     result = run_pinning(make_config(outdir, initial_std=1.0, generations=2, validation_batches=0),

@@ -8,13 +8,13 @@ import pytest
 
 from prompt_pinning.builtin import BuiltinRenderer
 from prompt_pinning.config import PinningConfig
-from prompt_pinning.optimizer import make_optimizer
+from prompt_pinning.search.optimizer import make_optimizer
 from prompt_pinning.options import ConfigError
 from prompt_pinning.reports import ReportWriter
 from prompt_pinning.reports import weight_map as weight_map_module
 from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning.run import run_pinning
-from prompt_pinning.start_from import cluster_start, parse_start_from, saved_start
+from prompt_pinning.search.start_from import cluster_start, parse_start_from, saved_start
 
 LABELS = ["a", "red", "circle", "green (neg)"]
 PROMPT, NEGATIVE = "a red circle", "green"

@@ -9,7 +9,7 @@ from prompt_pinning.config import PinningConfig
 from prompt_pinning.remote import WebUIApiRenderer
 from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning.run import resume_pinning, run_pinning
-from prompt_pinning.runstore import MemoryStore
+from prompt_pinning.run.store import MemoryStore
 
 GENERATION = GenerationSettings(seed=5, batch_size=2, steps=4, width=32, height=32, scheduler="karras")
 

@@ -151,7 +151,7 @@ def encoded(image, fmt="PNG"):
 def test_targets_keep_their_mode_so_the_engine_converts_them():
     import numpy as np
 
-    from prompt_pinning.targets import load_targets
+    from prompt_pinning.score.targets import load_targets
 
     grey16 = Image.fromarray(np.full((8, 8), 16384, dtype=np.uint16))  # a quarter of full scale
     hidden = Image.new("RGBA", (8, 8), (255, 0, 0, 0))  # fully transparent, red underneath

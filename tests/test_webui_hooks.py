@@ -90,7 +90,7 @@ class ClipEmbedder:
     """An SD1 text encoder whose tokenizer is the project's CLIP BPE."""
 
     def __init__(self):
-        from prompt_pinning.tokenizers import ClipBpeTokenizer
+        from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer
 
         self.clip = ClipBpeTokenizer()
         self.tokenizer = Model()
@@ -106,9 +106,9 @@ def test_prompt_check_chunks_with_the_users_comma_padding_backtrack(backtrack, f
     webui_stand_in.install()
     from modules import shared
 
-    import prompt_pinning.prompt_weights as prompt_weights
+    import prompt_pinning.prompt.weights as prompt_weights
     from prompt_pinning.config import PinningConfig
-    from prompt_pinning.builders import build_vector
+    from prompt_pinning.run.builders import build_vector
 
     webui_stand_in.reset()
     shared.opts.comma_padding_backtrack = backtrack

@@ -159,7 +159,7 @@ def test_device_is_the_hosts_model_device(monkeypatch):
     """The run scores FLIP where A1111 runs its model (--use-cpu, CUDA or MPS)."""
     from modules import devices
 
-    from prompt_pinning.evaluator import loss_device
+    from prompt_pinning.run.evaluator import loss_device
 
     renderer = A1111Renderer(base_p(), tokenizer=object())
     assert loss_device(renderer) == torch.device("cpu")

@@ -17,7 +17,7 @@ webui_stand_in.install()
 
 from modules import processing, safe, shared  # noqa: E402
 
-from prompt_pinning import checkpoint as ckpt  # noqa: E402
+from prompt_pinning.run import checkpoint as ckpt  # noqa: E402
 from test_webui_script import engine_ready, run_args, script, txt2img_p  # noqa: E402,F401  (fixtures)
 
 

@@ -116,7 +116,7 @@ class WordTokenizer:
 
 @pytest.fixture
 def engine_ready(monkeypatch):
-    pytest.importorskip("prompt_pinning.loss")
+    pytest.importorskip("prompt_pinning.score.loss")
     from prompt_pinning_webui import renderer
 
     monkeypatch.setattr(renderer.A1111Renderer, "tokenizer", property(lambda self: WordTokenizer()))

@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from ..attention import parse_prompt_attention
+from ..prompt.attention import parse_prompt_attention
 from . import layouts as geo
 from .latents import untone
 from .layouts import PALETTE, SHAPES, SIDE_TARGETS

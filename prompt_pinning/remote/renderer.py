@@ -59,7 +59,7 @@ class _Tokenizer:
 
     @property
     def comma_padding_backtrack(self) -> int:
-        from ..tokenizers import COMMA_PADDING_BACKTRACK
+        from ..prompt.tokenizers import COMMA_PADDING_BACKTRACK
 
         value = self.renderer.connect().options.get("comma_padding_backtrack")
         return COMMA_PADDING_BACKTRACK if value is None else int(value)
@@ -70,7 +70,7 @@ class _Tokenizer:
 
 def default_tokenizer(kind: str = "clip"):
     """The CLIP BPE as SD1.x and SDXL's first encoder split text ("clip"), or as SD2.x does ("open_clip")."""
-    from ..tokenizers import ClipBpeTokenizer
+    from ..prompt.tokenizers import ClipBpeTokenizer
 
     if kind not in ("clip", "open_clip"):
         raise ValueError(f"--webui-tokenizer: {kind!r} is not one of clip (SD1.x, SDXL), open_clip (SD2.x)")

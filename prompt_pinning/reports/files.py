@@ -1,13 +1,13 @@
-"""File helpers for reports: the project's one atomic writer and JSON rule (``prompt_pinning.files``).
+"""File helpers for reports: the project's one atomic writer and JSON rule (``prompt_pinning.run.files``).
 
-Report files are views a run can draw again, so they skip the fsync (see ``prompt_pinning.files``).
+Report files are views a run can draw again, so they skip the fsync (see ``prompt_pinning.run.files``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..files import jsonable, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ..run.files import jsonable, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "dump_json", "jsonable"]
 

@@ -11,7 +11,7 @@ from .files import atomic_write_bytes, dump_json, jsonable
 from .quickplot import BARS, CURVE, finite, four_panels
 
 if TYPE_CHECKING:  # records imports torch; the worker process never needs it
-    from ..records import GenerationRecord
+    from ..run.records import GenerationRecord
 
 GENERATION_SUMMARY = "generation_summary.json"
 GENERATION_PLOT = "generation_loss_plot.png"

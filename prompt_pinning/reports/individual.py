@@ -21,7 +21,7 @@ from .infotext import VALIDATION_LOSS_KEY, build_infotext, generation_params, pa
 from .quickplot import finite, loss_plot
 
 if TYPE_CHECKING:  # records imports torch; the worker process never needs it
-    from ..records import IndividualRecord, UnitRow
+    from ..run.records import IndividualRecord, UnitRow
 
 BATCH_STATS = "batch_stats.json"
 LOSS_PLOT = "loss_plot.png"

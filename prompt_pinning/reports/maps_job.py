@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..files import FileFormatError, read_json, write_npz_atomic
+from ..run.files import FileFormatError, read_json, write_npz_atomic
 from .files import atomic_write_bytes, dump_json, jsonable
 from .influence import CHANNELS, MAP_SIDE, MAX_SLOTS, InfluenceAccumulator, Member
 from .map_drawing import influence_grid, opponent_to_rgb, scatter_map

@@ -13,7 +13,7 @@ from .generation import loss_stats
 from .individual import image_file_names
 
 if TYPE_CHECKING:  # records imports torch; the worker process never needs it
-    from ..records import GenerationRecord, IndividualRecord, RunResult, UnitRow
+    from ..run.records import GenerationRecord, IndividualRecord, RunResult, UnitRow
 
 
 def relative_url(path: Optional[Path], run_dir: Path) -> Optional[str]:

@@ -16,9 +16,9 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ..records import GenerationRecord, IndividualRecord, RunResult, UnitRow
-from ..files import read_json
-from ..start_from import map_labels
+from ..run.records import GenerationRecord, IndividualRecord, RunResult, UnitRow
+from ..run.files import read_json
+from ..search.start_from import map_labels
 from .files import dump_json, jsonable
 from .generation import generation_folder_name, generation_summary, write_generation_plot, write_generation_summary
 from .individual import BATCH_STATS, batch_stats, image_file_names, image_infotext, write_batch_stats, write_images

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from .seed_blocks import training_block, validation_blocks, validation_points
+from ..search.seed_blocks import training_block, validation_blocks, validation_points
 
 
 @dataclass(frozen=True)

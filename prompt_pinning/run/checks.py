@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .options import is_int  # noqa: F401 (one whole-number check for options and run files)
+from ..options import is_int  # noqa: F401 (one whole-number check for options and run files)
 from .rundir import ID_LENGTH
 
 MAX_LIST = 10**6  # longest list a run file may hold

@@ -16,8 +16,8 @@ import torch
 from . import checkpoint as ckpt
 from .evaluation_log import evaluation_entry
 from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult
-from .run_state import RESULT_FOLDER, RunState
-from .runstore import RunStore
+from .state import RESULT_FOLDER, RunState
+from .store import RunStore
 
 log = logging.getLogger(__name__)
 

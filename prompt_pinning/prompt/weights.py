@@ -15,9 +15,9 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from .attention import PromptError, parse_prompt_attention
-from .prompt_units import MAX_PROMPT_WEIGHT, NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
-from .records import UnitRow
-from .rendering import Tokenizer
+from .units import MAX_PROMPT_WEIGHT, NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
+from ..run.records import UnitRow
+from ..rendering import Tokenizer
 from .tokenizers import COMMA_PADDING_BACKTRACK, HostChunk, host_encoding
 
 __all__ = [

@@ -35,13 +35,13 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .config import ConfigError, PinningConfig
+from ..config import ConfigError, PinningConfig
 from .files import FileFormatError, npz_bytes, read_json, read_npz, write_bytes_atomic, write_json_atomic
-from .rendering import GenerationSettings
+from ..rendering import GenerationSettings
 from .evaluation_log import (EVALUATIONS_FILE, append_evaluation, drop_torn_tail,  # noqa: F401 (the run files' API)
                              evaluation_entry, is_evaluation, read_evaluations, read_individuals, read_json_line,
                              record_from_entry)
-from .run_checks import ResumeError, is_id, is_int
+from .checks import ResumeError, is_id, is_int
 
 MARKER_FILE = "prompt_pinning_run.json"
 CONFIG_FILE = "run_config.json"

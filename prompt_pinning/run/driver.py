@@ -30,14 +30,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from .builders import Builders
-from .config import PinningConfig
+from ..config import PinningConfig
 from .plan import stage_label
-from .prompt_units import MAX_PROMPT_WEIGHT
+from ..prompt.units import MAX_PROMPT_WEIGHT
 from .records import IndividualRecord, ReportSink, RunResult
-from .rendering import RenderInterrupted
+from ..rendering import RenderInterrupted
 from .rundir import individual_id
-from .run_setup import Progress, Run, new_run, resumed_run
-from .runstore import RunStore
+from .setup import Progress, Run, new_run, resumed_run
+from .store import RunStore
 
 log = logging.getLogger(__name__)
 

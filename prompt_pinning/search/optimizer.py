@@ -45,11 +45,11 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 from deap import base, cma
 
-from .config import ConfigError, PinningConfig
-from .run_checks import is_finite, is_int
-from .options import (check_images_per_generation, default_generations, default_lambda,
+from ..config import ConfigError, PinningConfig
+from ..run.checks import is_finite, is_int
+from ..options import (check_images_per_generation, default_generations, default_lambda,
                       default_mu, default_size_limit_error, default_size_limit_weight)
-from .options import is_auto as auto
+from ..options import is_auto as auto
 
 log = logging.getLogger(__name__)
 

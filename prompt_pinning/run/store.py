@@ -16,7 +16,7 @@ from typing import Any, Optional, Protocol
 import torch
 
 from . import checkpoint as ckpt
-from .config import PinningConfig
+from ..config import PinningConfig
 from .records import IndividualRecord
 from .rundir import create_individual_dir, create_run_dir, generation_dir
 

@@ -13,14 +13,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from .config import PinningConfig
-from .optimizer import make_optimizer
-from .rendering import Renderer
+from ..config import PinningConfig
+from ..search.optimizer import make_optimizer
+from ..rendering import Renderer
 
 
 def build_vector(config: PinningConfig, renderer: Renderer):
-    from .prompt_weights import PromptVector, check_zero_offsets
-    from .tokenizers import COMMA_PADDING_BACKTRACK
+    from ..prompt.weights import PromptVector, check_zero_offsets
+    from ..prompt.tokenizers import COMMA_PADDING_BACKTRACK
 
     tokenizer = renderer.tokenizer
     # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole,
@@ -36,13 +36,13 @@ def build_vector(config: PinningConfig, renderer: Renderer):
 def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
     if not config.targets:
         return None
-    from .targets import load_targets
+    from ..score.targets import load_targets
 
     return load_targets(config.targets, config.generation.width, config.generation.height)
 
 
 def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
-    from .loss import PinningLoss
+    from ..score.loss import PinningLoss
 
     return PinningLoss.from_config(config, targets)
 

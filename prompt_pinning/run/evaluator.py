@@ -11,8 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .rendering import GenerationSettings, RenderedBatch, Renderer, RenderInterrupted
-from .seed_blocks import block_settings, noise_keys
+from ..rendering import GenerationSettings, RenderedBatch, Renderer, RenderInterrupted
+from ..search.seed_blocks import block_settings, noise_keys
 
 # Images scored per loss call: a stop request is seen between two calls, so on a CPU
 # (about 0.1 s per 512x512 image) a stop waits at most a few seconds for scoring.

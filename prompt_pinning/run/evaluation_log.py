@@ -18,7 +18,7 @@ import torch
 
 from .files import FileFormatError, append_json_line, read_text, strict_loads
 from .records import IndividualRecord
-from .run_checks import MAX_LIST, ResumeError, float_array, is_finite, is_id, is_int, number_list
+from .checks import MAX_LIST, ResumeError, float_array, is_finite, is_id, is_int, number_list
 from .rundir import ID_LENGTH, individual_id
 
 EVALUATIONS_FILE = "evaluations.jsonl"

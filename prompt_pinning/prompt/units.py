@@ -26,7 +26,7 @@ from .attention import (
     parse_pieces,
     strip_extra_networks,
 )
-from .rendering import Tokenizer
+from ..rendering import Tokenizer
 
 UNIT, FIXED, RAW = "unit", "fixed", "raw"
 # The largest weight ever written into a prompt. Sensible weights lie within a few units

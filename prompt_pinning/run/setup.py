@@ -17,16 +17,16 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .builders import Builders
-from .config import PinningConfig
+from ..config import PinningConfig
 from .evaluator import Evaluator
 from .journal import Journal
-from .optimizer import resolve_cma_seed, resolve_generations
+from ..search.optimizer import resolve_cma_seed, resolve_generations
 from .plan import RunPlan, make_plan
 from .records import ReportSink, UnitRow
-from .rendering import Renderer
-from .run_state import RunState
-from .runstore import FolderStore, RunStore
-from .start_from import cluster_start, map_labels, saved_start
+from ..rendering import Renderer
+from .state import RunState
+from .store import FolderStore, RunStore
+from ..search.start_from import cluster_start, map_labels, saved_start
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]

@@ -17,8 +17,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .files import FileFormatError, read_json
-from .options import ConfigError
+from ..run.files import FileFormatError, read_json
+from ..options import ConfigError
 
 WEIGHT_MAP_FILE = "weight_map.json"
 MARKER_FILE = "prompt_pinning_run.json"

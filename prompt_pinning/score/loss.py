@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from . import flip
-from .config import HYPERBATCH_WEIGHT_TYPES, LOSS_VARIANTS
+from ..config import HYPERBATCH_WEIGHT_TYPES, LOSS_VARIANTS
 
 log = logging.getLogger(__name__)
 

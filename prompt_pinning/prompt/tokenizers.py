@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .attention import parse_pieces, strip_extra_networks
-from .rendering import Tokenizer
+from ..rendering import Tokenizer
 
 log = logging.getLogger(__name__)
 
