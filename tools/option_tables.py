@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from prompt_pinning.options import GENERATION_DEFAULTS, GENERATION_LIMITS, OPTIONS, Option  # noqa: E402
+from prompt_pinning.options import GENERATION_DEFAULTS, GENERATION_LIMITS, OPTIONS, STABLE_ARGUMENTS, Option  # noqa: E402
 
 API_TYPES = {"images": "list of strings or null", "bool": "boolean", "int": "integer", "float": "number",
              "choice": "string", "matrix": "string (JSON) or list of lists", "path": "string"}
@@ -97,10 +97,11 @@ def _python_list(values: list) -> str:
 
 
 def api_count() -> str:
-    return (f"- `script_args` is positional: exactly {len(OPTIONS)} values in the order of the table\n"
-            f"  below. A shorter list is refused (the WebUI shifts other scripts' arguments into a short\n"
-            f"  list, so prompt pinning checks the count and names the expected order). Arguments 0 to 24\n"
-            f"  keep their positions for good; new options are appended.")
+    return (f"- `script_args` is positional: {STABLE_ARGUMENTS} to {len(OPTIONS)} values in the order of the table\n"
+            f"  below. Arguments 0 to {STABLE_ARGUMENTS - 1} keep their positions for good and new options are\n"
+            f"  appended, so an older client's shorter list still works: the missing trailing arguments\n"
+            f"  take their defaults. Fewer than {STABLE_ARGUMENTS} or more than {len(OPTIONS)} values are refused with\n"
+            f"  the expected order.")
 
 
 def api_json_example() -> str:
