@@ -8,7 +8,8 @@ Checks, in order (each prints one line, then details):
   samplers     /sdapi/v1/samplers lists the Hyperbatch samplers
   errors       a short script_args list and a bad value are refused with HTTP 4xx
   txt2img      a tiny pinning run with a plain sampler, then with a Hyperbatch sampler; each
-               infotext carries every pinning key and names its own image's seed
+               infotext carries every pinning key and names its own image's seed, and the
+               images are on the request's seeds
   img2img      a tiny pinning run on the first txt2img image
   interrupt    a longer run stopped with /sdapi/v1/interrupt returns its best images
   resume       a run with a target image, interrupted and resumed, ends where an uninterrupted
@@ -40,7 +41,8 @@ import zlib
 
 SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
-INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning validation loss", "Pinning stop", "Pinning report")
+INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning loss seeds", "Pinning improvement",
+             "Pinning validation loss", "Pinning stop", "Pinning report")
 # script_args 25-27 and their defaults, as the extension declares them
 NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union")}
 # file kinds a run folder may hold: data formats only, nothing that is unpickled
@@ -194,11 +196,14 @@ def run_pinning(url, path, request, name, opts, check):
     images = show_response(status, payload, seconds)
     missing = [key for key in INFO_KEYS if info_value(payload, key) is None] if images else list(INFO_KEYS)
     seeds = infotext_seeds(payload) if images else None
+    # the result comes back on the request's own seeds, next to the unmodified prompt's batch
+    wanted = [request["seed"] + i for i in range(request["batch_size"])] if request.get("seed", -1) >= 0 else None
+    on_own_seeds = seeds is not None and (wanted is None or seeds[1] == wanted)
     check.record(name, status == 200 and len(images) == request["batch_size"] and not missing
-                 and seeds is not None and seeds[0] == seeds[1],
+                 and seeds is not None and seeds[0] == seeds[1] and on_own_seeds,
                  f"HTTP {status}, {len(images)} images, {seconds:.1f} s"
                  + (f", infotext lacks {missing}" if missing else "")
-                 + f", (infotext seeds, image seeds): {seeds}")
+                 + f", (infotext seeds, image seeds): {seeds}, request's seeds {wanted}")
     return images
 
 
