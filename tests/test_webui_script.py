@@ -110,7 +110,8 @@ def host(request, script):
     """The stand-in WebUI as A1111 (model loaded at start) or as Forge (loaded at the first generation)."""
     if request.param == "forge":
         forge_stand_in.install()
-    return request.param
+    yield request.param
+    webui_stand_in.reset()  # later tests (in any order) start from A1111 again
 
 
 def run_args(**changes):
