@@ -1,31 +1,24 @@
 """The loaded model's own tokenizer, as prompt_pinning's Tokenizer protocol.
 
-A1111 wraps each text encoder in a "custom words" embedder with a
-``tokenize(texts) -> list[list[int]]`` method (no start/end tokens):
+Every host's text encoder has a ``tokenize(texts) -> list[list[int]]`` method
+(no start/end tokens). A1111 wraps each encoder in a "custom words" embedder:
 SD1.x wraps Hugging Face's CLIPTokenizer (``.tokenizer``), SD2.x and SDXL's
-second encoder use open_clip's module tokenizer. SDXL has two embedders in
-``sd_model.conditioner.embedders``; both use the CLIP BPE vocabulary, and
-``HostTokenizer`` checks that they agree on every text it encodes.
+second encoder use open_clip's module tokenizer. Forge's text processing
+engines all hold a Hugging Face CLIPTokenizer. SDXL has two encoders; both use
+the CLIP BPE vocabulary, and ``HostTokenizer`` checks that they agree on every
+text it encodes. Where the encoders, embeddings and chunking options live is
+the host's business (``hosts``).
 """
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from prompt_pinning.prompt.tokenizers import COMMA_PADDING_BACKTRACK
+from .hosts import A1111Host, ForgeHost, current_host
 
 
-def text_encoders(sd_model: Any) -> list[Any]:
-    """The tokenizing embedders of a loaded A1111 model, first encoder first."""
-    conditioner = getattr(sd_model, "conditioner", None)
-    if conditioner is not None:
-        found = [e for e in getattr(conditioner, "embedders", []) if hasattr(e, "tokenize")]
-        if found:
-            return found
-    model = getattr(sd_model, "cond_stage_model", None)
-    if model is not None and hasattr(model, "tokenize"):
-        return [model]
-    raise ValueError("the loaded model has no text encoder with a tokenize() method "
-                     "(prompt pinning supports SD1.x, SD2.x and SDXL checkpoints)")
+def text_encoders(sd_model: Any, host: Optional[A1111Host | ForgeHost] = None) -> list[Any]:
+    """The tokenizing text encoders of a loaded model, first encoder first."""
+    return (host or current_host()).text_encoders(sd_model)
 
 
 def _open_clip_decoder() -> dict:
@@ -45,19 +38,21 @@ def _id_to_token(encoder: Any):
 class HostTokenizer:
     """Text -> token ids and token strings, as the host model's encoders see them."""
 
-    def __init__(self, encoders: Sequence[Any]):
+    def __init__(self, encoders: Sequence[Any], host: Optional[A1111Host | ForgeHost] = None):
         if not encoders:
             raise ValueError("HostTokenizer needs at least one text encoder")
         self.encoders = list(encoders)
+        self.host = host or current_host()
         self._token_strings = _id_to_token(self.encoders[0])
 
     @classmethod
-    def from_model(cls, sd_model: Optional[Any] = None) -> "HostTokenizer":
+    def from_model(cls, sd_model: Optional[Any] = None, *, load: bool = True,
+                   host: Optional[A1111Host | ForgeHost] = None) -> "HostTokenizer":
+        """The tokenizer of ``sd_model``, or of the host's model (loaded first unless ``load`` is false)."""
+        host = host or current_host()
         if sd_model is None:
-            from modules import shared
-
-            sd_model = shared.sd_model
-        return cls(text_encoders(sd_model))
+            sd_model = host.loaded_model(load=load)
+        return cls(host.text_encoders(sd_model), host)
 
     def encode(self, text: str) -> list[int]:
         ids = [int(i) for i in self.encoders[0].tokenize([text])[0]]
@@ -75,27 +70,13 @@ class HostTokenizer:
 
     @property
     def comma_padding_backtrack(self) -> int:
-        """The user's "Prompt word wrap length limit" (A1111's ``comma_padding_backtrack`` option)."""
-        from modules import shared
-
-        value = getattr(getattr(shared, "opts", None), "comma_padding_backtrack", None)
-        return COMMA_PADDING_BACKTRACK if value is None else int(value)
+        """How far back the host's chunker moves a long prompt's text after a comma."""
+        return self.host.comma_padding_backtrack()
 
     def embeddings(self) -> dict[str, int]:
         """Loaded textual-inversion embeddings: name -> number of vectors."""
-        try:
-            from modules import sd_hijack
-        except ImportError:
-            return {}
-        db = getattr(sd_hijack.model_hijack, "embedding_db", None)
-        loaded = getattr(db, "word_embeddings", {}) or {}
-        return {name: int(getattr(emb, "vectors", 1) or 1) for name, emb in loaded.items()}
+        return self.host.embeddings(self.encoders)
 
     def embedding_names(self) -> list[str]:
         """Names of the loaded textual-inversion embeddings (kept whole as units)."""
-        try:
-            from modules import sd_hijack
-        except ImportError:
-            return []
-        db = getattr(sd_hijack.model_hijack, "embedding_db", None)
-        return sorted(getattr(db, "word_embeddings", {}) or {})
+        return sorted(self.embeddings())

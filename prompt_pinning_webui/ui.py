@@ -121,7 +121,8 @@ def describe_units(positive: str, negative: str, unit_mode: str) -> str:
 
         from .tokenizer import HostTokenizer
 
-        vector = PromptVector.from_prompts(positive, negative, HostTokenizer.from_model(), unit_mode)
+        # never loads a checkpoint from a UI event (Forge loads it at the first generation)
+        vector = PromptVector.from_prompts(positive, negative, HostTokenizer.from_model(load=False), unit_mode)
         return units_html(vector.size)
     except Exception as error:  # shown to the user, not raised
         return f"<p>Cannot count units: {html.escape(str(error))}</p>"

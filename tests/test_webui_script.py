@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+import forge_stand_in
 import webui_stand_in
 
 webui_stand_in.install()
@@ -87,7 +88,7 @@ def test_implied_defaults_follow_the_seed_formulas():
     assert (tiny["generations"], tiny["evaluations"], tiny["other_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2 + 1)
 
 
-def test_bad_api_argument_is_an_http_error_naming_it(script):
+def test_bad_api_argument_is_an_http_error_naming_it(script, host):
     p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
     p.is_api = True
     args = default_args()
@@ -99,27 +100,19 @@ def test_bad_api_argument_is_an_http_error_naming_it(script):
         assert info.value.status_code == 422
 
 
-class WordTokenizer:
-    """Stands in for the model's tokenizer: one id per word or punctuation mark."""
-
-    def __init__(self):
-        self.vocab = {}
-
-    def encode(self, text):
-        pieces = re.findall(r"\w+|[^\w\s]", text.lower())
-        return [self.vocab.setdefault(piece, len(self.vocab) + 1) for piece in pieces]
-
-    def token_strings(self, ids):
-        inverse = {v: k for k, v in self.vocab.items()}
-        return [inverse[i] + "</w>" for i in ids]
-
-
 @pytest.fixture
-def engine_ready(monkeypatch):
+def engine_ready():
+    """The engine's run is importable; the host's model (a stand-in) does the tokenizing."""
     pytest.importorskip("prompt_pinning.score.loss")
-    from prompt_pinning_webui import renderer
 
-    monkeypatch.setattr(renderer.A1111Renderer, "tokenizer", property(lambda self: WordTokenizer()))
+
+@pytest.fixture(params=["a1111", "forge"])
+def host(request, script):
+    """The stand-in WebUI as A1111 (model loaded at start) or as Forge (loaded at the first generation)."""
+    if request.param == "forge":
+        forge_stand_in.install()
+    yield request.param
+    webui_stand_in.reset()  # later tests (in any order) start from A1111 again
 
 
 def run_args(**changes):
@@ -141,7 +134,7 @@ def txt2img_p(tmp_path, **changes):
 
 
 @pytest.mark.slow
-def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready, tmp_path):
+def test_run_returns_the_best_images_with_pinning_infotext(script, host, engine_ready, tmp_path):
     p = txt2img_p(tmp_path)
     before = dict(vars(p))
     shared.state.begin()
@@ -161,10 +154,14 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, engine_ready,
     assert [int(re.search(r"Seed: (\d+)", text).group(1)) for text in processed.infotexts] == processed.all_seeds
     assert shared.state.job_count >= 3
     assert all(call["batch_size"] <= 2 * 7 for call in processing.calls)
+    if host == "forge":  # the Script loaded the checkpoint before its first render; process_images kept it
+        from modules import sd_models
+
+        assert sd_models.model_data.loads == 1
 
 
 @pytest.mark.slow
-def test_interrupt_returns_best_so_far_and_a_complete_report(script, engine_ready, tmp_path):
+def test_interrupt_returns_best_so_far_and_a_complete_report(script, host, engine_ready, tmp_path):
     def interrupt_on_third_call(p, n):
         if len(processing.calls) == 3:
             shared.state.interrupted = True

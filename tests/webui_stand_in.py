@@ -2,7 +2,9 @@
 import sys
 from pathlib import Path
 
+import forge_stand_in
 import host_kdiffusion
+import stand_in_models
 
 FAKE_WEBUI = Path(__file__).parent / "fake_webui"
 REPO = Path(__file__).resolve().parent.parent
@@ -15,6 +17,7 @@ def install() -> None:
 
 
 def reset() -> None:
+    """A1111 v1.10.1 with a loaded SD1 model (its text side: ``stand_in_models``)."""
     from modules import images, processing, script_callbacks, shared
 
     import gradio
@@ -30,3 +33,5 @@ def reset() -> None:
     processing.calls.clear()
     images.saved.clear()
     script_callbacks.clear_callbacks()
+    forge_stand_in.uninstall()
+    shared.sd_model = stand_in_models.a1111_model()

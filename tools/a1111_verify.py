@@ -2,6 +2,11 @@
 
 usage: python tools/a1111_verify.py [--url http://127.0.0.1:7860] [--steps 3] [--size 64]
 
+The host may be AUTOMATIC1111's WebUI or Forge (docs/a1111_setup.md, docs/forge_setup.md): the
+checks use only the API both share. First it prints the host's version from /internal/sysinfo
+(A1111: v1.10.1; Forge: f2.0.1v1.10.1-...), when the WebUI serves it. On Forge the first pinning
+run also loads the checkpoint, which Forge does at the first generation.
+
 Checks, in order (each prints one line, then details):
   scripts      /sdapi/v1/scripts lists "prompt pinning" for txt2img and img2img
   script-info  /sdapi/v1/script-info describes its arguments (labels, defaults)
@@ -132,6 +137,18 @@ def show_response(status, payload, seconds):
             print(f"    infotext lacks {missing}")
     print(f"    seeds: {info.get('all_seeds')}  prompts[0]: {(info.get('all_prompts') or [''])[0][:200]}")
     return images
+
+
+def show_host(url):
+    """Print the WebUI's version (not a check: /internal/sysinfo needs the UI, not --nowebui)."""
+    status, info, _ = call(url, "/internal/sysinfo", timeout=300)
+    if status != 200 or not isinstance(info, dict):
+        print(f"host: /internal/sysinfo answered HTTP {status}; version unknown")
+        return None
+    version = str(info.get("Version") or "unknown")
+    kind = "Forge" if version.startswith("f") or "forge" in version.lower() else "AUTOMATIC1111 WebUI"
+    print(f"host: {kind}, version {version}, Python {info.get('Python', '?')}", flush=True)
+    return version
 
 
 def check_listing(url, check):
@@ -451,6 +468,7 @@ def main(argv=None):
     parts = set(opts.only or parts_all)
 
     check = Check()
+    show_host(opts.url)
     found, hyper = check_listing(opts.url, check)
     if not found["txt2img"]:
         check.summary()

@@ -5,8 +5,9 @@ prompt gives per-image prompts); ``all_seeds`` = the seed list as given, or seed
 (seed for every image when subseed_strength != 0); ``state.job_count`` set only when
 -1; per batch: skipped cleared, interrupted breaks; ``state.nextjob()``; a grid first
 (``index_of_first_image`` 1) unless ``do_not_save_grid``; ``save_samples()``; img2img's
-init-image rules. Generation itself is a toy latent model run through the selected
-sampler (``sd_samplers.create_sampler``), decoded to PIL images of the asked size.
+init-image rules; under the Forge stand-in, ``forge_model_reload()`` first. Generation
+itself is a toy latent model run through the selected sampler
+(``sd_samplers.create_sampler``), decoded to PIL images of the asked size.
 """
 import hashlib
 import random
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from modules import images as host_images
-from modules import prompt_parser, sd_samplers, shared
+from modules import prompt_parser, sd_models, sd_samplers, shared
 from modules.shared import opts, state
 
 before_batch_hooks = []  # tests: callables(p, n) run at the start of each batch
@@ -171,6 +172,9 @@ def _infotext(p, i):
 
 
 def process_images(p):
+    reload = getattr(sd_models, "forge_model_reload", None)  # Forge (tests/forge_stand_in.py) loads here
+    if reload is not None:
+        reload()
     seed, subseed = get_fixed_seed(p.seed), get_fixed_seed(p.subseed)
     p.setup_prompts()
     p.all_seeds = seed if isinstance(seed, list) else [int(seed) + (x if p.subseed_strength == 0 else 0)

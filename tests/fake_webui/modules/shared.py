@@ -1,4 +1,10 @@
-"""modules.shared: opts, state, cmd_opts, total_tqdm, sd_model (stand-ins)."""
+"""modules.shared: opts, state, cmd_opts, total_tqdm, sd_model (stand-ins).
+
+``sd_model`` is a property of the module, as both hosts make it: it reads and sets
+``sd_models.model_data``.
+"""
+import sys
+import types
 from types import SimpleNamespace
 
 from modules.shared_state import State
@@ -33,5 +39,21 @@ opts = default_opts()
 state = State()
 total_tqdm = TotalTQDM()
 cmd_opts = SimpleNamespace(prompt_pinning_max_images_per_call=0, prompt_pinning_no_samplers=False)
-sd_model = None
 demo = None  # the Gradio app (gradio.App) once the UI is up; None with --nowebui
+
+
+class _Shared(types.ModuleType):
+    @property
+    def sd_model(self):
+        from modules import sd_models
+
+        return sd_models.model_data.get_sd_model()
+
+    @sd_model.setter
+    def sd_model(self, value):
+        from modules import sd_models
+
+        sd_models.model_data.set_sd_model(value)
+
+
+sys.modules[__name__].__class__ = _Shared
