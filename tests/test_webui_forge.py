@@ -10,7 +10,7 @@ webui_stand_in.install()
 from modules import sd_hijack, sd_models, shared  # noqa: E402
 
 from prompt_pinning.config import PinningConfig  # noqa: E402
-from prompt_pinning.run_parts import build_vector  # noqa: E402
+from prompt_pinning.run.builders import build_vector  # noqa: E402
 from prompt_pinning_webui.hosts import A1111Host, ForgeHost, ModelNotLoaded, current_host  # noqa: E402
 from prompt_pinning_webui.tokenizer import HostTokenizer, text_encoders  # noqa: E402
 from prompt_pinning_webui.ui import describe_units  # noqa: E402
