@@ -102,6 +102,7 @@ def load_targets(sources: Any, width: int, height: int) -> torch.Tensor:
             raise ValueError(f"{name}: must be a whole number >= 1, got {value!r}")
     sources = _as_list(sources)
     check_target_count(len(sources))
+    _check_total(len(sources), width, height)  # before anything is decoded
     images = []
     for label, source in _labelled(sources):
         batch = _to_chw_batch(label, source)
