@@ -66,8 +66,8 @@ from .run_parts import build_loss, build_targets, build_vector, loss_device, on_
 log = logging.getLogger(__name__)
 
 HALL_OF_FAME_SIZE = 10
-# Images scored per loss call: a stop request is seen between two calls, so on a CPU
-# (about 0.1 s per 512x512 image) a stop waits at most a few seconds for scoring.
+# Images scored per loss call. A stop is also seen inside a call, between the loss's chunks
+# of work (``PinningLoss.check_stop``), so a large batch does not hold it for minutes.
 SCORE_CHUNK_IMAGES = 32
 Progress = Callable[[str, int, int], None]
 
@@ -225,6 +225,7 @@ class _Run:
         if self.targets is not None:
             self.store.save_images("targets", self.targets)
         self.loss = build_loss(self.config, self.targets)
+        self.loss.check_stop = self._check_stop
         self._checkpoint()  # a run stopped before its first generation resumes too
 
     def start_resumed(self, store: FolderStore, resolved: dict[str, Any], had_targets: bool) -> None:
@@ -244,6 +245,7 @@ class _Run:
         self.total = self._total()
         self.targets = self._load_targets(had_targets)
         self.loss = build_loss(self.config, self.targets)
+        self.loss.check_stop = self._check_stop
         logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
         entries = [e for e in logged if not e.get("validation")]
         validations = [e for e in logged if e.get("validation")]
