@@ -22,6 +22,7 @@ from prompt_pinning.records import RunResult
 from prompt_pinning.rendering import GenerationSettings
 
 from .args import parse_script_args
+from .public import host_failure, outputs_folders, public_message, public_path
 from .renderer import A1111Renderer
 
 logger = logging.getLogger(__name__)
@@ -121,11 +122,19 @@ def resume_roots() -> list[Path]:
 
 
 def confine_resume(config: PinningConfig) -> PinningConfig:
-    """From the UI and the API, resume only a run folder inside the WebUI's outputs."""
+    """From the UI and the API, resume only a run folder inside the WebUI's outputs.
+
+    A relative name is read against the outputs folder first (infotexts name runs
+    that way: ``txt2img-images/prompt_pins/00000003``), then the WebUI's folder.
+    """
     if config.resume is not None:
         from prompt_pinning.checkpoint import confined_run_dir
 
-        config.resume = confined_run_dir(config.resume, resume_roots())
+        path = Path(config.resume)
+        if not path.is_absolute():
+            path = next((folder / path for folder in outputs_folders([config.outdir])
+                         if (folder / path).is_dir()), path)
+        config.resume = confined_run_dir(path, resume_roots())
     return config
 
 
@@ -192,8 +201,10 @@ def tensor_to_pil(images) -> list[Image.Image]:
     return [Image.fromarray(a) for a in array]
 
 
-def report_path(result: RunResult) -> Path:
-    return Path(result.run_dir).resolve() / "index.html"
+def report_path(result: RunResult) -> str:
+    """The report, named relative to the outputs folder (never the server's absolute path)."""
+    run_dir = Path(result.run_dir).resolve()
+    return public_path(run_dir / "index.html", outputs_folders([run_dir.parent.parent]))
 
 
 def pinning_params(result: RunResult) -> dict[str, Any]:
@@ -207,8 +218,8 @@ def pinning_params(result: RunResult) -> dict[str, Any]:
             "Pinning baseline validation loss": f"{result.baseline_validation_loss:.6g}"}
            if result.selected_by == "validation" else {}),
         "Pinning generations": len(result.generations),
-        "Pinning stop": result.stop_reason,
-        "Pinning report": str(report_path(result)),
+        "Pinning stop": public_message(result.stop_reason),
+        "Pinning report": report_path(result),
     }
     for key in ("N", "cma_seed", "lambda_", "mu", "initial_std", "initial_radius", "size_limit",
                 "hyperbatch_weight_type", "hyperbatch_weight_scale"):
@@ -245,7 +256,7 @@ def stop_message(result: RunResult) -> str:
         return ""
     if result.stop_reason == "interrupted":
         return "Prompt pinning was interrupted; the best individual so far is shown."
-    return (f"Prompt pinning stopped with an error ({result.stop_reason}); everything completed "
+    return (f"Prompt pinning stopped with an error ({public_message(result.stop_reason)}); everything completed "
             "before it is saved in the report, and the best individual so far is shown.")
 
 
@@ -256,8 +267,7 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
     if best is None and result.stop_reason == "interrupted":
         return _interrupted_before_any_image(base, result)
     if best is None:
-        raise RuntimeError(f"Prompt pinning produced no image ({result.stop_reason}); "
-                           f"see {result.run_dir}")
+        raise host_failure(result.stop_reason, renderer_settings(base))
     images = tensor_to_pil(best.images)
     host_texts = renderer.infotexts.get((best.positive, best.negative, tuple(best.seeds))) or []
     params = pinning_params(result)
@@ -279,6 +289,13 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
     )
 
 
+def renderer_settings(base: Any) -> Any:
+    """The size and batch the run rendered at, for an error message."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(width=int(base.width), height=int(base.height), batch_size=int(base.batch_size))
+
+
 def _interrupted_before_any_image(base: Any, result: RunResult):
     """An interrupt that came before the first individual was scored: no image, not an error."""
     from modules import processing
@@ -287,7 +304,7 @@ def _interrupted_before_any_image(base: Any, result: RunResult):
     shown.comments = dict(base.comments)
     shown.comment("Prompt pinning was interrupted before its first image was finished.")
     text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": result.stop_reason,
-                            "Pinning report": str(report_path(result))})
+                            "Pinning report": report_path(result)})
     return processing.Processed(shown, [], seed=int(base.seed), info=text, subseed=int(base.subseed),
                                 infotexts=[text])
 
