@@ -405,6 +405,13 @@ def parse_matrix(name: str, value: Any) -> Optional[list]:
             value = json.loads(value)
         except json.JSONDecodeError as error:
             raise ConfigError(name, f"must be JSON (a list of lists): {error}") from None
+    from .prompt_weights import MAX_UNITS  # one row per unit: a larger matrix never fits
+
+    shape = getattr(value, "shape", None)
+    if shape is not None and (len(shape) != 2 or max(shape, default=0) > MAX_UNITS):
+        raise ConfigError(name, f"must be N x N with N at most {MAX_UNITS} (the unit limit), got shape {tuple(shape)}")
+    if isinstance(value, list) and len(value) > MAX_UNITS:
+        raise ConfigError(name, f"must be N x N with N at most {MAX_UNITS} (the unit limit), got {len(value)} rows")
     rows = value.tolist() if hasattr(value, "tolist") else value
     if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
         raise ConfigError(name, "must be a square list of lists of numbers")
