@@ -95,8 +95,13 @@ def run_pinning(config: PinningConfig, renderer: Renderer, *, sink: Optional[Rep
     if store is not None and store.run_dir is None and sink is not None:
         raise ValueError("sink: report writers write into a run folder; a MemoryStore run takes no sink")
     run = _Run(config, renderer, sink, should_stop, progress)
-    run.start_new(store)
-    return run.execute(raise_errors)
+    try:
+        run.start_new(store)
+        return run.execute(raise_errors)
+    finally:
+        close = getattr(getattr(run, "store", None), "close", None)
+        if close is not None:
+            close()  # releases the run folder's lock
 
 
 def resume_pinning(run_dir: Path | str, renderer: Renderer, *, sink: Optional[ReportSink] = None,
@@ -108,13 +113,16 @@ def resume_pinning(run_dir: Path | str, renderer: Renderer, *, sink: Optional[Re
     read is checked, and anything that stops the run from continuing exactly
     where it stopped raises ``checkpoint.ResumeError`` before anything is written.
     """
-    store = FolderStore.open(run_dir)
-    config, resolved, target_names = ckpt.load_saved_run(store.run_dir)
-    if "validation_batches" not in resolved:  # a run from before validation existed
-        config.validation_batches, config.seed_schedule, config.loss_variant = 0, "fixed", "union"
-    run = _Run(config, renderer, sink, should_stop, progress)
-    run.start_resumed(store, resolved, bool(target_names))
-    return run.execute(raise_errors)
+    store = FolderStore.open(run_dir)  # locked: a second resume of the folder is refused
+    try:
+        config, resolved, target_names = ckpt.load_saved_run(store.run_dir)
+        if "validation_batches" not in resolved:  # a run from before validation existed
+            config.validation_batches, config.seed_schedule, config.loss_variant = 0, "fixed", "union"
+        run = _Run(config, renderer, sink, should_stop, progress)
+        run.start_resumed(store, resolved, bool(target_names))
+        return run.execute(raise_errors)
+    finally:
+        store.close()
 
 
 class _Run:
