@@ -254,7 +254,7 @@ class _Run:
         self.targets = self._load_targets(had_targets)
         self.loss = build_loss(self.config, self.targets)
         self.loss.check_stop = self._check_stop
-        logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
+        logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation), compact=True)
         entries = [e for e in logged if not e.get("validation")]
         validations = [e for e in logged if e.get("validation")]
         for entry in validations:
