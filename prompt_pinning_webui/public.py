@@ -74,7 +74,8 @@ def public_message(text: str, folders: Optional[list[Path]] = None) -> str:
 def host_failure(stop_reason: str, settings) -> HostFailure:
     """The error for a run that stopped with ``stop_reason`` ("error: Type: message") before any image."""
     cause = stop_reason[len("error: "):] if stop_reason.startswith("error: ") else stop_reason
-    out_of_memory = "OutOfMemoryError" in cause or "out of memory" in cause.lower()
+    out_of_memory = "OutOfMemoryError" in cause or any(words in cause.lower()
+                                                         for words in ("out of memory", "not enough memory"))
     size = f"{settings.width}x{settings.height}, batch size {settings.batch_size}"
     hint = (f" The host ran out of memory at {size}: lower the image size, the batch size or "
             "max_images_per_call." if out_of_memory else "")
