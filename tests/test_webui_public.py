@@ -1,6 +1,5 @@
 """API answers and infotexts name run folders relative to the outputs folder, and a host
 failure is a clear error naming its cause, never a server path or an HTTP 500 traceback."""
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
