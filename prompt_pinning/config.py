@@ -94,10 +94,12 @@ class PinningConfig:
                               f"it needs batch_size >= 2, got {self.generation.batch_size}")
         if self.lambda_ is not None and self.mu is not None and self.mu > self.lambda_:
             raise ConfigError("mu", f"must be <= lambda_ ({self.lambda_}), got {self.mu}")
+        size = (self.generation.width, self.generation.height)
         if self.lambda_ is not None:
-            check_images_per_generation(self.generation.batch_size, self.lambda_)
+            check_images_per_generation(self.generation.batch_size, self.lambda_, size=size)
         if self.mu is not None and self.size_limit > 0:  # the size limiter's first generation
-            check_images_per_generation(self.generation.batch_size, self.mu, "mu")
+            check_images_per_generation(self.generation.batch_size, self.mu, "mu", size=size)
+        check_target_budget(self.targets, size)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +117,24 @@ class PinningConfig:
                 value = value.tolist()
             out[f.name] = value
         return out
+
+
+def check_target_budget(targets: Sequence[Any], size: tuple[int, int]) -> None:
+    """The number of targets and their pixels at the generation size, before any is decoded."""
+    from .score.targets import MAX_TARGET_PIXELS, MAX_TARGETS
+
+    if targets is None:
+        count = 0
+    elif isinstance(targets, (list, tuple)):
+        count = len(targets)
+    else:  # one item: a (N, ...) array or tensor is a batch of N
+        count = targets.shape[0] if getattr(targets, "ndim", 0) == 4 else 1
+    if count > MAX_TARGETS:
+        raise ConfigError("targets", f"{count} images given; at most {MAX_TARGETS} are accepted")
+    if count * size[0] * size[1] > MAX_TARGET_PIXELS:
+        raise ConfigError("targets", f"{count} images at the generation size {size[0]}x{size[1]} are "
+                                     f"{count * size[0] * size[1]:,} pixels; targets may total at most "
+                                     f"{MAX_TARGET_PIXELS:,} (64 at 1024x1024): give fewer or lower width and height")
 
 
 def _check_generation(g: GenerationSettings) -> None:

@@ -39,6 +39,9 @@ MIN_LAMBDA = 2  # DEAP keeps mu = int(lambda_ / 2) parents: lambda_ 1 gives mu 0
 MAX_LAMBDA = 1_000
 MAX_IMAGES_PER_GENERATION = 1_024  # a generation's images stay in memory (3 MB each at 512x512); batch_size x lambda_ (x mu in the size limiter's first generation)
 MAX_IMAGES_PER_CALL = 1_024
+# A generation's images in pixels (batch_size x lambda_ x width x height): 1,024 images at 512x512,
+# 3.2 GB as float32 RGB; at 1024x1024 that is 256 images, at 8192x8192 four.
+MAX_PIXELS_PER_GENERATION = 1_024 * 512 * 512
 MAX_CMA_SEED = 2**32 - 1  # NumPy's RandomState accepts 0 .. 2^32 - 1
 MAX_VALIDATION_BATCHES = 8
 
@@ -385,12 +388,19 @@ def check_range(option: Option, value: float) -> None:
                                 f"so 1 leaves none) or 0 for auto, got {value!r}")
 
 
-def check_images_per_generation(batch_size: int, population: int, what: str = "lambda_") -> None:
-    """Refuse a generation of more than MAX_IMAGES_PER_GENERATION images."""
+def check_images_per_generation(batch_size: int, population: int, what: str = "lambda_",
+                                size: Optional[tuple[int, int]] = None) -> None:
+    """Refuse a generation of more than MAX_IMAGES_PER_GENERATION images or, given the
+    image ``size`` (width, height), more than MAX_PIXELS_PER_GENERATION pixels."""
     images = int(batch_size) * int(population)
     if images > MAX_IMAGES_PER_GENERATION:
         raise ConfigError(what, f"batch size x {what} = {batch_size} x {population} = {images:,} images "
                                 f"per generation; the limit is {MAX_IMAGES_PER_GENERATION:,}")
+    if size is not None and images * size[0] * size[1] > MAX_PIXELS_PER_GENERATION:
+        raise ConfigError(what, f"batch size x {what} x width x height = {batch_size} x {population} x "
+                                f"{size[0]} x {size[1]} = {images * size[0] * size[1]:,} pixels per generation; "
+                                f"the limit is {MAX_PIXELS_PER_GENERATION:,} (1,024 images at 512x512): "
+                                f"lower {what}, the batch size or the image size")
 
 
 def parse_matrix(name: str, value: Any) -> Optional[list]:
@@ -402,6 +412,13 @@ def parse_matrix(name: str, value: Any) -> Optional[list]:
             value = json.loads(value)
         except json.JSONDecodeError as error:
             raise ConfigError(name, f"must be JSON (a list of lists): {error}") from None
+    from .prompt.weights import MAX_UNITS  # one row per unit: a larger matrix never fits
+
+    shape = getattr(value, "shape", None)
+    if shape is not None and (len(shape) != 2 or max(shape, default=0) > MAX_UNITS):
+        raise ConfigError(name, f"must be N x N with N at most {MAX_UNITS} (the unit limit), got shape {tuple(shape)}")
+    if isinstance(value, list) and len(value) > MAX_UNITS:
+        raise ConfigError(name, f"must be N x N with N at most {MAX_UNITS} (the unit limit), got {len(value)} rows")
     rows = value.tolist() if hasattr(value, "tolist") else value
     if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
         raise ConfigError(name, "must be a square list of lists of numbers")

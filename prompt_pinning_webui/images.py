@@ -10,41 +10,30 @@ name gets the same message, so a caller cannot tell a missing file from an
 existing one. A single item may be given instead of a list; None or an empty
 list means no target. Remote URLs are refused: the run never fetches anything.
 
-Images are returned in their own mode (16-bit, palette, alpha and so on):
-``prompt_pinning.score.targets.load_targets`` converts them to RGB, compositing
-transparency over white.
+Each item is opened with the PNG, JPEG and WebP decoders only and its size is
+checked from its header; it comes back as a ``prompt_pinning.score.targets.EncodedImage``
+(the bytes, not decoded). ``load_targets`` decodes them one at a time, in their
+own mode (16-bit, palette, alpha ...), and keeps only the copy at the run's size.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import os
-from typing import Any
+from typing import Any, Union
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
-# A few kilobytes of PNG can declare a huge canvas: refuse it before decoding.
-MAX_TARGET_PIXELS = 4096 * 4096
-MAX_TARGETS = 64  # the loss compares every image with every target
+from prompt_pinning.score.targets import MAX_SOURCE_PIXELS as MAX_TARGET_PIXELS  # noqa: F401
+from prompt_pinning.score.targets import MAX_TARGETS, EncodedImage, check_target_count  # noqa: F401
+
 _STRING_FORMS = "a base64 PNG/JPEG string or a data URL (data:image/png;base64,...)"
+Target = Union[Image.Image, EncodedImage]
 
 
-def _open_bytes(data: bytes, what: str) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(data))
-        too_large = image.width * image.height > MAX_TARGET_PIXELS
-        if not too_large:
-            image.load()
-    except Exception as error:  # PIL raises several types for bad data
-        raise ValueError(f"{what} is not a readable image ({error})") from None
-    if too_large:
-        raise ValueError(f"{what} is {image.width}x{image.height}; targets may have at most "
-                         f"{MAX_TARGET_PIXELS} pixels (4096x4096), and are scaled to the run's size anyway")
-    if image.format not in _IMAGE_FORMATS:
-        raise ValueError(f"{what} is a {image.format} image; use PNG or JPEG")
-    return ImageOps.exif_transpose(image)
+def _open_bytes(data: bytes, what: str) -> EncodedImage:
+    """Checked (allowed decoders, size from the header), not decoded."""
+    return EncodedImage.checked(data, what)
 
 
 def _is_gradio_upload(path: str) -> bool:
@@ -62,7 +51,7 @@ def _is_gradio_upload(path: str) -> bool:
         return False
 
 
-def _open_upload(path: str, what: str) -> Image.Image:
+def _open_upload(path: str, what: str) -> Target:
     """A file the UI uploaded (Gradio's temporary copy); any other path is refused unread."""
     refusal = (f"{what}: a file name is accepted only for an image uploaded through the WebUI's "
                f"page in this session; upload it again, or send {_STRING_FORMS}")
@@ -76,7 +65,7 @@ def _open_upload(path: str, what: str) -> Image.Image:
     return _open_bytes(data, what)
 
 
-def _decode_string(text: str, what: str) -> Image.Image:
+def _decode_string(text: str, what: str) -> Target:
     """A base64 string or data URL; never a path or a URL."""
     text = text.strip()
     if text.startswith(("http://", "https://")):
@@ -94,8 +83,8 @@ def _decode_string(text: str, what: str) -> Image.Image:
     return _open_bytes(data, what)
 
 
-def decode_target_image(item: Any, what: str = "targets") -> Image.Image:
-    """One target in any accepted form -> PIL image in its own mode."""
+def decode_target_image(item: Any, what: str = "targets") -> Target:
+    """One target in any accepted form -> a PIL image (as given) or an EncodedImage."""
     if isinstance(item, Image.Image):
         return item
     if isinstance(item, (bytes, bytearray)):
@@ -114,11 +103,10 @@ def decode_target_image(item: Any, what: str = "targets") -> Image.Image:
     raise ValueError(f"{what} has unsupported type {type(item).__name__}; send {_STRING_FORMS}")
 
 
-def decode_target_images(value: Any) -> list[Image.Image]:
-    """None, one item, or a list of items -> list of PIL images."""
+def decode_target_images(value: Any) -> list[Target]:
+    """None, one item, or a list of items -> list of targets (see ``decode_target_image``)."""
     if value is None or value == "" or value == []:
         return []
     items = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(items) > MAX_TARGETS:
-        raise ValueError(f"targets: {len(items)} images given; at most {MAX_TARGETS} are accepted")
+    check_target_count(len(items))
     return [decode_target_image(item, f"targets[{i}]") for i, item in enumerate(items)]

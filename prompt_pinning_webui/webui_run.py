@@ -22,6 +22,7 @@ from prompt_pinning.run.records import RunResult
 from prompt_pinning.rendering import GenerationSettings
 
 from .args import parse_script_args
+from .public import host_failure, outputs_folders, public_message, public_path
 from .renderer import A1111Renderer
 
 logger = logging.getLogger(__name__)
@@ -121,11 +122,19 @@ def resume_roots() -> list[Path]:
 
 
 def confine_resume(config: PinningConfig) -> PinningConfig:
-    """From the UI and the API, resume (or start from) only a run folder inside the WebUI's outputs."""
+    """From the UI and the API, resume (or start from) only a run folder inside the WebUI's outputs.
+
+    A relative resume name is read against the outputs folder first (infotexts name
+    runs that way: ``txt2img-images/prompt_pins/00000003``), then the WebUI's folder.
+    """
     if config.resume is not None:
         from prompt_pinning.run.checkpoint import confined_run_dir
 
-        config.resume = confined_run_dir(config.resume, resume_roots())
+        path = Path(config.resume)
+        if not path.is_absolute():
+            path = next((folder / path for folder in outputs_folders([config.outdir])
+                         if (folder / path).is_dir()), path)
+        config.resume = confined_run_dir(path, resume_roots())
     if config.start_from is not None:  # the same rule for the run a new one starts from
         from prompt_pinning.run.checkpoint import ResumeError, confined_run_dir
         from prompt_pinning.options import ConfigError
@@ -202,8 +211,10 @@ def tensor_to_pil(images) -> list[Image.Image]:
     return [Image.fromarray(a) for a in array]
 
 
-def report_path(result: RunResult) -> Path:
-    return Path(result.run_dir).resolve() / "index.html"
+def report_path(result: RunResult) -> str:
+    """The report, named relative to the outputs folder (never the server's absolute path)."""
+    run_dir = Path(result.run_dir).resolve()
+    return public_path(run_dir / "index.html", outputs_folders([run_dir.parent.parent]))
 
 
 def run_params(result: RunResult) -> dict[str, Any]:
@@ -220,8 +231,8 @@ def run_params(result: RunResult) -> dict[str, Any]:
     if result.selected_by == "validation":
         params[VALIDATION_LOSS_KEY] = f"{result.best_validation_loss:.6g}"
         params["Pinning baseline validation loss"] = f"{result.baseline_validation_loss:.6g}"
-    params.update({"Pinning generations": len(result.generations), "Pinning stop": result.stop_reason,
-                   "Pinning report": str(report_path(result))})
+    params.update({"Pinning generations": len(result.generations), "Pinning stop": public_message(result.stop_reason),
+                   "Pinning report": report_path(result)})
     for key in ("N", "cma_seed", "lambda_", "mu", "initial_std", "initial_radius", "size_limit",
                 "hyperbatch_weight_type", "hyperbatch_weight_scale"):
         if result.config.get(key) not in (None, ""):
@@ -267,8 +278,8 @@ def stop_message(result: RunResult) -> str:
     if result.stop_reason == "interrupted":
         return ("Prompt pinning was interrupted; the candidate selected so far is shown, on the seeds "
                 "it was rendered with.")
-    return (f"Prompt pinning stopped with an error ({result.stop_reason}); everything completed "
-            "before it is saved in the report, and the candidate selected so far is shown.")
+    return (f"Prompt pinning stopped with an error ({public_message(result.stop_reason)}); everything "
+            "completed before it is saved in the report, and the candidate selected so far is shown.")
 
 
 def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
@@ -278,8 +289,7 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
     if best is None and result.stop_reason == "interrupted":
         return _interrupted_before_any_image(base, result)
     if best is None:
-        raise RuntimeError(f"Prompt pinning produced no image ({result.stop_reason}); "
-                           f"see {result.run_dir}")
+        raise host_failure(result.stop_reason, renderer_settings(base))
     images = tensor_to_pil(best.images)
     settings = result.config["generation"]
     host_texts = renderer.infotexts.get((best.positive, best.negative, tuple(best.seeds))) or []
@@ -301,6 +311,13 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
     )
 
 
+def renderer_settings(base: Any) -> Any:
+    """The size and batch the run rendered at, for an error message."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(width=int(base.width), height=int(base.height), batch_size=int(base.batch_size))
+
+
 def _interrupted_before_any_image(base: Any, result: RunResult):
     """An interrupt that came before the first individual was scored: no image, not an error."""
     from modules import processing
@@ -309,7 +326,7 @@ def _interrupted_before_any_image(base: Any, result: RunResult):
     shown.comments = dict(base.comments)
     shown.comment("Prompt pinning was interrupted before its first image was finished.")
     text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": result.stop_reason,
-                            "Pinning report": str(report_path(result))})
+                            "Pinning report": report_path(result)})
     return processing.Processed(shown, [], seed=int(base.seed), info=text, subseed=int(base.subseed),
                                 infotexts=[text])
 

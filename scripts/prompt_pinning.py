@@ -4,6 +4,7 @@ Kept thin: the components come from prompt_pinning_webui.ui, the run from
 prompt_pinning_webui.webui_run. Loading this file also registers the
 hyperbatch samplers with the WebUI.
 """
+import logging
 import os
 import sys
 
@@ -59,20 +60,36 @@ class Script(scripts.Script):
     def run(self, p, *args):
         ensure_importable()
         from prompt_pinning.config import ConfigError
+        from prompt_pinning_webui.public import HostFailure
         from prompt_pinning_webui.webui_run import run_from_script
 
         try:
             return run_from_script(p, args, is_img2img=self.is_img2img)
         except (ScriptArgumentError, ConfigError, ValueError) as error:
             if getattr(p, "is_api", False):
-                raise _http_error(error) from error
+                raise _http_error(error, 422) from None
+            raise
+        except HostFailure as error:  # out of memory at the caller's size is the caller's to change
+            if getattr(p, "is_api", False):
+                raise _http_error(error, 422 if error.out_of_memory else 500) from None
+            raise
+        except Exception as error:  # anything else: the cause in one line; the traceback stays in the log
+            if getattr(p, "is_api", False) and type(error).__name__ != "HTTPException":
+                logging.getLogger("prompt_pinning").error("prompt pinning failed", exc_info=True)
+                raise _http_error(f"{type(error).__name__}: {error}", 500) from None
             raise
 
 
-def _http_error(error):
-    """An HTTP 422 naming the argument (fastapi is the WebUI's API framework)."""
+def _http_error(error, status):
+    """An HTTP error naming the argument or the cause, with no server path and no traceback
+    (fastapi is the WebUI's API framework)."""
+    from prompt_pinning_webui.public import public_message
+
+    detail = f"Prompt pinning: {public_message(str(error))}"
     try:
         from fastapi import HTTPException
-    except ImportError:
-        return error
-    return HTTPException(status_code=422, detail=f"Prompt pinning: {error}")
+    except ImportError:  # no WebUI (tests): a ValueError that carries the same status and detail
+        fallback = ValueError(detail)
+        fallback.status_code, fallback.detail = status, detail
+        return fallback
+    return HTTPException(status_code=status, detail=detail)

@@ -128,7 +128,9 @@ def test_numbers_may_arrive_as_strings_and_ints_as_floats():
 
 def test_targets_accept_base64_data_urls_jpeg_and_a_single_string():
     red, blue = png_base64((255, 0, 0)), png_base64((0, 0, 255), fmt="JPEG")
-    images = parse_script_args(with_arg("targets", [red, "data:image/jpeg;base64," + blue]))["targets"]
+    encoded = parse_script_args(with_arg("targets", [red, "data:image/jpeg;base64," + blue]))["targets"]
+    assert [(im.format, im.width, im.height) for im in encoded] == [("PNG", 8, 8), ("JPEG", 8, 8)]
+    images = [im.decode() for im in encoded]
     assert [im.mode for im in images] == ["RGB", "RGB"]
     assert images[0].getpixel((0, 0)) == (255, 0, 0)
     assert images[1].getpixel((0, 0))[2] > 200
@@ -138,7 +140,7 @@ def test_targets_accept_base64_data_urls_jpeg_and_a_single_string():
 def test_targets_refuse_other_formats():
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buffer, format="BMP")
-    with pytest.raises(ValueError, match="BMP"):
+    with pytest.raises(ValueError, match="not a PNG, JPEG or WebP image"):
         decode_target_images(base64.b64encode(buffer.getvalue()).decode())
 
 

@@ -32,7 +32,10 @@ def pinning_value(processed, name):
 
 
 def run_dir_of(processed):
-    return Path(re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1))
+    """The run folder the infotext names, relative to the outputs folder (the fixture's)."""
+    named = Path(re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1))
+    assert not named.is_absolute()
+    return Path(shared.opts.outdir_txt2img_samples).parent / named
 
 
 @pytest.fixture

@@ -231,7 +231,7 @@ def test_a_resumed_run_plans_with_its_own_settings(script, engine_ready, tmp_pat
     from prompt_pinning_webui.webui_run import run_settings
 
     processed = script.run(txt2img_p(tmp_path, steps=3), *run_args(generations=1, lambda_=2))
-    run_dir = Path(re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1))
+    run_dir = tmp_path / re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1)
     ui_now = txt2img_p(tmp_path, steps=7, width=32, seed=5, subseed=5)
     renderer = A1111Renderer(ui_now, tokenizer=object())
     fresh = script_config(ui_now)

@@ -52,7 +52,7 @@ def opened(monkeypatch):
 def test_gradio_uploads_are_read_as_the_file_object_and_as_a_dict(opened):
     upload = app().upload(png_bytes((0, 255, 0)))
     images = target_images.decode_target_images([upload, {"name": upload.name}])
-    assert [im.getpixel((0, 0)) for im in images] == [(0, 255, 0), (0, 255, 0)]
+    assert [im.decode().getpixel((0, 0)) for im in images] == [(0, 255, 0), (0, 255, 0)]
     assert opened == [upload.name, upload.name]
 
 

@@ -27,6 +27,9 @@ Checks, in order (each prints one line, then details):
                (--generations-limit); an accepted one is interrupted and fails the check
   units        a prompt over the unit limit is refused quickly with advice to use phrase
                mode; tiny runs at a few unit counts print their prompt handling seconds
+  decoders, prompt-size, public   see tools/a1111_verify_inputs.py
+Infotexts name run folders relative to the WebUI's outputs folder: pass --outputs (that folder,
+when the WebUI runs on this machine) for the checks that read a run folder's files.
 Only the standard library is used, so any Python 3.8+ can run it. Exit status 1 if a
 check failed. Runs are kept tiny (few generations, small images): meant for a CPU WebUI
 with a random-weight checkpoint, where only the plumbing is being tested.
@@ -43,6 +46,8 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+
+import a1111_verify_inputs
 
 SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
@@ -296,7 +301,7 @@ def check_resume(url, opts, info, check):
     report = info_value(cut, "Pinning report") if status == 200 else None
     if not report:
         return check.record("resume", False, f"interrupted run: HTTP {status}: {str(cut)[:300]}")
-    run_dir = report[: -len("index.html")].rstrip("/")
+    run_dir = report[: -len("index.html")].rstrip("/")  # relative to the outputs folder
     print(f"    interrupted run: {info_value(cut, 'Pinning stop')}, folder {run_dir}")
     resume_index = arg_index(info, "Resume run folder")
     resumed_args = list(request["script_args"])
@@ -308,14 +313,14 @@ def check_resume(url, opts, info, check):
             for key in ("Pinning baseline loss", "Pinning loss", "Pinning stop")]
     check.record("resume: continues to the uninterrupted result", status == 200 and all(a == b for _, a, b in same),
                  f"HTTP {status}, (resumed, uninterrupted): {same}")
-    check_run_files(run_dir, check)
+    check_run_files(os.path.join(opts.outputs, run_dir), check)
     runs_root = run_dir.rsplit("/", 1)[0]
     for name, path in (("outside the outputs", "/tmp"), ("missing", runs_root + "/99999999"),
                        ("'..' out of the outputs", run_dir + "/../../../../../../../../tmp")):
         refused_args = list(resumed_args)
         refused_args[resume_index] = path
         status, payload, _ = call(url, "/sdapi/v1/txt2img", dict(request, script_args=refused_args))
-        names_it = path in str(_detail(payload))  # the message names the folder it refuses
+        names_it = os.path.basename(path) in str(_detail(payload))  # it names the folder it refuses
         check.record(f"resume: {name} refused", 400 <= status < 500 and names_it,
                      f"HTTP {status}: {str(_detail(payload))[:300]}")
     return True
@@ -403,12 +408,12 @@ def _words(count):
     return " ".join(vocabulary[i % len(vocabulary)] for i in range(count))
 
 
-def _run_dir_stages(payload):
+def _run_dir_stages(payload, outputs=""):
     """Prompt handling seconds from the run folder, when it is on this machine."""
     try:
         text = json.loads(payload.get("info") or "{}").get("infotexts", [""])[0]
         report = text.split("Pinning report: ", 1)[1].split(",")[0].strip().strip('"')
-        path = os.path.join(os.path.dirname(report), "evaluations.jsonl")
+        path = os.path.join(outputs, os.path.dirname(report), "evaluations.jsonl")
         with open(path, encoding="utf-8") as handle:
             entries = [e for e in (json.loads(line) for line in handle if line.strip()) if "offsets" in e]
     except (OSError, ValueError, IndexError, AttributeError):
@@ -434,7 +439,7 @@ def check_units(url, opts, info, check):
         request = base_request(opts, PLAIN_SAMPLER, pinning_args(info, opts))
         request.update(prompt=_words(count), negative_prompt="", steps=1, batch_size=1)
         status, payload, seconds = call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)
-        stages = _run_dir_stages(payload) if status == 200 else None
+        stages = _run_dir_stages(payload, opts.outputs) if status == 200 else None
         print(f"    {count} units: HTTP {status} in {seconds:.1f} s; stages {stages}", flush=True)
         check.record(f"units: {count}-unit run", status == 200, f"{seconds:.1f} s")
 
@@ -461,8 +466,11 @@ def main(argv=None):
     parser.add_argument("--too-many-units", type=int, default=400, help="words of the refused prompt")
     parser.add_argument("--unit-counts", type=int, nargs="*", default=[10, 20, 40],
                         help="unit counts of the timed tiny runs")
+    parser.add_argument("--outputs", default="",
+                        help="the WebUI's outputs folder, when on this machine (infotexts name runs relative to it)")
+    a1111_verify_inputs.add_options(parser)
     parts_all = ["listing", "errors", "plain", "hyperbatch", "img2img", "interrupt", "resume", "paths", "hang",
-                 "units"]
+                 "units", *a1111_verify_inputs.PARTS]
     parser.add_argument("--only", choices=parts_all, action="append", help="run only these parts (repeatable)")
     opts = parser.parse_args(argv)
     parts = set(opts.only or parts_all)
@@ -501,6 +509,10 @@ def main(argv=None):
         check_hang(opts.url, opts, found["txt2img"], check)
     if "units" in parts:
         check_units(opts.url, opts, found["txt2img"], check)
+    this = sys.modules[__name__]
+    for name, part in a1111_verify_inputs.PARTS.items():
+        if name in parts:
+            part(this, opts.url, opts, found["txt2img"], check)
     return 0 if check.summary() else 1
 
 

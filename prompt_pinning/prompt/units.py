@@ -9,6 +9,12 @@ A word stays whole when the tokenizer splits it into several pieces, and two
 neighbours are joined into one unit when tokenizing them apart would give
 other token ids than tokenizing them together: the host tokenizes every
 differently weighted piece on its own.
+
+Cost. A prompt is refused before any parsing when it has more than
+MAX_PROMPT_CHARS characters or MAX_PROMPT_TOKENS tokens, and a unit that
+joining would make longer than MAX_UNIT_CHARS is refused, so every text
+encoded while splitting is short: the splitting is linear in the prompt's
+length, and its cache of encodings is bounded.
 """
 from __future__ import annotations
 
@@ -33,6 +39,14 @@ UNIT, FIXED, RAW = "unit", "fixed", "raw"
 # of 1; past this the conditioning is noise, and far past it float32 turns it into inf.
 MAX_PROMPT_WEIGHT = 100.0
 POSITIVE, NEGATIVE = "positive", "negative"
+# Prompt size limits, checked before any parsing. The host re-parses the prompt for every render,
+# and prompt pinning allows at most 150 units anyway. Tokens are counted on the text as written
+# (attention syntax included: "(word:1.25)" is 8 tokens), so 150 weighted words still fit.
+MAX_PROMPT_CHARS = 4_000
+MAX_PROMPT_TOKENS = 2_000
+# A unit is a word or a few inseparable neighbours: past this it is not something to pin.
+MAX_UNIT_CHARS = 200
+ENCODE_CACHE_SIZE = 4_096
 
 
 @dataclass
@@ -74,18 +88,40 @@ def _atoms(text: str, pattern: re.Pattern) -> list[_Atom]:
     return atoms
 
 
-def _join_inseparable(atoms: list[_Atom], encode: Callable[[str], tuple]) -> list[_Atom]:
-    """Join neighbours whose token ids change when tokenized apart."""
+def _join_inseparable(atoms: list[_Atom], encode: Callable[[str], tuple], where: Callable[[int], str],
+                      ) -> list[_Atom]:
+    """Join neighbours whose token ids change when tokenized apart (units of at most MAX_UNIT_CHARS)."""
     joined: list[_Atom] = []
     for atom in atoms:
+        if len(atom.text) > MAX_UNIT_CHARS:
+            _unit_too_long(atom, where)
         if joined:
             last = joined[-1]
-            together = encode(last.text + atom.sep + atom.text)
-            if together != encode(last.text) + encode(atom.text):
-                last.text += atom.sep + atom.text
+            together = last.text + atom.sep + atom.text
+            if encode(together) != encode(last.text) + encode(atom.text):
+                if len(together) > MAX_UNIT_CHARS:
+                    _unit_too_long(last, where)
+                last.text = together
                 continue
         joined.append(_Atom(atom.text, atom.sep, atom.start))
     return joined
+
+
+def _unit_too_long(atom: _Atom, where: Callable[[int], str]) -> None:
+    position, which = where(atom.start)
+    raise PromptError(f"{which} prompt: the word at character {position} ({atom.text[:20]!r}...) is longer "
+                      f"than {MAX_UNIT_CHARS} characters as the tokenizer reads it; a unit must be shorter. "
+                      "Put spaces in it or shorten it", position)
+
+
+def check_prompt_size(text: str, which: str, tokenizer: Tokenizer) -> None:
+    """Refuse a prompt too long to parse in reasonable time, before any parsing."""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptError(f"{which} prompt: {len(text):,} characters; at most {MAX_PROMPT_CHARS:,} are accepted")
+    tokens = len(tokenizer.encode(text))
+    if tokens > MAX_PROMPT_TOKENS:
+        raise PromptError(f"{which} prompt: {tokens:,} tokens as written (attention syntax included); "
+                          f"at most {MAX_PROMPT_TOKENS:,} are accepted")
 
 
 def _phrases(atoms: list[_Atom]) -> list[tuple[_Atom, bool]]:
@@ -160,9 +196,10 @@ def prompt_items(
     """The items of one prompt, in order."""
     if not isinstance(text, str):
         raise PromptError(f"{which} prompt must be a string, got {type(text).__name__}")
+    check_prompt_size(text, which, tokenizer)
     stripped, index_map, tags = strip_extra_networks(text)
     _reject_changing_syntax(stripped, index_map, which)
-    encode = lru_cache(maxsize=None)(lambda s: tuple(tokenizer.encode(s)))
+    encode = lru_cache(maxsize=ENCODE_CACHE_SIZE)(lambda s: tuple(tokenizer.encode(s)))
     pattern = _atom_pattern(embedding_names)
     items: list[Item] = []
     pending_sep = ""
@@ -172,7 +209,8 @@ def prompt_items(
             items.append(Item(RAW, "BREAK", 1.0, " ", -1, at, is_break=True))
             continue
         _check_piece(piece, at, which)
-        atoms = _join_inseparable(_atoms(piece.text, pattern), encode)
+        atoms = _join_inseparable(_atoms(piece.text, pattern), encode,
+                                  lambda start, p=piece: (index_map[p.positions[start]], which))
         grouped = _phrases(atoms) if unit_mode == "phrase" else [(a, True) for a in atoms]
         for atom, pinnable in grouped:
             kind = UNIT if pinnable and encode(atom.text) else FIXED
@@ -197,8 +235,7 @@ def _bridge_blank_pieces(pieces: list[Piece], encode: Callable[[str], tuple]) ->
         if (out and i + 1 < len(pieces) and not piece.text.strip() and not piece.is_break
                 and not out[-1].is_break and not pieces[i + 1].is_break
                 and out[-1].weight == pieces[i + 1].weight
-                and encode(out[-1].text + piece.text + pieces[i + 1].text)
-                == encode(out[-1].text) + encode(pieces[i + 1].text)):
+                and _joins_cleanly(out[-1].text, piece.text, pieces[i + 1].text, encode)):
             left, right = out[-1], pieces[i + 1]
             out[-1] = Piece(left.text + piece.text + right.text, left.weight, left.start,
                             left.positions + piece.positions + right.positions)
@@ -207,6 +244,13 @@ def _bridge_blank_pieces(pieces: list[Piece], encode: Callable[[str], tuple]) ->
         out.append(piece)
         i += 1
     return out
+
+
+def _joins_cleanly(left: str, blank: str, right: str, encode: Callable[[str], tuple]) -> bool:
+    """Whether left + blank + right tokenizes as left and right apart, judged near the seam
+    (MAX_UNIT_CHARS on each side), so that joining many pieces stays linear."""
+    left, right = left[-MAX_UNIT_CHARS:], right[:MAX_UNIT_CHARS]
+    return encode(left + blank + right) == encode(left) + encode(right)
 
 
 def _trailing_space(text: str) -> str:

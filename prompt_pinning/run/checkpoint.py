@@ -42,6 +42,8 @@ from .evaluation_log import (EVALUATIONS_FILE, append_evaluation, drop_torn_tail
                              evaluation_entry, is_evaluation, read_evaluations, read_individuals, read_json_line,
                              record_from_entry)
 from .checks import ResumeError, is_id, is_int
+from ..options import GENERATION_LIMITS
+from ..score.targets import MAX_TARGETS
 
 MARKER_FILE = "prompt_pinning_run.json"
 CONFIG_FILE = "run_config.json"
@@ -58,7 +60,7 @@ CHECKPOINT_FORMAT = "prompt pinning checkpoint"
 FORMAT_VERSION = 3
 ARRAYS_NAME = re.compile(r"checkpoint-(\d{8})\.npz")
 MAX_CONFIG_BYTES = 64 * 2**20
-MAX_TARGETS = 256
+MAX_IMAGES_PER_FILE = max(MAX_TARGETS, GENERATION_LIMITS["batch_size"][1])  # targets.npz or one batch
 
 
 def arrays_file(generation: int) -> str:
@@ -203,7 +205,7 @@ def load_images(path: Path, settings: GenerationSettings, *, count: Optional[int
     h, w = settings.height, settings.width
 
     def shape_ok(shape: tuple[int, ...]) -> bool:
-        return (len(shape) == 4 and shape[1:] == (3, h, w) and 1 <= shape[0] <= MAX_TARGETS
+        return (len(shape) == 4 and shape[1:] == (3, h, w) and 1 <= shape[0] <= MAX_IMAGES_PER_FILE
                 and (count is None or shape[0] == count))
 
     expected: dict[str, tuple[str, Callable]] = {"images": ("f", shape_ok)}

@@ -31,5 +31,7 @@ def number_list(values: Any, finite: bool) -> bool:
     return all(is_finite(v) or (not finite and v is None) for v in values)
 
 
-def float_array(values: list) -> np.ndarray:
+def float_array(values: list | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64, copy=False)
     return np.array([math.nan if v is None else v for v in values], dtype=np.float64)

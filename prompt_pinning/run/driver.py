@@ -60,14 +60,21 @@ def run_pinning(config: PinningConfig, renderer, *, sink: Optional[ReportSink] =
     config.validate()
     if store is not None and store.run_dir is None and sink is not None:
         raise ValueError("sink: report writers write into a run folder; a MemoryStore run takes no sink")
-    return execute(new_run(config, renderer, builders, store, sink, should_stop, progress), raise_errors)
+    return _closing(new_run(config, renderer, builders, store, sink, should_stop, progress), raise_errors)
 
 
 def resume_pinning(run_dir: Path | str, renderer, *, sink: Optional[ReportSink] = None,
                    should_stop: Optional[Callable[[], bool]] = None, progress: Optional[Progress] = None,
                    raise_errors: bool = True, builders: Builders = Builders()) -> RunResult:
     """Continue the run in ``run_dir`` with its saved settings (``ResumeError`` if it cannot be)."""
-    return execute(resumed_run(run_dir, renderer, builders, sink, should_stop, progress), raise_errors)
+    return _closing(resumed_run(run_dir, renderer, builders, sink, should_stop, progress), raise_errors)
+
+
+def _closing(run: Run, raise_errors: bool) -> RunResult:
+    try:
+        return execute(run, raise_errors)
+    finally:
+        run.journal.store.close()  # releases the run folder's lock
 
 
 def execute(run: Run, raise_errors: bool) -> RunResult:

@@ -48,6 +48,11 @@ class Evaluator:
         self.should_stop = should_stop or (lambda: False)
         self.device = loss_device(renderer)
 
+    def use_loss(self, loss) -> None:
+        """Score with ``loss``; it checks for a stop between its own chunks of work too."""
+        self.loss = loss
+        loss.check_stop = self.check_stop
+
     def check_stop(self, *_: object) -> None:
         if self.should_stop():
             raise RenderInterrupted("stop requested")

@@ -2,7 +2,10 @@
 
 Writing: ``write_bytes_atomic`` writes a temporary file in the target's folder,
 fsyncs it and renames it over the target, so a reader sees the old file or the
-new one, never a part (a symlink at the target is replaced, not followed).
+new one, never a part (a symlink at the target is replaced, not followed); the
+folder is then fsynced, so the order of two writes survives a power cut. The
+temporary file is created with mode 0666 less the umask: the process umask is
+never changed (it is shared by every thread of the WebUI).
 Report files, which are views that a run can draw again, skip the fsync
 (``durable=False``): ``benchmarks/bench_files.py`` measured a 50 kB write at
 9.0 ms with it and 0.75 ms without (2 shared cores, x86_64, ext4, 2026-11-30),
@@ -21,7 +24,7 @@ import io
 import json
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -40,32 +43,54 @@ class FileFormatError(ValueError):
         self.path = Path(path)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _temporary_file(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path``, created with mode 0666 less the process umask (no umask call)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
-_UMASK = _current_umask()
+def sync_folder(folder: Path) -> None:
+    """Force a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows: folders are not opened; NTFS journals the rename itself
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: Path | str, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync (when ``durable``) and rename."""
+    """Write ``data`` to ``path`` through a temporary file, fsync (when ``durable``) and rename.
+
+    When durable, the folder is fsynced after the rename too, so files written one after the
+    other (a checkpoint's arrays, then the checkpoint naming them) reach the disk in that order.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; these are ordinary files
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+    if durable:
+        sync_folder(path.parent)
 
 
 def write_text_atomic(path: Path | str, text: str, *, durable: bool = True) -> None:

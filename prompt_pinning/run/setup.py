@@ -95,9 +95,10 @@ def host_settings(renderer: Renderer) -> dict[str, Any]:
     return dict(settings()) if callable(settings) else {}
 
 
-def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, store: RunStore,
+def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, open_store: Callable[[], RunStore],
               sink: Optional[ReportSink], should_stop, progress, resolved: Optional[dict[str, Any]] = None) -> Run:
-    """The run's parts; ``resolved``: a resumed run's saved settings (its start point among them)."""
+    """The run's parts; the store is opened only once the prompt, start and optimizer are sound.
+    ``resolved``: a resumed run's saved settings (its start point among them)."""
     vector = builders.vector(config, renderer)
     cma_seed = resolve_cma_seed(config)
     generations = resolve_generations(config, vector.size)
@@ -105,6 +106,7 @@ def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, sto
              if resolved is None else saved_start(resolved, vector.size))
     optimizer = builders.optimizer(config, vector.size, cma_seed, start)
     plan = make_plan(config, vector.size, optimizer, generations)
+    store = open_store()
     state = RunState(plan, config.generation, store.run_dir)
     evaluator = Evaluator(renderer, None, config.generation, should_stop)
     return Run(config, renderer, vector, optimizer, plan, evaluator, state, Journal(store, sink, state),
@@ -113,23 +115,36 @@ def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, sto
 
 def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store: Optional[RunStore],
             sink, should_stop, progress) -> Run:
-    store = store if store is not None else FolderStore.create(config.outdir)
-    run = _assemble(config, renderer, builders, store, sink, should_stop, progress)
-    targets = builders.targets(config)
-    store.save_config(config, run.resolved())
-    if targets is not None:
-        store.save_images("targets", targets)
-    run.evaluator.loss = builders.loss(config, targets)
-    run.has_targets = targets is not None
-    run.journal.checkpoint(0, run.optimizer.state())  # a run stopped before its first generation resumes too
+    run = _assemble(config, renderer, builders,
+                    (lambda: store) if store is not None else (lambda: FolderStore.create(config.outdir)),
+                    sink, should_stop, progress)
+    try:
+        targets = builders.targets(config)
+        run.journal.store.save_config(config, run.resolved())
+        if targets is not None:
+            run.journal.store.save_images("targets", targets)
+        run.evaluator.use_loss(builders.loss(config, targets))
+        run.has_targets = targets is not None
+        run.journal.checkpoint(0, run.optimizer.state())  # a run stopped before its first generation resumes too
+    except BaseException:
+        run.journal.store.close()  # the run folder's lock
+        raise
     return run
 
 
 def resumed_run(run_dir: Path | str, renderer: Renderer, builders: Builders, sink, should_stop, progress) -> Run:
-    store = FolderStore.open(run_dir)
+    store = FolderStore.open(run_dir)  # locked: a second resume of the folder is refused
+    try:
+        return _replayed(store, renderer, builders, sink, should_stop, progress)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, should_stop, progress) -> Run:
     folder = store.run_dir
     config, resolved, target_names = ckpt.load_saved_run(folder)
-    run = _assemble(config, renderer, builders, store, sink, should_stop, progress, resolved)
+    run = _assemble(config, renderer, builders, lambda: store, sink, should_stop, progress, resolved)
     config_file = folder / ckpt.CONFIG_FILE
     if resolved.get("N") != run.plan.units:
         raise ckpt.ResumeError(
@@ -143,7 +158,7 @@ def resumed_run(run_dir: Path | str, renderer: Renderer, builders: Builders, sin
     run.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
     checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
     targets = _load_targets(store, config, bool(target_names))
-    run.evaluator.loss = builders.loss(config, targets)
+    run.evaluator.use_loss(builders.loss(config, targets))
     run.has_targets = targets is not None
     events = store.read_events(_entry_check(run, checkpoint.generation))
     _check_events(folder / ckpt.EVALUATIONS_FILE, events, run.plan, checkpoint.generation)

@@ -19,6 +19,7 @@ from . import checkpoint as ckpt
 from ..config import PinningConfig
 from .records import IndividualRecord
 from .rundir import create_individual_dir, create_run_dir, generation_dir
+from .lock import RunLock
 
 
 class RunStore(Protocol):
@@ -42,28 +43,38 @@ class RunStore(Protocol):
 
     def write_state(self, status: str, **info: Any) -> None: ...
 
+    def close(self) -> None: ...
+
 
 IMAGE_FILES = {"baseline": ckpt.BASELINE_FILE, "targets": ckpt.TARGETS_FILE, "best": ckpt.BEST_FILE,
                "result": ckpt.RESULT_FILE}
 
 
 class FolderStore:
-    """A run folder: ``<outdir>/prompt_pins/<run>/`` with the files of ``checkpoint``."""
+    """A run folder: ``<outdir>/prompt_pins/<run>/`` with the files of ``checkpoint``.
+
+    It holds the folder's ``lock.RunLock`` until ``close``.
+    """
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
+        self.lock = RunLock(self.run_dir)
 
     @classmethod
     def create(cls, outdir: Path | str) -> "FolderStore":
-        """A new numbered run folder, marked as the project's."""
+        """A new numbered run folder, locked, then marked as the project's."""
         store = cls(create_run_dir(outdir))
         ckpt.write_marker(store.run_dir)
         return store
 
     @classmethod
     def open(cls, run_dir: Path | str) -> "FolderStore":
-        """An existing run folder to continue; a ResumeError if it is not one."""
+        """An existing run folder to continue, locked; a ResumeError if it is not one or is in use."""
         return cls(ckpt.check_run_folder(Path(run_dir)))
+
+    def close(self) -> None:
+        """Release the folder's lock (the run is over)."""
+        self.lock.release()
 
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
         ckpt.save_run_config(self.run_dir, config, resolved)
@@ -90,7 +101,7 @@ class FolderStore:
         ckpt.append_evaluation(self.run_dir, entry)
 
     def read_events(self, check=None) -> list[dict[str, Any]]:
-        return ckpt.read_evaluations(self.run_dir, check)
+        return ckpt.read_evaluations(self.run_dir, check, compact=True)
 
     def write_state(self, status: str, **info: Any) -> None:
         ckpt.write_run_state(self.run_dir, status, **info)
@@ -134,3 +145,6 @@ class MemoryStore:
 
     def write_state(self, status: str, **info: Any) -> None:
         self.state = {"stop_reason": status, **info}
+
+    def close(self) -> None:
+        pass

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -182,20 +182,29 @@ def _full_float32(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
-def preprocess(images: torch.Tensor, ppd: Optional[float] = None, budget_bytes: Optional[int] = None) -> FlipFeatures:
-    """Per-image LDR-FLIP work for a (N, 3, H, W) sRGB batch in [0, 1]."""
+def preprocess(images: torch.Tensor, ppd: Optional[float] = None, budget_bytes: Optional[int] = None,
+               between_chunks: Optional[Callable[[], None]] = None) -> FlipFeatures:
+    """Per-image LDR-FLIP work for a (N, 3, H, W) sRGB batch in [0, 1].
+
+    ``between_chunks`` is called before every chunk after the first (it may raise to stop).
+    """
     images = check_images(images)
     with _full_float32(images.device):
-        return _preprocess(images, ppd, budget_bytes)
+        return _preprocess(images, ppd, budget_bytes, between_chunks)
 
 
-def _preprocess(images: torch.Tensor, ppd: Optional[float], budget_bytes: Optional[int]) -> FlipFeatures:
+def _preprocess(images: torch.Tensor, ppd: Optional[float], budget_bytes: Optional[int],
+                between_chunks: Optional[Callable[[], None]] = None) -> FlipFeatures:
     ppd = check_ppd(DEFAULT_PPD if ppd is None else ppd)
     n, _, h, w = images.shape
     colour_k = torch.as_tensor(csf_kernels(ppd), dtype=torch.float32, device=images.device)
     feature_k = torch.as_tensor(feature_kernels(ppd), dtype=torch.float32, device=images.device)
     step = preprocess_chunk_size(images.device, h, w, budget_bytes)
-    parts = [_preprocess_chunk(images[i:i + step], colour_k, feature_k) for i in range(0, max(n, 1), step)]
+    parts = []
+    for i in range(0, max(n, 1), step):
+        if i and between_chunks is not None:
+            between_chunks()
+        parts.append(_preprocess_chunk(images[i:i + step], colour_k, feature_k))
     if len(parts) == 1:
         return parts[0]
     return FlipFeatures(torch.cat([p.lab for p in parts]), torch.cat([p.features for p in parts]))
@@ -238,7 +247,8 @@ def error_maps(a: FlipFeatures, b: FlipFeatures, ia, ib) -> torch.Tensor:
 
 
 def pair_means(a: FlipFeatures, b: FlipFeatures, ia, ib, max_pairs_per_chunk: Optional[int] = None,
-               budget_bytes: Optional[int] = None, gather: Optional[bool] = None) -> torch.Tensor:
+               budget_bytes: Optional[int] = None, gather: Optional[bool] = None,
+               between_chunks: Optional[Callable[[], None]] = None) -> torch.Tensor:
     """Mean LDR-FLIP (float64, on the CPU) of the pairs (a[ia[k]], b[ib[k]]).
 
     Pairs run in chunks that fit the memory budget (and max_pairs_per_chunk);
@@ -246,6 +256,7 @@ def pair_means(a: FlipFeatures, b: FlipFeatures, ia, ib, max_pairs_per_chunk: Op
     (``gather``) each chunk gathers its images into one batch; on the CPU,
     where gathering costs as much as comparing, runs of pairs (i, j..j+n)
     compare one image with a slice of the other set without copies.
+    ``between_chunks`` is called before every chunk after the first (it may raise to stop).
     """
     ia, ib = _indices(ia, a.device), _indices(ib, a.device)
     if ia.shape != ib.shape:
@@ -263,6 +274,8 @@ def pair_means(a: FlipFeatures, b: FlipFeatures, ia, ib, max_pairs_per_chunk: Op
         done = 0
         while done < length:
             n = min(step, length - done)
+            if out and between_chunks is not None:
+                between_chunks()
             try:
                 if gather:
                     maps = _gathered(a, b, ia[start + done:start + done + n], ib[start + done:start + done + n])

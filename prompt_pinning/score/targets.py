@@ -8,10 +8,19 @@ RGB, palette images are expanded, and alpha is composited over white (as the
 WebUI flattens transparent images). A target whose size differs from the
 generation size is centre-cropped to the generation aspect ratio and resized,
 with a log line saying so.
+
+Image files are opened only with the PNG, JPEG and WebP decoders
+(``IMAGE_FORMATS``): no other Pillow plugin (EPS, which runs Ghostscript, TIFF,
+PSD, ICO ...) ever sees the bytes. A file's size is read from its header and
+checked before it is decoded; images are decoded one at a time and only the
+copy at the generation size is kept. ``EncodedImage`` holds a checked image's
+bytes until then (the WebUI's uploads and API strings).
 """
 from __future__ import annotations
 
 import logging
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,10 +32,67 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 log = logging.getLogger(__name__)
 
 _SOURCE_TYPES = "a file path, a PIL image, a numpy array or a torch tensor"
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")  # the only decoders that ever run on a target file
+MAX_TARGETS = 64  # the loss compares every image with every target; the same everywhere (CLI, WebUI, resume)
+MAX_SOURCE_PIXELS = 4096 * 4096  # per image file, read from its header before decoding
+# Targets are kept at the generation size for the whole run: 64 at 1024x1024 (0.8 GB as float32).
+MAX_TARGET_PIXELS = 64 * 1024 * 1024
 
 
 class TargetImageError(ValueError):
     """A target image that cannot be used; the message names it."""
+
+
+def open_image(data: bytes | Path, label: str) -> Image.Image:
+    """An image file opened with the allowed decoders only, its header size checked; not decoded yet."""
+    try:
+        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data, formats=IMAGE_FORMATS)
+    except UnidentifiedImageError:
+        raise TargetImageError(f"{label}: not a PNG, JPEG or WebP image (other formats are not "
+                               "opened)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise TargetImageError(f"{label}: cannot be read as an image ({error})") from None
+    if image.width * image.height > MAX_SOURCE_PIXELS:
+        size = f"{image.width}x{image.height}"
+        image.close()
+        raise TargetImageError(f"{label} is {size}; targets may have at most {MAX_SOURCE_PIXELS} pixels "
+                               "(4096x4096), and are scaled to the run's size anyway")
+    return image
+
+
+def decode_image(data: bytes | Path, label: str) -> Image.Image:
+    """``open_image``, then decoded and turned upright by its EXIF orientation."""
+    image = open_image(data, label)
+    try:
+        with image:
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise TargetImageError(f"{label}: cannot be decoded ({error})") from None
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """A target image file's bytes, checked by ``open_image``, decoded only when loaded."""
+
+    data: bytes
+    label: str
+    width: int
+    height: int
+    format: str
+
+    @classmethod
+    def checked(cls, data: bytes, label: str) -> "EncodedImage":
+        with open_image(data, label) as image:
+            return cls(data, label, image.width, image.height, image.format)
+
+    def decode(self) -> Image.Image:
+        return decode_image(self.data, self.label)
+
+
+def check_target_count(count: int) -> None:
+    if count > MAX_TARGETS:
+        raise TargetImageError(f"targets: {count} images given; at most {MAX_TARGETS} are accepted")
 
 
 def load_targets(sources: Any, width: int, height: int) -> torch.Tensor:
@@ -34,29 +100,50 @@ def load_targets(sources: Any, width: int, height: int) -> torch.Tensor:
     for name, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: must be a whole number >= 1, got {value!r}")
+    sources = _as_list(sources)
+    check_target_count(len(sources))
+    _check_total(len(sources), width, height)  # before anything is decoded
     images = []
     for label, source in _labelled(sources):
         batch = _to_chw_batch(label, source)
         for k, image in enumerate(batch):
+            _check_total(len(images) + 1, width, height)
             images.append(fit_to_size(image, width, height, label if len(batch) == 1 else f"{label}[{k}]"))
+        del batch  # only the copies at the generation size are kept
     if not images:
         return torch.zeros(0, 3, height, width)
     return torch.stack(images)
 
 
-def _labelled(sources: Any) -> Iterable[tuple[str, Any]]:
-    if isinstance(sources, (str, Path, Image.Image, np.ndarray, torch.Tensor)):
-        sources = [sources]
-    elif sources is None:
-        sources = []
+def _as_list(sources: Any) -> list:
+    if isinstance(sources, (str, Path, Image.Image, np.ndarray, torch.Tensor, EncodedImage)):
+        return [sources]
+    return [] if sources is None else list(sources)
+
+
+def _check_total(count: int, width: int, height: int) -> None:
+    """Refuse targets whose copies at the generation size pass MAX_TARGET_PIXELS."""
+    if count > MAX_TARGETS:
+        raise TargetImageError(f"targets: more than {MAX_TARGETS} images; at most {MAX_TARGETS} are accepted")
+    if count * width * height > MAX_TARGET_PIXELS:
+        raise TargetImageError(
+            f"targets: {count} images at the generation size {width}x{height} are {count * width * height:,} "
+            f"pixels; targets may total at most {MAX_TARGET_PIXELS:,} (64 at 1024x1024): give fewer target "
+            "images or lower width and height")
+
+
+def _labelled(sources: list) -> Iterable[tuple[str, Any]]:
     for i, source in enumerate(sources):
-        label = str(source) if isinstance(source, (str, Path)) else f"target {i} ({type(source).__name__})"
+        label = str(source) if isinstance(source, (str, Path)) else \
+            source.label if isinstance(source, EncodedImage) else f"target {i} ({type(source).__name__})"
         yield label, source
 
 
 def _to_chw_batch(label: str, source: Any) -> list[torch.Tensor]:
     if isinstance(source, (str, Path)):
         return [_pil_to_chw(_open(Path(source)), label)]
+    if isinstance(source, EncodedImage):
+        return [_pil_to_chw(source.decode(), label)]
     if isinstance(source, Image.Image):
         return [_pil_to_chw(source, label)]
     if isinstance(source, (np.ndarray, torch.Tensor)):
@@ -65,12 +152,9 @@ def _to_chw_batch(label: str, source: Any) -> list[torch.Tensor]:
 
 
 def _open(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise TargetImageError(f"target image {path}: cannot be read as an image ({error})") from error
+    if not path.is_file():
+        raise TargetImageError(f"target image {path}: no such file")
+    return decode_image(path, f"target image {path}")
 
 
 def _pil_to_chw(image: Image.Image, label: str) -> torch.Tensor:

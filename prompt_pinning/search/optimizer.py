@@ -179,7 +179,8 @@ def _strategy_kwargs(config: PinningConfig, n: int) -> dict[str, Any]:
         kwargs["mu"] = 1  # DEAP's int(lambda_ / 2) is 0 for lambda_ = 1: no parents, a division by zero
     if kwargs.get("mu", 0) > lam:
         raise ConfigError("mu", f"must be <= lambda_ ({lam}), got {kwargs['mu']}")
-    check_images_per_generation(config.generation.batch_size, lam)
+    check_images_per_generation(config.generation.batch_size, lam,
+                                size=(config.generation.width, config.generation.height))
     return kwargs
 
 
@@ -297,7 +298,8 @@ class SizeLimitedOptimizer:
         self.lambda_ = default_lambda(n) if auto(config.lambda_) else int(config.lambda_)
         self.mu = default_mu(self.lambda_, size_limited=True) if auto(config.mu) else int(config.mu)
         check_images_per_generation(config.generation.batch_size, max(self.lambda_, self.mu),
-                                    "lambda_" if self.lambda_ >= self.mu else "mu")
+                                    "lambda_" if self.lambda_ >= self.mu else "mu",
+                                    size=(config.generation.width, config.generation.height))
         self.sigma = config.initial_std if start is None else start.sigma
         self.radius = config.initial_radius
         self.strategy: Optional[cma.StrategyMultiObjective] = None
