@@ -70,6 +70,9 @@ class PinningConfig:
     validation_batches: int = _default("validation_batches")
     seed_schedule: str = _default("seed_schedule")
     loss_variant: str = _default("loss_variant")
+    # Target mask (masks.py): an image (path, PIL image, array); white counts, black is ignored.
+    target_mask: Optional[Any] = _default("target_mask")
+    target_mask_source: str = _default("target_mask_source")
 
     # -- generalisation: validation seeds, seed schedule, loss variant ----
     # validation_batches: batches of held-out seeds (disjoint from every training
@@ -95,7 +98,7 @@ class PinningConfig:
         if not isinstance(self.negative, str):
             raise ConfigError("negative", f"must be a string, got {type(self.negative).__name__}")
         for option in OPTIONS:
-            if option.kind != "images":
+            if option.kind not in ("images", "mask"):
                 setattr(self, option.name, check(option, getattr(self, option.name)))
         if self.cmatrix is not None:
             self.cmatrix = np.asarray(self.cmatrix, dtype=np.float64)
@@ -120,6 +123,8 @@ class PinningConfig:
                 value = value.to_dict()
             elif f.name == "targets":
                 value = [str(t) if isinstance(t, (str, Path)) else type(t).__name__ for t in value]
+            elif f.name == "target_mask" and value is not None:
+                value = str(value) if isinstance(value, (str, Path)) else type(value).__name__
             elif isinstance(value, Path):
                 value = str(value)
             elif hasattr(value, "tolist"):

@@ -60,7 +60,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -134,7 +134,8 @@ class PinningLoss:
     def __init__(self, targets: Optional[torch.Tensor] = None, *, weight_type: str = "Geometric",
                  weight_scale: float = 1.0, hyperbatch_weights: bool = True, force_allowed: bool = True,
                  max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
-                 max_images_per_preprocess: Optional[int] = None, variant: str = "union"):
+                 max_images_per_preprocess: Optional[int] = None, variant: str = "union",
+                 mask: Optional[torch.Tensor] = None):
         if variant not in LOSS_VARIANTS:
             raise ValueError(f"variant: must be one of {', '.join(LOSS_VARIANTS)}; got {variant!r}")
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
@@ -159,12 +160,15 @@ class PinningLoss:
         self._target_shape: Optional[tuple[int, int]] = None
         self._target_seeds: Optional[list[int]] = None
         self.n_targets = 0
+        self._masks: dict[str, torch.Tensor] = {}  # the target mask per device; empty: unweighted
+        if mask is not None:
+            self.set_mask(mask)
         if targets is not None:
             self.set_targets(targets)
 
     @classmethod
     def from_config(cls, config, targets: Optional[torch.Tensor] = None,
-                    target_seeds: Optional[Sequence[int]] = None) -> "PinningLoss":
+                    target_seeds: Optional[Sequence[int]] = None, mask: Any = "config") -> "PinningLoss":
         """The loss a run of ``config`` (a PinningConfig) scores individuals with.
 
         Its hyperbatch weight options and loss variant come from the config; the
@@ -173,7 +177,12 @@ class PinningLoss:
         ``target_seeds``: the seeds ``targets`` were rendered with when they are the
         unmodified prompt's batch; as in a run, an image is then not compared with
         the target of its own seed (pass ``seeds=`` to ``evaluate``).
+        ``mask``: the (H, W) target mask, None for none; by default the config's (``masks.build_mask``).
         """
+        if isinstance(mask, str) and mask == "config":
+            from .masks import build_mask
+
+            mask = build_mask(config)
         if targets is None and config.targets:
             from .targets import load_targets
 
@@ -182,7 +191,7 @@ class PinningLoss:
                    weight_scale=config.hyperbatch_weight_scale,
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
                    force_allowed=config.hyperbatch_weights_force_allowed,
-                   variant=config.loss_variant)._with_target_seeds(targets, target_seeds)
+                   variant=config.loss_variant, mask=mask)._with_target_seeds(targets, target_seeds)
 
     def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
         if targets is not None and seeds is not None:
@@ -196,6 +205,7 @@ class PinningLoss:
         module docstring, same-seed pairs). ``consistency`` ignores targets.
         """
         images = flip.check_images(images, "targets")
+        self._check_mask_size(images, "targets")
         if seeds is not None and len(seeds) != images.shape[0]:
             raise ValueError(f"seeds: expected one seed per target ({images.shape[0]}), got {len(seeds)}")
         self._target_seeds = None if seeds is None else [int(x) for x in seeds]
@@ -204,8 +214,7 @@ class PinningLoss:
             return
         features = flip.preprocess(images, self.ppd)
         self._targets = {str(features.device): features}
-        self._target_pairs = flip.pair_means(features, features, *flip.all_pairs(len(features)),
-                                             max_pairs_per_chunk=self.max_pairs_per_chunk).numpy()
+        self._target_pairs = self._means(features, features, *flip.all_pairs(len(features)))
         self._target_shape = tuple(images.shape[2:])
         self.n_targets = images.shape[0]
 
@@ -282,6 +291,7 @@ class PinningLoss:
             raise ValueError(f"{name}: size {tuple(images.shape[2:])} on {images.device} differs from "
                              f"images_list[0]'s {tuple(first.shape[2:])} on {first.device}; "
                              "a generation's images share one size and device")
+        self._check_mask_size(images, name)
         if self.n_targets + images.shape[0] < 2:
             raise ValueError(f"{name}: need at least two images in targets + images to form a pair")
         if self.variant == "target" and self.n_targets == 0:
@@ -378,7 +388,41 @@ class PinningLoss:
         return matrix
 
     def _means(self, a, b, ia, ib) -> np.ndarray:
-        return flip.pair_means(a, b, ia, ib, max_pairs_per_chunk=self.max_pairs_per_chunk).numpy()
+        return flip.pair_means(a, b, ia, ib, max_pairs_per_chunk=self.max_pairs_per_chunk,
+                               weight=self._mask_on(a.device)).numpy()
+
+    # -- target mask (see masks.py): every pair value becomes a mask-weighted mean ----------
+    @property
+    def mask(self) -> Optional[torch.Tensor]:
+        return next(iter(self._masks.values()), None)
+
+    def set_mask(self, mask: Optional[torch.Tensor]) -> None:
+        """Weigh every pair's error map by this (H, W) mask (None: plain means); target pairs are redone."""
+        self._masks = {}
+        if mask is not None:
+            from .masks import check_mask
+
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else ()
+            if self._target_shape is not None and shape != self._target_shape:
+                raise ValueError(f"mask: size {shape} differs from the targets' {self._target_shape}")
+            mask = check_mask(mask, shape if len(shape) == 2 else (0, 0), "mask")
+            self._masks = {str(mask.device): mask}
+        if self.n_targets:
+            features = next(iter(self._targets.values()))
+            self._target_pairs = self._means(features, features, *flip.all_pairs(len(features)))
+
+    def _check_mask_size(self, images: torch.Tensor, name: str) -> None:
+        if self._masks and tuple(images.shape[2:]) != tuple(self.mask.shape):
+            raise ValueError(f"{name}: size {tuple(images.shape[2:])} differs from the mask's "
+                             f"{tuple(self.mask.shape)}; give the mask at the generation size")
+
+    def _mask_on(self, device: torch.device) -> Optional[torch.Tensor]:
+        if not self._masks:
+            return None
+        key = str(device)
+        if key not in self._masks:
+            self._masks[key] = self.mask.to(device)
+        return self._masks[key]
 
     def _targets_on(self, device: torch.device) -> flip.FlipFeatures:
         key = str(device)

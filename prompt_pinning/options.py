@@ -31,6 +31,7 @@ HYPERBATCH_WEIGHT_TYPES = ("Geometric", "Exponential", "Polynomial")
 UNIT_MODES = ("word", "phrase")
 SEED_SCHEDULES = ("fixed", "rotating")
 LOSS_VARIANTS = ("union", "target", "consistency")
+MASK_SOURCES = ("mask image", "target alpha", "inpaint mask", "inpaint mask, inverted")
 GROUPS = ("Target", "Loss", "Optimizer", "Size limiter", "Hyperbatch", "Output")
 
 # Limits on work and memory (why: see each option's hint).
@@ -128,14 +129,14 @@ class ConfigError(ValueError):
 
 
 # The WebUI component each kind of option gets.
-WIDGETS = {"images": "File", "bool": "Checkbox", "choice": "Dropdown", "int": "Number",
+WIDGETS = {"images": "File", "mask": "File", "bool": "Checkbox", "choice": "Dropdown", "int": "Number",
            "float": "Number", "matrix": "Textbox", "path": "Textbox"}
 
 
 @dataclass(frozen=True)
 class Option:
     name: str  # the PinningConfig field
-    kind: str  # "images", "bool", "int", "float", "choice", "matrix" or "path"
+    kind: str  # "images", "mask", "bool", "int", "float", "choice", "matrix" or "path"
     default: Any  # the value when the option is not given; None: computed (see formula)
     label: str
     group: str
@@ -160,7 +161,7 @@ class Option:
     @property
     def ui_default(self) -> Any:
         """The value the WebUI form and ``script_args`` use for the default."""
-        if self.kind == "images":
+        if self.kind in ("images", "mask"):
             return None
         if self.auto:
             return "" if self.kind in ("matrix", "path") else (0 if self.kind == "int" else 0.0)
@@ -303,6 +304,16 @@ OPTIONS: tuple[Option, ...] = (
       "Which image pairs the loss compares. union: all pairs of targets and batch; target: only "
       "target x batch pairs; consistency: batch pairs only.", cli="--loss-variant",
       choices=LOSS_VARIANTS),
+    O("target_mask", "mask", None, "Target mask", "Target",
+      "Which pixels the loss counts, in every pair it compares: white counts, black is ignored, grey "
+      "weighs in between; cropped and resized to the generation size like the targets. Empty: every "
+      "pixel counts.", cli="--target-mask",
+      api_note="API: a base64 PNG/JPEG/WEBP string or data URL (or null)."),
+    O("target_mask_source", "choice", "mask image", "Target mask source", "Target",
+      "Where the mask comes from: the target mask image; the first target image's alpha channel; or, "
+      "in img2img inpainting, the mask drawn there (inverted: the unmasked part counts, as A1111's "
+      "'Inpaint not masked'; outside the WebUI the target mask image stands for it).",
+      cli="--target-mask-source", choices=MASK_SOURCES),
 )
 del O
 

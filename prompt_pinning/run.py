@@ -62,6 +62,7 @@ from .rundir import individual_id
 from .runstore import FolderStore, RunStore
 from .seed_blocks import block_settings, training_block, validation_blocks, validation_points  # noqa: F401
 from .run_parts import build_loss, build_targets, build_vector, loss_device, on_device
+from .run_mask import apply_mask, load_run_mask, mask_record, new_run_mask, save_run_mask
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class _Run:
         self.settings = config.generation
         self.loss_device = loss_device(renderer)
         self.baseline: Optional[IndividualRecord] = None
+        self.mask: Optional[torch.Tensor] = None  # the target mask (run_mask.py)
         self.hall_of_fame: list[IndividualRecord] = []
         self.generation_records: list[GenerationRecord] = []
         self.logbook: list[dict[str, Any]] = []
@@ -169,7 +171,7 @@ class _Run:
                 "validation_batches": self.validation_count, "seed_schedule": self.config.seed_schedule,
                 "loss_variant": self.config.loss_variant, "validation_seeds": self._validation_seeds(),
                 "validation_generations": sorted(self.points), "centroid_evaluated": self.with_centroid,
-                "same_seed_pairs": "excluded" if self.exclude_same_seed else "kept"}
+                "same_seed_pairs": "excluded" if self.exclude_same_seed else "kept", **mask_record(self.mask)}
 
     def _validation_seeds(self) -> list[int]:
         return [seed for k in self.validation_blocks for seed in block_settings(self.settings, k).seeds()]
@@ -219,12 +221,15 @@ class _Run:
         self._plan_validation()
         self.total = self._total()
         self.targets = build_targets(self.config)
+        self.mask = new_run_mask(self.config)
         self.store = store if store is not None else FolderStore.create(self.config.outdir)
         self.run_dir = self.store.run_dir
         self.store.save_config(self.config, self._resolved())
         if self.targets is not None:
             self.store.save_images("targets", self.targets)
+        save_run_mask(self.store, self.mask)
         self.loss = build_loss(self.config, self.targets)
+        apply_mask(self.loss, self.mask)
         self._checkpoint()  # a run stopped before its first generation resumes too
 
     def start_resumed(self, store: FolderStore, resolved: dict[str, Any], had_targets: bool) -> None:
@@ -243,7 +248,9 @@ class _Run:
         self._plan_validation()
         self.total = self._total()
         self.targets = self._load_targets(had_targets)
+        self.mask = load_run_mask(store.run_dir, resolved, self.settings)
         self.loss = build_loss(self.config, self.targets)
+        apply_mask(self.loss, self.mask)
         logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
         entries = [e for e in logged if not e.get("validation")]
         validations = [e for e in logged if e.get("validation")]

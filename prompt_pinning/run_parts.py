@@ -42,7 +42,7 @@ def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
 def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     from .loss import PinningLoss
 
-    return PinningLoss.from_config(config, targets)
+    return PinningLoss.from_config(config, targets, mask=None)  # the run sets its own mask (run_mask.py)
 
 
 def loss_device(renderer: Renderer) -> Optional[torch.device]:

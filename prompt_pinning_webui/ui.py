@@ -26,6 +26,8 @@ def elem_id(tab: str, name: str) -> str:
 def default_text(option: Option) -> str:
     if option.kind == "images":
         return "none (the unmodified prompt's first batch)"
+    if option.kind == "mask":
+        return "none (every pixel counts)"
     if option.auto:
         return "0 = auto" if option.kind in ("int", "float") else "empty = auto"
     if option.kind in ("path", "matrix"):
@@ -50,7 +52,7 @@ def make_component(gr, tab: str, option: Option):
     common = {"label": option.label, "elem_id": elem_id(tab, option.name)}
     widget = option.widget
     if widget == "File":
-        return gr.File(file_count="multiple", file_types=["image"], **common)
+        return gr.File(file_count="single" if option.kind == "mask" else "multiple", file_types=["image"], **common)
     if widget == "Checkbox":
         return gr.Checkbox(value=option.ui_default, info=option.hint, **common)
     if widget == "Dropdown":
