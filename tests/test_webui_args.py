@@ -43,12 +43,14 @@ FIRST_25 = ("targets", "unit_mode", "cma_logging", "cma_seed", "generations", "i
 def test_the_first_25_keep_their_positions_and_new_options_are_appended():
     names = tuple(spec.name for spec in ARGUMENTS)
     assert names[:25] == FIRST_25
-    assert names[25:] == ("validation_batches", "seed_schedule", "loss_variant")
-    assert default_args()[25:] == [1, "rotating", "union"]
+    assert names[25:28] == ("validation_batches", "seed_schedule", "loss_variant")
+    assert default_args()[25:28] == [1, "rotating", "union"]
+    assert names[28:30] == ("target_mask", "target_mask_source")
+    assert default_args()[28:30] == [None, "mask image"]
 
 
 def test_an_old_25_argument_list_is_refused_with_the_expected_order():
-    with pytest.raises(ValueError, match=r"takes 28 script_args, got 25.*27: loss_variant"):
+    with pytest.raises(ValueError, match=rf"takes {len(ARGUMENTS)} script_args, got 25.*27: loss_variant.*28: target_mask"):
         parse_script_args(default_args()[:25])
 
 

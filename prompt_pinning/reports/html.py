@@ -161,7 +161,8 @@ def _summary(data: dict[str, Any]) -> str:
 
 def _plots(plots: dict[str, Optional[str]]) -> str:
     figures = []
-    for key, title in (("history", "Loss over the run"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
+    for key, title in (("mask", "Target mask: the mask, then each target with the ignored pixels dimmed"),
+                       ("history", "Loss over the run"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
         src = plots.get(key)
         if src:
             figures.append(

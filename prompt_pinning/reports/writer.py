@@ -23,6 +23,7 @@ from .generation import generation_folder_name, generation_summary, write_genera
 from .individual import BATCH_STATS, batch_stats, image_file_names, image_infotext, write_batch_stats, write_images
 from .individual import write_loss_plot, write_summary_gif
 from .jobs import INDEX_HTML, write_run_reports
+from .mask_view import write_mask_view
 from .page_data import batch_entry, individual_row, page_data, relative_url
 from .process_worker import ProcessWorker, WorkerDied
 from .plot_data import RunPlotData, cma_records, optional_float, plain_generation, unit_labels
@@ -58,6 +59,7 @@ class ReportWriter:
         self._generation_folders: dict[int, Path] = {}
         self.errors: list[str] = []
         self.worker_seconds = 0.0  # time the worker spent on this run's reports
+        self._mask_view: Optional[str] = None  # target_mask.png once drawn
 
     # ---- ReportSink ---------------------------------------------------------------------
     def on_run_start(self, run_dir: Path, config: dict[str, Any], units: list[UnitRow]) -> None:
@@ -171,7 +173,7 @@ class ReportWriter:
         size_limit = float(self.config.get("size_limit") or result.config.get("size_limit") or 0.0)
         generations = [plain_generation(r) for r in cma_records(result.generations)]
         plots = {"history": LOSS_HISTORY_PLOT if generations else None, "cma": CMA_PLOT if generations else None,
-                 "mo": CMA_MO_PLOT if size_limit > 0 else None}
+                 "mo": CMA_MO_PLOT if size_limit > 0 else None, "mask": self._target_mask_view()}
         updated = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         page = page_data(self.run_dir, result, rows, units, status, plots, updated)
         plot_data = RunPlotData(
@@ -180,6 +182,12 @@ class ReportWriter:
             # a run that measures a validation loss may record it for its best individual
             best_validation_loss=optional_float(getattr(result, "best_validation_loss", None)))
         self._submit(write_run_reports, self.run_dir, plot_data, page, final, coalesce="run")
+
+
+    def _target_mask_view(self) -> Optional[str]:
+        if self._mask_view is None:
+            self._mask_view = write_mask_view(self.run_dir)
+        return self._mask_view
 
 
 def status_of(stop_reason: str) -> str:
