@@ -1,15 +1,16 @@
 """The README's masked-target example on the built-in model: pin the background, leave the shape free.
 
-The prompt leaves both colours open ("a red or yellow circle, on a blue or green
-background"). The targets are renders of "a yellow circle, on a green background";
-the mask counts only a border of BORDER pixels (where the background is), so the
-centre, where the shape sits, is free. The same run without the mask is the
-comparison. Every figure is measured on held-out seeds (disjoint from every
-training and validation seed of the runs):
+The prompt leaves both colours open ("a small red or yellow circle, center, on a
+blue or green background": each pair of colour words gives a colour between the
+two, which the weights move). The targets are renders of "a small yellow circle,
+center, on a green background"; the mask counts only a border of BORDER pixels,
+where the background is (the small centred shape stays inside), so the shape is
+free. The same run without the mask is the comparison. Every figure is measured
+on held-out seeds (disjoint from every training and validation seed of the runs):
 
 * the masked loss (border pixels only) against the targets;
-* the background's mean colour (border pixels) and the shape's (centre pixels)
-  against the targets' own means, as RGB distances in [0, sqrt 3].
+* the built-in model's exact tag probabilities (builtin/tags.py) of "green
+  background" (pinned by the mask) and "yellow" (the shape's colour: left free).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_masked_example.py [--heldout-batches 4] [--cma-seeds 2]
 """
@@ -32,9 +33,9 @@ from prompt_pinning.loss import PinningLoss  # noqa: E402
 from prompt_pinning.rendering import GenerationSettings  # noqa: E402
 from prompt_pinning.run import run_pinning  # noqa: E402
 
-PROMPT = "a red or yellow circle, on a blue or green background"
-TARGET_PROMPT = "a yellow circle, on a green background"
-SIZE, BORDER = 64, 10
+PROMPT = "a small red or yellow circle, center, on a blue or green background"
+TARGET_PROMPT = "a small yellow circle, center, on a green background"
+SIZE, BORDER = 64, 16
 SETTINGS = GenerationSettings(seed=100, batch_size=8, steps=12, width=SIZE, height=SIZE, cfg_scale=3.0,
                               sampler="DPM++ 2M", scheduler="karras")
 HELD_OUT_SEED = 50_000  # far past every seed the runs use (100 .. a few hundred)
@@ -46,23 +47,17 @@ def border_mask() -> torch.Tensor:
     return mask
 
 
-def region_mean(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(N, 3) mean colour of each image over the mask."""
-    return (images * mask).sum(dim=(2, 3)) / mask.sum()
-
-
 def measure(renderer, prompt, targets, mask, batches: int) -> dict[str, float]:
     loss = PinningLoss(targets, mask=mask, hyperbatch_weights=False)
     values, background, shape = [], [], []
-    want_bg, want_shape = region_mean(targets, mask).mean(0), region_mean(targets, 1 - mask).mean(0)
     for k in range(batches):
         settings = SETTINGS.with_(seed=HELD_OUT_SEED + k * SETTINGS.batch_size)
         (batch,) = renderer.render([prompt], settings)
         values.append(loss.evaluate(batch.images).value)
-        background.append(torch.linalg.norm(region_mean(batch.images, mask) - want_bg, dim=1).mean().item())
-        shape.append(torch.linalg.norm(region_mean(batch.images, 1 - mask) - want_shape, dim=1).mean().item())
-    return {"masked loss": float(np.mean(values)), "background distance": float(np.mean(background)),
-            "centre distance": float(np.mean(shape))}
+        background.append(batch.tag_probabilities["green background"].mean())
+        shape.append(batch.tag_probabilities["yellow"].mean())
+    return {"masked loss": float(np.mean(values)), "green background": float(np.mean(background)),
+            "yellow": float(np.mean(shape))}
 
 
 def main(argv=None) -> int:
@@ -72,7 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    renderer = BuiltinRenderer()
+    renderer = BuiltinRenderer(tags=True)  # the tag posteriors change no image
     (target,) = renderer.render([(TARGET_PROMPT, "")], SETTINGS.with_(seed=7_000))
     mask = border_mask()
     rows = {"unmodified prompt": [measure(renderer, (PROMPT, ""), target.images, mask, args.heldout_batches)]}
@@ -88,12 +83,11 @@ def main(argv=None) -> int:
     print(f"\nheld-out: {args.heldout_batches} batches of {SETTINGS.batch_size} seeds from {HELD_OUT_SEED}; "
           f"{args.cma_seeds} CMA seeds per run kind; border mask of {BORDER} px on {SIZE}x{SIZE}; "
           f"runs took {time.perf_counter() - started:.1f} s")
-    print("| prompt | masked loss (border) | background colour distance | centre colour distance |")
+    print("| prompt | masked loss (border) | p(green background) | p(yellow), the free shape |")
     print("|---|---|---|---|")
     for name, measured in rows.items():
         mean = {key: np.mean([m[key] for m in measured]) for key in measured[0]}
-        print(f"| {name} | {mean['masked loss']:.4f} | {mean['background distance']:.3f} | "
-              f"{mean['centre distance']:.3f} |")
+        print(f"| {name} | {mean['masked loss']:.4f} | {mean['green background']:.3f} | {mean['yellow']:.3f} |")
     return 0
 
 

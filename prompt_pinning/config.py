@@ -73,6 +73,12 @@ class PinningConfig:
     # Target mask (masks.py): an image (path, PIL image, array); white counts, black is ignored.
     target_mask: Optional[Any] = _default("target_mask")
     target_mask_source: str = _default("target_mask_source")
+    # Tag targets (tags.py): wanted and unwanted tags, the tag loss's weight and the tagger.
+    wanted_tags: str = _default("wanted_tags")
+    unwanted_tags: str = _default("unwanted_tags")
+    tag_loss_weight: float = _default("tag_loss_weight")
+    tag_loss_only: bool = _default("tag_loss_only")
+    tagger: str = _default("tagger")
 
     # -- generalisation: validation seeds, seed schedule, loss variant ----
     # validation_batches: batches of held-out seeds (disjoint from every training
@@ -106,6 +112,7 @@ class PinningConfig:
         if self.loss_variant == "consistency" and self.generation.batch_size < 2:
             raise ConfigError("loss_variant", "consistency compares a batch's images with each other: "
                               f"it needs batch_size >= 2, got {self.generation.batch_size}")
+        _check_tags(self)
         if self.lambda_ is not None and self.mu is not None and self.mu > self.lambda_:
             raise ConfigError("mu", f"must be <= lambda_ ({self.lambda_}), got {self.mu}")
         if self.lambda_ is not None:
@@ -131,6 +138,23 @@ class PinningConfig:
                 value = value.tolist()
             out[f.name] = value
         return out
+
+
+def _check_tags(config: PinningConfig) -> None:
+    """Tag lists that parse, and no "tags only" without tags."""
+    if config.wanted_tags is None:
+        config.wanted_tags = ""
+    if config.unwanted_tags is None:
+        config.unwanted_tags = ""
+    from .tags import TagTargetError, tag_target
+
+    try:
+        target = tag_target(config)
+    except TagTargetError as error:
+        option, _, reason = str(error).partition(": ")
+        raise ConfigError(option, reason) from None
+    if config.tag_loss_only and not target:
+        raise ConfigError("tag_loss_only", "scores with the tag loss alone, so it needs wanted_tags or unwanted_tags")
 
 
 def _check_generation(g: GenerationSettings) -> None:

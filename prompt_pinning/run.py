@@ -63,6 +63,7 @@ from .runstore import FolderStore, RunStore
 from .seed_blocks import block_settings, training_block, validation_blocks, validation_points  # noqa: F401
 from .run_parts import build_loss, build_targets, build_vector, loss_device, on_device
 from .run_mask import apply_mask, load_run_mask, mask_record, new_run_mask, save_run_mask
+from .tags import tag_extra, tag_inputs, with_tags
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ class _Run:
         save_run_mask(self.store, self.mask)
         self.loss = build_loss(self.config, self.targets)
         apply_mask(self.loss, self.mask)
+        self.loss = with_tags(self.loss, self.config, self.renderer)
         self._checkpoint()  # a run stopped before its first generation resumes too
 
     def start_resumed(self, store: FolderStore, resolved: dict[str, Any], had_targets: bool) -> None:
@@ -251,6 +253,7 @@ class _Run:
         self.mask = load_run_mask(store.run_dir, resolved, self.settings)
         self.loss = build_loss(self.config, self.targets)
         apply_mask(self.loss, self.mask)
+        self.loss = with_tags(self.loss, self.config, self.renderer)
         logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
         entries = [e for e in logged if not e.get("validation")]
         validations = [e for e in logged if e.get("validation")]
@@ -547,12 +550,14 @@ class _Run:
 
     def _score(self, batch: RenderedBatch):
         # FLIP is ~50x cheaper on a GPU than on the CPU: score where the renderer's model runs.
-        return self.loss.evaluate(on_device(batch.images, self.loss_device), batch.traces, seeds=list(batch.seeds))
+        return self.loss.evaluate(on_device(batch.images, self.loss_device), batch.traces, seeds=list(batch.seeds),
+                                  **tag_inputs(self.loss, [batch]))
 
     def _score_many(self, batches: list[RenderedBatch]) -> list:
         """Score a generation in one call: the loss batches the per-image FLIP work."""
         return self.loss.evaluate_many([on_device(b.images, self.loss_device) for b in batches],
-                                       [b.traces for b in batches], seeds_list=[list(b.seeds) for b in batches])
+                                       [b.traces for b in batches], seeds_list=[list(b.seeds) for b in batches],
+                                       **tag_inputs(self.loss, batches))
 
     def _score_in_chunks(self, batches: list[RenderedBatch]) -> list:
         """Score a generation a few dozen images at a time, checking for a stop before each call."""
@@ -579,7 +584,8 @@ class _Run:
                    # text encoding (inside render_seconds) where the renderer measures it
                    "prompt_seconds": self.prompt_seconds, "host_prompt_seconds": batch.prompt_seconds,
                    "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
-                   "infotexts": list(batch.infotexts), **({"centroid": True} if centroid else {})})
+                   "infotexts": list(batch.infotexts), **({"centroid": True} if centroid else {}),
+                   **tag_extra(loss)})
         if self.sink is not None:  # images and stats first: the log entry is the commit point
             self.sink.on_individual(record)
         self.store.append_evaluation(record)

@@ -18,7 +18,9 @@ and scale (``loss.combine_levels``). The run's loss is then
 A tagger is anything with a ``name`` and ``probabilities(images, tags, batch=None)``
 returning a (B, T) array in [0, 1] for a (B, 3, H, W) sRGB batch: images in, a
 probability per tag out (``batch`` is the RenderedBatch, for a renderer that
-knows its own tags' posterior). ``TaggerUnavailable`` is its clear refusal.
+knows its own tags' posterior). It may have ``check(tags)``, which refuses tags
+it does not know before the run starts. ``TaggerUnavailable`` is its clear
+refusal to run at all.
 """
 from __future__ import annotations
 
@@ -42,8 +44,8 @@ class TagTargetError(ValueError):
     """A tag target that cannot be read; the message names the option."""
 
 
-class TaggerUnavailable(RuntimeError):
-    """A tagger that cannot run here (not installed, or its weights cannot be had)."""
+class TaggerUnavailable(ValueError):
+    """A tagger that cannot run here (not installed, or its weights cannot be had): a clear refusal."""
 
 
 class Tagger(Protocol):
@@ -190,8 +192,11 @@ def with_tags(loss, config, renderer):
     target = tag_target(config)
     if not target:
         return loss
-    return TaggedLoss(loss, target, resolve_tagger(config.tagger, renderer), config.tag_loss_weight,
-                      config.tag_loss_only)
+    tagger = resolve_tagger(config.tagger, renderer)
+    check = getattr(tagger, "check", None)  # optional: refuse tags it does not know before the run starts
+    if check is not None:
+        check(target.tags)
+    return TaggedLoss(loss, target, tagger, config.tag_loss_weight, config.tag_loss_only)
 
 
 def resolve_tagger(name: str, renderer) -> Tagger:

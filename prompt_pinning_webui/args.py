@@ -53,6 +53,8 @@ def parse_argument(index: int, option: Option, value: Any) -> Any:
         if option.kind == "mask":
             return _parse_mask(value)
         if _is_empty(value):
+            if option.kind == "text":
+                return ""
             if option.auto or option.kind in ("path", "matrix"):
                 return None
             raise ConfigError(option.name, "must not be empty")

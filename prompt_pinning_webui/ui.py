@@ -30,7 +30,7 @@ def default_text(option: Option) -> str:
         return "none (every pixel counts)"
     if option.auto:
         return "0 = auto" if option.kind in ("int", "float") else "empty = auto"
-    if option.kind in ("path", "matrix"):
+    if option.kind in ("path", "matrix", "text"):
         return "empty"
     return str(option.default)
 
@@ -80,6 +80,7 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts:
             if group == "Target":
                 units_info = gr.HTML(units_placeholder(), elem_id=f"{ELEM_PREFIX}_{tab}_units")
                 count = gr.Button("Count units (N)", elem_id=f"{ELEM_PREFIX}_{tab}_count_units")
+                gr.HTML(_taggers_html(), elem_id=f"{ELEM_PREFIX}_{tab}_taggers")
             for option in ARGUMENTS:
                 if option.group == group:
                     components[option.name] = make_component(gr, tab, option)
@@ -87,6 +88,12 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts:
         count.click(fn=describe, inputs=[prompts[0], prompts[1], components["unit_mode"]],
                     outputs=[units_info], show_progress=False)
     return [components[option.name] for option in ARGUMENTS]
+
+
+def _taggers_html() -> str:
+    from .taggers import taggers_html
+
+    return taggers_html()
 
 
 def units_placeholder() -> str:

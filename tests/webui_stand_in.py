@@ -30,3 +30,6 @@ def reset() -> None:
     processing.calls.clear()
     images.saved.clear()
     script_callbacks.clear_callbacks()
+    from modules import deepbooru
+
+    deepbooru.model, deepbooru.offline = deepbooru.DeepDanbooru(), False

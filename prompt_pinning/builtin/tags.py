@@ -92,11 +92,14 @@ class BuiltinTagger:
 
     name = "builtin"
 
-    def probabilities(self, images: torch.Tensor, tags: Sequence[str], batch: Any = None) -> np.ndarray:
+    def check(self, tags: Sequence[str]) -> None:
         unknown = [t for t in tags if t not in TAG_INDEX]
         if unknown:
             raise ValueError(f"wanted_tags/unwanted_tags: the built-in model has no tag {unknown[0]!r}; its tags: "
                              f"{', '.join(TAGS)}")
+
+    def probabilities(self, images: torch.Tensor, tags: Sequence[str], batch: Any = None) -> np.ndarray:
+        self.check(tags)
         table = getattr(batch, "tag_probabilities", None)
         if table is None:
             raise ValueError("tagger 'builtin': this batch carries no tag posteriors; render with "

@@ -39,6 +39,7 @@ def individual_row(record: IndividualRecord, run_dir: Path) -> dict[str, Any]:
             "dir": relative_url(record.folder, run_dir),
             "n": len(record.seeds),
             "sec": record.render_seconds + record.loss_seconds,
+            **({"tags": record.extra["tags"]} if record.extra.get("tags") else {}),
         }
     )
 
@@ -58,6 +59,7 @@ def batch_entry(record: Optional[IndividualRecord], run_dir: Path) -> Optional[d
             "neg": record.negative,
             "dir": folder,
             "images": [f"{folder}/{quote(name)}" for name in image_file_names(record.seeds)] if folder else [],
+            **({"tags": record.extra["tags"]} if record.extra.get("tags") else {}),
         }
     )
 
@@ -110,6 +112,21 @@ def improvement(baseline_loss: Optional[float], best_loss: Optional[float]) -> O
     return float((baseline_loss - best_loss) / baseline_loss)
 
 
+def tag_table(config: dict[str, Any], baseline: Optional[dict], best: Optional[dict]) -> list[dict[str, Any]]:
+    """Each target tag: wanted or unwanted, its weight, and its mean probability for the
+    unmodified prompt and for the result (None where not yet known)."""
+    from ..tags import TagTargetError, parse_tag_list
+
+    try:
+        roles = [("wanted", tag, w) for tag, w in parse_tag_list(config.get("wanted_tags") or "", "wanted_tags")]
+        roles += [("unwanted", tag, w) for tag, w in parse_tag_list(config.get("unwanted_tags") or "", "unwanted_tags")]
+    except TagTargetError:
+        return []
+    probability = lambda entry, tag: (entry or {}).get("tags", {}).get(tag)  # noqa: E731
+    return [{"tag": tag, "role": role, "weight": weight, "base": probability(baseline, tag),
+             "best": probability(best, tag)} for role, tag, weight in roles]
+
+
 def page_data(
     run_dir: Path,
     result: RunResult,
@@ -138,6 +155,7 @@ def page_data(
             "baseline": baseline,
             "best": best,
             "improvement": improvement(baseline and baseline["loss"], best and best["loss"]),
+            "tags": tag_table(result.config, baseline, best),
             "units": unit_entries(units),
             "convergence": convergence(result.generations),
             "plots": plots,
