@@ -187,6 +187,24 @@ def tag_extra(loss_result) -> dict[str, Any]:
             "image_loss": loss_result.image_value}
 
 
+TAG_EXTRA_KEYS = ("tags", "tag_loss", "image_loss")
+
+
+def tag_extra_problem(extra: dict[str, Any]) -> Optional[str]:
+    """What is wrong with an evaluation log line's tag entries (for resume), or None."""
+    tags = extra.get("tags")
+    if tags is not None and (not isinstance(tags, dict) or len(tags) > MAX_TAGS or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+            for k, v in tags.items())):
+        return f"extra.tags must map at most {MAX_TAGS} tags to probabilities in [0, 1]"
+    for name in ("tag_loss", "image_loss"):
+        value = extra.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            return f"extra.{name} must be a finite number >= 0"
+    return None
+
+
 def with_tags(loss, config, renderer):
     """``loss`` with the config's tag target added, or ``loss`` itself when it names no tags."""
     target = tag_target(config)
