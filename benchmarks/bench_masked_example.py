@@ -9,7 +9,9 @@ free. The same run without the mask is the comparison. Every figure is measured
 on held-out seeds (disjoint from every training and validation seed of the runs):
 
 * the masked loss (border pixels only) against the targets;
-* the border's mean colour against the targets' (RGB distance): the background;
+* the border's colour (per image, the per-channel median of its border pixels, so
+  a shape reaching into the border does not count) against the targets' median,
+  as an RGB distance: the background;
 * the built-in model's exact tag probabilities (builtin/tags.py) of "green
   background" and "yellow" (the shape's colour, which the mask leaves free).
 
@@ -51,8 +53,8 @@ def border_mask() -> torch.Tensor:
 def measure(renderer, prompt, targets, mask, batches: int) -> dict[str, float]:
     loss = PinningLoss(targets, mask=mask, hyperbatch_weights=False)
     values, background, shape, distance = [], [], [], []
-    border = lambda images: (images * mask).sum(dim=(2, 3)) / mask.sum()  # noqa: E731
-    wanted = border(targets).mean(0)
+    border = lambda images: images[:, :, mask.bool()].median(dim=2).values  # noqa: E731
+    wanted = border(targets).median(dim=0).values
     for k in range(batches):
         settings = SETTINGS.with_(seed=HELD_OUT_SEED + k * SETTINGS.batch_size)
         (batch,) = renderer.render([prompt], settings)

@@ -160,9 +160,7 @@ class PinningLoss:
         self._target_shape: Optional[tuple[int, int]] = None
         self._target_seeds: Optional[list[int]] = None
         self.n_targets = 0
-        self._masks: dict[str, torch.Tensor] = {}  # the target mask per device; empty: unweighted
-        if mask is not None:
-            self.set_mask(mask)
+        self.set_mask(mask)  # None: no mask, plain means
         if targets is not None:
             self.set_targets(targets)
 
@@ -205,7 +203,7 @@ class PinningLoss:
         module docstring, same-seed pairs). ``consistency`` ignores targets.
         """
         images = flip.check_images(images, "targets")
-        self._check_mask_size(images, "targets")
+        self._mask.check_size(images, "targets")
         if seeds is not None and len(seeds) != images.shape[0]:
             raise ValueError(f"seeds: expected one seed per target ({images.shape[0]}), got {len(seeds)}")
         self._target_seeds = None if seeds is None else [int(x) for x in seeds]
@@ -291,7 +289,7 @@ class PinningLoss:
             raise ValueError(f"{name}: size {tuple(images.shape[2:])} on {images.device} differs from "
                              f"images_list[0]'s {tuple(first.shape[2:])} on {first.device}; "
                              "a generation's images share one size and device")
-        self._check_mask_size(images, name)
+        self._mask.check_size(images, name)
         if self.n_targets + images.shape[0] < 2:
             raise ValueError(f"{name}: need at least two images in targets + images to form a pair")
         if self.variant == "target" and self.n_targets == 0:
@@ -389,40 +387,21 @@ class PinningLoss:
 
     def _means(self, a, b, ia, ib) -> np.ndarray:
         return flip.pair_means(a, b, ia, ib, max_pairs_per_chunk=self.max_pairs_per_chunk,
-                               weight=self._mask_on(a.device)).numpy()
+                               weight=self._mask.on(a.device)).numpy()
 
-    # -- target mask (see masks.py): every pair value becomes a mask-weighted mean ----------
+    # -- target mask (masks.py): every pair value becomes a mask-weighted mean --------------
     @property
     def mask(self) -> Optional[torch.Tensor]:
-        return next(iter(self._masks.values()), None)
+        return self._mask.mask
 
     def set_mask(self, mask: Optional[torch.Tensor]) -> None:
         """Weigh every pair's error map by this (H, W) mask (None: plain means); target pairs are redone."""
-        self._masks = {}
-        if mask is not None:
-            from .masks import check_mask
+        from .masks import DeviceMask
 
-            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else ()
-            if self._target_shape is not None and shape != self._target_shape:
-                raise ValueError(f"mask: size {shape} differs from the targets' {self._target_shape}")
-            mask = check_mask(mask, shape if len(shape) == 2 else (0, 0), "mask")
-            self._masks = {str(mask.device): mask}
+        self._mask = DeviceMask(mask, self._target_shape)
         if self.n_targets:
             features = next(iter(self._targets.values()))
             self._target_pairs = self._means(features, features, *flip.all_pairs(len(features)))
-
-    def _check_mask_size(self, images: torch.Tensor, name: str) -> None:
-        if self._masks and tuple(images.shape[2:]) != tuple(self.mask.shape):
-            raise ValueError(f"{name}: size {tuple(images.shape[2:])} differs from the mask's "
-                             f"{tuple(self.mask.shape)}; give the mask at the generation size")
-
-    def _mask_on(self, device: torch.device) -> Optional[torch.Tensor]:
-        if not self._masks:
-            return None
-        key = str(device)
-        if key not in self._masks:
-            self._masks[key] = self.mask.to(device)
-        return self._masks[key]
 
     def _targets_on(self, device: torch.device) -> flip.FlipFeatures:
         key = str(device)

@@ -10,7 +10,7 @@ Where a mask comes from (``target_mask_source``):
 
 - ``mask image``: ``target_mask`` (a path, PIL image, array or tensor);
 - ``target alpha``: the alpha channel of the first target image;
-- ``inpaint mask`` / ``inpaint mask, inverted``: in the WebUI's img2img
+- ``inpaint mask`` / ``inverted inpaint mask``: in the WebUI's img2img
   inpainting, the mask drawn there (A1111's "Inpaint masked" / "Inpaint not
   masked"); elsewhere, ``target_mask`` stands for it.
 
@@ -59,7 +59,7 @@ def build_mask(config) -> Optional[torch.Tensor]:
                             "WebUI's img2img inpaint tab (or give target_mask on the command line / in Python)")
         return None
     mask = load_mask(config.target_mask, width, height)
-    return 1.0 - mask if source == "inpaint mask, inverted" else mask
+    return 1.0 - mask if source == "inverted inpaint mask" else mask
 
 
 def load_mask(source: Any, width: int, height: int, label: str = "target_mask") -> torch.Tensor:
@@ -166,6 +166,38 @@ def check_mask(mask: Any, shape: tuple[int, int], label: str = "mask") -> torch.
     if float(mask.sum()) <= 0.0:
         raise MaskError(f"{label}: is black everywhere, so no pixel would count; white marks the pixels that count")
     return mask
+
+
+class DeviceMask:
+    """A loss's mask (or none) with its copies on each device the loss scores on."""
+
+    def __init__(self, mask: Optional[torch.Tensor] = None, images_shape: Optional[tuple] = None):
+        self._copies: dict[str, torch.Tensor] = {}
+        if mask is not None:
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else ()
+            if images_shape is not None and shape != tuple(images_shape):
+                raise MaskError(f"mask: size {shape} differs from the targets' {tuple(images_shape)}")
+            mask = check_mask(mask, shape if len(shape) == 2 else (0, 0), "mask")
+            self._copies[str(mask.device)] = mask
+
+    @property
+    def mask(self) -> Optional[torch.Tensor]:
+        return next(iter(self._copies.values()), None)
+
+    def on(self, device: torch.device) -> Optional[torch.Tensor]:
+        """The mask on ``device`` (copied once), or None without a mask."""
+        if not self._copies:
+            return None
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = self.mask.to(device)
+        return self._copies[key]
+
+    def check_size(self, images: torch.Tensor, name: str) -> None:
+        mask = self.mask
+        if mask is not None and tuple(images.shape[2:]) != tuple(mask.shape):
+            raise MaskError(f"{name}: size {tuple(images.shape[2:])} differs from the mask's "
+                            f"{tuple(mask.shape)}; give the mask at the generation size")
 
 
 def overlay(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ SEED_SCHEDULES = ("fixed", "rotating")
 LOSS_VARIANTS = ("union", "target", "consistency")
 TAGGERS = ("auto", "builtin", "deepbooru", "wd14")
 MAX_TAG_TEXT = 2_000  # characters of a tag list (at most 64 tags)
-MASK_SOURCES = ("mask image", "target alpha", "inpaint mask", "inpaint mask, inverted")
+MASK_SOURCES = ("mask image", "target alpha", "inpaint mask", "inverted inpaint mask")
 GROUPS = ("Target", "Loss", "Optimizer", "Size limiter", "Hyperbatch", "Output")
 
 # Limits on work and memory (why: see each option's hint).

@@ -41,7 +41,7 @@ def generation_settings(p: Any, is_img2img: bool) -> GenerationSettings:
 def inpaint_mask(p: Any, options: dict[str, Any]) -> dict[str, Any]:
     """With an inpaint mask source, the target mask is the mask drawn in img2img (``p.image_mask``)."""
     source = options.get("target_mask_source")
-    if source not in ("inpaint mask", "inpaint mask, inverted"):
+    if source not in ("inpaint mask", "inverted inpaint mask"):
         return options
     drawn = getattr(p, "image_mask", None)
     if drawn is None:

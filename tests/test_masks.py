@@ -150,7 +150,7 @@ def test_the_target_alpha_channel_is_a_mask(tmp_path):
 def test_the_inverted_inpaint_mask_counts_the_unmasked_part():
     drawn = np.zeros((8, 8), dtype=np.uint8)
     drawn[:, :2] = 255
-    config = PinningConfig("x", target_mask=Image.fromarray(drawn, "L"), target_mask_source="inpaint mask, inverted",
+    config = PinningConfig("x", target_mask=Image.fromarray(drawn, "L"), target_mask_source="inverted inpaint mask",
                            generation=GenerationSettings(1, width=8, height=8))
     mask = build_mask(config)
     assert mask[:, :2].eq(0).all() and mask[:, 2:].eq(1).all()

@@ -45,8 +45,9 @@ def test_the_first_25_keep_their_positions_and_new_options_are_appended():
     assert names[:25] == FIRST_25
     assert names[25:28] == ("validation_batches", "seed_schedule", "loss_variant")
     assert default_args()[25:28] == [1, "rotating", "union"]
-    assert names[28:30] == ("target_mask", "target_mask_source")
-    assert default_args()[28:30] == [None, "mask image"]
+    assert names[28:] == ("target_mask", "target_mask_source", "wanted_tags", "unwanted_tags", "tag_loss_weight",
+                          "tag_loss_only", "tagger")
+    assert default_args()[28:] == [None, "mask image", "", "", 1.0, False, "auto"]
 
 
 def test_an_old_25_argument_list_is_refused_with_the_expected_order():

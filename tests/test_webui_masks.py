@@ -76,7 +76,7 @@ def test_the_inpaint_mask_of_img2img_becomes_the_target_mask():
     p = processing.StableDiffusionProcessingImg2Img(prompt="red circle", seed=1, subseed=0, batch_size=2, steps=3,
                                                     width=16, height=16, sampler_name="Euler")
     p.image_mask = left_half()
-    config = build_config(p, parse_script_args(with_mask(None, "inpaint mask, inverted")), True)
+    config = build_config(p, parse_script_args(with_mask(None, "inverted inpaint mask")), True)
     assert config.target_mask is p.image_mask
     from prompt_pinning.masks import build_mask
 
