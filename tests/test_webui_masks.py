@@ -106,3 +106,17 @@ def test_a_masked_api_run_writes_its_mask(script, engine_ready, tmp_path):  # no
     assert len(run_dirs) == 1
     mask = np.load(run_dirs[0] / "mask.npz")["mask"]
     assert mask.shape == (16, 16) and mask[:, :7].min() == 1.0 and mask[:, 9:].max() == 0.0
+
+
+def test_an_api_target_with_transparency_gives_the_mask():
+    rgba = np.zeros((16, 16, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :4, 3] = 255  # only the left quarter is opaque
+    args = with_mask(None, "target alpha")
+    args[ARGUMENT_INDEX["targets"]] = ["data:image/png;base64," + encoded(Image.fromarray(rgba, "RGBA"))]
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", seed=1, subseed=0, batch_size=2, steps=3,
+                                                    width=16, height=16, sampler_name="Euler")
+    from prompt_pinning.masks import build_mask
+
+    mask = build_mask(build_config(p, parse_script_args(args), False))
+    assert mask[:, :4].eq(1).all() and mask[:, 4:].eq(0).all()
