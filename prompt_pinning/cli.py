@@ -49,6 +49,10 @@ def _add_option(group, option: Option) -> None:
     common = {"dest": option.name, "help": _help(option)}
     if option.kind == "images":
         group.add_argument(option.cli, action="append", default=[], metavar="IMAGE", **common)
+    elif option.kind == "text":
+        group.add_argument(option.cli, default=option.default, metavar="TAGS", **common)
+    elif option.kind == "mask":
+        group.add_argument(option.cli, type=Path, default=None, metavar="IMAGE", **common)
     elif option.kind == "bool":  # the flag turns a default-on option off
         group.add_argument(option.cli, action="store_false" if option.default else "store_true", **common)
     elif option.kind == "choice":

@@ -73,6 +73,15 @@ class PinningConfig:
     seed_schedule: str = _default("seed_schedule")
     loss_variant: str = _default("loss_variant")
     start_from: Optional[str] = _default("start_from")  # RUN_FOLDER:CLUSTER (start_from.py)
+    # Target mask (masks.py): an image (path, PIL image, array); white counts, black is ignored.
+    target_mask: Optional[Any] = _default("target_mask")
+    target_mask_source: str = _default("target_mask_source")
+    # Tag targets (tags.py): wanted and unwanted tags, the tag loss's weight and the tagger.
+    wanted_tags: str = _default("wanted_tags")
+    unwanted_tags: str = _default("unwanted_tags")
+    tag_loss_weight: float = _default("tag_loss_weight")
+    tag_loss_only: bool = _default("tag_loss_only")
+    tagger: str = _default("tagger")
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.
@@ -84,7 +93,7 @@ class PinningConfig:
         if not isinstance(self.negative, str):
             raise ConfigError("negative", f"must be a string, got {type(self.negative).__name__}")
         for option in OPTIONS:
-            if option.kind != "images":
+            if option.kind not in ("images", "mask"):
                 setattr(self, option.name, check(option, getattr(self, option.name)))
         if self.cmatrix is not None:
             self.cmatrix = np.asarray(self.cmatrix, dtype=np.float64)
@@ -92,6 +101,7 @@ class PinningConfig:
         if self.loss_variant == "consistency" and self.generation.batch_size < 2:
             raise ConfigError("loss_variant", "consistency compares a batch's images with each other: "
                               f"it needs batch_size >= 2, got {self.generation.batch_size}")
+        _check_tags(self)
         if self.lambda_ is not None and self.mu is not None and self.mu > self.lambda_:
             raise ConfigError("mu", f"must be <= lambda_ ({self.lambda_}), got {self.mu}")
         size = (self.generation.width, self.generation.height)
@@ -111,6 +121,8 @@ class PinningConfig:
                 value = value.to_dict()
             elif f.name == "targets":
                 value = [str(t) if isinstance(t, (str, Path)) else type(t).__name__ for t in value]
+            elif f.name == "target_mask" and value is not None:
+                value = str(value) if isinstance(value, (str, Path)) else type(value).__name__
             elif isinstance(value, Path):
                 value = str(value)
             elif hasattr(value, "tolist"):
@@ -135,6 +147,23 @@ def check_target_budget(targets: Sequence[Any], size: tuple[int, int]) -> None:
         raise ConfigError("targets", f"{count} images at the generation size {size[0]}x{size[1]} are "
                                      f"{count * size[0] * size[1]:,} pixels; targets may total at most "
                                      f"{MAX_TARGET_PIXELS:,} (64 at 1024x1024): give fewer or lower width and height")
+
+
+def _check_tags(config: PinningConfig) -> None:
+    """Tag lists that parse, and no "tags only" without tags."""
+    if config.wanted_tags is None:
+        config.wanted_tags = ""
+    if config.unwanted_tags is None:
+        config.unwanted_tags = ""
+    from .score.tags import TagTargetError, tag_target
+
+    try:
+        target = tag_target(config)
+    except TagTargetError as error:
+        option, _, reason = str(error).partition(": ")
+        raise ConfigError(option, reason) from None
+    if config.tag_loss_only and not target:
+        raise ConfigError("tag_loss_only", "scores with the tag loss alone, so it needs wanted_tags or unwanted_tags")
 
 
 def _check_generation(g: GenerationSettings) -> None:

@@ -31,6 +31,9 @@ HYPERBATCH_WEIGHT_TYPES = ("Geometric", "Exponential", "Polynomial")
 UNIT_MODES = ("word", "phrase")
 SEED_SCHEDULES = ("fixed", "rotating")
 LOSS_VARIANTS = ("union", "target", "consistency")
+TAGGERS = ("auto", "builtin", "deepbooru", "wd14")
+MAX_TAG_TEXT = 2_000  # characters of a tag list (at most 64 tags)
+MASK_SOURCES = ("mask image", "target alpha", "inpaint mask", "inverted inpaint mask")
 GROUPS = ("Target", "Loss", "Optimizer", "Size limiter", "Hyperbatch", "Output")
 
 # Limits on work and memory (why: see each option's hint).
@@ -131,14 +134,14 @@ class ConfigError(ValueError):
 
 
 # The WebUI component each kind of option gets.
-WIDGETS = {"images": "File", "bool": "Checkbox", "choice": "Dropdown", "int": "Number",
+WIDGETS = {"images": "File", "mask": "File", "text": "Textbox", "bool": "Checkbox", "choice": "Dropdown", "int": "Number",
            "float": "Number", "matrix": "Textbox", "path": "Textbox"}
 
 
 @dataclass(frozen=True)
 class Option:
     name: str  # the PinningConfig field
-    kind: str  # "images", "bool", "int", "float", "choice", "matrix" or "path"
+    kind: str  # "images", "mask", "text", "bool", "int", "float", "choice", "matrix" or "path"
     default: Any  # the value when the option is not given; None: computed (see formula)
     label: str
     group: str
@@ -163,7 +166,7 @@ class Option:
     @property
     def ui_default(self) -> Any:
         """The value the WebUI form and ``script_args`` use for the default."""
-        if self.kind == "images":
+        if self.kind in ("images", "mask"):
             return None
         if self.auto:
             return "" if self.kind in ("matrix", "path") else (0 if self.kind == "int" else 0.0)
@@ -313,6 +316,33 @@ OPTIONS: tuple[Option, ...] = (
       "RUN_FOLDER:CLUSTER: start the search at that cluster of an earlier run of the same prompt "
       "(its report's map of explored weights), with the cluster's spread as the initial step sizes; "
       "from the WebUI, a run folder in its outputs; empty = a random start.", cli="--start-from"),
+    O("target_mask", "mask", None, "Target mask", "Target",
+      "Which pixels the loss counts, in every pair it compares: white counts, black is ignored, grey "
+      "weighs in between; cropped and resized to the generation size like the targets. Empty: every "
+      "pixel counts.", cli="--target-mask",
+      api_note="API: a base64 PNG/JPEG/WEBP string or data URL (or null)."),
+    O("target_mask_source", "choice", "mask image", "Target mask source", "Target",
+      "Where the mask comes from: the target mask image; the first target image's alpha channel; or, "
+      "in img2img inpainting, the mask drawn there (inverted: the unmasked part counts, as A1111's "
+      "'Inpaint not masked'; outside the WebUI the target mask image stands for it).",
+      cli="--target-mask-source", choices=MASK_SOURCES),
+    O("wanted_tags", "text", "", "Wanted tags", "Target",
+      "Tags the images should show, comma-separated, with weights as in prompts: red, (circle:1.5). "
+      "The tag loss adds w (1 - p) per wanted tag and w p per unwanted tag, from the tagger's "
+      "probability p, averaged over the batch. Empty (with no unwanted tags): no tag loss.",
+      cli="--wanted-tags"),
+    O("unwanted_tags", "text", "", "Unwanted tags", "Target",
+      "Tags the images should not show, written like the wanted tags.", cli="--unwanted-tags"),
+    O("tag_loss_weight", "float", 1.0, "Tag loss weight", "Target",
+      "The tag loss's weight: the run minimises image loss + weight x tag loss.", cli="--tag-loss-weight",
+      above=0, maximum=100.0, limit_reason="the image loss is at most about 1.2 per level; a larger weight "
+      "already leaves it nothing to say"),
+    O("tag_loss_only", "bool", False, "Tag loss only", "Target",
+      "Score with the weighted tag loss alone, without the image loss.", cli="--tag-loss-only"),
+    O("tagger", "choice", "auto", "Tagger", "Target",
+      "What gives the tag probabilities: builtin (the built-in model's exact posterior), deepbooru "
+      "(A1111's DeepBooru) or wd14 (the WD14 tagger extension); auto: builtin on the built-in model, "
+      "deepbooru in the WebUI.", cli="--tagger", choices=TAGGERS),
 )
 del O
 
@@ -367,6 +397,11 @@ def check(option: Option, value: Any) -> Any:
         value = int(value) if option.kind == "int" else float(value)  # plain Python numbers (JSON)
     elif option.kind == "matrix":
         value = parse_matrix(name, value)
+    elif option.kind == "text":
+        if not isinstance(value, str):
+            raise ConfigError(name, f"must be text, got {type(value).__name__}")
+        if len(value) > MAX_TAG_TEXT:
+            raise ConfigError(name, f"must be at most {MAX_TAG_TEXT:,} characters, got {len(value):,}")
     elif option.kind == "path":
         if not isinstance(value, (str, Path)):
             raise ConfigError(name, f"must be a path (a string), got {type(value).__name__}")

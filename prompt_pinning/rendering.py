@@ -62,6 +62,8 @@ class RenderedBatch:
     # The host's prompt parsing and text encoding for this individual (its share of
     # the render call; already part of the render time), when the renderer measures it.
     prompt_seconds: Optional[float] = None
+    # tag -> (B,) probability of each image, for a renderer that knows its tags' posterior (tags.py)
+    tag_probabilities: Optional[dict] = None
 
 
 @runtime_checkable

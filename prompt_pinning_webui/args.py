@@ -52,7 +52,11 @@ def parse_argument(index: int, option: Option, value: Any) -> Any:
     try:
         if option.kind == "images":
             return _parse_images(value)
+        if option.kind == "mask":
+            return _parse_mask(value)
         if _is_empty(value):
+            if option.kind == "text":
+                return ""
             if option.auto or option.kind in ("path", "matrix"):
                 return None
             raise ConfigError(option.name, "must not be empty")
@@ -69,6 +73,20 @@ def _parse_images(value: Any) -> list:
     from .images import decode_target_images
 
     return decode_target_images(value)
+
+
+def _parse_mask(value: Any) -> Any:
+    """One mask image (upload, base64 or data URL), decoded like target images; empty: none."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ValueError(f"expected one mask image, got a list of {len(value)}")
+        value = value[0]
+    from .images import decode_target_image
+
+    # checked from its header by the allowed decoders, then decoded: one image, within the pixel limit
+    return decode_target_image(value, "target_mask").decode()
 
 
 def parse_script_args(args: Sequence[Any]) -> dict[str, Any]:

@@ -117,6 +117,12 @@ class A1111Renderer:
             return getattr(devices, "device", None)
         return self._device
 
+    def tagger(self, name: str = "auto"):
+        """A tagger for tag targets: DeepBooru ("auto") or the WD14 extension (taggers.py)."""
+        from .taggers import make_tagger
+
+        return make_tagger(name)
+
     def individuals_per_call(self, settings: GenerationSettings) -> int:
         init_images = getattr(self.base_p, "init_images", None) or []
         if 1 < len(init_images) != settings.batch_size:

@@ -26,9 +26,11 @@ def elem_id(tab: str, name: str) -> str:
 def default_text(option: Option) -> str:
     if option.kind == "images":
         return "none (the unmodified prompt's first batch)"
+    if option.kind == "mask":
+        return "none (every pixel counts)"
     if option.auto:
         return "0 = auto" if option.kind in ("int", "float") else "empty = auto"
-    if option.kind in ("path", "matrix"):
+    if option.kind in ("path", "matrix", "text"):
         return "empty"
     return str(option.default)
 
@@ -50,7 +52,7 @@ def make_component(gr, tab: str, option: Option):
     common = {"label": option.label, "elem_id": elem_id(tab, option.name)}
     widget = option.widget
     if widget == "File":
-        return gr.File(file_count="multiple", file_types=["image"], **common)
+        return gr.File(file_count="single" if option.kind == "mask" else "multiple", file_types=["image"], **common)
     if widget == "Checkbox":
         return gr.Checkbox(value=option.ui_default, info=option.hint, **common)
     if widget == "Dropdown":
@@ -78,6 +80,7 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts:
             if group == "Target":
                 units_info = gr.HTML(units_placeholder(), elem_id=f"{ELEM_PREFIX}_{tab}_units")
                 count = gr.Button("Count units (N)", elem_id=f"{ELEM_PREFIX}_{tab}_count_units")
+                gr.HTML(_taggers_html(), elem_id=f"{ELEM_PREFIX}_{tab}_taggers")
             for option in ARGUMENTS:
                 if option.group == group:
                     components[option.name] = make_component(gr, tab, option)
@@ -85,6 +88,12 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts:
         count.click(fn=describe, inputs=[prompts[0], prompts[1], components["unit_mode"]],
                     outputs=[units_info], show_progress=False)
     return [components[option.name] for option in ARGUMENTS]
+
+
+def _taggers_html() -> str:
+    from .taggers import taggers_html
+
+    return taggers_html()
 
 
 def units_placeholder() -> str:

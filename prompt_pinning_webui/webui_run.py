@@ -39,8 +39,24 @@ def generation_settings(p: Any, is_img2img: bool) -> GenerationSettings:
     )
 
 
+def inpaint_mask(p: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """With an inpaint mask source, the target mask is the mask drawn in img2img (``p.image_mask``)."""
+    source = options.get("target_mask_source")
+    if source not in ("inpaint mask", "inverted inpaint mask"):
+        return options
+    drawn = getattr(p, "image_mask", None)
+    if drawn is None:
+        raise ConfigError("target_mask_source", f"{source!r} uses the mask drawn in img2img's inpaint tab, "
+                          "and this request has none (txt2img, or img2img without a mask); draw a mask, "
+                          "or choose 'mask image' and give target_mask")
+    if options.get("target_mask") is not None:
+        raise ConfigError("target_mask", f"give no mask image with target_mask_source {source!r}: "
+                          "the inpaint mask is the target mask")
+    return {**options, "target_mask": drawn}
+
+
 def build_config(p: Any, parsed: dict[str, Any], is_img2img: bool) -> PinningConfig:
-    options = dict(parsed)
+    options = inpaint_mask(p, dict(parsed))
     cmatrix = options.pop("cmatrix")
     return PinningConfig(
         positive=p.prompt, negative=p.negative_prompt or "",

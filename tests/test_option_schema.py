@@ -51,7 +51,9 @@ def test_every_option_reaches_the_config_from_its_command_line_flag(tmp_path):
             "--size-limit-weight", "4", "--no-hyperbatch-weights", "--no-hyperbatch-force",
             "--hyperbatch-weight-type", "Polynomial", "--hyperbatch-weight-scale", "2",
             "--max-images-per-call", "16", "--resume", "run", "--validation-batches", "0",
-            "--seed-schedule", "fixed", "--loss-variant", "consistency", "--start-from", "run:2"]
+            "--seed-schedule", "fixed", "--loss-variant", "consistency", "--start-from", "run:2",
+            "--target-mask", "m.png", "--target-mask-source", "inpaint mask", "--wanted-tags", "red",
+            "--unwanted-tags", "blue", "--tag-loss-weight", "2", "--tag-loss-only", "--tagger", "builtin"]
     config = config_from_args(build_parser().parse_args(argv))
     changed = {option.name for option in OPTIONS if option.name == "cmatrix"
                or getattr(config, option.name) != option.default}

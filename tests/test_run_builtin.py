@@ -27,7 +27,7 @@ def target(renderer):
 
 def evaluations(run_dir):
     """Evaluation lines of the log (validation lines aside)."""
-    return [e for e in ckpt.read_evaluations(run_dir) if not e.get("validation")]
+    return ckpt.read_individuals(run_dir)
 
 
 def config(outdir, **kw):

@@ -43,8 +43,11 @@ FIRST_25 = ("targets", "unit_mode", "cma_logging", "cma_seed", "generations", "i
 def test_the_first_25_keep_their_positions_and_new_options_are_appended():
     names = tuple(spec.name for spec in ARGUMENTS)
     assert names[:25] == FIRST_25
-    assert names[25:] == ("validation_batches", "seed_schedule", "loss_variant", "start_from")
-    assert default_args()[25:] == [1, "rotating", "union", ""]
+    assert names[25:29] == ("validation_batches", "seed_schedule", "loss_variant", "start_from")
+    assert default_args()[25:29] == [1, "rotating", "union", ""]
+    assert names[29:] == ("target_mask", "target_mask_source", "wanted_tags", "unwanted_tags", "tag_loss_weight",
+                          "tag_loss_only", "tagger")
+    assert default_args()[29:] == [None, "mask image", "", "", 1.0, False, "auto"]
 
 
 def test_an_older_clients_25_arguments_take_the_defaults_for_the_rest():

@@ -35,3 +35,6 @@ def reset() -> None:
     script_callbacks.clear_callbacks()
     forge_stand_in.uninstall()
     shared.sd_model = stand_in_models.a1111_model()
+    from modules import deepbooru
+
+    deepbooru.model, deepbooru.offline = deepbooru.DeepDanbooru(), False

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from prompt_pinning.options import GENERATION_DEFAULTS, GENERATION_LIMITS, OPTIONS, STABLE_ARGUMENTS, Option  # noqa: E402
 
-API_TYPES = {"images": "list of strings or null", "bool": "boolean", "int": "integer", "float": "number",
+API_TYPES = {"images": "list of strings or null", "mask": "string or null", "text": "string", "bool": "boolean", "int": "integer", "float": "number",
              "choice": "string", "matrix": "string (JSON) or list of lists", "path": "string"}
 # The API examples change a few defaults, to show where values go.
 EXAMPLE_CHANGES = {"cma_seed": 1234, "generations": 4, "lambda_": 6}
@@ -31,13 +31,13 @@ def _cell(text: str) -> str:
 
 def _default_cell(option: Option) -> str:
     """What the option is when left alone, for a person reading the README."""
-    if option.kind == "images":
+    if option.kind in ("images", "mask"):
         return "none"
     if option.formula:
         return f"auto: `{option.formula}`" if any(c in option.formula for c in "(*/") else f"auto: {option.formula}"
     if option.kind == "bool":
         return "on" if option.default else "off"
-    if option.kind == "path":
+    if option.kind in ("path", "text"):
         return "empty"
     return f"`{option.default}`"
 

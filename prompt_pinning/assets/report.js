@@ -211,6 +211,10 @@
     var copy = Object.assign({}, row);
     copy.delta = isMissing(row.loss) || isMissing(baselineLoss) ? null : row.loss - baselineLoss;
     copy.haystack = [row.pos, row.neg, row.id].join("\n").toLowerCase();
+    copy.tagtext = row.tags ? Object.keys(row.tags).map(function (tag) {
+      var p = row.tags[tag], base = ((data.baseline && data.baseline.tags) || {})[tag];
+      return tag + " " + fixed(p, 3) + (isMissing(base) ? "" : " (" + (p - base >= 0 ? "+" : "") + (p - base).toFixed(3) + ")");
+    }).join(", ") : "";
     return copy;
   });
   var hasSize = rows.some(function (row) { return !isMissing(row.size); });
@@ -221,6 +225,8 @@
     { key: "delta", label: "vs original", type: "num" },
   ];
   if (hasSize) columns.push({ key: "size", label: "Size", type: "num" });
+  var hasTags = rows.some(function (row) { return row.tags; });
+  if (hasTags) columns.push({ key: "tagtext", label: "Tags: mean p (vs original)", type: "text" });
   columns.push({ key: "pos", label: "Prompt", type: "text" }, { key: "gif", label: "Images" }, { key: "plot", label: "Loss plot" });
 
   var table = document.getElementById("ind-table");
@@ -285,6 +291,7 @@
                    isMissing(row.delta) ? "\u2014" : (row.delta > 0 ? "+" : "") + row.delta.toFixed(5));
     line.appendChild(delta);
     if (hasSize) line.appendChild(el("td", "num", fixed(row.size, 3)));
+    if (hasTags) line.appendChild(el("td", "tag-cell", row.tagtext || "\u2014"));
     var promptCell = el("td", "prompt-cell");
     var positive = el("div", "prompt-text", row.pos);
     positive.title = row.pos;

@@ -36,6 +36,7 @@ from .conditioning import conditioning_rows
 from .denoiser import LayoutDenoiser, check_size, one_thread
 from .latents import LATENT_CHANNELS, encode, latent_size
 from .seeds import batch_noise
+from .tags import TAGS, tag_posteriors
 from .tokenizer import WordTokenizer
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class BuiltinRenderer:
     name = "builtin"
 
     def __init__(self, max_images_per_call: Optional[int] = None,
-                 should_stop: Optional[Callable[[], bool]] = None):
+                 should_stop: Optional[Callable[[], bool]] = None, tags: bool = False):
         if max_images_per_call is not None and (
             isinstance(max_images_per_call, bool) or not isinstance(max_images_per_call, int)
             or max_images_per_call < 1
@@ -113,6 +114,18 @@ class BuiltinRenderer:
         self.max_images_per_call = max_images_per_call
         self.should_stop = should_stop
         self.tokenizer = WordTokenizer()
+        self.tags = bool(tags)  # return every tag's posterior with the images (builtin/tags.py)
+
+    def tagger(self, name: str = "auto"):
+        """The exact tagger of this model (``name`` "auto" or "builtin"); turns the tag posteriors on."""
+        from ..score.tags import TaggerUnavailable
+        from .tags import BuiltinTagger
+
+        if name not in ("auto", "builtin"):
+            raise TaggerUnavailable(f"tagger: {name!r} runs in the WebUI only; the built-in model tags with "
+                                    "'builtin' (or 'auto')")
+        self.tags = True
+        return BuiltinTagger()
 
     def denoiser(self, width: int, height: int) -> LayoutDenoiser:
         """The latent-space denoiser (and decoder) for images of this size."""
@@ -164,6 +177,7 @@ class BuiltinRenderer:
                   len(prompts), batch, len(calls))
 
         out = torch.empty((len(prompts), batch, 3, settings.height, settings.width))
+        posteriors = torch.empty((len(prompts), batch, len(TAGS)), dtype=torch.float64) if self.tags else None
         traces = [] if spec.hyperbatch else None
         for call, call_steps in zip(calls, per_call):
             ticker.check_stop()
@@ -184,13 +198,17 @@ class BuiltinRenderer:
             result = spec.function(model, x, sigmas, extra_args=extra, callback=ticker.callback,
                                    disable=True, **kwargs)
             out[who, which] = model.decode(result, cond[who])
+            if posteriors is not None:
+                posteriors[who, which] = tag_posteriors(model, result, cond[who])
             ticker.finish_call(call_steps)
 
         trace = traces[0] if traces else None
         return [
             RenderedBatch(images=out[p].contiguous(), seeds=settings.seeds(),
                           traces=None if trace is None else trace.copy(),
-                          infotexts=[basic_infotext(pos, neg, settings, seed, "builtin") for seed in settings.seeds()])
+                          infotexts=[basic_infotext(pos, neg, settings, seed, "builtin") for seed in settings.seeds()],
+                          tag_probabilities=None if posteriors is None else
+                          {tag: posteriors[p, :, k].numpy().copy() for k, tag in enumerate(TAGS)})
             for p, (pos, neg) in enumerate(prompts)
         ]
 

@@ -168,7 +168,8 @@ def _summary(data: dict[str, Any]) -> str:
 
 def _plots(plots: dict[str, Optional[str]]) -> str:
     figures = []
-    for key, title in (("history", "Loss over the run"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
+    for key, title in (("mask", "Target mask: the mask, then each target with the ignored pixels dimmed"),
+                       ("history", "Loss over the run"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
         src = plots.get(key)
         if src:
             figures.append(
@@ -176,6 +177,30 @@ def _plots(plots: dict[str, Optional[str]]) -> str:
                 f'<a href="{esc(src)}"><img src="{esc(src)}" loading="lazy" decoding="async" alt="{title} plot"></a></figure>'
             )
     return "".join(figures)
+
+
+def _tags(rows: list[dict[str, Any]]) -> str:
+    """The tag target: each tag's mean probability, unmodified prompt against the result."""
+    if not rows:
+        return ""
+
+    def cell(value: Optional[float]) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    def change(row: dict[str, Any]) -> str:
+        if row["base"] is None or row["best"] is None:
+            return "—"
+        return f"{row['best'] - row['base']:+.3f}"
+
+    body = "".join(
+        f"<tr><td>{esc(row['tag'])}</td><td>{esc(row['role'])}</td><td class=\"num\">{row['weight']:g}</td>"
+        f"<td class=\"num\">{cell(row['base'])}</td><td class=\"num\">{cell(row['best'])}</td>"
+        f"<td class=\"num\">{change(row)}</td></tr>" for row in rows)
+    return f"""<section class="card" aria-labelledby="tags-title">
+  <h2 id="tags-title">Tags</h2>
+  <p class="muted">Mean probability over the batch, from the tagger. Wanted tags should rise, unwanted ones fall. Each individual's own values are in the table of individuals and its batch_stats.json.</p>
+  <table class="settings"><thead><tr><th scope="col">Tag</th><th scope="col">Target</th><th scope="col">Weight</th><th scope="col">Unmodified prompt</th><th scope="col">Best pinned prompt</th><th scope="col">Change</th></tr></thead><tbody>{body}</tbody></table>
+</section>"""
 
 
 def _settings(settings: dict[str, Any]) -> str:
@@ -221,6 +246,7 @@ def render_index(data: dict[str, Any]) -> str:
 {_batch_block("Unmodified prompt", baseline)}
 {_batch_block("Best pinned prompt", best)}
 </section>
+{_tags(data.get("tags") or [])}
 <section class="card" aria-labelledby="units-title">
   <h2 id="units-title">Units</h2>
   <p class="muted">Change is the pinned weight minus the base weight. Offset is the value the search found: the pinned weight is |base + offset|, so a base of 1.0 with an offset of -1.496 pins to 0.496, a change of -0.504. Tightness is the final search spread along a unit: small means the images are sensitive to it (locked in), large means it is loose. Click a heading to sort.</p>

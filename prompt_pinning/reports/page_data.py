@@ -38,6 +38,7 @@ def individual_row(record: IndividualRecord, run_dir: Path) -> dict[str, Any]:
             "dir": relative_url(record.folder, run_dir),
             "n": len(record.seeds),
             "sec": record.render_seconds + record.loss_seconds,
+            **({"tags": record.extra["tags"]} if record.extra.get("tags") else {}),
         }
     )
 
@@ -59,6 +60,7 @@ def batch_entry(record: Optional[IndividualRecord], run_dir: Path) -> Optional[d
             "neg": record.negative,
             "dir": folder,
             "images": [f"{folder}/{quote(name)}" for name in image_file_names(record.seeds)] if folder else [],
+            **({"tags": record.extra["tags"]} if record.extra.get("tags") else {}),
         }
     )
 
@@ -103,6 +105,21 @@ def convergence(generations: Sequence[GenerationRecord]) -> list[dict[str, Any]]
     return jsonable(points)
 
 
+def tag_table(config: dict[str, Any], baseline: Optional[dict], best: Optional[dict]) -> list[dict[str, Any]]:
+    """Each target tag: wanted or unwanted, its weight, and its mean probability for the
+    unmodified prompt and for the result (None where not yet known)."""
+    from ..score.tags import TagTargetError, parse_tag_list
+
+    try:
+        roles = [("wanted", tag, w) for tag, w in parse_tag_list(config.get("wanted_tags") or "", "wanted_tags")]
+        roles += [("unwanted", tag, w) for tag, w in parse_tag_list(config.get("unwanted_tags") or "", "unwanted_tags")]
+    except TagTargetError:
+        return []
+    probability = lambda entry, tag: (entry or {}).get("tags", {}).get(tag)  # noqa: E731
+    return [{"tag": tag, "role": role, "weight": weight, "base": probability(baseline, tag),
+             "best": probability(best, tag)} for role, tag, weight in roles]
+
+
 def page_data(
     run_dir: Path,
     result: RunResult,
@@ -133,6 +150,7 @@ def page_data(
             # paired only: the same seeds and pairs for both (None until the result is scored so)
             "improvement": result.paired.improvement if result.paired else None,
             "improvement_basis": result.paired.basis if result.paired else None,
+            "tags": tag_table(result.config, baseline, best),
             "units": unit_entries(units),
             "convergence": convergence(result.generations),
             "plots": plots,

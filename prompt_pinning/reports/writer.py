@@ -26,6 +26,7 @@ from .individual import write_loss_plot, write_summary_gif
 from .influence import Member
 from .jobs import INDEX_HTML, write_run_reports
 from .maps_job import add_generation
+from .mask_view import write_mask_view
 from .page_data import batch_entry, individual_row, page_data, relative_url
 from .process_worker import ProcessWorker, WorkerDied
 from .plot_data import RunPlotData, cma_records, optional_float, plain_generation, unit_labels
@@ -64,6 +65,7 @@ class ReportWriter:
         self._baseline_member: Optional[Member] = None
         self.errors: list[str] = []
         self.worker_seconds = 0.0  # time the worker spent on this run's reports
+        self._mask_view: Optional[str] = None  # target_mask.png once drawn
 
     # ---- ReportSink ---------------------------------------------------------------------
     def on_run_start(self, run_dir: Path, config: dict[str, Any], units: list[UnitRow]) -> None:
@@ -199,7 +201,7 @@ class ReportWriter:
         size_limit = float(self.config.get("size_limit") or result.config.get("size_limit") or 0.0)
         generations = [plain_generation(r) for r in cma_records(result.generations)]
         plots = {"history": LOSS_HISTORY_PLOT if generations else None, "cma": CMA_PLOT if generations else None,
-                 "mo": CMA_MO_PLOT if size_limit > 0 else None}
+                 "mo": CMA_MO_PLOT if size_limit > 0 else None, "mask": self._target_mask_view()}
         updated = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         page = page_data(self.run_dir, result, rows, units, status, plots, updated)
         plot_data = RunPlotData(
@@ -209,6 +211,11 @@ class ReportWriter:
             best_validation_loss=optional_float(getattr(result, "best_validation_loss", None)))
         maps = (map_labels(units), self._baseline_member) if units else None
         self._submit(write_run_reports, self.run_dir, plot_data, page, final, maps, coalesce="run")
+
+    def _target_mask_view(self) -> Optional[str]:
+        if self._mask_view is None:
+            self._mask_view = write_mask_view(self.run_dir)
+        return self._mask_view
 
 
 def map_member(record: IndividualRecord, folder: Path, names: list[str]) -> Member:

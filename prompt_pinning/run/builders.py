@@ -44,7 +44,7 @@ def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
 def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     from ..score.loss import PinningLoss
 
-    return PinningLoss.from_config(config, targets)
+    return PinningLoss.from_config(config, targets, mask=None)  # the run sets its own mask (run_mask.py)
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,7 @@ def config_from_dict(data: dict[str, Any], run_dir: Optional[Path] = None) -> Pi
     if not isinstance(targets, list) or len(targets) > MAX_TARGETS:
         raise ConfigError("targets", f"must be a list of at most {MAX_TARGETS} names")
     values["targets"] = ()
+    values["target_mask"] = None  # a resumed run takes its mask from mask.npz (run_mask.py)
     values["outdir"] = Path(run_dir).parent.parent if run_dir is not None else Path(str(values.get("outdir", "outputs")))
     values["resume"] = None
     if values.get("cmatrix") is not None:

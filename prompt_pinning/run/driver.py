@@ -35,6 +35,7 @@ from .plan import stage_label
 from ..prompt.units import MAX_PROMPT_WEIGHT
 from .records import IndividualRecord, ReportSink, RunResult
 from ..rendering import RenderInterrupted
+from ..score.tags import tag_extra
 from .rundir import individual_id
 from .setup import Progress, Run, new_run, resumed_run
 from .store import RunStore
@@ -216,7 +217,8 @@ def make_record(run: Run, g: int, index: int, offsets: np.ndarray, prompt: tuple
                # encoding (inside render_seconds) where the renderer measures it
                "prompt_seconds": prompt_seconds, "host_prompt_seconds": batch.prompt_seconds,
                "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
-               "infotexts": list(batch.infotexts), **({"centroid": True} if centroid else {})})
+               "infotexts": list(batch.infotexts), **({"centroid": True} if centroid else {}),
+               **tag_extra(loss)})
 
 
 def report(run: Run, stage: str) -> None:

@@ -281,8 +281,13 @@ def _extra_problem(extra: Any) -> Optional[str]:
             return f"extra.{name} must be a finite number >= 0 or null"
     if "centroid" in extra and extra["centroid"] is not True:
         return "extra.centroid must be true when present"
-    unknown = set(extra) - {"penalty", "fitness", "image_losses", "level_values", "prompt_seconds",
-                            "host_prompt_seconds", "centroid"}
+    from ..score.tags import TAG_EXTRA_KEYS, tag_extra_problem
+
+    problem = tag_extra_problem(extra)
+    if problem:
+        return problem
+    unknown = set(extra) - set(TAG_EXTRA_KEYS) - {"penalty", "fitness", "image_losses", "level_values",
+                                                  "prompt_seconds", "host_prompt_seconds", "centroid"}
     if unknown:
         return f"extra has unknown keys {sorted(unknown)}"
     return None

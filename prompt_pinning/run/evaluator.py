@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..score.tags import tag_inputs
 from ..rendering import GenerationSettings, RenderedBatch, Renderer, RenderInterrupted
 from ..search.seed_blocks import block_settings, noise_keys
 
@@ -51,7 +52,7 @@ class Evaluator:
     def use_loss(self, loss) -> None:
         """Score with ``loss``; it checks for a stop between its own chunks of work too."""
         self.loss = loss
-        loss.check_stop = self.check_stop
+        getattr(loss, "image_loss", loss).check_stop = self.check_stop  # a tagged loss wraps the image loss
 
     def check_stop(self, *_: object) -> None:
         if self.should_stop():
@@ -79,7 +80,8 @@ class Evaluator:
             self.check_stop()
             chunk = batches[start:start + per_call]
             losses += self.loss.evaluate_many([on_device(b.images, self.device) for b in chunk],
-                                              [b.traces for b in chunk], seeds_list=[keys] * len(chunk))
+                                              [b.traces for b in chunk], seeds_list=[keys] * len(chunk),
+                                              **tag_inputs(self.loss, chunk))
         return losses
 
     def evaluate(self, prompts: list[tuple[str, str]], block: int,

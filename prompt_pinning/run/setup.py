@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+import torch
 
 from . import checkpoint as ckpt
 from .builders import Builders
@@ -26,6 +27,8 @@ from .records import ReportSink, UnitRow
 from ..rendering import Renderer
 from .state import RunState
 from .store import FolderStore, RunStore
+from .mask import apply_mask, load_run_mask, mask_record, new_run_mask, save_run_mask
+from ..score.tags import with_tags
 from ..search.start_from import cluster_start, map_labels, saved_start
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class Run:
     cma_seed: int
     exclude_same_seed: bool = True
     has_targets: bool = False  # explicit target images; else the baseline's batch is the target
+    mask: Optional[torch.Tensor] = None  # the target mask (run/mask.py)
     next_generation: int = 0
     host: dict[str, Any] = field(default_factory=dict)
 
@@ -66,7 +70,7 @@ class Run:
                 "loss_variant": self.config.loss_variant, "validation_seeds": self.validation_seeds(),
                 "validation_generations": list(plan.validation_points), "centroid_evaluated": plan.with_centroid,
                 "same_seed_pairs": "excluded" if self.exclude_same_seed else "kept",
-                "plan": plan.to_dict(), "host": dict(self.host)}
+                "plan": plan.to_dict(), "host": dict(self.host), **mask_record(self.mask)}
 
     def config_dict(self) -> dict[str, Any]:
         # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
@@ -120,10 +124,12 @@ def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store
                     sink, should_stop, progress)
     try:
         targets = builders.targets(config)
+        run.mask = new_run_mask(config)
         run.journal.store.save_config(config, run.resolved())
         if targets is not None:
             run.journal.store.save_images("targets", targets)
-        run.evaluator.use_loss(builders.loss(config, targets))
+        save_run_mask(run.journal.store, run.mask)
+        run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer))
         run.has_targets = targets is not None
         run.journal.checkpoint(0, run.optimizer.state())  # a run stopped before its first generation resumes too
     except BaseException:
@@ -158,7 +164,8 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     run.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
     checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
     targets = _load_targets(store, config, bool(target_names))
-    run.evaluator.use_loss(builders.loss(config, targets))
+    run.mask = load_run_mask(folder, resolved, config.generation)
+    run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer))
     run.has_targets = targets is not None
     events = store.read_events(_entry_check(run, checkpoint.generation))
     _check_events(folder / ckpt.EVALUATIONS_FILE, events, run.plan, checkpoint.generation)
@@ -171,6 +178,13 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     ckpt.drop_torn_tail(folder)  # everything checked: new lines start on a line of their own
     log.info("resuming %s at generation %d (%d renders on disk)", folder, run.next_generation, run.state.done)
     return run
+
+
+def _loss(builders: Builders, config: PinningConfig, targets, mask, renderer):
+    """The run's loss: the builder's, weighted by the target mask, with the tag target when there is one."""
+    loss = builders.loss(config, targets)
+    apply_mask(loss, mask)
+    return with_tags(loss, config, renderer)
 
 
 def _check_same(path: Path, what: str, differences: list[str]) -> None:

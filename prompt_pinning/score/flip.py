@@ -248,8 +248,12 @@ def error_maps(a: FlipFeatures, b: FlipFeatures, ia, ib) -> torch.Tensor:
 
 def pair_means(a: FlipFeatures, b: FlipFeatures, ia, ib, max_pairs_per_chunk: Optional[int] = None,
                budget_bytes: Optional[int] = None, gather: Optional[bool] = None,
-               between_chunks: Optional[Callable[[], None]] = None) -> torch.Tensor:
+               between_chunks: Optional[Callable[[], None]] = None,
+               weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean LDR-FLIP (float64, on the CPU) of the pairs (a[ia[k]], b[ib[k]]).
+
+    ``weight``: an optional (H, W) mask on the images' device; each pair's value
+    is then ``sum(weight * error) / sum(weight)`` (``weighted_means``).
 
     Pairs run in chunks that fit the memory budget (and max_pairs_per_chunk);
     on a CUDA out-of-memory error the chunk is halved and retried. On CUDA
@@ -286,9 +290,15 @@ def pair_means(a: FlipFeatures, b: FlipFeatures, ia, ib, max_pairs_per_chunk: Op
                     raise
                 step = max(1, n // 2)
                 continue
-            out.append(maps.sum(dim=(1, 2), dtype=torch.float64).div_(h * w).cpu())
+            out.append((maps.sum(dim=(1, 2), dtype=torch.float64).div_(h * w) if weight is None
+                        else weighted_means(maps, weight)).cpu())
             done += n
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def weighted_means(maps: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(P,) float64 means of (P, H, W) error maps weighted by a (H, W) mask with a positive sum."""
+    return (maps * weight).sum(dim=(1, 2), dtype=torch.float64).div_(weight.sum(dtype=torch.float64))
 
 
 def _runs(ia: np.ndarray, ib: np.ndarray, whole: bool) -> list[tuple[int, int, int, int]]:

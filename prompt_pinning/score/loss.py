@@ -65,7 +65,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -139,7 +139,8 @@ class PinningLoss:
     def __init__(self, targets: Optional[torch.Tensor] = None, *, weight_type: str = "Geometric",
                  weight_scale: float = 1.0, hyperbatch_weights: bool = True, force_allowed: bool = True,
                  max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
-                 max_images_per_preprocess: Optional[int] = None, variant: str = "union"):
+                 max_images_per_preprocess: Optional[int] = None, variant: str = "union",
+                 mask: Optional[torch.Tensor] = None):
         if variant not in LOSS_VARIANTS:
             raise ValueError(f"variant: must be one of {', '.join(LOSS_VARIANTS)}; got {variant!r}")
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
@@ -165,12 +166,13 @@ class PinningLoss:
         self._target_seeds: Optional[list[int]] = None
         self.n_targets = 0
         self.check_stop: Optional[Callable[[], None]] = None  # see "Stopping" above
+        self.set_mask(mask)  # None: no mask, plain means
         if targets is not None:
             self.set_targets(targets)
 
     @classmethod
     def from_config(cls, config, targets: Optional[torch.Tensor] = None,
-                    target_seeds: Optional[Sequence[int]] = None) -> "PinningLoss":
+                    target_seeds: Optional[Sequence[int]] = None, mask: Any = "config") -> "PinningLoss":
         """The loss a run of ``config`` (a PinningConfig) scores individuals with.
 
         Its hyperbatch weight options and loss variant come from the config; the
@@ -179,7 +181,12 @@ class PinningLoss:
         ``target_seeds``: the seeds ``targets`` were rendered with when they are the
         unmodified prompt's batch; as in a run, an image is then not compared with
         the target of its own seed (pass ``seeds=`` to ``evaluate``).
+        ``mask``: the (H, W) target mask, None for none; by default the config's (``masks.build_mask``).
         """
+        if isinstance(mask, str) and mask == "config":
+            from .masks import build_mask
+
+            mask = build_mask(config)
         if targets is None and config.targets:
             from .targets import load_targets
 
@@ -188,7 +195,7 @@ class PinningLoss:
                    weight_scale=config.hyperbatch_weight_scale,
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
                    force_allowed=config.hyperbatch_weights_force_allowed,
-                   variant=config.loss_variant)._with_target_seeds(targets, target_seeds)
+                   variant=config.loss_variant, mask=mask)._with_target_seeds(targets, target_seeds)
 
     def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
         if targets is not None and seeds is not None:
@@ -202,6 +209,7 @@ class PinningLoss:
         module docstring, same-seed pairs). ``consistency`` ignores targets.
         """
         images = flip.check_images(images, "targets")
+        self._mask.check_size(images, "targets")
         if seeds is not None and len(seeds) != images.shape[0]:
             raise ValueError(f"seeds: expected one seed per target ({images.shape[0]}), got {len(seeds)}")
         self._target_seeds = None if seeds is None else [_noise_key(x) for x in seeds]
@@ -289,6 +297,7 @@ class PinningLoss:
             raise ValueError(f"{name}: size {tuple(images.shape[2:])} on {images.device} differs from "
                              f"images_list[0]'s {tuple(first.shape[2:])} on {first.device}; "
                              "a generation's images share one size and device")
+        self._mask.check_size(images, name)
         if self.n_targets + images.shape[0] < 2:
             raise ValueError(f"{name}: need at least two images in targets + images to form a pair")
         if self.variant == "target" and self.n_targets == 0:
@@ -387,7 +396,21 @@ class PinningLoss:
 
     def _means(self, a, b, ia, ib) -> np.ndarray:
         return flip.pair_means(a, b, ia, ib, max_pairs_per_chunk=self.max_pairs_per_chunk,
-                               between_chunks=self.check_stop).numpy()
+                               between_chunks=self.check_stop, weight=self._mask.on(a.device)).numpy()
+
+    # -- target mask (masks.py): every pair value becomes a mask-weighted mean --------------
+    @property
+    def mask(self) -> Optional[torch.Tensor]:
+        return self._mask.mask
+
+    def set_mask(self, mask: Optional[torch.Tensor]) -> None:
+        """Weigh every pair's error map by this (H, W) mask (None: plain means); target pairs are redone."""
+        from .masks import DeviceMask
+
+        self._mask = DeviceMask(mask, self._target_shape)
+        if self.n_targets:
+            features = next(iter(self._targets.values()))
+            self._target_pairs = self._means(features, features, *flip.all_pairs(len(features)))
 
     def _targets_on(self, device: torch.device) -> flip.FlipFeatures:
         key = str(device)
