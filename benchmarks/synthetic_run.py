@@ -13,7 +13,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from prompt_pinning.run.records import GenerationRecord, IndividualRecord, ReportSink, RunResult, UnitRow
+from prompt_pinning.run.records import (GenerationRecord, IndividualRecord, PairedScore, ReportSink, RunResult,
+                                        UnitRow)
 from prompt_pinning.reports.generation import generation_folder_name
 
 DEFAULT_PROMPT = "a red circle, large, on a blue background"
@@ -125,6 +126,8 @@ def synthetic_run(
         result.units = [UnitRow(u.text, u.prompt, u.base_weight, float(o), float(t))
                         for u, o, t in zip(units, result.best.offsets, result.generations[-1].diag_std
                                            if result.generations else np.zeros(n))]
+    if result.best is not None:  # every synthetic batch has the same seeds: the losses are paired
+        result.paired = result.user_seeds = PairedScore("your seeds", result.baseline.loss, result.best.loss)
     result.stop_reason = stop_reason
     sink.on_finish(result)
     return result

@@ -53,9 +53,9 @@ class DeepBooruTagger:
             self.host.start()  # loads the weights; the WebUI downloads them if they are missing
         except Exception as error:  # offline download, damaged file, ...: one clear message
             raise TaggerUnavailable(
-                f"tagger 'deepbooru': its weights ({deepbooru_path()}) are missing and could not be "
-                f"downloaded ({type(error).__name__}: {error}); put {DEEPBOORU_FILE} there, or choose "
-                "another tagger") from None
+                f"tagger 'deepbooru': its weights are missing and could not be downloaded "
+                f"({type(error).__name__}: {error}); put {DEEPBOORU_FILE} in the WebUI's models/DeepDanbooru "
+                "folder, or choose another tagger") from None
         finally:
             self._stop()
 

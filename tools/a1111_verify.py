@@ -47,7 +47,8 @@ import urllib.error
 import urllib.request
 import zlib
 
-import a1111_verify_inputs
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its companion module, however it is loaded
+import a1111_verify_inputs  # noqa: E402
 
 SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
