@@ -296,7 +296,7 @@ def format_result(result) -> str:
             f"pinned prompt:   {result.best.positive}",
             f"pinned neg.:     {result.best.negative}",
         ]
-    lines += [f"{score.basis + ':':<17}unmodified {score.baseline:.6f}, pinned {score.result:.6f}, "
+    lines += [f"{score.basis + ':':<18}unmodified {score.baseline:.6f}, pinned {score.result:.6f}, "
               f"improvement {_percent(score.improvement)}" + ("  (headline)" if score is result.paired else "")
               for score in dict.fromkeys(s for s in (result.paired, result.user_seeds) if s is not None)]
     if result.paired is None:
