@@ -86,50 +86,6 @@ def test_tokenizer_sd1_and_sdxl_two_encoders():
         text_encoders(Model())
 
 
-class ClipEmbedder:
-    """An SD1 text encoder whose tokenizer is the project's CLIP BPE."""
-
-    def __init__(self):
-        from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer
-
-        self.clip = ClipBpeTokenizer()
-        self.tokenizer = Model()
-        self.tokenizer.convert_ids_to_tokens = self.clip.token_strings
-
-    def tokenize(self, texts):
-        return [self.clip.encode(t) for t in texts]
-
-
-@pytest.mark.parametrize("backtrack, first_chunk", [(20, 72), (2, 75)])
-def test_prompt_check_chunks_with_the_users_comma_padding_backtrack(backtrack, first_chunk, monkeypatch):
-    """Groups of six tokens end at a comma 3 tokens before the chunk end: moved back only if allowed."""
-    webui_stand_in.install()
-    from modules import shared
-
-    import prompt_pinning.prompt.weights as prompt_weights
-    from prompt_pinning.config import PinningConfig
-    from prompt_pinning.run.builders import build_vector
-
-    webui_stand_in.reset()
-    shared.opts.comma_padding_backtrack = backtrack
-    sd1 = Model()
-    sd1.cond_stage_model = ClipEmbedder()
-    renderer = Model()
-    renderer.tokenizer = HostTokenizer.from_model(sd1)
-    assert renderer.tokenizer.comma_padding_backtrack == backtrack
-    chunkings = []
-    real = prompt_weights.host_encoding
-
-    def recording(prompt, tokenizer, **options):
-        chunks = real(prompt, tokenizer, **options)
-        chunkings.append([len(c.tokens) for c in chunks])
-        return chunks
-    monkeypatch.setattr(prompt_weights, "host_encoding", recording)
-    build_vector(PinningConfig(positive=", ".join(["a big red old car"] * 24), negative=""), renderer)  # 143 units
-    long_prompts = [sizes for sizes in chunkings if len(sizes) > 1]
-    assert long_prompts and all(sizes[0] == first_chunk for sizes in long_prompts)
-
-
 def test_no_host_imports_at_module_level():
     for path in (REPO / "prompt_pinning_webui").glob("*.py"):
         for line in path.read_text().splitlines():
