@@ -70,6 +70,7 @@ class PinningConfig:
     validation_batches: int = _default("validation_batches")
     seed_schedule: str = _default("seed_schedule")
     loss_variant: str = _default("loss_variant")
+    fade_guard: float = _default("fade_guard")
 
     # -- generalisation: validation seeds, seed schedule, loss variant ----
     # validation_batches: batches of held-out seeds (disjoint from every training

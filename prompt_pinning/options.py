@@ -41,6 +41,7 @@ MAX_IMAGES_PER_GENERATION = 1_024  # a generation's images stay in memory (3 MB 
 MAX_IMAGES_PER_CALL = 1_024
 MAX_CMA_SEED = 2**32 - 1  # NumPy's RandomState accepts 0 .. 2^32 - 1
 MAX_VALIDATION_BATCHES = 8
+MAX_FADE_GUARD = 100.0
 
 # The settings of the renderer call that the command line and PinningConfig start from.
 GENERATION_DEFAULTS = {
@@ -303,6 +304,12 @@ OPTIONS: tuple[Option, ...] = (
       "Which image pairs the loss compares. union: all pairs of targets and batch; target: only "
       "target x batch pairs; consistency: batch pairs only.", cli="--loss-variant",
       choices=LOSS_VARIANTS),
+    O("fade_guard", "float", 0.0, "Fade guard", "Loss",
+      "Weight of a loss term that keeps the batch's contrast and colourfulness at least the targets': "
+      "each one the batch has less of adds weight x (1 - batch / targets), so the search cannot lower "
+      "the loss by fading the subject out; 0 = off (the FLIP loss alone).", cli="--fade-guard",
+      minimum=0, maximum=MAX_FADE_GUARD,
+      limit_reason="at 100 a 1% loss of contrast already outweighs any FLIP difference"),
 )
 del O
 

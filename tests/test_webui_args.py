@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from prompt_pinning.config import PinningConfig
+from prompt_pinning.options import OPTION
 from prompt_pinning_webui.args import (ARGUMENT_INDEX, ARGUMENTS, ScriptArgumentError, default_args,
                                        parse_script_args)
 from prompt_pinning_webui.images import decode_target_images
@@ -43,12 +44,12 @@ FIRST_25 = ("targets", "unit_mode", "cma_logging", "cma_seed", "generations", "i
 def test_the_first_25_keep_their_positions_and_new_options_are_appended():
     names = tuple(spec.name for spec in ARGUMENTS)
     assert names[:25] == FIRST_25
-    assert names[25:] == ("validation_batches", "seed_schedule", "loss_variant")
-    assert default_args()[25:] == [1, "rotating", "union"]
+    assert names[25:] == ("validation_batches", "seed_schedule", "loss_variant", "fade_guard")
+    assert default_args()[25:] == [1, "rotating", "union", OPTION["fade_guard"].default]
 
 
 def test_an_old_25_argument_list_is_refused_with_the_expected_order():
-    with pytest.raises(ValueError, match=r"takes 28 script_args, got 25.*27: loss_variant"):
+    with pytest.raises(ValueError, match=r"takes 29 script_args, got 25.*27: loss_variant, 28: fade_guard"):
         parse_script_args(default_args()[:25])
 
 
@@ -101,6 +102,8 @@ def test_zero_or_empty_means_auto(name, value):
     ("validation_batches", "", "must not be empty"),
     ("seed_schedule", "random", "fixed, rotating"),
     ("loss_variant", "pairs", "union, target, consistency"),
+    ("fade_guard", -1, "must be >= 0"),
+    ("fade_guard", 1e9, "must be <= 100"),
 ])
 def test_bad_values_name_the_argument(name, value, fragment):
     with pytest.raises(ScriptArgumentError) as info:

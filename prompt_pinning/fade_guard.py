@@ -1,0 +1,63 @@
+"""The fade guard: a loss term that keeps a batch's contrast and colour.
+
+FLIP between images of different seeds falls when whatever varies with the seed
+goes away, and the cheapest way there is often to let the subject fade into the
+background: less contrast, greyer colours. The guard measures two statistics of
+a batch of sRGB images in [0, 1],
+
+    contrast       the standard deviation of luminance (Rec. 709 weights) within
+                   an image, averaged over the batch;
+    colourfulness  max - min over the colour channels, per pixel, averaged over
+                   the pixels and the batch;
+
+and, for each one the batch has less of than the targets, adds
+``weight * (1 - batch / targets)`` to the loss. A batch as contrasted and colourful
+as the targets (or more) pays nothing; one whose subject has faded out pays in
+proportion to what it lost. With weight 0 the loss is unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+LUMA = (0.2126, 0.7152, 0.0722)
+STATS = ("contrast", "colourfulness")
+MIN_REFERENCE = 1e-4  # targets flatter than this have nothing to lose: no penalty
+
+
+def contrast(images: torch.Tensor) -> torch.Tensor:
+    """(B,) luminance std within each (B, 3, H, W) image."""
+    images = images.clamp(0.0, 1.0)
+    weights = torch.tensor(LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    luminance = (images * weights).sum(dim=1)
+    return luminance.flatten(1).std(dim=1, unbiased=False)
+
+
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """(B,) mean over pixels of max - min channel of each (B, 3, H, W) image."""
+    images = images.clamp(0.0, 1.0)
+    return (images.amax(dim=1) - images.amin(dim=1)).flatten(1).mean(dim=1)
+
+
+def batch_stats(images: torch.Tensor) -> np.ndarray:
+    """(2,) float64: the batch's mean contrast and mean colourfulness."""
+    with torch.no_grad():
+        images = images.detach().float()
+        return np.array([float(contrast(images).mean()), float(colourfulness(images).mean())])
+
+
+def fade_penalty(stats: np.ndarray, reference: np.ndarray, weight: float) -> float:
+    """``weight`` times the summed relative shortfall of ``stats`` below ``reference``."""
+    if weight == 0:
+        return 0.0
+    stats, reference = np.asarray(stats, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    valid = reference > MIN_REFERENCE
+    shortfall = np.zeros_like(reference)
+    shortfall[valid] = np.maximum(0.0, 1.0 - stats[valid] / reference[valid])
+    return float(weight * shortfall.sum())
+
+
+def check_weight(weight) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
+        raise ValueError(f"fade_guard: must be a finite number >= 0, got {weight!r}")
+    return float(weight)

@@ -1,0 +1,100 @@
+"""The fade guard: image statistics, its penalty and its place in the loss."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from prompt_pinning import fade_guard
+from prompt_pinning.checkpoint import config_from_dict
+from prompt_pinning.config import ConfigError, PinningConfig
+from prompt_pinning.loss import PinningLoss
+
+
+def faded(images: torch.Tensor, keep: float) -> torch.Tensor:
+    """Each image pulled towards its own mean colour: ``keep`` of its variation is left."""
+    mean = images.mean(dim=(2, 3), keepdim=True)
+    return mean + keep * (images - mean)
+
+
+def test_contrast_and_colourfulness_of_known_images():
+    half = torch.zeros(1, 3, 4, 4)
+    half[..., :2] = 1.0  # half white, half black: luminance std 0.5
+    red = torch.zeros(1, 3, 4, 4)
+    red[:, 0] = 1.0
+    grey = torch.full((1, 3, 4, 4), 0.4)
+    assert fade_guard.contrast(half).item() == pytest.approx(0.5)
+    assert fade_guard.contrast(grey).item() == pytest.approx(0, abs=1e-6)
+    assert fade_guard.contrast(red).item() == pytest.approx(0, abs=1e-6)
+    assert fade_guard.colourfulness(red).item() == pytest.approx(1.0)
+    assert fade_guard.colourfulness(grey).item() == 0 and fade_guard.colourfulness(half).item() == 0
+    np.testing.assert_allclose(fade_guard.batch_stats(torch.cat([half, red])), [0.25, 0.5])
+
+
+def test_penalty_is_the_weighted_relative_shortfall_and_never_rewards_more():
+    reference = np.array([0.2, 0.5])
+    assert fade_guard.fade_penalty([0.1, 0.5], reference, 2.0) == pytest.approx(2.0 * 0.5)
+    assert fade_guard.fade_penalty([0.15, 0.25], reference, 1.0) == pytest.approx(0.25 + 0.5)
+    assert fade_guard.fade_penalty([0.4, 0.9], reference, 1.0) == 0.0  # more than the targets: free
+    assert fade_guard.fade_penalty([0.0, 0.0], [0.0, 0.5], 1.0) == pytest.approx(1.0)  # flat targets: no term
+    assert fade_guard.fade_penalty([0.0, 0.0], reference, 0.0) == 0.0
+
+
+def test_a_faded_batch_pays_in_proportion_to_what_it_lost(crops):
+    targets = crops[:4]
+    images = torch.flip(targets, dims=[3])  # other pictures with the targets' statistics
+    plain = PinningLoss(targets)
+    guarded = PinningLoss(targets, fade_guard=0.5)
+    reference = fade_guard.batch_stats(targets)
+    assert guarded.evaluate(images).fade_penalty == pytest.approx(0, abs=1e-6)
+    for keep in (1.0, 0.6, 0.2):
+        batch = faded(images, keep)
+        expected = fade_guard.fade_penalty(fade_guard.batch_stats(batch), reference, 0.5)
+        result = guarded.evaluate(batch)
+        assert result.fade_penalty == pytest.approx(expected)
+        assert result.value == pytest.approx(plain.evaluate(batch).value + expected, rel=1e-12)
+    # fading costs more the further it goes
+    penalties = [guarded.evaluate(faded(images, k)).fade_penalty for k in (0.8, 0.5, 0.2)]
+    assert 0 < penalties[0] < penalties[1] < penalties[2]
+    # the same in a whole generation at once
+    many = guarded.evaluate_many([faded(images, 0.5), images])
+    assert [r.fade_penalty for r in many] == pytest.approx([guarded.evaluate(faded(images, k)).fade_penalty
+                                                            for k in (0.5, 1.0)])
+
+
+def test_off_changes_nothing(crops):
+    targets, images = crops[:3], crops[3:7]
+    before = PinningLoss(targets).evaluate(faded(images, 0.3))
+    off = PinningLoss(targets, fade_guard=0.0).evaluate(faded(images, 0.3))
+    assert off.value == before.value and off.fade_penalty == 0.0
+    np.testing.assert_array_equal(off.pair_losses, before.pair_losses)
+
+
+def test_the_guard_measures_against_the_targets_under_every_variant(crops):
+    guarded = PinningLoss(fade_guard=1.0, variant="consistency")
+    guarded.set_targets(crops[:4])
+    assert guarded.n_targets == 0  # consistency ignores the targets' pairs, not their statistics
+    assert guarded.evaluate(faded(crops[4:8], 0.2)).fade_penalty > 0
+    assert PinningLoss(fade_guard=1.0).evaluate(faded(crops[4:8], 0.2)).fade_penalty == 0  # no targets: no term
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), True, "1"])
+def test_bad_weights_are_refused_by_name(weight):
+    with pytest.raises(ValueError, match="fade_guard: must be a finite number >= 0"):
+        PinningLoss(fade_guard=weight)
+
+
+def test_config_limits_and_loss_from_config(crops):
+    with pytest.raises(ConfigError, match="fade_guard: must be >= 0"):
+        PinningConfig(positive="x", fade_guard=-0.5).validate()
+    with pytest.raises(ConfigError, match="fade_guard: must be <= 100"):
+        PinningConfig(positive="x", fade_guard=1e9).validate()
+    config = PinningConfig(positive="x", fade_guard=0.25).validate()
+    assert PinningLoss.from_config(config, crops[:2]).fade_guard == 0.25
+
+
+def test_a_run_saved_before_the_guard_resumes_without_it():
+    saved = json.loads(json.dumps(PinningConfig(positive="x", fade_guard=0.7).validate().to_dict()))
+    assert config_from_dict(saved).fade_guard == 0.7
+    del saved["fade_guard"]
+    assert config_from_dict(saved).fade_guard == 0.0
