@@ -10,12 +10,23 @@ a batch of sRGB images in [0, 1],
     colourfulness  max - min over the colour channels, per pixel, averaged over
                    the pixels and the batch;
 
-and, for each one the batch has less of than the targets, adds
-``weight * (1 - batch / targets)`` to the loss. A batch as contrasted and colourful
-as the targets (or more) pays nothing; one whose subject has faded out pays in
-proportion to what it lost. With weight 0 the loss is unchanged.
+and, for each one the batch has less of than its reference, adds
+``weight * (1 - batch / reference)`` to the loss. A batch as contrasted and
+colourful as its reference (or more) pays nothing; one whose subject has faded
+out pays in proportion to what it lost. With weight 0 the loss is unchanged.
+
+The reference. Both statistics vary with the seeds far more than the guard must
+tell apart (on the built-in model a batch of 8 seeds' mean contrast varies by
+20 to 35% from one block of seeds to the next), so a batch is compared with the
+unmodified prompt's images *of the same seeds* when the run targets the
+unmodified prompt: ``SeedReference`` renders that prompt once per block of seeds
+the loss meets (one extra render per generation with rotating seeds) and keeps
+only its statistics. With explicit target images, the reference is the targets'
+statistics.
 """
 from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -61,3 +72,37 @@ def check_weight(weight) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
         raise ValueError(f"fade_guard: must be a finite number >= 0, got {weight!r}")
     return float(weight)
+
+
+class SeedReference:
+    """The unmodified prompt's statistics on any block of seeds, rendered once per block.
+
+    ``render(seeds)`` returns the unmodified prompt's (B, 3, H, W) images on those
+    seeds, or None when it cannot render them (then the loss falls back to the
+    targets' statistics).
+    """
+
+    def __init__(self, render: Callable[[list[int]], Optional[torch.Tensor]]):
+        self._render = render
+        self._stats: dict[tuple[int, ...], Optional[np.ndarray]] = {}
+        self.renders = 0
+
+    def __call__(self, seeds: Sequence[int]) -> Optional[np.ndarray]:
+        key = tuple(int(s) for s in seeds)
+        if key not in self._stats:
+            images = self._render(list(key))
+            self.renders += images is not None
+            self._stats[key] = None if images is None else batch_stats(images)
+        return self._stats[key]
+
+
+def baseline_reference(renderer, prompt: tuple[str, str], settings) -> SeedReference:
+    """A SeedReference that renders ``prompt`` with ``settings`` on a block of consecutive seeds
+    of the run's batch size (the only seed lists a run scores)."""
+    def render(seeds: list[int]) -> Optional[torch.Tensor]:
+        if len(seeds) != settings.batch_size or seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+            return None
+        (batch,) = renderer.render([prompt], settings.with_(seed=seeds[0]))
+        return batch.images
+
+    return SeedReference(render)

@@ -51,9 +51,11 @@ If nothing else would remain (one image, one target), the pair is kept.
 
 Fade guard (``fade_guard``, ``prompt_pinning.fade_guard``). With a weight > 0,
 ``value`` also pays for every image statistic (contrast, colourfulness) the
-batch has less of than the targets: ``weight * (1 - batch / targets)`` each,
-so that a batch cannot win by fading its subject into the background. With
-weight 0 (or no targets) nothing is added.
+batch has less of than its reference: ``weight * (1 - batch / reference)`` each,
+so that a batch cannot win by fading its subject into the background. The
+reference is ``seed_reference(seeds)`` when one is set (the unmodified prompt on
+the same seeds, as a run sets it), else the targets' statistics. With weight 0
+(or no reference) nothing is added.
 
 Non-finite values. FLIP values lie in [0, 1], so ``mean + |std|`` of any of them
 is at most (1 + sqrt 2) / 2; the weights are increasing in X for scale > 0, so
@@ -158,6 +160,7 @@ class PinningLoss:
         self.variant = variant
         self.fade_guard = guard.check_weight(fade_guard)
         self._reference_stats: Optional[np.ndarray] = None  # the targets' contrast and colourfulness
+        self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (fade_guard.SeedReference)
         self.weight_type = weight_type
         self.weight_scale = float(weight_scale)
         self.hyperbatch_weights = bool(hyperbatch_weights)
@@ -279,7 +282,8 @@ class PinningLoss:
             for k in group:
                 last = first + checked[k].shape[0]
                 own = flip.FlipFeatures(features.lab[first:last], features.features[first:last])
-                results.append(self._guarded(self._result(own, ancestors[k], seeds_list[k]), checked[k]))
+                results.append(self._guarded(self._result(own, ancestors[k], seeds_list[k]), checked[k],
+                                             seeds_list[k]))
                 first = last
         seconds = (time.perf_counter() - start) / len(results)
         for result in results:
@@ -359,11 +363,16 @@ class PinningLoss:
         return LossResult(value=value, pair_losses=pair_losses, image_losses=image_losses, level_values=levels,
                           seconds=0.0, pairs=np.stack([iu, ju], axis=1), n_targets=n_targets, replaced=replaced)
 
-    def _guarded(self, result: LossResult, images: torch.Tensor) -> LossResult:
+    def _guarded(self, result: LossResult, images: torch.Tensor, seeds: Optional[Sequence[int]]) -> LossResult:
         """Add the fade guard's term to a finite value (see the module docstring)."""
-        if self._reference_stats is not None and not result.replaced:
-            result.fade_penalty = guard.fade_penalty(guard.batch_stats(images), self._reference_stats,
-                                                     self.fade_guard)
+        if not self.fade_guard or result.replaced:
+            return result
+        reference = self._reference_stats
+        if self.seed_reference is not None and seeds is not None:
+            paired = self.seed_reference(seeds)
+            reference = reference if paired is None else paired
+        if reference is not None:
+            result.fade_penalty = guard.fade_penalty(guard.batch_stats(images), reference, self.fade_guard)
             result.value += result.fade_penalty
         return result
 

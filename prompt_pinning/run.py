@@ -61,7 +61,7 @@ from .rendering import RenderedBatch, Renderer, RenderInterrupted
 from .rundir import individual_id
 from .runstore import FolderStore, RunStore
 from .seed_blocks import block_settings, training_block, validation_blocks, validation_points  # noqa: F401
-from .run_parts import build_loss, build_targets, build_vector, loss_device, on_device
+from .run_parts import attach_fade_reference, build_loss, build_targets, build_vector, loss_device, on_device
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,7 @@ class _Run:
         if self.targets is not None:
             self.store.save_images("targets", self.targets)
         self.loss = build_loss(self.config, self.targets)
+        attach_fade_reference(self.loss, self.config, self.renderer, self.vector, self.settings)
         self._checkpoint()  # a run stopped before its first generation resumes too
 
     def start_resumed(self, store: FolderStore, resolved: dict[str, Any], had_targets: bool) -> None:
@@ -244,6 +245,7 @@ class _Run:
         self.total = self._total()
         self.targets = self._load_targets(had_targets)
         self.loss = build_loss(self.config, self.targets)
+        attach_fade_reference(self.loss, self.config, self.renderer, self.vector, self.settings)
         logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
         entries = [e for e in logged if not e.get("validation")]
         validations = [e for e in logged if e.get("validation")]

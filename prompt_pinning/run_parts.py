@@ -45,6 +45,15 @@ def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     return PinningLoss.from_config(config, targets)
 
 
+def attach_fade_reference(loss, config: PinningConfig, renderer: Renderer, vector, settings) -> None:
+    """With the fade guard on and the unmodified prompt as the target, compare each batch with
+    that prompt's images of the same seeds (``fade_guard.SeedReference``)."""
+    if getattr(config, "fade_guard", 0.0) and not config.targets:
+        from .fade_guard import baseline_reference
+
+        loss.seed_reference = baseline_reference(renderer, vector.render(np.zeros(vector.size)), settings)
+
+
 def loss_device(renderer: Renderer) -> Optional[torch.device]:
     """Where the loss scores a renderer's images: the renderer's ``device``, if it has one.
 

@@ -98,3 +98,45 @@ def test_a_run_saved_before_the_guard_resumes_without_it():
     assert config_from_dict(saved).fade_guard == 0.7
     del saved["fade_guard"]
     assert config_from_dict(saved).fade_guard == 0.0
+
+
+def test_a_seed_reference_renders_each_block_once_and_the_loss_compares_on_the_same_seeds(crops):
+    rendered = []
+
+    def render(seeds):
+        rendered.append(seeds)
+        return crops[:4] if seeds[0] == 0 else faded(crops[:4], 0.5)  # block 0 is twice as contrasted
+
+    reference = fade_guard.SeedReference(render)
+    guarded = PinningLoss(crops[:4], fade_guard=1.0)
+    guarded.seed_reference = reference
+    batch = faded(crops[:4], 0.5)
+    on_block_1 = guarded.evaluate(batch, seeds=[4, 5, 6, 7])
+    assert on_block_1.fade_penalty == pytest.approx(0, abs=1e-6)  # as contrasted as the reference there
+    on_block_0 = guarded.evaluate(batch, seeds=[0, 1, 2, 3])
+    assert on_block_0.fade_penalty > 0.5  # half the contrast and colour of block 0's reference
+    guarded.evaluate(batch, seeds=[4, 5, 6, 7])
+    assert rendered == [[4, 5, 6, 7], [0, 1, 2, 3]] and reference.renders == 2
+    # without seeds, the targets' statistics are the reference
+    assert guarded.evaluate(batch).fade_penalty == pytest.approx(on_block_0.fade_penalty)
+
+
+def test_runs_with_the_guard_compare_with_the_unmodified_prompt_on_the_same_seeds():
+    from prompt_pinning import MemoryStore
+    from prompt_pinning.builtin import BuiltinRenderer
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning.run import run_pinning
+
+    settings = GenerationSettings(seed=3, batch_size=2, steps=3, width=16, height=16)
+    results = {}
+    for weight in (0.0, 1.0):
+        renderer = BuiltinRenderer()
+        config = PinningConfig(positive="a purple ring on a white background", generation=settings, cma_seed=1,
+                               generations=2, lambda_=3, cma_logging=False, fade_guard=weight)
+        results[weight] = run_pinning(config, renderer, store=MemoryStore())
+    off, on = results[0.0], results[1.0]
+    # the unmodified prompt is its own reference on every block of seeds: it pays nothing,
+    # on its training seeds and on the validation seeds alike
+    assert off.baseline.loss == on.baseline.loss
+    assert off.baseline.validation_loss == on.baseline.validation_loss
+    assert off.centroid.validation_loss != on.centroid.validation_loss  # the search itself is guarded
