@@ -58,7 +58,7 @@ from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning import run as run_module
 from prompt_pinning.run import run_pinning
 from prompt_pinning.seed_blocks import block_settings
-from prompt_pinning.run_parts import attach_fade_reference, build_loss, build_vector
+from prompt_pinning.run_parts import attach_fade_reference, build_loss, build_targets, build_vector
 
 import subject_measures
 
@@ -205,7 +205,7 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     settings = config.generation
     loss = build_loss(config, None)  # held-out and random search: same-seed pairs never arise there
     loss.set_targets(result.baseline.images, seeds=list(result.baseline.seeds))
-    attach_fade_reference(loss, config, renderer, build_vector(config, renderer), settings)
+    attach_fade_reference(loss, config, renderer, build_vector(config, renderer), settings, build_targets(config))
 
     # Random search: the same number of training evaluations (the generations' individuals).
     key = (prompt, cma_seed, spec.fade_guard)

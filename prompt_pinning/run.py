@@ -225,7 +225,7 @@ class _Run:
         if self.targets is not None:
             self.store.save_images("targets", self.targets)
         self.loss = build_loss(self.config, self.targets)
-        attach_fade_reference(self.loss, self.config, self.renderer, self.vector, self.settings)
+        attach_fade_reference(self.loss, self.config, self.renderer, self.vector, self.settings, self.targets)
         self._checkpoint()  # a run stopped before its first generation resumes too
 
     def start_resumed(self, store: FolderStore, resolved: dict[str, Any], had_targets: bool) -> None:
@@ -245,7 +245,7 @@ class _Run:
         self.total = self._total()
         self.targets = self._load_targets(had_targets)
         self.loss = build_loss(self.config, self.targets)
-        attach_fade_reference(self.loss, self.config, self.renderer, self.vector, self.settings)
+        attach_fade_reference(self.loss, self.config, self.renderer, self.vector, self.settings, self.targets)
         logged = ckpt.read_evaluations(store.run_dir, self._entry_check(saved.generation))
         entries = [e for e in logged if not e.get("validation")]
         validations = [e for e in logged if e.get("validation")]

@@ -43,7 +43,7 @@ PLAIN_SAMPLER = "Euler a"
 INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning validation loss", "Pinning stop", "Pinning report")
 # script_args 25-28 and their defaults, as the extension declares them
 NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union"),
-              28: ("Fade guard", 0.25)}
+              28: ("Fade guard", 0.0)}
 # file kinds a run folder may hold: data formats only, nothing that is unpickled
 RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".gif", ".js", ".css",
                      ".txt", ".csv", ".tmp")
