@@ -140,3 +140,25 @@ def test_runs_with_the_guard_compare_with_the_unmodified_prompt_on_the_same_seed
     assert off.baseline.loss == on.baseline.loss
     assert off.baseline.validation_loss == on.baseline.validation_loss
     assert off.centroid.validation_loss != on.centroid.validation_loss  # the search itself is guarded
+
+
+def test_the_same_seed_reference_is_used_only_when_the_unmodified_prompt_is_the_target(crops):
+    from prompt_pinning.builtin import BuiltinRenderer
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning.run_parts import attach_fade_reference, build_vector
+
+    settings = GenerationSettings(seed=5, batch_size=2, steps=3, width=16, height=16)
+    renderer = BuiltinRenderer()
+    for weight, targets, attached in ((1.0, None, True), (1.0, crops[:2, :, :16, :16], False), (0.0, None, False)):
+        config = PinningConfig(positive="a red circle", generation=settings, fade_guard=weight).validate()
+        loss = PinningLoss.from_config(config, targets)
+        attach_fade_reference(loss, config, renderer, build_vector(config, renderer), settings, targets)
+        assert (loss.seed_reference is not None) == attached
+    # the reference is the unmodified prompt's render on those seeds
+    (batch,) = renderer.render([("a red circle", "")], settings.with_(seed=9))
+    np.testing.assert_allclose(loss_reference(renderer, settings)([9, 10]), fade_guard.batch_stats(batch.images))
+    assert loss_reference(renderer, settings)([9, 11]) is None  # not a block of the run's seeds
+
+
+def loss_reference(renderer, settings):
+    return fade_guard.baseline_reference(renderer, ("a red circle", ""), settings)
