@@ -17,7 +17,7 @@ out pays in proportion to what it lost. With weight 0 the loss is unchanged.
 
 The reference. Both statistics vary with the seeds far more than the guard must
 tell apart (on the built-in model a batch of 8 seeds' mean contrast varies by
-20 to 35% from one block of seeds to the next), so a batch is compared with the
+up to 36% from one block of seeds to the next), so a batch is compared with the
 unmodified prompt's images *of the same seeds* when the run targets the
 unmodified prompt: ``SeedReference`` renders that prompt once per block of seeds
 the loss meets (one extra render per generation with rotating seeds) and keeps

@@ -305,10 +305,10 @@ OPTIONS: tuple[Option, ...] = (
       "target x batch pairs; consistency: batch pairs only.", cli="--loss-variant",
       choices=LOSS_VARIANTS),
     O("fade_guard", "float", 0.0, "Fade guard", "Loss",
-      "Weight of a loss term that keeps the batch's contrast and colourfulness at least the targets': "
-      "each one the batch has less of adds weight x (1 - batch / targets), so the search cannot lower "
-      "the loss by fading the subject out; 0 = off (the FLIP loss alone); 0.25 kept every benchmark "
-      "prompt's contrast and colour (docs/loss.md).", cli="--fade-guard",
+      "Weight of a loss term that charges a batch for contrast and colourfulness it has less of than "
+      "the unmodified prompt on the same seeds (or than the target images): weight x (1 - batch / "
+      "reference) each, so the search cannot lower the loss by fading the subject out; 0 = off (the "
+      "FLIP loss alone). 0.25 to 1 stop most fading and give up part of the gain (docs/loss.md).", cli="--fade-guard",
       minimum=0, maximum=MAX_FADE_GUARD,
       limit_reason="at 100 a 1% loss of contrast already outweighs any FLIP difference"),
 )

@@ -90,3 +90,13 @@ def test_fading_summary_flags_prompts_that_lose_more_than_a_tenth(bench):
     assert fading["worst_contrast_change"] == pytest.approx(-0.05)
     assert fading["worst_colour_change"] == pytest.approx(-0.2)
     assert fading["per_prompt_images"]["a"]["loss_change"] == pytest.approx(-0.1)
+
+
+def test_seed_stats_measures_each_prompts_spread_across_seed_blocks(capsys):
+    seed_stats = importlib.import_module("bench_seed_stats")
+    threads = torch.get_num_threads()
+    spread = seed_stats.main(["--blocks", "3", "--size", "16", "--steps", "3", "--batch-size", "2"])
+    torch.set_num_threads(threads)
+    assert len(spread) == 8 and all(len(cv) == 2 and min(cv) >= 0 for cv in spread.values())
+    assert any(max(cv) > 0 for cv in spread.values())  # different seeds, different pictures
+    assert "CV across blocks" in capsys.readouterr().out
