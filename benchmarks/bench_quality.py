@@ -19,10 +19,18 @@ Printed per configuration, with the issue's targets:
 * runs where CMA's result beats random search's on held-out seeds (>= 75%);
 * validation renders as a share of the training renders (<= 15% with defaults);
 * the baseline's own-batch score against its held-out mean, with and without
-  same-seed pairs (the self-comparison check: near 0 means unbiased).
+  same-seed pairs (the self-comparison check: near 0 means unbiased);
+* per prompt, next to the held-out loss change: the held-out images' change of
+  contrast and colourfulness and the same-seed "subject kept" measure
+  (``subject_measures.py``), and how many prompts lose more than 10% of either
+  (the fade guard's target: none).
+
+Held-out losses are the FLIP objective without the fade guard, whatever the
+configuration, so that configurations compare on one scale; the runs and the
+random search optimise their configuration's own loss (guard included).
 
     python benchmarks/bench_quality.py [--prompts 8] [--cma-seeds 3] [--heldout-batches 8]
-        [--generations 0] [--configs fixed:1:union,rotating:1:union,fixed:0:union]
+        [--generations 0] [--configs fixed:1:union,rotating:1:union:guard=0,fixed:0:union]
         [--quick] [--json PATH] [--threads 1]
 """
 from __future__ import annotations
@@ -34,8 +42,7 @@ import platform
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -47,10 +54,11 @@ from prompt_pinning.run import checkpoint as ckpt
 from prompt_pinning.builtin import BuiltinRenderer
 from prompt_pinning.config import PinningConfig
 from prompt_pinning.rendering import GenerationSettings
-from prompt_pinning import run as run_module
 from prompt_pinning.run import run_pinning
 from prompt_pinning.search.seed_blocks import block_settings
-from prompt_pinning.run.builders import build_loss, build_vector
+from prompt_pinning.run.builders import Builders, attach_fade_reference, build_loss, build_targets, build_vector
+
+import subject_measures
 
 # Prompts the built-in model can draw; each leaves something open for the weights to pin.
 PROMPTS = (
@@ -78,38 +86,48 @@ class RunSpec:
     validation_batches: int
     loss_variant: str
     same_seed_pairs: str = "excluded"  # "kept": the objective as it was, for comparison
+    fade_guard: Optional[float] = None  # None: the option's default
 
     @property
     def name(self) -> str:
         tail = ":kept" if self.same_seed_pairs == "kept" else ""
-        return f"{self.schedule}:{self.validation_batches}:{self.loss_variant}{tail}"
+        guard = "" if self.fade_guard is None else f":guard={self.fade_guard:g}"
+        return f"{self.schedule}:{self.validation_batches}:{self.loss_variant}{tail}{guard}"
 
 
 def parse_configs(text: str) -> list[RunSpec]:
-    """``schedule:validation_batches:loss_variant[:kept]`` items; ``kept`` scores same-seed
-    target/image pairs as the objective did before they were left out."""
+    """``schedule:validation_batches:loss_variant[:kept][:guard=W]`` items; ``kept`` scores same-seed
+    target/image pairs as the objective did before they were left out; ``guard=W`` sets the fade
+    guard's weight (default: the option's default)."""
     specs = []
     for item in text.split(","):
         parts = item.strip().split(":")
-        if len(parts) not in (3, 4) or not parts[1].isdigit() or parts[3:] not in ([], ["kept"]):
-            raise SystemExit(f"--configs: expected schedule:validation_batches:loss_variant[:kept] items "
-                             f"(like {DEFAULT_CONFIGS}), got {item!r}")
-        specs.append(RunSpec(parts[0], int(parts[1]), parts[2], "kept" if parts[3:] else "excluded"))
+        tail = parts[3:]
+        guard = [t for t in tail if t.startswith("guard=")]
+        rest = [t for t in tail if not t.startswith("guard=")]
+        try:
+            weight = float(guard[0][6:]) if guard else None
+        except ValueError:
+            weight = float("nan")
+        if len(parts) < 3 or not parts[1].isdigit() or rest not in ([], ["kept"]) or len(guard) > 1 \
+                or (weight is not None and not weight >= 0):
+            raise SystemExit(f"--configs: expected schedule:validation_batches:loss_variant[:kept][:guard=W] "
+                             f"items (like {DEFAULT_CONFIGS}), got {item!r}")
+        specs.append(RunSpec(parts[0], int(parts[1]), parts[2], "kept" if rest else "excluded", weight))
     return specs
 
 
-@contextmanager
-def same_seed_pairs(spec: RunSpec):
-    """With ``kept``, the run gives the loss no target seeds, so nothing is left out."""
+def loss_builder(spec: RunSpec):
+    """The run's loss builder; with ``kept`` the loss is given no target seeds, so nothing is left out."""
     if spec.same_seed_pairs != "kept":
-        yield
-        return
-    original = run_module._Run._target_seeds
-    run_module._Run._target_seeds = lambda self, seeds: None
-    try:
-        yield
-    finally:
-        run_module._Run._target_seeds = original
+        return build_loss
+
+    def build(config, targets):
+        loss = build_loss(config, targets)
+        plain = loss.set_targets
+        loss.set_targets = lambda images, seeds=None: plain(images)
+        return loss
+    return build
 
 
 def base_settings(args: argparse.Namespace) -> GenerationSettings:
@@ -118,10 +136,18 @@ def base_settings(args: argparse.Namespace) -> GenerationSettings:
 
 
 def make_config(prompt: tuple[str, str], cma_seed: int, spec: RunSpec, args, outdir: Path) -> PinningConfig:
+    guard = {} if spec.fade_guard is None else {"fade_guard": spec.fade_guard}
     return PinningConfig(positive=prompt[0], negative=prompt[1], generation=base_settings(args), cma_seed=cma_seed,
                          generations=args.generations or None, validation_batches=spec.validation_batches,
                          seed_schedule=spec.schedule, loss_variant=spec.loss_variant, outdir=outdir,
-                         cma_logging=False).validate()
+                         cma_logging=False, **guard).validate()
+
+
+def plain_loss(config: PinningConfig):
+    """The FLIP objective without the fade guard: held-out losses compare configurations on it."""
+    if hasattr(config, "fade_guard"):
+        config = replace(config, fade_guard=0.0)
+    return build_loss(config, None)
 
 
 class CountingRenderer:
@@ -135,8 +161,11 @@ class CountingRenderer:
         return self.inner.render(prompts, settings, progress)
 
 
-def scores(loss, renderer, prompts: list[tuple[str, str]], settings: GenerationSettings) -> list[float]:
+def scores(loss, renderer, prompts: list[tuple[str, str]], settings: GenerationSettings,
+           batches_out: Optional[list] = None) -> list[float]:
     batches = renderer.render(prompts, settings)
+    if batches_out is not None:
+        batches_out[:] = batches
     results = loss.evaluate_many([b.images for b in batches], [b.traces for b in batches],
                                  seeds_list=[list(b.seeds) for b in batches])
     return [float(r.value) for r in results]
@@ -156,8 +185,7 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
         config = make_config(prompt, cma_seed, spec, args, Path(tmp))
         counting = CountingRenderer(renderer)
         started = time.perf_counter()
-        with same_seed_pairs(spec):
-            result = run_pinning(config, counting)
+        result = run_pinning(config, counting, builders=Builders(loss=loss_builder(spec)))
         run_seconds = time.perf_counter() - started
         logged = ckpt.read_evaluations(result.run_dir)
     if result.stop_reason != "completed":
@@ -176,9 +204,10 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     settings = config.generation
     loss = build_loss(config, None)  # held-out and random search: same-seed pairs never arise there
     loss.set_targets(result.baseline.images, seeds=list(result.baseline.seeds))
+    attach_fade_reference(loss, config, renderer, build_vector(config, renderer), settings, build_targets(config))
 
     # Random search: the same number of training evaluations (the generations' individuals).
-    key = (prompt, cma_seed)
+    key = (prompt, cma_seed, spec.fade_guard)
     if key not in random_cache:
         random_cache[key] = random_training(config, renderer, loss, training_renders - 1, cma_seed)
     offsets, random_losses, random_prompts = random_cache[key]
@@ -197,17 +226,25 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
         else random_prompts[random_pick]
 
     heldout = {"baseline": [], "result": [], "random": []}
+    images = subject_measures.HeldoutImages()
+    flip_only = plain_loss(config)
+    flip_only.set_targets(result.baseline.images, seeds=list(result.baseline.seeds))
     for h in range(args.heldout_batches):
         block = block_settings(settings, HELDOUT_FIRST_BLOCK + h)
-        values = scores(loss, renderer, [(result.original_positive, result.original_negative),
-                                         (result.best.positive, result.best.negative), random_prompt], block)
+        batches: list = []
+        values = scores(flip_only, renderer, [(result.original_positive, result.original_negative),
+                                              (result.best.positive, result.best.negative), random_prompt], block,
+                        batches)
+        images.add(batches[0].images, batches[1].images)
         for name, value in zip(heldout, values):
             heldout[name].append(value)
 
     # Self-comparison: the baseline's own-batch score with same-seed pairs kept and left out.
     own = result.baseline
-    with_copies = build_loss(config, own.images).evaluate(own.images, own.traces).value
-    left_out = loss.evaluate(own.images, own.traces, seeds=list(own.seeds)).value
+    copies = plain_loss(config)
+    copies.set_targets(own.images)
+    with_copies = copies.evaluate(own.images, own.traces).value
+    left_out = flip_only.evaluate(own.images, own.traces, seeds=list(own.seeds)).value
     return {
         "prompt": prompt[0], "negative": prompt[1], "cma_seed": cma_seed, "config": spec.name,
         "N": resolved["N"], "generations": resolved["generations"], "lambda_": resolved["lambda_"],
@@ -223,6 +260,7 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
         "result_renders": result_renders,
         "renders_counted": counting.individuals, "progress_total": resolved["total_evaluations"],
         "run_seconds": run_seconds, "tied_losses": tied, "result_offsets_max": float(np.max(np.abs(result.best.offsets))),
+        **images.record(),
     }
 
 
@@ -239,11 +277,12 @@ def self_comparison(prompt, args, renderer, blocks: int) -> dict[str, list[float
                for k in range(blocks)]
     kept, left_out = [], []
     for k, own in enumerate(batches):
-        loss = build_loss(config, None)
+        loss, copies = plain_loss(config), plain_loss(config)
         loss.set_targets(own.images, seeds=list(own.seeds))
+        copies.set_targets(own.images)
         others = [loss.evaluate(b.images, b.traces, seeds=list(b.seeds)).value for j, b in enumerate(batches) if j != k]
         spread = float(np.std(others, ddof=1))
-        kept.append((build_loss(config, own.images).evaluate(own.images, own.traces).value - np.mean(others)) / spread)
+        kept.append((copies.evaluate(own.images, own.traces).value - np.mean(others)) / spread)
         left_out.append((loss.evaluate(own.images, own.traces, seeds=list(own.seeds)).value - np.mean(others)) / spread)
     return {"kept": kept, "left_out": left_out}
 
@@ -307,6 +346,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_run_seconds": float(np.mean([r["run_seconds"] for r in runs])),
         "tied_losses": float(np.mean([r.get("tied_losses", float("nan")) for r in runs])),
         "per_prompt": per_prompt,
+        **subject_measures.summary(runs),
     }
     summary["targets_met"] = {
         "heldout_over_training": summary["heldout_over_training"] is not None
@@ -341,6 +381,11 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
         ("results: baseline / centroid", lambda s: f"{s['results_that_are_the_baseline']} / "
                                                   f"{s['results_that_are_the_centroid']}"),
         ("individuals tied with another of their generation", lambda s: pct(s["tied_losses"])),
+        ("prompts losing > 10% contrast or colour", lambda s: f"{s['prompts_faded']}/{s['prompts']}"),
+        ("worst prompt's contrast / colourfulness change", lambda s: f"{pct(s['worst_contrast_change'])} / "
+                                                                    f"{pct(s['worst_colour_change'])}"),
+        ("subject kept, same seeds (mean, worst prompt)", lambda s: f"{s['mean_subject_kept']:.2f}, "
+                                                                   f"{s['worst_subject_kept']:.2f}"),
         ("seconds per run", lambda s: f"{s['mean_run_seconds']:.1f}"),
     ]
     names = list(summaries)
@@ -407,6 +452,8 @@ def main(argv=None) -> dict[str, Any]:
                   for name, v in z.items()}
     seconds = time.perf_counter() - started
     print()
+    for name, summary in summaries.items():
+        print(subject_measures.prompt_table(name, summary) + "\n")
     print(table(summaries))
     print("\nbaseline on its own batch minus on other batches, in SDs of a batch (mean +- SE, "
           f"{self_check['kept']['n']} targets): copies kept {self_check['kept']['mean_z']:+.2f} "

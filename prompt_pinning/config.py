@@ -82,6 +82,7 @@ class PinningConfig:
     tag_loss_weight: float = _default("tag_loss_weight")
     tag_loss_only: bool = _default("tag_loss_only")
     tagger: str = _default("tagger")
+    fade_guard: float = _default("fade_guard")
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.

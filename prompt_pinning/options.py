@@ -47,6 +47,7 @@ MAX_IMAGES_PER_CALL = 1_024
 MAX_PIXELS_PER_GENERATION = 1_024 * 512 * 512
 MAX_CMA_SEED = 2**32 - 1  # NumPy's RandomState accepts 0 .. 2^32 - 1
 MAX_VALIDATION_BATCHES = 8
+MAX_FADE_GUARD = 100.0
 
 # The settings of the renderer call that the command line and PinningConfig start from.
 GENERATION_DEFAULTS = {
@@ -343,6 +344,13 @@ OPTIONS: tuple[Option, ...] = (
       "What gives the tag probabilities: builtin (the built-in model's exact posterior), deepbooru "
       "(A1111's DeepBooru) or wd14 (the WD14 tagger extension); auto: builtin on the built-in model, "
       "deepbooru in the WebUI.", cli="--tagger", choices=TAGGERS),
+    O("fade_guard", "float", 0.0, "Fade guard", "Loss",
+      "Weight of a loss term that charges a batch for contrast and colourfulness it has less of than "
+      "the unmodified prompt on the same seeds (or than the target images): weight x (1 - batch / "
+      "reference) each, so the search cannot lower the loss by fading the subject out; 0 = off (the "
+      "FLIP loss alone). 0.25 to 1 stop most fading and give up part of the gain (docs/loss.md).", cli="--fade-guard",
+      minimum=0, maximum=MAX_FADE_GUARD,
+      limit_reason="at 100 a 1% loss of contrast already outweighs any FLIP difference"),
 )
 del O
 

@@ -37,7 +37,11 @@ def test_quick_mode_at_a_tiny_size_writes_runs_and_summaries(bench, tmp_path, ca
                                            "validation_cost"}
     assert np.isfinite(validated["heldout_baseline"]).all()
     assert record["self_comparison"]["kept"]["n"] == 3  # at least 3 batches, each the target once
-    assert "CMA beats random" in capsys.readouterr().out
+    # held-out image measures, per seed, beside the loss
+    assert len(validated["heldout_subject_kept"]) == len(validated["heldout_contrast_result"]) == 2 * 2
+    assert summary["prompts_faded"] in (0, 1) and set(summary["per_prompt_images"]) == {runs[0]["prompt"]}
+    printed = capsys.readouterr().out
+    assert "CMA beats random" in printed and "subject kept" in printed
 
 
 def test_quick_mode_keeps_explicit_sizes(bench):
@@ -51,3 +55,49 @@ def test_tied_share_counts_equal_losses_within_a_generation_only(bench):
     entries = [{"generation": 1, "loss": 0.5}, {"generation": 1, "loss": 0.5}, {"generation": 1, "loss": 0.4},
                {"generation": 2, "loss": 0.4}]
     assert bench.tied_share(entries) == 2 / 4
+
+
+def test_configs_take_a_fade_guard_weight(bench):
+    plain, guarded = bench.parse_configs("rotating:1:union,fixed:0:target:kept:guard=0.5")
+    assert plain.fade_guard is None and guarded.fade_guard == 0.5 and guarded.same_seed_pairs == "kept"
+    assert guarded.name == "fixed:0:target:kept:guard=0.5"
+    for bad in ("rotating:1:union:guard=-1", "rotating:1:union:guard=x", "rotating:1:union:other"):
+        with pytest.raises(SystemExit):
+            bench.parse_configs(bad)
+
+
+def test_subject_kept_is_the_share_of_each_seeds_picture_left():
+    import subject_measures
+
+    baseline = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    mean = baseline.mean(dim=(2, 3), keepdim=True)
+    faded = mean + torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1, 1) * (baseline - mean)
+    np.testing.assert_allclose(subject_measures.subject_kept(faded, baseline), [1.0, 0.5, 0.0], atol=1e-6)
+    other = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert np.all(np.abs(subject_measures.subject_kept(other, baseline)) < 0.5)  # an unrelated picture
+
+
+def test_fading_summary_flags_prompts_that_lose_more_than_a_tenth(bench):
+    import subject_measures
+
+    def run(prompt, contrast_after, colour_after):
+        return {"prompt": prompt, "negative": "", "heldout_baseline": [1.0], "heldout_result": [0.9],
+                "heldout_contrast_baseline": [0.2], "heldout_contrast_result": [contrast_after],
+                "heldout_colour_baseline": [0.5], "heldout_colour_result": [colour_after],
+                "heldout_subject_kept": [0.8]}
+
+    fading = subject_measures.summary([run("a", 0.19, 0.5), run("b", 0.2, 0.4), run("c", 0.3, 0.6)])
+    assert fading["prompts_faded"] == 1  # "b" lost 20% of its colourfulness; "a" only 5% of contrast
+    assert fading["worst_contrast_change"] == pytest.approx(-0.05)
+    assert fading["worst_colour_change"] == pytest.approx(-0.2)
+    assert fading["per_prompt_images"]["a"]["loss_change"] == pytest.approx(-0.1)
+
+
+def test_seed_stats_measures_each_prompts_spread_across_seed_blocks(capsys):
+    seed_stats = importlib.import_module("bench_seed_stats")
+    threads = torch.get_num_threads()
+    spread = seed_stats.main(["--blocks", "3", "--size", "16", "--steps", "3", "--batch-size", "2"])
+    torch.set_num_threads(threads)
+    assert len(spread) == 8 and all(len(cv) == 2 and min(cv) >= 0 for cv in spread.values())
+    assert any(max(cv) > 0 for cv in spread.values())  # different seeds, different pictures
+    assert "CV across blocks" in capsys.readouterr().out

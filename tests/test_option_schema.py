@@ -53,13 +53,14 @@ def test_every_option_reaches_the_config_from_its_command_line_flag(tmp_path):
             "--max-images-per-call", "16", "--resume", "run", "--validation-batches", "0",
             "--seed-schedule", "fixed", "--loss-variant", "consistency", "--start-from", "run:2",
             "--target-mask", "m.png", "--target-mask-source", "inpaint mask", "--wanted-tags", "red",
-            "--unwanted-tags", "blue", "--tag-loss-weight", "2", "--tag-loss-only", "--tagger", "builtin"]
+            "--unwanted-tags", "blue", "--tag-loss-weight", "2", "--tag-loss-only", "--tagger", "builtin",
+            "--fade-guard", "3.5"]
     config = config_from_args(build_parser().parse_args(argv))
     changed = {option.name for option in OPTIONS if option.name == "cmatrix"
                or getattr(config, option.name) != option.default}
     assert changed == {option.name for option in OPTIONS}  # every flag moved its option
     assert config.cmatrix.tolist() == [[2, 0], [0, 3]] and config.resume == Path("run")
-    assert config.validation_batches == 0 and config.loss_variant == "consistency"
+    assert config.validation_batches == 0 and config.loss_variant == "consistency" and config.fade_guard == 3.5
     inline = config_from_args(build_parser().parse_args(["--cmatrix", "[[1]]"]))
     assert inline.cmatrix.tolist() == [[1.0]]
 
@@ -96,6 +97,8 @@ def test_documented_cma_formulas_are_what_deap_uses(n, weights):
     (dict(validation_batches=-1), "validation_batches: must be >= 0"),
     (dict(seed_schedule="random"), "seed_schedule: must be one of fixed, rotating"),
     (dict(loss_variant="all"), "loss_variant: must be one of union, target, consistency"),
+    (dict(fade_guard=-1.0), "fade_guard: must be >= 0"),
+    (dict(fade_guard=1e9), "fade_guard: must be <= 100"),
     (dict(generation=GenerationSettings(seed=1, steps=10**6)), "steps: must be <= 1,000"),
 ])
 def test_limits_name_the_option_and_the_bound(kw, fragment):

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from prompt_pinning.config import PinningConfig
+from prompt_pinning.options import OPTION
 from prompt_pinning_webui.args import (ARGUMENT_INDEX, ARGUMENTS, ScriptArgumentError, default_args,
                                        parse_script_args)
 from prompt_pinning_webui.images import decode_target_images
@@ -46,8 +47,8 @@ def test_the_first_25_keep_their_positions_and_new_options_are_appended():
     assert names[25:29] == ("validation_batches", "seed_schedule", "loss_variant", "start_from")
     assert default_args()[25:29] == [1, "rotating", "union", ""]
     assert names[29:] == ("target_mask", "target_mask_source", "wanted_tags", "unwanted_tags", "tag_loss_weight",
-                          "tag_loss_only", "tagger")
-    assert default_args()[29:] == [None, "mask image", "", "", 1.0, False, "auto"]
+                          "tag_loss_only", "tagger", "fade_guard")
+    assert default_args()[29:] == [None, "mask image", "", "", 1.0, False, "auto", OPTION["fade_guard"].default]
 
 
 def test_an_older_clients_25_arguments_take_the_defaults_for_the_rest():
@@ -105,6 +106,8 @@ def test_zero_or_empty_means_auto(name, value):
     ("validation_batches", "", "must not be empty"),
     ("seed_schedule", "random", "fixed, rotating"),
     ("loss_variant", "pairs", "union, target, consistency"),
+    ("fade_guard", -1, "must be >= 0"),
+    ("fade_guard", 1e9, "must be <= 100"),
 ])
 def test_bad_values_name_the_argument(name, value, fragment):
     with pytest.raises(ScriptArgumentError) as info:

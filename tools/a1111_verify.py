@@ -54,8 +54,9 @@ SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
 INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning loss seeds", "Pinning improvement",
              "Pinning validation loss", "Pinning stop", "Pinning report")
-# script_args 25-27 and their defaults, as the extension declares them
-NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union")}
+# script_args 25-27 and 36 and their defaults, as the extension declares them
+NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union"),
+              36: ("Fade guard", 0.0)}
 # file kinds a run folder may hold: data formats only, nothing that is unpickled
 RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".gif", ".js", ".css",
                      ".txt", ".csv", ".tmp")
@@ -171,7 +172,7 @@ def check_listing(url, check):
     if found["txt2img"]:
         args = found["txt2img"]["args"]
         seen = {i: (args[i]["label"], args[i]["value"]) if i < len(args) else None for i in NEWER_ARGS}
-        check.record("script-info: script_args 25-27", all(
+        check.record("script-info: script_args 25-28", all(
             seen[i] and seen[i][0].startswith(label) and seen[i][1] == value
             for i, (label, value) in NEWER_ARGS.items()), f"{seen}")
         for i, arg in enumerate(found["txt2img"]["args"]):

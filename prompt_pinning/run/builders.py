@@ -44,7 +44,18 @@ def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
 def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     from ..score.loss import PinningLoss
 
-    return PinningLoss.from_config(config, targets, mask=None)  # the run sets its own mask (run_mask.py)
+    return PinningLoss.from_config(config, targets, mask=None)  # the run sets its own mask (run/mask.py)
+
+
+def attach_fade_reference(loss, config: PinningConfig, renderer: Renderer, vector, settings,
+                          targets: Optional[torch.Tensor] = None) -> None:
+    """With the fade guard on and the unmodified prompt as the target (no target images:
+    ``targets`` is None), compare each batch with that prompt's images of the same seeds
+    (``fade_guard.SeedReference``)."""
+    if getattr(config, "fade_guard", 0.0) and targets is None:
+        from ..score.fade_guard import baseline_reference
+
+        loss.seed_reference = baseline_reference(renderer, vector.render(np.zeros(vector.size)), settings)
 
 
 @dataclass(frozen=True)

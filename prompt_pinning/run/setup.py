@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .builders import Builders
+from .builders import Builders, attach_fade_reference
 from ..config import PinningConfig
 from .evaluator import Evaluator
 from .journal import Journal
@@ -129,7 +129,7 @@ def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store
         if targets is not None:
             run.journal.store.save_images("targets", targets)
         save_run_mask(run.journal.store, run.mask)
-        run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer))
+        run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer, run.vector))
         run.has_targets = targets is not None
         run.journal.checkpoint(0, run.optimizer.state())  # a run stopped before its first generation resumes too
     except BaseException:
@@ -165,7 +165,7 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
     targets = _load_targets(store, config, bool(target_names))
     run.mask = load_run_mask(folder, resolved, config.generation)
-    run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer))
+    run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer, run.vector))
     run.has_targets = targets is not None
     events = store.read_events(_entry_check(run, checkpoint.generation))
     _check_events(folder / ckpt.EVALUATIONS_FILE, events, run.plan, checkpoint.generation)
@@ -180,10 +180,12 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     return run
 
 
-def _loss(builders: Builders, config: PinningConfig, targets, mask, renderer):
-    """The run's loss: the builder's, weighted by the target mask, with the tag target when there is one."""
+def _loss(builders: Builders, config: PinningConfig, targets, mask, renderer, vector):
+    """The run's loss: the builder's, weighted by the target mask, with the fade guard's same-seed
+    reference and the tag target when there are."""
     loss = builders.loss(config, targets)
     apply_mask(loss, mask)
+    attach_fade_reference(loss, config, renderer, vector, config.generation, targets)
     return with_tags(loss, config, renderer)
 
 

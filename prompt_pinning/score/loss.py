@@ -49,6 +49,14 @@ give the baseline a score unlike the one it gets on any other seeds. Leaving
 the pair out for every individual keeps the pair set the same for all of them.
 If nothing else would remain (one image, one target), the pair is kept.
 
+Fade guard (``fade_guard``, ``prompt_pinning.score.fade_guard``). With a weight > 0,
+``value`` also pays for every image statistic (contrast, colourfulness) the
+batch has less of than its reference: ``weight * (1 - batch / reference)`` each,
+so that a batch cannot win by fading its subject into the background. The
+reference is ``seed_reference(seeds)`` when one is set (the unmodified prompt on
+the same seeds, as a run sets it), else the targets' statistics. With weight 0
+(or no reference) nothing is added.
+
 Non-finite values. FLIP values lie in [0, 1], so ``mean + |std|`` of any of them
 is at most (1 + sqrt 2) / 2; the weights are increasing in X for scale > 0, so
 the worst possible value is the combination of that bound at every level. A
@@ -70,6 +78,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from . import fade_guard as guard
 from . import flip
 from ..config import HYPERBATCH_WEIGHT_TYPES, LOSS_VARIANTS
 
@@ -88,6 +97,7 @@ class LossResult:
     pairs: np.ndarray  # (P, 2) indices into U of each pair (targets first, then images)
     n_targets: int = 0
     replaced: bool = False  # True when a non-finite value was replaced by the worst value
+    fade_penalty: float = 0.0  # the fade guard's term, included in value
 
 
 def summary(values: np.ndarray) -> float:
@@ -140,7 +150,7 @@ class PinningLoss:
                  weight_scale: float = 1.0, hyperbatch_weights: bool = True, force_allowed: bool = True,
                  max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
                  max_images_per_preprocess: Optional[int] = None, variant: str = "union",
-                 mask: Optional[torch.Tensor] = None):
+                 mask: Optional[torch.Tensor] = None, fade_guard: float = 0.0):
         if variant not in LOSS_VARIANTS:
             raise ValueError(f"variant: must be one of {', '.join(LOSS_VARIANTS)}; got {variant!r}")
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
@@ -153,6 +163,9 @@ class PinningLoss:
             if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
                 raise ValueError(f"{name}: must be a whole number >= 1 or None, got {limit!r}")
         self.variant = variant
+        self.fade_guard = guard.check_weight(fade_guard)
+        self._reference_stats: Optional[np.ndarray] = None  # the targets' contrast and colourfulness
+        self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (fade_guard.SeedReference)
         self.weight_type = weight_type
         self.weight_scale = float(weight_scale)
         self.hyperbatch_weights = bool(hyperbatch_weights)
@@ -195,7 +208,8 @@ class PinningLoss:
                    weight_scale=config.hyperbatch_weight_scale,
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
                    force_allowed=config.hyperbatch_weights_force_allowed,
-                   variant=config.loss_variant, mask=mask)._with_target_seeds(targets, target_seeds)
+                   variant=config.loss_variant, mask=mask,
+                   fade_guard=getattr(config, "fade_guard", 0.0))._with_target_seeds(targets, target_seeds)
 
     def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
         if targets is not None and seeds is not None:
@@ -213,6 +227,7 @@ class PinningLoss:
         if seeds is not None and len(seeds) != images.shape[0]:
             raise ValueError(f"seeds: expected one seed per target ({images.shape[0]}), got {len(seeds)}")
         self._target_seeds = None if seeds is None else [_noise_key(x) for x in seeds]
+        self._reference_stats = guard.batch_stats(images) if self.fade_guard and images.shape[0] else None
         if images.shape[0] == 0 or self.variant == "consistency":
             self._targets, self._target_pairs, self._target_shape, self.n_targets = {}, np.zeros(0), None, 0
             return
@@ -281,7 +296,8 @@ class PinningLoss:
                     self.check_stop()
                 last = first + checked[k].shape[0]
                 own = flip.FlipFeatures(features.lab[first:last], features.features[first:last])
-                results.append(self._result(own, ancestors[k], seeds_list[k]))
+                results.append(self._guarded(self._result(own, ancestors[k], seeds_list[k]), checked[k],
+                                             seeds_list[k]))
                 first = last
         seconds = (time.perf_counter() - start) / len(results)
         for result in results:
@@ -362,6 +378,19 @@ class PinningLoss:
                         bad, pair_losses.size, value)
         return LossResult(value=value, pair_losses=pair_losses, image_losses=image_losses, level_values=levels,
                           seconds=0.0, pairs=np.stack([iu, ju], axis=1), n_targets=n_targets, replaced=replaced)
+
+    def _guarded(self, result: LossResult, images: torch.Tensor, seeds: Optional[Sequence[int]]) -> LossResult:
+        """Add the fade guard's term to a finite value (see the module docstring)."""
+        if not self.fade_guard or result.replaced:
+            return result
+        reference = self._reference_stats
+        if self.seed_reference is not None and seeds is not None:
+            paired = self.seed_reference(seeds)
+            reference = reference if paired is None else paired
+        if reference is not None:
+            result.fade_penalty = guard.fade_penalty(guard.batch_stats(images), reference, self.fade_guard)
+            result.value += result.fade_penalty
+        return result
 
     def _ancestors(self, n_images: int, traces: Optional[np.ndarray], name: str = "traces") -> Optional[np.ndarray]:
         if not self.hyperbatch_weights:
