@@ -172,7 +172,7 @@ def check_listing(url, check):
     if found["txt2img"]:
         args = found["txt2img"]["args"]
         seen = {i: (args[i]["label"], args[i]["value"]) if i < len(args) else None for i in NEWER_ARGS}
-        check.record("script-info: script_args 25-28", all(
+        check.record("script-info: newer script_args", all(
             seen[i] and seen[i][0].startswith(label) and seen[i][1] == value
             for i, (label, value) in NEWER_ARGS.items()), f"{seen}")
         for i, arg in enumerate(found["txt2img"]["args"]):
