@@ -335,7 +335,8 @@ def check_run_files(run_dir, check):
         return
     names = sorted(os.path.relpath(os.path.join(root, name), run_dir)
                    for root, _, files in os.walk(run_dir) for name in files)
-    odd = [name for name in names if not name.lower().endswith(RUN_FILE_SUFFIXES)]
+    odd = [name for name in names if not name.lower().endswith(RUN_FILE_SUFFIXES)
+           and not (name == "run.lock" and os.path.getsize(os.path.join(run_dir, name)) == 0)]  # the empty lock
     print(f"    run folder files: {names}")
     check.record("resume: run folder holds no pickle", bool(names) and not odd,
                  f"{len(names)} files" + (f", unexpected: {odd}" if odd else ""))
