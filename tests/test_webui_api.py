@@ -78,6 +78,14 @@ def test_a_different_model_or_vae_is_refused_naming_the_instance(options, key):
         assert first.renders == second.renders == []
 
 
+def test_an_unknown_hash_reads_alike_as_empty_or_null():
+    """--no-hashing, or a checkpoint not loaded yet (Forge loads it at the first render): "" on one, None on another."""
+    with FakeWebUI(options={"sd_checkpoint_hash": None}) as first, \
+            FakeWebUI(options={"sd_checkpoint_hash": ""}) as second:
+        (batch,) = WebUIApiRenderer([first.url, second.url], timeout=5).render(PROMPTS[:1], SETTINGS)
+        assert batch.images.shape[0] == SETTINGS.batch_size
+
+
 def test_a_missing_sampler_or_scheduler_is_refused_before_any_image():
     with FakeWebUI() as first, FakeWebUI(samplers=["Euler"]) as second:
         renderer = WebUIApiRenderer([first.url, second.url], timeout=5)

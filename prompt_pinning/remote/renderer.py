@@ -120,7 +120,7 @@ class WebUIApiRenderer:
         first = infos[0]
         for instance, info in zip(self.instances[1:], infos[1:]):
             for key in IMAGE_OPTIONS:
-                if info.options.get(key) != first.options.get(key):
+                if _known(info.options.get(key)) != _known(first.options.get(key)):
                     raise InstanceMismatch(
                         f"webui {instance.url}: {key} is {info.options.get(key)!r} there but "
                         f"{first.options.get(key)!r} on {self.instances[0].url}; every instance needs the same "
@@ -271,3 +271,10 @@ def _default_device() -> Optional[str]:
 
 
 __all__ = ["InstanceMismatch", "NoInstanceLeft", "WebUIApiRenderer", "WebUIRequestError", "default_tokenizer"]
+
+
+def _known(value):
+    """An option's value, with "" and None alike: a WebUI started with --no-hashing, or one that has
+    not loaded its checkpoint yet (Forge loads it at the first render), reports either for the hash."""
+    return None if value == "" else value
+
