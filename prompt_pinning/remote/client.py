@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import torch
 
+from ..options import GENERATION_LIMITS
 from ..rendering import GenerationSettings, RenderedBatch
 
 CHECK_TIMEOUT = 30.0  # seconds for the small GET requests
@@ -70,9 +71,15 @@ def decode_image(text: str) -> torch.Tensor:
 
     if text.startswith("data:"):
         text = text.split(",", 1)[1]
-    with Image.open(io.BytesIO(base64.b64decode(text, validate=True))) as image:
+    # a WebUI answers in PNG (or JPEG/WebP when set so): no other decoder runs on its bytes
+    with Image.open(io.BytesIO(base64.b64decode(text, validate=True)), formats=("PNG", "JPEG", "WEBP")) as image:
+        if image.width * image.height > MAX_ANSWER_PIXELS:
+            raise ValueError(f"an answered image of {image.width}x{image.height} is larger than any render")
         array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+MAX_ANSWER_PIXELS = GENERATION_LIMITS["width"][1] * GENERATION_LIMITS["height"][1]  # the largest render allowed
 
 
 @dataclass

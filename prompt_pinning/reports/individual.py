@@ -168,7 +168,7 @@ def write_summary_gif(folder: Path, image_names: Sequence[str], frame_ms: int = 
     """``summary.gif``: the individual's images, looping; read back from the saved PNGs."""
     frames = []
     for name in image_names:
-        with Image.open(folder / name) as image:
+        with Image.open(folder / name, formats=("PNG",)) as image:  # the run's own PNGs
             frame = image.convert("RGB")
         if max(frame.size) > GIF_MAX_SIDE:
             frame.thumbnail((GIF_MAX_SIDE, GIF_MAX_SIDE))

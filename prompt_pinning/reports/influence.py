@@ -42,7 +42,7 @@ def map_size(width: int, height: int, side: int = MAP_SIDE) -> tuple[int, int]:
 
 def read_map_image(path: Path, size: Optional[tuple[int, int]] = None) -> np.ndarray:
     """(3, h, w) float32 opponent channels of one PNG, box-downsampled."""
-    with Image.open(path) as image:
+    with Image.open(path, formats=("PNG",)) as image:  # the run's own PNGs
         image = image.convert("RGB")
         size = size or map_size(*image.size)
         if image.size != size:
