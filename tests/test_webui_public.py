@@ -13,14 +13,8 @@ from modules import processing, shared  # noqa: E402
 
 from prompt_pinning_webui.public import public_message  # noqa: E402
 from prompt_pinning_webui.webui_run import report_path  # noqa: E402
+from test_webui_resume import outputs  # noqa: E402,F401  (fixture)
 from test_webui_script import engine_ready, run_args, script, txt2img_p  # noqa: E402,F401  (fixtures)
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    shared.opts.outdir_txt2img_samples = str(tmp_path / "txt2img-images")
-    shared.opts.outdir_img2img_samples = str(tmp_path / "img2img-images")
-    return tmp_path
 
 
 def api_failure(script, p, args):

@@ -190,6 +190,19 @@ class LayoutDenoiser:
         return (out - LATENT_SCALE).reshape(x.shape)
 
     # -- decoding ----------------------------------------------------------------------------
+    def decoded_layouts(self, latents: torch.Tensor, cond: torch.Tensor):
+        """What the decoder reads from final latents: each row's layout weights and the posterior
+        foreground and background colours of every layout (under a nearly flat colour prior)."""
+        rows = latents.shape[0]
+        bases = self._row_bases(cond)
+        flat = cnd.pair_conditioning("", "")[1][None].repeat(rows, 1)
+        flat[:, cnd.FG_STD] = flat[:, cnd.BG_STD] = DECODE_PRIOR_STD
+        sigma = torch.full((rows,), DECODE_SIGMA, dtype=torch.float64)
+        weights = self.layout_weights(latents, sigma)
+        y_u, y_v = self._projections(latents, bases)
+        fg, bg = self.colours(y_u, y_v, sigma, flat, bases)
+        return weights, fg, bg
+
     def decode(self, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Final latents (rows, 4, h, w) to images (rows, 3, H, W) float32 in [0, 1].
 
@@ -200,13 +213,7 @@ class LayoutDenoiser:
         """
         rows = latents.shape[0]
         self._check(latents, cond, "cond")
-        bases = self._row_bases(cond)
-        flat = cnd.pair_conditioning("", "")[1][None].repeat(rows, 1)
-        flat[:, cnd.FG_STD] = flat[:, cnd.BG_STD] = DECODE_PRIOR_STD
-        sigma = torch.full((rows,), DECODE_SIGMA, dtype=torch.float64)
-        weights = self.layout_weights(latents, sigma)
-        y_u, y_v = self._projections(latents, bases)
-        fg, bg = self.colours(y_u, y_v, sigma, flat, bases)
+        weights, fg, bg = self.decoded_layouts(latents, cond)
         out = torch.empty((rows, 3, self.height, self.width))
         for group in _rows_by_geometry(cond):
             # One drawing per geometry: every layout any of its rows needs.

@@ -65,16 +65,8 @@ def _geometry_tags(layouts, geometry: torch.Tensor) -> torch.Tensor:
 
 def tag_posteriors(model, latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     """(rows, len(TAGS)) float64 probability of every tag for each final latent, as the decoder reads it."""
-    from .denoiser import DECODE_PRIOR_STD, DECODE_SIGMA
-
     rows = latents.shape[0]
-    bases = model._row_bases(cond)
-    flat = cnd.pair_conditioning("", "")[1][None].repeat(rows, 1)
-    flat[:, cnd.FG_STD] = flat[:, cnd.BG_STD] = DECODE_PRIOR_STD
-    sigma = torch.full((rows,), DECODE_SIGMA, dtype=torch.float64)
-    weights = model.layout_weights(latents, sigma)
-    y_u, y_v = model._projections(latents, bases)
-    fg, bg = model.colours(y_u, y_v, sigma, flat, bases)
+    weights, fg, bg = model.decoded_layouts(latents, cond)
     out = torch.empty((rows, len(TAGS)), dtype=torch.float64)
     n_shapes, n_colours = len(SHAPES), len(PALETTE)
     for r in range(rows):
