@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prompt_pinning.score import flip, loss as loss_module
-from prompt_pinning.score.loss import WORST_SUMMARY, PinningLoss, combine_levels, level_values, summary
+from prompt_pinning.score.levels import WORST_SUMMARY, combine_levels, level_values, summary
+from prompt_pinning.score.loss import PinningLoss
 
 SIZE = 24  # side of the crops fixture (conftest)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from prompt_pinning.config import ConfigError, PinningConfig
-from prompt_pinning.score.loss import PinningLoss, summary
+from prompt_pinning.score.levels import summary
+from prompt_pinning.score.loss import PinningLoss
 
 
 def test_target_variant_keeps_only_target_image_pairs(crops):

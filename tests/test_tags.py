@@ -6,7 +6,8 @@ import torch
 from prompt_pinning.builtin import BuiltinRenderer
 from prompt_pinning.builtin.tags import TAGS
 from prompt_pinning.config import ConfigError, PinningConfig
-from prompt_pinning.score.loss import PinningLoss, combine_levels
+from prompt_pinning.score.levels import combine_levels
+from prompt_pinning.score.loss import PinningLoss
 from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning.score.tags import TaggedLoss, TagTarget, TaggerUnavailable, parse_tag_list, tag_target
 

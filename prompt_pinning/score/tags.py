@@ -11,7 +11,7 @@ from a tagger's probabilities, and the tag loss of a batch the mean over its
 images. With hyperbatch weights the images are grouped by ancestor at each
 doubling level K as the image loss groups them: X_K is the mean over the groups
 of the group's mean tag loss, and the levels combine with the same weight type
-and scale (``loss.combine_levels``). The run's loss is then
+and scale (``levels.combine_levels``). The run's loss is then
 
     image loss + tag_loss_weight * tag loss      (or the weighted tag loss alone)
 
@@ -32,7 +32,8 @@ from typing import Any, Optional, Protocol, Sequence
 import numpy as np
 import torch
 
-from .loss import LossResult, combine_levels, union_ancestors
+from .levels import combine_levels, union_ancestors
+from .loss import LossResult
 
 MAX_TAGS = 64  # wanted and unwanted together
 MAX_TAG_WEIGHT = 100.0
