@@ -141,7 +141,7 @@ def make_config(prompt: tuple[str, str], cma_seed: int, spec: RunSpec, args, out
     return PinningConfig(positive=prompt[0], negative=prompt[1], generation=base_settings(args), cma_seed=cma_seed,
                          generations=args.generations or None, validation_batches=spec.validation_batches,
                          seed_schedule=spec.schedule, loss_variant=spec.loss_variant, outdir=outdir,
-                         cma_logging=False, **guard).validate()
+                         cma_logging=False, **{**dict(args.set), **guard}).validate()
 
 
 def plain_loss(config: PinningConfig):
@@ -399,6 +399,19 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _option(item: str, parser: argparse.ArgumentParser) -> tuple[str, Any]:
+    name, sep, text = item.partition("=")
+    fields = {f for f in PinningConfig.__dataclass_fields__} - {"positive", "negative", "generation", "outdir"}
+    if not sep or name not in fields:
+        parser.error(f"--set: expected NAME=VALUE with NAME a PinningConfig option, got {item!r}")
+    for kind in (int, float):
+        try:
+            return name, kind(text)
+        except ValueError:
+            pass
+    return name, text
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prompts", type=int, default=8, help="how many of the built-in prompts (1-8)")
@@ -412,6 +425,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="a small smoke-size run: 2 prompts, 1 CMA seed, 2 held-out batches, 3 generations, "
                         "batch 4, 6 steps, 32x32 (explicit options still override)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a PinningConfig option for every run (a number or a word), repeatable")
     p.add_argument("--json", type=Path, default=None, help="write every run and the summaries here")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args(argv)
@@ -421,6 +436,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                             ("batch_size", 4), ("steps", 6), ("size", 32)):
             if f"--{name.replace('_', '-')}" not in explicit:
                 setattr(args, name, value)
+    args.set = [_option(item, p) for item in args.set]
     if not 1 <= args.prompts <= len(PROMPTS):
         p.error(f"--prompts: from 1 to {len(PROMPTS)}, got {args.prompts}")
     for name in ("cma_seeds", "heldout_batches", "batch_size", "steps"):
