@@ -83,6 +83,7 @@ class PinningConfig:
     tag_loss_only: bool = _default("tag_loss_only")
     tagger: str = _default("tagger")
     fade_guard: float = _default("fade_guard")
+    fade_tolerance: float = _default("fade_tolerance")
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.

@@ -48,6 +48,7 @@ MAX_PIXELS_PER_GENERATION = 1_024 * 512 * 512
 MAX_CMA_SEED = 2**32 - 1  # NumPy's RandomState accepts 0 .. 2^32 - 1
 MAX_VALIDATION_BATCHES = 8
 MAX_FADE_GUARD = 100.0
+MAX_FADE_TOLERANCE = 0.99
 
 # The settings of the renderer call that the command line and PinningConfig start from.
 GENERATION_DEFAULTS = {
@@ -351,6 +352,12 @@ OPTIONS: tuple[Option, ...] = (
       "FLIP loss alone). 0.25 to 1 stop most fading and give up part of the gain (docs/loss.md).", cli="--fade-guard",
       minimum=0, maximum=MAX_FADE_GUARD,
       limit_reason="at 100 a 1% loss of contrast already outweighs any FLIP difference"),
+    O("fade_tolerance", "float", 0.05, "Fade tolerance", "Loss",
+      "Share of its contrast or colourfulness a batch may lose against the reference before the fade "
+      "guard charges it: the term is fade guard x (1 - batch / reference - tolerance) each. 0.05 lets "
+      "the search trade 5% for a better loss; 0 charges from the first loss.", cli="--fade-tolerance",
+      minimum=0, maximum=MAX_FADE_TOLERANCE,
+      limit_reason="a batch may not lose all of its contrast for free"),
 )
 del O
 

@@ -40,6 +40,17 @@ def test_penalty_is_the_weighted_relative_shortfall_and_never_rewards_more():
     assert fade_guard.fade_penalty([0.0, 0.0], reference, 0.0) == 0.0
 
 
+def test_the_tolerance_is_free_and_only_what_is_lost_beyond_it_pays():
+    reference = np.array([0.2, 0.5])
+    assert fade_guard.fade_penalty([0.191, 0.48], reference, 2.0, 0.05) == 0.0  # lost 4.5% and 4%: within it
+    assert fade_guard.fade_penalty([0.1, 0.5], reference, 2.0, 0.05) == pytest.approx(2.0 * (0.5 - 0.05))
+    assert fade_guard.fade_penalty([0.15, 0.25], reference, 1.0, 0.1) == pytest.approx(0.15 + 0.4)
+    assert fade_guard.fade_penalty([0.1, 0.5], reference, 0.0, 0.05) == 0.0
+    for bad in (-0.1, 1.0, float("nan"), True, "0.1"):
+        with pytest.raises(ValueError, match="fade_tolerance: must be a number from 0"):
+            PinningLoss(fade_guard=1.0, fade_tolerance=bad)
+
+
 def test_a_faded_batch_pays_in_proportion_to_what_it_lost(crops):
     targets = crops[:4]
     images = torch.flip(targets, dims=[3])  # other pictures with the targets' statistics
@@ -89,15 +100,18 @@ def test_config_limits_and_loss_from_config(crops):
         PinningConfig(positive="x", fade_guard=-0.5).validate()
     with pytest.raises(ConfigError, match="fade_guard: must be <= 100"):
         PinningConfig(positive="x", fade_guard=1e9).validate()
-    config = PinningConfig(positive="x", fade_guard=0.25).validate()
-    assert PinningLoss.from_config(config, crops[:2]).fade_guard == 0.25
+    with pytest.raises(ConfigError, match="fade_tolerance: must be <= 0.99"):
+        PinningConfig(positive="x", fade_tolerance=1.0).validate()
+    config = PinningConfig(positive="x", fade_guard=0.25, fade_tolerance=0.1).validate()
+    loss = PinningLoss.from_config(config, crops[:2])
+    assert loss.fade_guard == 0.25 and loss.fade_tolerance == 0.1
 
 
 def test_a_run_saved_before_the_guard_resumes_without_it():
     saved = json.loads(json.dumps(PinningConfig(positive="x", fade_guard=0.7).validate().to_dict()))
     assert config_from_dict(saved).fade_guard == 0.7
-    del saved["fade_guard"]
-    assert config_from_dict(saved).fade_guard == 0.0
+    del saved["fade_guard"], saved["fade_tolerance"]
+    assert config_from_dict(saved).fade_guard == 0.0 and config_from_dict(saved).fade_tolerance == 0.0
 
 
 def test_a_seed_reference_renders_each_block_once_and_the_loss_compares_on_the_same_seeds(crops):
@@ -132,7 +146,8 @@ def test_runs_with_the_guard_compare_with_the_unmodified_prompt_on_the_same_seed
     for weight in (0.0, 1.0):
         renderer = BuiltinRenderer()
         config = PinningConfig(positive="a purple ring on a white background", generation=settings, cma_seed=1,
-                               generations=2, lambda_=3, cma_logging=False, fade_guard=weight)
+                               generations=2, lambda_=3, cma_logging=False, fade_guard=weight,
+                               fade_tolerance=0.0)
         results[weight] = run_pinning(config, renderer, store=MemoryStore())
     off, on = results[0.0], results[1.0]
     # the unmodified prompt is its own reference on every block of seeds: it pays nothing,

@@ -10,10 +10,11 @@ a batch of sRGB images in [0, 1],
     colourfulness  max - min over the colour channels, per pixel, averaged over
                    the pixels and the batch;
 
-and, for each one the batch has less of than its reference, adds
-``weight * (1 - batch / reference)`` to the loss. A batch as contrasted and
-colourful as its reference (or more) pays nothing; one whose subject has faded
-out pays in proportion to what it lost. With weight 0 the loss is unchanged.
+and, for each one the batch has lost more of than a tolerance t against its
+reference, adds ``weight * (1 - batch / reference - t)`` to the loss. A batch
+within t of its reference (or above it) pays nothing; one whose subject has
+faded out pays in proportion to what it lost beyond t. With weight 0 the loss
+is unchanged.
 
 The reference. Both statistics vary with the seeds far more than the guard must
 tell apart (on the built-in model a batch of 8 seeds' mean contrast varies by
@@ -57,14 +58,15 @@ def batch_stats(images: torch.Tensor) -> np.ndarray:
         return np.array([float(contrast(images).mean()), float(colourfulness(images).mean())])
 
 
-def fade_penalty(stats: np.ndarray, reference: np.ndarray, weight: float) -> float:
-    """``weight`` times the summed relative shortfall of ``stats`` below ``reference``."""
+def fade_penalty(stats: np.ndarray, reference: np.ndarray, weight: float, tolerance: float = 0.0) -> float:
+    """``weight`` times the summed relative shortfall of ``stats`` below ``reference``,
+    each less ``tolerance`` (a share: 0.05 lets a batch lose 5% for free)."""
     if weight == 0:
         return 0.0
     stats, reference = np.asarray(stats, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     valid = reference > MIN_REFERENCE
     shortfall = np.zeros_like(reference)
-    shortfall[valid] = np.maximum(0.0, 1.0 - stats[valid] / reference[valid])
+    shortfall[valid] = np.maximum(0.0, 1.0 - stats[valid] / reference[valid] - tolerance)
     return float(weight * shortfall.sum())
 
 
@@ -72,6 +74,12 @@ def check_weight(weight) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
         raise ValueError(f"fade_guard: must be a finite number >= 0, got {weight!r}")
     return float(weight)
+
+
+def check_tolerance(tolerance) -> float:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise ValueError(f"fade_tolerance: must be a number from 0 up to (not including) 1, got {tolerance!r}")
+    return float(tolerance)
 
 
 class SeedReference:

@@ -107,7 +107,8 @@ class PinningLoss:
                  weight_scale: float = 1.0, hyperbatch_weights: bool = True, force_allowed: bool = True,
                  max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
                  max_images_per_preprocess: Optional[int] = None, variant: str = "union",
-                 mask: Optional[torch.Tensor] = None, fade_guard: float = 0.0):
+                 mask: Optional[torch.Tensor] = None, fade_guard: float = 0.0,
+                 fade_tolerance: float = 0.0):
         if variant not in LOSS_VARIANTS:
             raise ValueError(f"variant: must be one of {', '.join(LOSS_VARIANTS)}; got {variant!r}")
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
@@ -121,6 +122,7 @@ class PinningLoss:
                 raise ValueError(f"{name}: must be a whole number >= 1 or None, got {limit!r}")
         self.variant = variant
         self.fade_guard = guard.check_weight(fade_guard)
+        self.fade_tolerance = guard.check_tolerance(fade_tolerance)
         self._reference_stats: Optional[np.ndarray] = None  # the targets' contrast and colourfulness
         self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (fade_guard.SeedReference)
         self.weight_type = weight_type
@@ -166,7 +168,8 @@ class PinningLoss:
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
                    force_allowed=config.hyperbatch_weights_force_allowed,
                    variant=config.loss_variant, mask=mask,
-                   fade_guard=getattr(config, "fade_guard", 0.0))._with_target_seeds(targets, target_seeds)
+                   fade_guard=getattr(config, "fade_guard", 0.0),
+                   fade_tolerance=getattr(config, "fade_tolerance", 0.0))._with_target_seeds(targets, target_seeds)
 
     def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
         if targets is not None and seeds is not None:
@@ -345,7 +348,8 @@ class PinningLoss:
             paired = self.seed_reference(seeds)
             reference = reference if paired is None else paired
         if reference is not None:
-            result.fade_penalty = guard.fade_penalty(guard.batch_stats(images), reference, self.fade_guard)
+            result.fade_penalty = guard.fade_penalty(guard.batch_stats(images), reference, self.fade_guard,
+                                                     self.fade_tolerance)
             result.value += result.fade_penalty
         return result
 
