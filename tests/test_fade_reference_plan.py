@@ -148,3 +148,32 @@ def test_a_guarded_run_stopped_anywhere_resumes_without_rendering_a_reference_ag
     assert progress[-1][1] == progress[-1][2] == total
     read = lambda r: json.loads((r.run_dir / "final_result.json").read_text())
     assert _comparable(read(resumed)) == _comparable(read(full))
+
+
+@pytest.mark.parametrize("schedule", ["fixed", "rotating"])
+def test_a_guarded_folder_from_before_the_journaled_references_is_refused_by_name(outdir, schedule):
+    done = []
+    stopped = run_pinning(guarded_config(outdir, seed_schedule=schedule, generations=2), BuiltinRenderer(),
+                          should_stop=lambda: bool(done) and done[-1] >= 3, progress=lambda s, d, t: done.append(d))
+    log = stopped.run_dir / ckpt.EVALUATIONS_FILE
+    kept = [line for line in log.read_text().splitlines(keepends=True) if '"reference": true' not in line]
+    log.write_text("".join(kept))  # the log as the guard wrote it before: no reference lines
+    config = stopped.run_dir / ckpt.CONFIG_FILE
+    saved = json.loads(config.read_text())
+    saved["resolved"]["plan"].pop("reference_renders", None)
+    config.write_text(json.dumps(saved))
+    with pytest.raises(ckpt.ResumeError) as info:
+        resume_pinning(stopped.run_dir, BuiltinRenderer())
+    expected = {"fixed": "written before they were journaled", "rotating": "made before the fade guard's reference"}
+    assert expected[schedule] in str(info.value) and "start it again" in str(info.value)
+    assert str(stopped.run_dir) in str(info.value)
+
+
+def test_a_reference_line_that_does_not_fit_the_plan_is_refused(outdir):
+    done = []
+    stopped = run_pinning(guarded_config(outdir), BuiltinRenderer(),
+                          should_stop=lambda: bool(done) and done[-1] >= 3, progress=lambda s, d, t: done.append(d))
+    log = stopped.run_dir / ckpt.EVALUATIONS_FILE
+    log.write_text(log.read_text().replace('"generation": 1, "block": 1', '"generation": 1, "block": 2'))
+    with pytest.raises(ckpt.ResumeError, match="reference of seed block 2 does not fit the run's plan"):
+        resume_pinning(stopped.run_dir, BuiltinRenderer())

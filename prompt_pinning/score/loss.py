@@ -122,7 +122,7 @@ class PinningLoss:
         self.variant = variant
         self.fade_guard = guard.check_weight(fade_guard)
         self._reference_stats: Optional[np.ndarray] = None  # the targets' contrast and colourfulness
-        self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (fade_guard.SeedReference)
+        self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (a run: its journal)
         self.weight_type = weight_type
         self.weight_scale = float(weight_scale)
         self.hyperbatch_weights = bool(hyperbatch_weights)
