@@ -111,7 +111,8 @@ def test_a_guarded_run_renders_the_baseline_once_per_block_journals_it_and_count
     total = result.config["resolved"]["total_evaluations"]
     assert progress[-1][1] == progress[-1][2] == total == plan["total"]
     assert len(renderer.rendered) == total - (result.best.generation == 0)
-    assert [s for s, _, _ in progress if s.startswith("reference")] == [f"reference (generation {g})" for g in (1, 2, 3)]
+    stages = [s for s, _, _ in progress if s.startswith("reference")]
+    assert stages == [f"reference (generation {g})" for g in (1, 2, 3)]
 
 
 def test_with_target_images_or_the_guard_off_nothing_is_journaled_or_rendered_for_it(outdir, crops):
@@ -177,3 +178,12 @@ def test_a_reference_line_that_does_not_fit_the_plan_is_refused(outdir):
     log.write_text(log.read_text().replace('"generation": 1, "block": 1', '"generation": 1, "block": 2'))
     with pytest.raises(ckpt.ResumeError, match="reference of seed block 2 does not fit the run's plan"):
         resume_pinning(stopped.run_dir, BuiltinRenderer())
+
+
+def test_a_guarded_run_with_variation_seeds_finds_each_blocks_reference(outdir):
+    settings = SETTINGS.with_(subseed=40, subseed_strength=0.5)
+    renderer = CountingRenderer()
+    result = run_pinning(guarded_config(outdir, generation=settings, generations=2), renderer)
+    assert result.stop_reason == "completed"
+    assert sorted(references(result.run_dir)) == [0, 1, 2, 3]  # blocks 1-2 train, block 3 validates
+    assert sorted(baseline_blocks(renderer, result)) == [0, 1, 2, 3]

@@ -3,9 +3,10 @@
 A resumed run is built exactly as a new one (same builders, plan and
 optimizer), then its optimizer is restored from the checkpoint and its state
 is rebuilt by applying the logged events in order (the fade guard's reference
-statistics among them: the loss reads them from the state, ``recorded_reference``). Every file is checked
-before anything is written; a folder that cannot be continued exactly where it
-stopped is a ``checkpoint.ResumeError`` naming the file and the problem.
+statistics among them: the loss reads them from the state, ``recorded_reference``).
+Every file is checked before anything is written; a folder that cannot be
+continued exactly where it stopped is a ``checkpoint.ResumeError`` naming the
+file and the problem.
 """
 from __future__ import annotations
 
