@@ -57,7 +57,8 @@ from prompt_pinning.config import PinningConfig
 from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning.run import run_pinning
 from prompt_pinning.search.seed_blocks import block_settings
-from prompt_pinning.run.builders import Builders, attach_fade_reference, build_loss, build_targets, build_vector
+from prompt_pinning.run.builders import Builders, build_loss, build_targets, build_vector
+from prompt_pinning.score.fade_guard import attach_fade_reference
 
 import subject_measures
 

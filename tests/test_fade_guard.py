@@ -160,7 +160,8 @@ def test_runs_with_the_guard_compare_with_the_unmodified_prompt_on_the_same_seed
 def test_the_same_seed_reference_is_used_only_when_the_unmodified_prompt_is_the_target(crops):
     from prompt_pinning.builtin import BuiltinRenderer
     from prompt_pinning.rendering import GenerationSettings
-    from prompt_pinning.run.builders import attach_fade_reference, build_vector
+    from prompt_pinning.run.builders import build_vector
+    from prompt_pinning.score.fade_guard import attach_fade_reference
 
     settings = GenerationSettings(seed=5, batch_size=2, steps=3, width=16, height=16)
     renderer = BuiltinRenderer()

@@ -223,6 +223,25 @@ def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
     assert at_first_call == [1 + 2 * 2 + 1 + 1]
 
 
+def test_job_count_includes_the_fade_guards_reference_renders(script, engine_ready, tmp_path):
+    at_first_call = []
+
+    def record(p, n):
+        if len(processing.calls) == 1:
+            at_first_call.append(shared.state.job_count)
+
+    processing.before_batch_hooks.append(record)
+    shared.state.begin()
+    script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8,
+                                              validation_batches=0, fade_guard=0.5))
+    calls = len(processing.calls)
+    # as above, plus the unmodified prompt on each generation's seeds (rotating), before it
+    assert calls in (1 + 2 * (1 + 2) + 1, 1 + 2 * (1 + 2) + 1 + 1)
+    assert at_first_call == [1 + 2 * (1 + 2) + 1 + 1]
+    unmodified = [c["seeds"][0] for c in processing.calls if c["prompts"] == processing.calls[0]["prompts"]]
+    assert len(unmodified) == 3 == len(set(unmodified))  # the baseline, then once on each generation's block
+
+
 def test_a_resumed_run_plans_with_its_own_settings(script, engine_ready, tmp_path):
     import dataclasses
     from pathlib import Path

@@ -47,17 +47,6 @@ def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     return PinningLoss.from_config(config, targets, mask=None)  # the run sets its own mask (run/mask.py)
 
 
-def attach_fade_reference(loss, config: PinningConfig, renderer: Renderer, vector, settings,
-                          targets: Optional[torch.Tensor] = None) -> None:
-    """With the fade guard on and the unmodified prompt as the target (no target images:
-    ``targets`` is None), compare each batch with that prompt's images of the same seeds
-    (``fade_guard.SeedReference``)."""
-    if getattr(config, "fade_guard", 0.0) and targets is None:
-        from ..score.fade_guard import baseline_reference
-
-        loss.seed_reference = baseline_reference(renderer, vector.render(np.zeros(vector.size)), settings)
-
-
 @dataclass(frozen=True)
 class Builders:
     """How a run makes its prompt vector, targets and loss (each an argument of ``run_pinning``)."""

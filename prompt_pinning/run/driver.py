@@ -9,9 +9,13 @@ uninterrupted one pass through the same states.
 Generation 0 renders the unmodified prompt on the user's seeds (block 0): the
 baseline, and the target when no target images are given. Generation g renders
 its population on its training block (block 0, or block g with rotating
-seeds), scored in chunks. After the last generation the search mean is
-evaluated, and the selected candidate (``RunState.selected``: chosen only by
-paired comparisons) is rendered on the user's seeds.
+seeds), scored in chunks; with the fade guard on and no target images, the
+unmodified prompt is rendered on that block first, unless it already was (its
+statistics are the guard's reference there: ``RunState.references``, journaled
+from every render of that prompt, so the loss never renders). After the last
+generation the search mean is evaluated, and the selected candidate
+(``RunState.selected``: chosen only by paired comparisons) is rendered on the
+user's seeds.
 
 Stopping: ``should_stop`` is checked before and inside every render call and
 between scoring chunks. Whatever stops the run, every finished evaluation is
@@ -35,7 +39,9 @@ from .plan import stage_label
 from ..prompt.units import MAX_PROMPT_WEIGHT
 from .records import IndividualRecord, ReportSink, RunResult
 from ..rendering import RenderInterrupted
+from ..score.fade_guard import batch_stats
 from ..score.tags import tag_extra
+from .evaluator import on_device
 from .rundir import individual_id
 from .setup import Progress, Run, new_run, resumed_run
 from .store import RunStore
@@ -111,7 +117,10 @@ def drive(run: Run) -> None:
     validate(run, state.baseline, 0)
     if state.closed < run.next_generation - 1:  # stopped between a generation's tell and its end
         finish_generation(run, run.next_generation - 1)
+    references = set(plan.reference_generations())
     for g in range(run.next_generation, plan.generations + 1):
+        if g in references:
+            render_reference(run, g)
         population = run.optimizer.ask()
         items = [(*clipped(run, *run.optimizer.rendered(c)), c) for c in population]
         evaluate(run, g, items)
@@ -157,8 +166,7 @@ def evaluate(run: Run, g: int, items: list[tuple[np.ndarray, float, object]],
         started = time.perf_counter()
         prompts = [run.vector.render(offsets) for _, (offsets, _, _) in pending]
         prompt_seconds = (time.perf_counter() - started) / len(prompts)
-        target = None if g or run.has_targets else (
-            lambda batches: run.evaluator.set_targets(batches[0].images, run.exclude_same_seed))
+        target = None if g else (lambda batches: baseline_rendered(run, batches[0].images))
         evaluations = run.evaluator.evaluate(prompts, run.plan.training_block(g), target)
         stage = "baseline" if g == 0 else "centroid" if centroid else stage_label("generation", g, run.plan)
         for (i, (offsets, penalty, candidate)), prompt, evaluation in zip(pending, prompts, evaluations):
@@ -178,11 +186,40 @@ def validate(run: Run, record: Optional[IndividualRecord], point: int) -> None:
     """Render ``record`` on every validation block; log its losses (once per point)."""
     if not run.plan.validation_batches or record is None or point in run.state.validated_at:
         return
+    def rendered(block: int):  # the baseline's validation renders are the guard's reference there
+        return None if record.generation else (
+            lambda batches: record_reference(run, block, batches[0].images, "validation"))
+
     losses = [float(e.loss.value) for k in run.plan.validation_blocks
-              for e in run.evaluator.evaluate([(record.positive, record.negative)], k)]
+              for e in run.evaluator.evaluate([(record.positive, record.negative)], k, rendered(k))]
     run.journal.validated(record, point, losses)
     where = None if point > run.plan.generations else point
     report(run, stage_label("validation", where, run.plan))
+
+
+def baseline_rendered(run: Run, images) -> None:
+    """The baseline's batch (block 0), before it is scored: the target without target images,
+    and the fade guard's reference on the user's seeds."""
+    if not run.has_targets:
+        run.evaluator.set_targets(images, run.exclude_same_seed)
+    record_reference(run, 0, images, "baseline")
+
+
+def record_reference(run: Run, block: int, images, source: str, generation: int = 0) -> None:
+    """Journal the unmodified prompt's fade statistics on ``block`` (once; only when the guard uses them)."""
+    if run.same_seed_reference and block not in run.state.references:
+        run.journal.reference(block, batch_stats(on_device(images, run.evaluator.device)), source, generation)
+
+
+def render_reference(run: Run, g: int) -> None:
+    """The unmodified prompt on generation ``g``'s block, for the fade guard (a render the plan counts)."""
+    block = run.plan.training_block(g)
+    if block in run.state.references:
+        return
+    baseline = run.state.baseline
+    (batch,), _ = run.evaluator.render([(baseline.positive, baseline.negative)], block)
+    record_reference(run, block, batch.images, "reference", g)
+    report(run, stage_label("reference", g, run.plan))
 
 
 def render_result(run: Run) -> None:
@@ -238,7 +275,8 @@ def _start_reports(run: Run) -> None:
         plan(run.plan.renders_to_come(
             baseline=s.baseline is not None, baseline_validated=0 in s.validated_at,
             next_generation=run.next_generation, centroid=s.centroid is not None,
-            centroid_validated=run.plan.generations + 1 in s.validated_at, result=s.final is not None))
+            centroid_validated=run.plan.generations + 1 in s.validated_at, result=s.final is not None,
+            references_done=s.references_rendered))
     run.progress("resumed" if run.state.done else "starting", run.state.done, run.plan.total)
 
 

@@ -4,7 +4,8 @@ Lines are appended and fsynced at once, so a crash loses at most the individual
 in flight. The log is the run's journal (see ``run_state``): evaluation lines,
 validation lines (``"validation": true``: an individual's losses on the
 validation seeds), generation ends (``"closed": true``) and the result on the
-user's seeds (``"final": true``). On a resume every line is checked as user input.
+user's seeds (``"final": true``) and the fade guard's reference statistics of a seed
+block (``"reference": true``). On a resume every line is checked as user input.
 """
 from __future__ import annotations
 
@@ -109,6 +110,8 @@ def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None,
             raise ResumeError(f"{path}, line {number}: {problem}")
         if special == "validation":
             key = ("validation", entry["generation"], entry["id"])
+        elif special == "reference":
+            key = ("reference", "block", entry["block"])
         elif special is not None:
             key = (special, entry.get("generation"))
         else:
@@ -263,7 +266,27 @@ def _final_problem(e: dict[str, Any]) -> Optional[str]:
     return None
 
 
-_SPECIAL = {"validation": _validation_problem, "closed": _closed_problem, "final": _final_problem}
+REFERENCE_SOURCES = ("baseline", "validation", "reference")
+
+
+def _reference_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with a reference line: {reference, generation, block, source, stats}."""
+    unknown = set(e) - {"reference", "generation", "block", "source", "stats"}
+    if unknown:
+        return f"reference line has unknown keys {sorted(unknown)}"
+    for name in ("generation", "block"):
+        if not is_int(e.get(name)) or not 0 <= e[name] < 10**8:
+            return f"{name} must be a whole number >= 0, got {e.get(name)!r}"
+    if e.get("source") not in REFERENCE_SOURCES:
+        return f"source must be one of {', '.join(REFERENCE_SOURCES)}, got {e.get('source')!r}"
+    stats = e.get("stats")
+    if not number_list(stats, finite=True) or len(stats) != 2 or min(stats) < 0:
+        return "stats must be two finite numbers >= 0 (contrast, colourfulness)"
+    return None
+
+
+_SPECIAL = {"validation": _validation_problem, "closed": _closed_problem, "final": _final_problem,
+            "reference": _reference_problem}
 
 
 def _extra_problem(extra: Any) -> Optional[str]:

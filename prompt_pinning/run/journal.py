@@ -80,6 +80,13 @@ class Journal:
         self.store.append_event(entry)
         self.state.apply(entry, images, traces)
 
+    def reference(self, block: int, stats, source: str, generation: int = 0) -> None:
+        """The unmodified prompt's fade statistics on seed block ``block`` (``source``: which render)."""
+        entry = {"reference": True, "generation": int(generation), "block": int(block), "source": source,
+                 "stats": [float(x) for x in stats]}
+        self.store.append_event(entry)
+        self.state.apply(entry)
+
     def checkpoint(self, generation: int, optimizer_state) -> None:
         self.store.save_checkpoint(ckpt.Checkpoint(generation, optimizer_state), self.state.plan.units)
 
@@ -97,7 +104,8 @@ class Journal:
         """Apply logged events in order; ``images`` maps ids (and "final") to saved batches."""
         for entry in events:
             key = "final" if entry.get("final") is True else entry.get("id")
-            kept = images.get(key) if entry.get("validation") is not True and entry.get("closed") is not True else None
+            kept = images.get(key) if not any(entry.get(k) is True for k in ("validation", "closed", "reference")) \
+                else None
             if entry.get("final") is True and kept is not None and kept[1] != entry["id"]:
                 kept = None
             self.state.apply(entry, None if kept is None else kept[0])

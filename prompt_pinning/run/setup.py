@@ -2,9 +2,11 @@
 
 A resumed run is built exactly as a new one (same builders, plan and
 optimizer), then its optimizer is restored from the checkpoint and its state
-is rebuilt by applying the logged events in order. Every file is checked
-before anything is written; a folder that cannot be continued exactly where it
-stopped is a ``checkpoint.ResumeError`` naming the file and the problem.
+is rebuilt by applying the logged events in order (the fade guard's reference
+statistics among them: the loss reads them from the state, ``recorded_reference``).
+Every file is checked before anything is written; a folder that cannot be
+continued exactly where it stopped is a ``checkpoint.ResumeError`` naming the
+file and the problem.
 """
 from __future__ import annotations
 
@@ -17,12 +19,12 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .builders import Builders, attach_fade_reference
+from .builders import Builders
 from ..config import PinningConfig
 from .evaluator import Evaluator
 from .journal import Journal
 from ..search.optimizer import resolve_cma_seed, resolve_generations
-from .plan import RunPlan, make_plan
+from .plan import RunPlan, make_plan, same_seed_reference
 from .records import ReportSink, UnitRow
 from ..rendering import Renderer
 from .state import RunState
@@ -51,6 +53,7 @@ class Run:
     cma_seed: int
     exclude_same_seed: bool = True
     has_targets: bool = False  # explicit target images; else the baseline's batch is the target
+    same_seed_reference: bool = False  # the fade guard compares with the baseline on each block (journaled)
     mask: Optional[torch.Tensor] = None  # the target mask (run/mask.py)
     next_generation: int = 0
     host: dict[str, Any] = field(default_factory=dict)
@@ -100,37 +103,42 @@ def host_settings(renderer: Renderer) -> dict[str, Any]:
 
 
 def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, open_store: Callable[[], RunStore],
-              sink: Optional[ReportSink], should_stop, progress, resolved: Optional[dict[str, Any]] = None) -> Run:
+              sink: Optional[ReportSink], should_stop, progress, has_targets: bool,
+              resolved: Optional[dict[str, Any]] = None) -> Run:
     """The run's parts; the store is opened only once the prompt, start and optimizer are sound.
-    ``resolved``: a resumed run's saved settings (its start point among them)."""
+    ``has_targets``: the run pins to target images; ``resolved``: a resumed run's saved settings
+    (its start point among them)."""
     vector = builders.vector(config, renderer)
     cma_seed = resolve_cma_seed(config)
     generations = resolve_generations(config, vector.size)
     start = (cluster_start(config.start_from, map_labels(vector.unit_rows(np.zeros(vector.size))))
              if resolved is None else saved_start(resolved, vector.size))
     optimizer = builders.optimizer(config, vector.size, cma_seed, start)
-    plan = make_plan(config, vector.size, optimizer, generations)
+    plan = make_plan(config, vector.size, optimizer, generations, has_targets)
     store = open_store()
     state = RunState(plan, config.generation, store.run_dir)
     evaluator = Evaluator(renderer, None, config.generation, should_stop)
     return Run(config, renderer, vector, optimizer, plan, evaluator, state, Journal(store, sink, state),
-               progress, cma_seed, host=host_settings(renderer))
+               progress, cma_seed, has_targets=has_targets,
+               same_seed_reference=same_seed_reference(config, has_targets), host=host_settings(renderer))
 
 
 def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store: Optional[RunStore],
             sink, should_stop, progress) -> Run:
     run = _assemble(config, renderer, builders,
                     (lambda: store) if store is not None else (lambda: FolderStore.create(config.outdir)),
-                    sink, should_stop, progress)
+                    sink, should_stop, progress, bool(config.targets))
     try:
         targets = builders.targets(config)
+        if (targets is not None) != run.has_targets:  # the plan counted on the config's targets
+            raise ValueError(f"targets: the targets builder returned {'none' if targets is None else 'images'} "
+                             f"for a config with {len(config.targets)} target images")
         run.mask = new_run_mask(config)
         run.journal.store.save_config(config, run.resolved())
         if targets is not None:
             run.journal.store.save_images("targets", targets)
         save_run_mask(run.journal.store, run.mask)
-        run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer, run.vector))
-        run.has_targets = targets is not None
+        run.evaluator.use_loss(_loss(builders, config, targets, run))
         run.journal.checkpoint(0, run.optimizer.state())  # a run stopped before its first generation resumes too
     except BaseException:
         run.journal.store.close()  # the run folder's lock
@@ -150,7 +158,8 @@ def resumed_run(run_dir: Path | str, renderer: Renderer, builders: Builders, sin
 def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, should_stop, progress) -> Run:
     folder = store.run_dir
     config, resolved, target_names = ckpt.load_saved_run(folder)
-    run = _assemble(config, renderer, builders, lambda: store, sink, should_stop, progress, resolved)
+    run = _assemble(config, renderer, builders, lambda: store, sink, should_stop, progress, bool(target_names),
+                    resolved)
     config_file = folder / ckpt.CONFIG_FILE
     if resolved.get("N") != run.plan.units:
         raise ckpt.ResumeError(
@@ -165,12 +174,12 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
     targets = _load_targets(store, config, bool(target_names))
     run.mask = load_run_mask(folder, resolved, config.generation)
-    run.evaluator.use_loss(_loss(builders, config, targets, run.mask, renderer, run.vector))
-    run.has_targets = targets is not None
+    run.evaluator.use_loss(_loss(builders, config, targets, run))
     events = store.read_events(_entry_check(run, checkpoint.generation))
-    _check_events(folder / ckpt.EVALUATIONS_FILE, events, run.plan, checkpoint.generation)
+    _check_events(folder / ckpt.EVALUATIONS_FILE, events, run, checkpoint.generation)
     images = _saved_images(store, config, events)
     run.journal.replay(events, images)
+    _check_references(folder / ckpt.EVALUATIONS_FILE, run)
     if run.state.baseline is not None:
         if targets is None:
             run.evaluator.set_targets(images[run.state.baseline.individual_id][0], run.exclude_same_seed)
@@ -180,13 +189,25 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     return run
 
 
-def _loss(builders: Builders, config: PinningConfig, targets, mask, renderer, vector):
+def _loss(builders: Builders, config: PinningConfig, targets, run: Run):
     """The run's loss: the builder's, weighted by the target mask, with the fade guard's same-seed
-    reference and the tag target when there are."""
+    reference (read from the run's state) and the tag target when there are."""
     loss = builders.loss(config, targets)
-    apply_mask(loss, mask)
-    attach_fade_reference(loss, config, renderer, vector, config.generation, targets)
-    return with_tags(loss, config, renderer)
+    apply_mask(loss, run.mask)
+    if run.same_seed_reference:
+        loss.seed_reference = recorded_reference(run.state)
+    return with_tags(loss, config, run.renderer)
+
+
+def recorded_reference(state: RunState) -> Callable[[Any], np.ndarray]:
+    """Noise keys of a seed block -> the unmodified prompt's fade statistics there, as journaled.
+    The run records them before it scores on a block; a block without them is a defect, not a render."""
+    def reference(keys) -> np.ndarray:
+        stats = state.reference(keys)
+        if stats is None:
+            raise RuntimeError(f"fade guard: no recorded reference for the seed block starting at {list(keys)[:1]}")
+        return stats
+    return reference
 
 
 def _check_same(path: Path, what: str, differences: list[str]) -> None:
@@ -209,9 +230,10 @@ def _saved_images(store: FolderStore, config: PinningConfig, events: list[dict[s
     """The batches a resumed run shows again: the baseline's, the selected one's and the result's."""
     settings, batch = config.generation, config.generation.batch_size
     images: dict[str, Any] = {}
-    if events:
+    first = next((e for e in events if ckpt.is_evaluation(e)), None)  # the baseline (_check_events)
+    if first is not None:
         baseline, _ = ckpt.load_images(store.image_path("baseline"), settings, count=batch)
-        images[events[0]["id"]] = (baseline, events[0]["id"])
+        images[first["id"]] = (baseline, first["id"])
     for name, key in (("best", None), ("result", "final")):
         path = store.image_path(name)
         if path.exists() or path.is_symlink():
@@ -238,8 +260,10 @@ def _entry_check(run: Run, generation: int):
     return check
 
 
-def _check_events(path: Path, events: list[dict[str, Any]], plan: RunPlan, generation: int) -> None:
+def _check_events(path: Path, events: list[dict[str, Any]], run: Run, generation: int) -> None:
     """The log's order and counts, as this run's plan needs them."""
+    plan = run.plan
+    references = set(plan.reference_generations())
     evaluations = [e for e in events if ckpt.is_evaluation(e)]
     if evaluations and (evaluations[0]["generation"], evaluations[0]["index"]) != (0, 0):
         raise ckpt.ResumeError(f"{path}: the first line must be the baseline")
@@ -256,3 +280,31 @@ def _check_events(path: Path, events: list[dict[str, Any]], plan: RunPlan, gener
                 raise ckpt.ResumeError(f"{path}: generation end {entry['generation']} is out of order "
                                        f"or does not fit the run")
             closed += 1
+        if entry.get("reference") is True:
+            problem = _reference_problem(entry, run, references, generation)
+            if problem:
+                raise ckpt.ResumeError(f"{path}: the reference of seed block {entry['block']} {problem}")
+
+
+def _reference_problem(entry: dict[str, Any], run: Run, references: set[int], generation: int) -> Optional[str]:
+    """What does not fit the run in a fade guard reference line (None when it fits)."""
+    if not run.same_seed_reference:
+        return "is logged, but this run's fade guard does not compare with the unmodified prompt"
+    source, block, g = entry["source"], entry["block"], entry["generation"]
+    fits = {"baseline": block == 0 and g == 0, "validation": block in run.plan.validation_blocks and g == 0,
+            "reference": g in references and block == run.plan.training_block(g)
+            and g <= generation}[source]
+    return None if fits else f"does not fit the run's plan (source {source!r}, generation {g})"
+
+
+def _check_references(path: Path, run: Run) -> None:
+    """A guarded run's log holds the reference of every block its baseline was rendered on."""
+    if not run.same_seed_reference or run.state.baseline is None:
+        return
+    rendered = [0, *(run.plan.validation_blocks if 0 in run.state.validated_at else ())]
+    missing = [k for k in rendered if k not in run.state.references]
+    if missing:
+        raise ckpt.ResumeError(
+            f"{path}: the run has the fade guard on but holds no reference statistics of the unmodified prompt "
+            f"for seed block {missing[0]} (it was written before they were journaled); it cannot be continued "
+            "exactly: start it again")

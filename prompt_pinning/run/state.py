@@ -5,7 +5,10 @@ Events are the lines of the run's journal (``evaluations.jsonl``):
 * evaluated: an individual rendered and scored on its training block;
 * validated (``"validation": true``): its losses on the validation blocks;
 * closed (``"closed": true``): a generation's end, with the search distribution;
-* final (``"final": true``): the result scored on the user's seeds (block 0).
+* final (``"final": true``): the result scored on the user's seeds (block 0);
+* reference (``"reference": true``): the fade guard's statistics of the unmodified
+  prompt on one seed block, from the baseline's render there or (``"source":
+  "reference"``, a render of its own that the plan counts) rendered for the guard.
 
 An uninterrupted run applies each event as it logs it; a resume applies the
 logged events in order, so both reach the same state. Images are kept in one
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,12 +31,13 @@ import torch
 from .evaluation_log import record_from_entry
 from .plan import RunPlan
 from .records import GenerationRecord, IndividualRecord, PairedScore, RunResult
+from ..search.seed_blocks import block_settings, noise_keys
 
 HALL_OF_FAME_SIZE = 10
 
 
 def event_kind(entry: dict[str, Any]) -> str:
-    for kind in ("validation", "closed", "final"):
+    for kind in ("validation", "closed", "final", "reference"):
         if entry.get(kind) is True:
             return kind
     return "evaluated"
@@ -54,6 +58,8 @@ class RunState:
         self.logbook: list[dict[str, Any]] = []
         self.final: Optional[dict[str, Any]] = None
         self.images: dict[str, tuple[torch.Tensor, Optional[np.ndarray], list[int]]] = {}
+        self.references: dict[int, np.ndarray] = {}  # seed block -> the unmodified prompt's fade statistics
+        self.references_rendered = 0  # the plan's reference renders done
         self.done = 0  # individual renders, as the plan counts them
 
     # -- events -------------------------------------------------------------------
@@ -112,11 +118,28 @@ class RunState:
         self.final = dict(entry)
         self.done += 1
 
+    def _apply_reference(self, entry: dict[str, Any]) -> None:
+        self.references[int(entry["block"])] = np.array(entry["stats"], dtype=np.float64)
+        if entry["source"] == "reference":
+            self.references_rendered += 1
+            self.done += 1
+
     # -- questions ----------------------------------------------------------------
     @property
     def closed(self) -> int:
         """The last closed generation (0 when none)."""
         return self.generation_records[-1].generation if self.generation_records else 0
+
+    def reference(self, keys: Sequence[Any]) -> Optional[np.ndarray]:
+        """The recorded statistics of the seed block whose noise keys are ``keys`` (None: none recorded)."""
+        keys = list(keys)
+        first = keys[0][0] if keys and isinstance(keys[0], tuple) else (keys[0] if keys else None)
+        if not isinstance(first, int):
+            return None
+        block, rest = divmod(first - self.settings.seed, self.settings.batch_size)
+        if rest or block not in self.references or keys != noise_keys(block_settings(self.settings, block)):
+            return None
+        return self.references[block]
 
     def generation(self, g: int) -> list[IndividualRecord]:
         """Generation g's population, in order (the centroid is not one of them)."""

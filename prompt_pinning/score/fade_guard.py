@@ -20,10 +20,12 @@ The reference. Both statistics vary with the seeds far more than the guard must
 tell apart (on the built-in model a batch of 8 seeds' mean contrast varies by
 up to 36% from one block of seeds to the next), so a batch is compared with the
 unmodified prompt's images *of the same seeds* when the run targets the
-unmodified prompt: ``SeedReference`` renders that prompt once per block of seeds
-the loss meets (one extra render per generation with rotating seeds) and keeps
-only its statistics. With explicit target images, the reference is the targets'
-statistics.
+unmodified prompt: a run journals that prompt's statistics on every block it
+scores on (rendering it for the guard where it renders it for nothing else: one
+render per generation with rotating seeds, in the run's plan) and the loss reads
+them from the run's state. Outside a run, ``SeedReference`` renders that prompt
+once per block of seeds the loss meets (``attach_fade_reference``). With
+explicit target images, the reference is the targets' statistics.
 """
 from __future__ import annotations
 
@@ -114,3 +116,11 @@ def baseline_reference(renderer, prompt: tuple[str, str], settings) -> SeedRefer
         return batch.images
 
     return SeedReference(render)
+
+
+def attach_fade_reference(loss, config, renderer, vector, settings, targets=None) -> None:
+    """For scripts that score as a guarded run does, outside a run (a run reads its journal instead):
+    with the guard on and no target images (``targets`` None), a ``baseline_reference`` of the
+    unmodified prompt of ``vector`` as the loss's ``seed_reference``."""
+    if getattr(config, "fade_guard", 0.0) and targets is None:
+        loss.seed_reference = baseline_reference(renderer, vector.render(np.zeros(vector.size)), settings)

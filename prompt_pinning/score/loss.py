@@ -124,7 +124,7 @@ class PinningLoss:
         self.fade_guard = guard.check_weight(fade_guard)
         self.fade_tolerance = guard.check_tolerance(fade_tolerance)
         self._reference_stats: Optional[np.ndarray] = None  # the targets' contrast and colourfulness
-        self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (fade_guard.SeedReference)
+        self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (a run: its journal)
         self.weight_type = weight_type
         self.weight_scale = float(weight_scale)
         self.hyperbatch_weights = bool(hyperbatch_weights)
