@@ -26,8 +26,8 @@ Printed per configuration, with the issue's targets:
   (``subject_measures.py``), and how many prompts lose more than 10% of either
   (the fade guard's target: none).
 
-Held-out losses are the FLIP objective without the fade guard, whatever the
-configuration, so that configurations compare on one scale; the runs and the
+Held-out and own-seed losses are the FLIP objective without the fade guard,
+whatever the configuration, so that configurations compare on one scale; the runs and the
 random search optimise their configuration's own loss (guard included).
 
     python benchmarks/bench_quality.py [--prompts 8] [--cma-seeds 3] [--heldout-batches 8]
@@ -247,13 +247,17 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     copies.set_targets(own.images)
     with_copies = copies.evaluate(own.images, own.traces).value
     left_out = flip_only.evaluate(own.images, own.traces, seeds=list(own.seeds)).value
+    # The result on the run's own seeds, scored as the held-out seeds are (the FLIP objective alone;
+    # the run's own paired numbers include its fade guard's term).
+    (own_result,) = scores(flip_only, renderer, [(result.best.positive, result.best.negative)], block_settings(settings, 0))
     return {
         "prompt": prompt[0], "negative": prompt[1], "cma_seed": cma_seed, "config": spec.name,
         "N": resolved["N"], "generations": resolved["generations"], "lambda_": resolved["lambda_"],
         "selected_by": result.selected_by, "result_generation": result.best.generation,
         "result_is_centroid": bool(result.best.extra.get("centroid")),
-        # the result against the unmodified prompt on the run's own seeds (block 0): paired
-        "own_seeds_baseline": result.user_seeds.baseline, "own_seeds_result": result.user_seeds.result,
+        # the result against the unmodified prompt on the run's own seeds (block 0): paired, FLIP alone
+        "own_seeds_baseline": float(left_out), "own_seeds_result": float(own_result),
+        "own_seeds_run_loss": [result.user_seeds.baseline, result.user_seeds.result],
         "validation_baseline": _nan_none(result.baseline_validation_loss),
         "validation_result": _nan_none(result.best_validation_loss),
         "heldout_baseline": heldout["baseline"], "heldout_result": heldout["result"],
