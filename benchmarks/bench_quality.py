@@ -54,6 +54,7 @@ import torch
 from prompt_pinning.run import checkpoint as ckpt
 from prompt_pinning.builtin import BuiltinRenderer
 from prompt_pinning.config import PinningConfig
+from prompt_pinning.options import OPTION
 from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning.run import run_pinning
 from prompt_pinning.search.seed_blocks import block_settings
@@ -202,6 +203,8 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
     # render on the user's seeds (counted in the plan even when the result is the baseline)
     validation_renders = (centroids if validations else 0) + sum(len(e["losses"]) for e in validations)
     result_renders = (0 if validations else centroids) + 1
+    # the fade guard's renders of the unmodified prompt on training blocks (part of the run's plan)
+    reference_renders = sum(1 for e in logged if e.get("reference") is True and e.get("source") == "reference")
 
     settings = config.generation
     loss = build_loss(config, None)  # held-out and random search: same-seed pairs never arise there
@@ -264,7 +267,7 @@ def run_one(prompt, cma_seed, spec, args, renderer, random_cache) -> dict[str, A
         "heldout_random": heldout["random"], "baseline_own_batch_with_copies": float(with_copies),
         "baseline_own_batch_left_out": float(left_out),
         "training_renders": training_renders, "validation_renders": validation_renders,
-        "result_renders": result_renders,
+        "result_renders": result_renders, "reference_renders": reference_renders,
         "renders_counted": counting.individuals, "progress_total": resolved["total_evaluations"],
         "run_seconds": run_seconds, "tied_losses": tied, "result_offsets_max": float(np.max(np.abs(result.best.offsets))),
         **images.record(),
@@ -488,6 +491,8 @@ def main(argv=None) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
         "torch": torch.__version__, "threads": args.threads, "seconds": seconds,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "options": {**{name: OPTION[name].default for name in ("fade_guard", "fade_tolerance", "initial_std")},
+                    **dict(args.set)},  # what the runs used, unless their configuration names a guard
         "targets": TARGETS, "summaries": summaries, "self_comparison": self_check, "runs": runs,
     }
     if args.json is not None:

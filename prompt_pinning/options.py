@@ -234,8 +234,9 @@ OPTIONS: tuple[Option, ...] = (
       "the seed's formula alone gives one generation of about 6 individuals.", cli="--generations",
       formula="max(16, int(16 * floor(ln N)))", minimum=0, maximum=MAX_GENERATIONS,
       limit_reason="each generation renders lambda_ batches; 10,000 is days of rendering"),
-    O("initial_std", "float", 0.05, "Initial population STD", "Optimizer",
-      "CMA's initial step size sigma.", cli="--initial-std", above=0, maximum=10.0,
+    O("initial_std", "float", 0.1, "Initial population STD", "Optimizer",
+      "CMA's initial step size sigma. 0.1 (the original's 0.05 doubled): with the fade guard on, the "
+      "gains that keep the subject lie further from the user's weights (docs/loss.md).", cli="--initial-std", above=0, maximum=10.0,
       limit_reason="weights past about 2 already wash an image out; 10 keeps every weight finite"),
     O("initial_radius", "float", 0.25, "Initial population radius", "Optimizer",
       "The initial centroid is drawn uniformly from [-radius, radius] per unit.",
@@ -345,17 +346,18 @@ OPTIONS: tuple[Option, ...] = (
       "What gives the tag probabilities: builtin (the built-in model's exact posterior), deepbooru "
       "(A1111's DeepBooru) or wd14 (the WD14 tagger extension); auto: builtin on the built-in model, "
       "deepbooru in the WebUI.", cli="--tagger", choices=TAGGERS),
-    O("fade_guard", "float", 0.0, "Fade guard", "Loss",
-      "Weight of a loss term that charges a batch for contrast and colourfulness it has less of than "
-      "the unmodified prompt on the same seeds (or than the target images): weight x (1 - batch / "
-      "reference) each, so the search cannot lower the loss by fading the subject out; 0 = off (the "
-      "FLIP loss alone). 0.25 to 1 stop most fading and give up part of the gain (docs/loss.md).", cli="--fade-guard",
+    O("fade_guard", "float", 2.0, "Fade guard", "Loss",
+      "Weight of a loss term that charges a batch for contrast and colourfulness it has lost against "
+      "the unmodified prompt on the same seeds (or against the target images), beyond the fade "
+      "tolerance, so the search cannot lower the loss by fading the subject out. 0 = off: the FLIP "
+      "loss alone, which on the built-in model gains about twice as much, half of it by fading "
+      "(docs/loss.md).", cli="--fade-guard",
       minimum=0, maximum=MAX_FADE_GUARD,
       limit_reason="at 100 a 1% loss of contrast already outweighs any FLIP difference"),
-    O("fade_tolerance", "float", 0.05, "Fade tolerance", "Loss",
+    O("fade_tolerance", "float", 0.03, "Fade tolerance", "Loss",
       "Share of its contrast or colourfulness a batch may lose against the reference before the fade "
-      "guard charges it: the term is fade guard x (1 - batch / reference - tolerance) each. 0.05 lets "
-      "the search trade 5% for a better loss; 0 charges from the first loss.", cli="--fade-tolerance",
+      "guard charges it: the term is fade guard x (1 - batch / reference - tolerance) each. 0.03 lets "
+      "the search trade 3% for a better loss; 0 charges from the first loss.", cli="--fade-tolerance",
       minimum=0, maximum=MAX_FADE_TOLERANCE,
       limit_reason="a batch may not lose all of its contrast for free"),
 )

@@ -27,8 +27,9 @@ def test_quick_mode_at_a_tiny_size_writes_runs_and_summaries(bench, tmp_path, ca
     validated, plain = runs
     # every render is counted in the run's progress total, validation included
     assert validated["validation_renders"] > 0 and plain["validation_renders"] == 0
-    assert all(r["training_renders"] + r["validation_renders"] + r["result_renders"] == r["progress_total"]
-               for r in runs)
+    assert all(r["training_renders"] + r["validation_renders"] + r["result_renders"] + r["reference_renders"]
+               == r["progress_total"] for r in runs)
+    assert validated["reference_renders"] == 0 and plain["reference_renders"] == 2  # guard on: rotating blocks 1, 2
     summary = record["summaries"]["fixed:1:union"]
     assert summary["validation_cost"] == pytest.approx(validated["validation_renders"] / validated["training_renders"])
     gain = (validated["own_seeds_baseline"] - validated["own_seeds_result"]) / validated["own_seeds_baseline"]

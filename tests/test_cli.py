@@ -150,7 +150,7 @@ def test_help_documents_defaults():
     result = subprocess.run([sys.executable, "-m", "prompt_pinning", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    assert "(default: 0.05)" in result.stdout  # initial population STD
+    assert "(default: 0.1)" in result.stdout  # initial population STD
     assert "int(16 * floor(ln N))" in " ".join(result.stdout.split())
 
 

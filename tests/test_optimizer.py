@@ -61,7 +61,7 @@ def test_defaults_are_resolved_from_the_strategy_and_recorded():
     assert r["ccov1"] == pytest.approx(2 / ((n + 1.3) ** 2 + mueff))
     assert r["ccovmu"] == pytest.approx(min(1 - r["ccov1"], 2 * (mueff - 2 + 1 / mueff) / ((n + 2) ** 2 + mueff)))
     assert r["damps"] == pytest.approx(1 + 2 * max(0, math.sqrt((mueff - 1) / (n + 1)) - 1) + r["cs"])
-    assert r["sigma"] == 0.05
+    assert r["sigma"] == 0.1
     assert np.all(np.abs(r["initial_centroid"]) <= 0.25)
 
 
@@ -80,7 +80,7 @@ def test_set_parameters_are_used_and_zero_means_auto():
 def test_cmatrix_is_checked_and_used():
     c = np.diag([1.0, 4.0, 9.0])
     opt = CmaOptimizer(config(cmatrix=c), 3, cma_seed=3)
-    assert np.allclose(opt.distribution().diag_std, 0.05 * np.array([1, 2, 3]))
+    assert np.allclose(opt.distribution().diag_std, 0.1 * np.array([1, 2, 3]))
     with pytest.raises(ConfigError, match="cmatrix.*3x3"):
         CmaOptimizer(config(cmatrix=np.eye(2)), 3, cma_seed=3)
     with pytest.raises(ConfigError, match="cmatrix.*positive definite"):

@@ -45,7 +45,7 @@ def test_every_option_reaches_the_config_from_its_command_line_flag(tmp_path):
     matrix = tmp_path / "c.json"
     matrix.write_text("[[2, 0], [0, 3]]")
     argv = ["--target", "t.png", "--units", "phrase", "--no-cma-logging", "--cma-seed", "7", "--generations", "3",
-            "--initial-std", "0.1", "--initial-radius", "0.2", "--lambda", "6", "--mu", "2", "--weights", "equal",
+            "--initial-std", "0.2", "--initial-radius", "0.2", "--lambda", "6", "--mu", "2", "--weights", "equal",
             "--cs", "0.3", "--damps", "2", "--ccum", "0.4", "--ccov1", "0.1", "--ccovmu", "0.2",
             "--cmatrix", str(matrix), "--size-limit", "1.5", "--size-limit-error", "0.2",
             "--size-limit-weight", "4", "--no-hyperbatch-weights", "--no-hyperbatch-force",

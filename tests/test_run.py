@@ -144,6 +144,7 @@ def resume_pinning(run_dir, renderer, **kw):
 def make_config(outdir, **kw):
     kw.setdefault("generations", 4)
     kw.setdefault("validation_batches", 0)  # the original behaviour; validation has its own tests
+    kw.setdefault("fade_guard", 0.0)  # the fake loss has no guard; its renders: test_fade_reference_plan.py
     return PinningConfig(positive=" ".join(WORDS), negative="blurry", outdir=outdir,
                          generation=GenerationSettings(seed=5, batch_size=2, steps=3, width=8, height=8),
                          cma_logging=False, **kw)

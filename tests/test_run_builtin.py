@@ -56,7 +56,8 @@ def test_same_seed_twice_and_resume_give_the_same_best_bit_for_bit(outdir, rende
     cut = run_pinning(config(outdir, generations=3), renderer,
                       should_stop=lambda: bool(evaluated) and evaluated[-1] >= 9,
                       progress=lambda s, d, t: evaluated.append(d))
-    assert cut.stop_reason == "interrupted" and len(evaluations(cut.run_dir)) == 9 - 1  # + the baseline's validation
+    assert cut.stop_reason == "interrupted" and len(evaluations(cut.run_dir)) == 9 - 2
+    # (+ the baseline's validation and, with the default fade guard, the reference render of block 1)
     resumed = resume_pinning(cut.run_dir, renderer)
     assert resumed.stop_reason == "completed"
     assert resumed.best.individual_id == first.best.individual_id
@@ -71,14 +72,14 @@ def test_same_seed_twice_and_resume_give_the_same_best_bit_for_bit(outdir, rende
 def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
     from prompt_pinning.reports import ReportWriter
 
-    k, evaluated = 3, []
+    k, evaluated = 4, []
     result = run_pinning(config(outdir, generations=2), renderer, sink=ReportWriter(),
                          should_stop=lambda: bool(evaluated) and evaluated[-1] >= k,
                          progress=lambda s, d, t: evaluated.append(d))
     assert result.stop_reason == "interrupted" and result.best is not None
     folders = sorted(p for p in result.run_dir.glob("*/*") if p.is_dir())
-    # k renders: the baseline, its validation batch, one individual
-    assert len(folders) == k - 1 == len(evaluations(result.run_dir))
+    # k renders: the baseline, its validation batch, the fade guard's reference for block 1, one individual
+    assert len(folders) == k - 2 == len(evaluations(result.run_dir))
     for folder in folders:
         assert (folder / "batch_stats.json").is_file()
         assert len(list(folder.glob("*.png"))) >= SETTINGS.batch_size

@@ -81,11 +81,11 @@ def test_units_button_is_wired_only_once_to_the_prompt_boxes(script):
 def test_implied_defaults_follow_the_seed_formulas():
     d = implied_defaults(12)
     # one validation batch: baseline + 32 validation points + the centroid and its validation,
-    # then the result on the user's seeds
+    # the result on the user's seeds, and the fade guard's reference on each generation's seeds
     assert d == {"N": 12, "generations": 32, "lambda_": 11, "mu": 5, "evaluations": 1 + 32 * 11,
-                 "other_renders": 1 + 32 + 2 + 1}
+                 "other_renders": 1 + 32 + 2 + 1 + 32}
     tiny = implied_defaults(2)  # at least 16 generations; lambda_ 6 validates every 2nd
-    assert (tiny["generations"], tiny["evaluations"], tiny["other_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2 + 1)
+    assert (tiny["generations"], tiny["evaluations"], tiny["other_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2 + 1 + 16)
 
 
 def test_bad_api_argument_is_an_http_error_naming_it(script, host):
@@ -196,11 +196,11 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     shared.state.begin()
     script.run(txt2img_p(tmp_path), *run_args(generations=1, lambda_=2, max_images_per_call=2))
     calls = len(processing.calls)
-    # baseline + its validation batch, one generation of 2 + the validation of its best,
-    # the centroid + its validation, the result on the user's seeds (none when it is the
-    # baseline): one individual per call
-    assert calls in (1 + 1 + 2 + 1 + 1 + 1, 1 + 1 + 2 + 1 + 1 + 1 + 1)
-    planned = 1 + 1 + 2 + 1 + 1 + 1 + 1
+    # baseline + its validation batch, the fade guard's reference on generation 1's seeds, one
+    # generation of 2 + the validation of its best, the centroid + its validation, the result on
+    # the user's seeds (none when it is the baseline): one individual per call
+    assert calls in (1 + 1 + 1 + 2 + 1 + 1 + 1, 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1)
+    planned = 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1
     assert at_first_call == [(planned, planned * 3)]  # 3 steps per call
     assert shared.state.job_count == planned
 
@@ -216,7 +216,7 @@ def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
     shared.state.begin()
     # batch 2, at most 8 images per call: 4 individuals per call, so 5 per generation take 2 calls
     script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8,
-                                              validation_batches=0))
+                                              validation_batches=0, fade_guard=0.0))
     calls = len(processing.calls)
     # baseline, two generations in two calls each, the search mean, the result (if not the baseline)
     assert calls in (1 + 2 * 2 + 1, 1 + 2 * 2 + 1 + 1)
