@@ -348,8 +348,8 @@ OPTIONS: tuple[Option, ...] = (
       "deepbooru in the WebUI.", cli="--tagger", choices=TAGGERS),
     O("fade_guard", "float", 2.0, "Fade guard", "Loss",
       "Weight of a loss term that charges a batch for contrast and colourfulness it has lost against "
-      "the unmodified prompt on the same seeds (or against the target images), beyond the fade "
-      "tolerance, so the search cannot lower the loss by fading the subject out. 0 = off: the FLIP "
+      "the unmodified prompt on the same seeds, beyond the fade tolerance, so the search cannot lower "
+      "the loss by fading the subject out; not applied with target images. 0 = off: the FLIP "
       "loss alone, which on the built-in model gains about twice as much, half of it by fading "
       "(docs/loss.md).", cli="--fade-guard",
       minimum=0, maximum=MAX_FADE_GUARD,

@@ -103,8 +103,10 @@ def test_config_limits_and_loss_from_config(crops):
     with pytest.raises(ConfigError, match="fade_tolerance: must be <= 0.99"):
         PinningConfig(positive="x", fade_tolerance=1.0).validate()
     config = PinningConfig(positive="x", fade_guard=0.25, fade_tolerance=0.1).validate()
-    loss = PinningLoss.from_config(config, crops[:2])
+    loss = PinningLoss.from_config(config, None)
     assert loss.fade_guard == 0.25 and loss.fade_tolerance == 0.1
+    # target images say what the images should look like: the guard is off there
+    assert PinningLoss.from_config(config, crops[:2]).fade_guard == 0.0
 
 
 def test_a_run_saved_before_the_guard_resumes_without_it():
