@@ -54,9 +54,11 @@ SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
 INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning loss seeds", "Pinning improvement",
              "Pinning validation loss", "Pinning stop", "Pinning report")
-# script_args 25-27 and 36 and their defaults, as the extension declares them
-NEWER_ARGS = {25: ("Validation batches", 1), 26: ("Seed schedule", "rotating"), 27: ("Loss variant", "union"),
-              36: ("Fade guard", 0.0)}
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the engine's option schema
+from prompt_pinning.options import OPTIONS  # noqa: E402
+
+# script_args 25-27, 36 and 37 and their defaults, as the extension declares them (its option schema)
+NEWER_ARGS = {i: (OPTIONS[i].label, OPTIONS[i].ui_default) for i in (25, 26, 27, 36, 37)}
 # file kinds a run folder may hold: data formats only, nothing that is unpickled
 RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".gif", ".js", ".css",
                      ".txt", ".csv", ".tmp")
