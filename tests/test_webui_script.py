@@ -205,7 +205,8 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     assert shared.state.job_count == planned
 
 
-def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
+@pytest.mark.parametrize("fade_guard", [0.0, 0.5])
+def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path, fade_guard):
     at_first_call = []
 
     def record(p, n):
@@ -216,30 +217,16 @@ def test_job_count_matches_packed_render_calls(script, engine_ready, tmp_path):
     shared.state.begin()
     # batch 2, at most 8 images per call: 4 individuals per call, so 5 per generation take 2 calls
     script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8,
-                                              validation_batches=0, fade_guard=0.0))
+                                              validation_batches=0, fade_guard=fade_guard))
     calls = len(processing.calls)
-    # baseline, two generations in two calls each, the search mean, the result (if not the baseline)
-    assert calls in (1 + 2 * 2 + 1, 1 + 2 * 2 + 1 + 1)
-    assert at_first_call == [1 + 2 * 2 + 1 + 1]
-
-
-def test_job_count_includes_the_fade_guards_reference_renders(script, engine_ready, tmp_path):
-    at_first_call = []
-
-    def record(p, n):
-        if len(processing.calls) == 1:
-            at_first_call.append(shared.state.job_count)
-
-    processing.before_batch_hooks.append(record)
-    shared.state.begin()
-    script.run(txt2img_p(tmp_path), *run_args(generations=2, lambda_=5, max_images_per_call=8,
-                                              validation_batches=0, fade_guard=0.5))
-    calls = len(processing.calls)
-    # as above, plus the unmodified prompt on each generation's seeds (rotating), before it
-    assert calls in (1 + 2 * (1 + 2) + 1, 1 + 2 * (1 + 2) + 1 + 1)
-    assert at_first_call == [1 + 2 * (1 + 2) + 1 + 1]
+    # baseline, two generations in two calls each (with the guard, each after the unmodified prompt
+    # on its seeds), the search mean, the result (if not the baseline)
+    per_generation = 2 + (1 if fade_guard else 0)
+    assert calls in (1 + 2 * per_generation + 1, 1 + 2 * per_generation + 1 + 1)
+    assert at_first_call == [1 + 2 * per_generation + 1 + 1]
     unmodified = [c["seeds"][0] for c in processing.calls if c["prompts"] == processing.calls[0]["prompts"]]
-    assert len(unmodified) == 3 == len(set(unmodified))  # the baseline, then once on each generation's block
+    # the baseline, then (guarded) once on each generation's block
+    assert len(unmodified) == (3 if fade_guard else 1) == len(set(unmodified))
 
 
 def test_a_resumed_run_plans_with_its_own_settings(script, engine_ready, tmp_path):
