@@ -187,3 +187,18 @@ def test_a_guarded_run_with_variation_seeds_finds_each_blocks_reference(outdir):
     assert result.stop_reason == "completed"
     assert sorted(references(result.run_dir)) == [0, 1, 2, 3]  # blocks 1-2 train, block 3 validates
     assert sorted(baseline_blocks(renderer, result)) == [0, 1, 2, 3]
+
+
+def test_each_evaluation_records_what_the_guard_charged_it(outdir):
+    # generation 1 samples the same individuals whatever the loss: guarded minus plain is the charge
+    guarded = run_pinning(guarded_config(outdir / "on", fade_tolerance=0.0), BuiltinRenderer())
+    plain = run_pinning(guarded_config(outdir / "off", fade_guard=0.0), BuiltinRenderer())
+    first = {e["id"]: e for e in ckpt.read_individuals(plain.run_dir) if e["generation"] == 1}
+    charged = 0
+    for entry in (e for e in ckpt.read_individuals(guarded.run_dir) if e["generation"] == 1):
+        penalty = entry["extra"].get("fade_penalty", 0.0)
+        assert entry["loss"] - first[entry["id"]]["loss"] == pytest.approx(penalty, abs=1e-9)
+        charged += penalty > 0
+    assert charged > 0  # with no tolerance, some of generation 1 lost contrast or colour
+    assert "fade_penalty" not in ckpt.read_individuals(guarded.run_dir)[0]["extra"]  # the baseline never pays
+    assert all("fade_penalty" not in e["extra"] for e in ckpt.read_individuals(plain.run_dir))

@@ -255,6 +255,8 @@ def make_record(run: Run, g: int, index: int, offsets: np.ndarray, prompt: tuple
                "prompt_seconds": prompt_seconds, "host_prompt_seconds": batch.prompt_seconds,
                "image_losses": _listed(loss.image_losses), "level_values": _listed(loss.level_values),
                "infotexts": list(batch.infotexts), **({"centroid": True} if centroid else {}),
+               # the fade guard's share of the loss, when it charged anything
+               **({"fade_penalty": float(loss.fade_penalty)} if getattr(loss, "fade_penalty", 0.0) else {}),
                **tag_extra(loss)})
 
 

@@ -302,6 +302,8 @@ def _extra_problem(extra: Any) -> Optional[str]:
     for name in ("prompt_seconds", "host_prompt_seconds"):
         if extra.get(name) is not None and (not is_finite(extra[name]) or extra[name] < 0):
             return f"extra.{name} must be a finite number >= 0 or null"
+    if "fade_penalty" in extra and (not is_finite(extra["fade_penalty"]) or extra["fade_penalty"] <= 0):
+        return "extra.fade_penalty must be a finite number > 0 when present"
     if "centroid" in extra and extra["centroid"] is not True:
         return "extra.centroid must be true when present"
     from ..score.tags import TAG_EXTRA_KEYS, tag_extra_problem
@@ -310,7 +312,8 @@ def _extra_problem(extra: Any) -> Optional[str]:
     if problem:
         return problem
     unknown = set(extra) - set(TAG_EXTRA_KEYS) - {"penalty", "fitness", "image_losses", "level_values",
-                                                  "prompt_seconds", "host_prompt_seconds", "centroid"}
+                                                  "prompt_seconds", "host_prompt_seconds", "centroid",
+                                                  "fade_penalty"}
     if unknown:
         return f"extra has unknown keys {sorted(unknown)}"
     return None
