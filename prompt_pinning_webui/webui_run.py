@@ -102,6 +102,11 @@ class HostProgress:
         from modules import shared
 
         shared.state.textinfo = f"Prompt pinning: {stage}, {done}/{total} individuals"
+        if done >= total and 0 < shared.state.job_no < shared.state.job_count:
+            # the plan counts the result's render even when the result is the baseline, whose
+            # batch it already has: the job count and the console bar end at the calls made
+            shared.state.job_count = shared.state.job_no
+            shared.total_tqdm.updateTotal(shared.state.job_no * self.steps_per_call)
 
 
 def steps_per_call(settings: GenerationSettings, is_img2img: bool) -> int:

@@ -202,7 +202,26 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     assert calls in (1 + 1 + 1 + 2 + 1 + 1 + 1, 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1)
     planned = 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1
     assert at_first_call == [(planned, planned * 3)]  # 3 steps per call
-    assert shared.state.job_count == planned
+    assert shared.state.job_count == calls  # at the end: the calls made
+
+
+def test_a_result_that_is_the_baseline_ends_the_job_count_at_the_calls_made(script, engine_ready, tmp_path):
+    at_first_call = []
+
+    def record(p, n):
+        if len(processing.calls) == 1:
+            at_first_call.append(shared.state.job_count)
+
+    processing.before_batch_hooks.append(record)
+    shared.state.begin()
+    # candidates far from the prompt: validation keeps the unmodified prompt, whose batch is the result
+    script.run(txt2img_p(tmp_path, seed=3), *run_args(generations=1, lambda_=2, max_images_per_call=2,
+                                                      validation_batches=1, fade_guard=0.0,
+                                                      initial_std=3.0, initial_radius=3.0))
+    calls = len(processing.calls)
+    assert at_first_call == [calls + 1]  # the plan counted the result's render, which was not needed
+    assert shared.state.job_count == shared.state.job_no == calls
+    assert shared.total_tqdm.total == calls * 3  # 3 steps per call
 
 
 @pytest.mark.parametrize("fade_guard", [0.0, 0.5])

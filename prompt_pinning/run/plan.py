@@ -18,7 +18,8 @@ Renders, in individuals (one batch each):
 * validation: the baseline, one candidate at each validation point and the
   centroid, each on every validation block;
 * the result on the user's seeds (block 0): one render, or none when the
-  result is the baseline, whose batch already is that render (counted all the same).
+  result is the baseline, whose batch already is that render (counted all the same; the
+  WebUI adapter ends its job count at the calls made).
 """
 from __future__ import annotations
 
