@@ -101,7 +101,8 @@ class HostProgress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         from modules import shared
 
-        shared.state.textinfo = f"Prompt pinning: {stage}, {done}/{total} individuals"
+        # reported after each render: the stage named is the one just finished
+        shared.state.textinfo = f"Prompt pinning: {done}/{total} individuals, last done: {stage}"
         if done >= total and 0 < shared.state.job_no < shared.state.job_count:
             # the plan counts the result's render even when the result is the baseline, whose
             # batch it already has: the job count and the console bar end at the calls made

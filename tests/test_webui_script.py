@@ -206,9 +206,10 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
 
 
 def test_a_result_that_is_the_baseline_ends_the_job_count_at_the_calls_made(script, engine_ready, tmp_path):
-    at_first_call = []
+    at_first_call, texts = [], []
 
     def record(p, n):
+        texts.append(shared.state.textinfo)
         if len(processing.calls) == 1:
             at_first_call.append(shared.state.job_count)
 
@@ -222,6 +223,8 @@ def test_a_result_that_is_the_baseline_ends_the_job_count_at_the_calls_made(scri
     assert at_first_call == [calls + 1]  # the plan counted the result's render, which was not needed
     assert shared.state.job_count == shared.state.job_no == calls
     assert shared.total_tqdm.total == calls * 3  # 3 steps per call
+    # the job text names the stage just finished, with the plan's count (the first render: the baseline)
+    assert texts[1] == f"Prompt pinning: 1/{calls + 1} individuals, last done: baseline"
 
 
 @pytest.mark.parametrize("fade_guard", [0.0, 0.5])
