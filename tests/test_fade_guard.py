@@ -180,3 +180,19 @@ def test_the_same_seed_reference_is_used_only_when_the_unmodified_prompt_is_the_
 
 def loss_reference(renderer, settings):
     return fade_guard.baseline_reference(renderer, ("a red circle", ""), settings)
+
+
+def test_a_renderer_backed_reference_leaves_variation_seed_blocks_to_the_targets(crops):
+    from prompt_pinning.rendering import GenerationSettings
+
+    calls = []
+
+    class Renderer:
+        def render(self, prompts, settings, progress=None):
+            calls.append(settings.seed)
+            return [type("Batch", (), {"images": crops[:2]})()]
+
+    reference = fade_guard.baseline_reference(Renderer(), ("a red circle", ""), GenerationSettings(seed=4, batch_size=2))
+    assert reference([(4, 9, 0.3), (4, 10, 0.3)]) is None and calls == []  # noise keys: no render, no error
+    np.testing.assert_allclose(reference([4, 5]), fade_guard.batch_stats(crops[:2]))
+    assert calls == [4] and reference.renders == 1

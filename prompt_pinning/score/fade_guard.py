@@ -92,13 +92,14 @@ class SeedReference:
     targets' statistics).
     """
 
-    def __init__(self, render: Callable[[list[int]], Optional[torch.Tensor]]):
+    def __init__(self, render: Callable[[list], Optional[torch.Tensor]]):
         self._render = render
-        self._stats: dict[tuple[int, ...], Optional[np.ndarray]] = {}
+        self._stats: dict[tuple, Optional[np.ndarray]] = {}
         self.renders = 0
 
-    def __call__(self, seeds: Sequence[int]) -> Optional[np.ndarray]:
-        key = tuple(int(s) for s in seeds)
+    def __call__(self, seeds: Sequence) -> Optional[np.ndarray]:
+        """``seeds``: the batch's seeds, or its noise keys (seed, subseed, strength) with variation seeds."""
+        key = tuple(tuple(s) if isinstance(s, (list, tuple)) else int(s) for s in seeds)
         if key not in self._stats:
             images = self._render(list(key))
             self.renders += images is not None
@@ -109,7 +110,9 @@ class SeedReference:
 def baseline_reference(renderer, prompt: tuple[str, str], settings) -> SeedReference:
     """A SeedReference that renders ``prompt`` with ``settings`` on a block of consecutive seeds
     of the run's batch size (the only seed lists a run scores)."""
-    def render(seeds: list[int]) -> Optional[torch.Tensor]:
+    def render(seeds: list) -> Optional[torch.Tensor]:
+        if not all(isinstance(s, int) for s in seeds):  # noise keys of variation seeds: not rendered here
+            return None
         if len(seeds) != settings.batch_size or seeds != list(range(seeds[0], seeds[0] + len(seeds))):
             return None
         (batch,) = renderer.render([prompt], settings.with_(seed=seeds[0]))
