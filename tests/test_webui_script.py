@@ -205,7 +205,7 @@ def test_job_count_and_total_bar_are_set_before_the_first_render(script, engine_
     assert shared.state.job_count == calls  # at the end: the calls made
 
 
-def test_a_result_that_is_the_baseline_ends_the_job_count_at_the_calls_made(script, engine_ready, tmp_path):
+def test_the_job_count_and_bar_end_at_the_calls_made(script, engine_ready, tmp_path):
     at_first_call, texts = [], []
 
     def record(p, n):
@@ -215,16 +215,44 @@ def test_a_result_that_is_the_baseline_ends_the_job_count_at_the_calls_made(scri
 
     processing.before_batch_hooks.append(record)
     shared.state.begin()
-    # candidates far from the prompt: validation keeps the unmodified prompt, whose batch is the result
+    # candidates far from the prompt: validation often keeps the unmodified prompt, whose batch is
+    # then the result (its render, counted by the plan, is not made)
     script.run(txt2img_p(tmp_path, seed=3), *run_args(generations=1, lambda_=2, max_images_per_call=2,
                                                       validation_batches=1, fade_guard=0.0,
                                                       initial_std=3.0, initial_radius=3.0))
     calls = len(processing.calls)
-    assert at_first_call == [calls + 1]  # the plan counted the result's render, which was not needed
+    planned = at_first_call[0]
+    assert planned in (calls, calls + 1)
     assert shared.state.job_count == shared.state.job_no == calls
     assert shared.total_tqdm.total == calls * 3  # 3 steps per call
     # the job text names the stage just finished, with the plan's count (the first render: the baseline)
-    assert texts[1] == f"Prompt pinning: 1/{calls + 1} individuals, last done: baseline"
+    assert texts[1] == f"Prompt pinning: 1/{planned} individuals, last done: baseline"
+
+
+def test_a_result_that_is_the_baseline_ends_the_job_count_one_short_of_the_plan(script):
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning_webui.webui_run import HostProgress
+
+    class Renderer:
+        def calls_needed(self, individuals, settings):
+            return individuals
+
+    progress = HostProgress(Renderer(), GenerationSettings(seed=1, batch_size=2), steps_per_call=3)
+    shared.state.begin()
+    progress.plan([(1, 8)])
+    assert (shared.state.job_count, shared.total_tqdm.total) == (8, 24)
+    for _ in range(7):  # the result is the baseline: its render is counted, not made
+        shared.state.nextjob()
+    progress("validation (final mean)", 7, 8)
+    assert shared.state.job_count == 8  # not the end yet
+    progress("result on your seeds", 8, 8)
+    assert (shared.state.job_count, shared.total_tqdm.total) == (7, 21)
+    shared.state.begin()  # a run that made every planned call: nothing changes
+    progress.plan([(1, 8)])
+    for _ in range(8):
+        shared.state.nextjob()
+    progress("result on your seeds", 8, 8)
+    assert (shared.state.job_count, shared.total_tqdm.total) == (8, 24)
 
 
 @pytest.mark.parametrize("fade_guard", [0.0, 0.5])
