@@ -105,8 +105,10 @@ def test_config_limits_and_loss_from_config(crops):
     config = PinningConfig(positive="x", fade_guard=0.25, fade_tolerance=0.1).validate()
     loss = PinningLoss.from_config(config, None)
     assert loss.fade_guard == 0.25 and loss.fade_tolerance == 0.1
-    # target images say what the images should look like: the guard is off there
-    assert PinningLoss.from_config(config, crops[:2]).fade_guard == 0.0
+    assert PinningLoss.from_config(config, crops[:2]).fade_guard == 0.25  # as asked, for scripts
+    # a run with target images: they say what the images should look like, so its loss has no guard
+    from prompt_pinning.run.builders import build_loss
+    assert build_loss(config, crops[:2]).fade_guard == 0.0 and build_loss(config, None).fade_guard == 0.25
 
 
 def test_a_run_saved_before_the_guard_resumes_without_it():

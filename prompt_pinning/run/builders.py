@@ -7,7 +7,7 @@ the images a run pins to, for scripts that score images as a run would (with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -44,6 +44,8 @@ def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:
 def build_loss(config: PinningConfig, targets: Optional[torch.Tensor]):
     from ..score.loss import PinningLoss
 
+    if targets is not None:  # the fade guard keeps the unmodified prompt's look; target images set it instead
+        config = replace(config, fade_guard=0.0)
     return PinningLoss.from_config(config, targets, mask=None)  # the run sets its own mask (run/mask.py)
 
 

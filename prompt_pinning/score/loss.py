@@ -56,8 +56,8 @@ batch has lost against its reference beyond the tolerance t:
 fading its subject into the background. The reference is
 ``seed_reference(seeds)`` when one is set (the unmodified prompt on the same
 seeds, as a run sets it), else the targets' statistics. With weight 0 (or no
-reference) nothing is added. ``from_config`` turns it off when the config has
-target images: they, not the unmodified prompt, say what the images look like.
+reference) nothing is added. A run turns it off when it has target images
+(``run.builders.build_loss``).
 
 Non-finite values. FLIP values lie in [0, 1], so ``mean + |std|`` of any of them
 is at most (1 + sqrt 2) / 2; the weights are increasing in X for scale > 0, so
@@ -161,8 +161,6 @@ class PinningLoss:
             from .masks import build_mask
 
             mask = build_mask(config)
-        # the fade guard keeps the unmodified prompt's look; target images say what to look like instead
-        guard_weight = 0.0 if targets is not None or config.targets else getattr(config, "fade_guard", 0.0)
         if targets is None and config.targets:
             from .targets import load_targets
 
@@ -172,7 +170,7 @@ class PinningLoss:
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
                    force_allowed=config.hyperbatch_weights_force_allowed,
                    variant=config.loss_variant, mask=mask,
-                   fade_guard=guard_weight,
+                   fade_guard=getattr(config, "fade_guard", 0.0),
                    fade_tolerance=getattr(config, "fade_tolerance", 0.0))._with_target_seeds(targets, target_seeds)
 
     def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
