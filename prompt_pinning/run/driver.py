@@ -39,7 +39,7 @@ from .plan import stage_label
 from ..prompt.units import MAX_PROMPT_WEIGHT
 from .records import IndividualRecord, ReportSink, RunResult
 from ..rendering import RenderInterrupted
-from ..score.fade_guard import batch_stats
+from ..score.fade_guard import Reference
 from ..score.tags import tag_extra
 from .evaluator import on_device
 from .rundir import individual_id
@@ -206,9 +206,10 @@ def baseline_rendered(run: Run, images) -> None:
 
 
 def record_reference(run: Run, block: int, images, source: str, generation: int = 0) -> None:
-    """Journal the unmodified prompt's fade statistics on ``block`` (once; only when the guard uses them)."""
+    """Journal the unmodified prompt's fade guard reference on ``block`` (once; only when the guard uses it)."""
     if run.same_seed_reference and block not in run.state.references:
-        run.journal.reference(block, batch_stats(on_device(images, run.evaluator.device)), source, generation)
+        reference = Reference.of(on_device(images, run.evaluator.device), run.mask, run.config.fade_guard_form)
+        run.journal.reference(block, reference, source, generation)
 
 
 def render_reference(run: Run, g: int) -> None:

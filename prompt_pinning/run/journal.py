@@ -80,10 +80,12 @@ class Journal:
         self.store.append_event(entry)
         self.state.apply(entry, images, traces)
 
-    def reference(self, block: int, stats, source: str, generation: int = 0) -> None:
-        """The unmodified prompt's fade statistics on seed block ``block`` (``source``: which render)."""
+    def reference(self, block: int, reference, source: str, generation: int = 0) -> None:
+        """The unmodified prompt's ``fade_guard.Reference`` on seed block ``block`` (``source``: which render)."""
         entry = {"reference": True, "generation": int(generation), "block": int(block), "source": source,
-                 "stats": [float(x) for x in stats]}
+                 "stats": [float(x) for x in reference.stats]}
+        if reference.subject is not None:
+            entry["subject"] = reference.subject.to_json()
         self.store.append_event(entry)
         self.state.apply(entry)
 

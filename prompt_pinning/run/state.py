@@ -6,8 +6,8 @@ Events are the lines of the run's journal (``evaluations.jsonl``):
 * validated (``"validation": true``): its losses on the validation blocks;
 * closed (``"closed": true``): a generation's end, with the search distribution;
 * final (``"final": true``): the result scored on the user's seeds (block 0);
-* reference (``"reference": true``): the fade guard's statistics of the unmodified
-  prompt on one seed block, from the baseline's render there or (``"source":
+* reference (``"reference": true``): the fade guard's reference (batch statistics
+  and each seed's subject) of the unmodified prompt on one seed block, from the baseline's render there or (``"source":
   "reference"``, a render of its own that the plan counts) rendered for the guard.
 
 An uninterrupted run applies each event as it logs it; a resume applies the
@@ -31,6 +31,8 @@ import torch
 from .evaluation_log import record_from_entry
 from .plan import RunPlan
 from .records import GenerationRecord, IndividualRecord, PairedScore, RunResult
+from ..score.fade_guard import Reference
+from ..score.subject import SubjectProfile
 from ..search.seed_blocks import block_settings, noise_keys
 
 HALL_OF_FAME_SIZE = 10
@@ -58,7 +60,7 @@ class RunState:
         self.logbook: list[dict[str, Any]] = []
         self.final: Optional[dict[str, Any]] = None
         self.images: dict[str, tuple[torch.Tensor, Optional[np.ndarray], list[int]]] = {}
-        self.references: dict[int, np.ndarray] = {}  # seed block -> the unmodified prompt's fade statistics
+        self.references: dict[int, Reference] = {}  # seed block -> the unmodified prompt's fade guard reference
         self.references_rendered = 0  # the plan's reference renders done
         self.done = 0  # individual renders, as the plan counts them
 
@@ -119,7 +121,9 @@ class RunState:
         self.done += 1
 
     def _apply_reference(self, entry: dict[str, Any]) -> None:
-        self.references[int(entry["block"])] = np.array(entry["stats"], dtype=np.float64)
+        profile = entry.get("subject")
+        self.references[int(entry["block"])] = Reference(
+            np.array(entry["stats"], dtype=np.float64), None if profile is None else SubjectProfile.from_json(profile))
         if entry["source"] == "reference":
             self.references_rendered += 1
             self.done += 1
@@ -130,8 +134,8 @@ class RunState:
         """The last closed generation (0 when none)."""
         return self.generation_records[-1].generation if self.generation_records else 0
 
-    def reference(self, keys: Sequence[Any]) -> Optional[np.ndarray]:
-        """The recorded statistics of the seed block whose noise keys are ``keys`` (None: none recorded)."""
+    def reference(self, keys: Sequence[Any]) -> Optional[Reference]:
+        """The recorded reference of the seed block whose noise keys are ``keys`` (None: none recorded)."""
         keys = list(keys)
         first = keys[0][0] if keys and isinstance(keys[0], tuple) else (keys[0] if keys else None)
         if not isinstance(first, int):
