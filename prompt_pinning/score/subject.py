@@ -16,7 +16,7 @@ The reference image of a seed (the unmodified prompt's) gives
     subject        its pixels farther than ``SUBJECT_DISTANCE`` (RGB distance)
                    from that colour, within the target mask where there is one;
     separation     the mean RGB distance of the subject's pixels from the
-                   median colour of the image's other pixels;
+                   median colour of the image's other pixels (within the mask);
     colourfulness  the mean of max - min over the colour channels on the subject.
 
 An image of the same seed is measured on the reference's subject pixels, with
@@ -100,9 +100,12 @@ def _weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> float:
     return float((values * weight).sum()) / total if total > 0 else 0.0
 
 
-def separation(image: torch.Tensor, subject: torch.Tensor, weight: torch.Tensor) -> float:
-    """Mean RGB distance of the (3, h, w) image's ``subject`` pixels from its other pixels' median."""
-    rest = image[:, ~subject]
+def separation(image: torch.Tensor, subject: torch.Tensor, weight: torch.Tensor,
+               region: Optional[torch.Tensor] = None) -> float:
+    """Mean RGB distance (weighted) of the (3, h, w) image's ``subject`` pixels from the median of
+    its other pixels within ``region`` (the target mask's pixels; None: all)."""
+    others = ~subject if region is None else ~subject & region
+    rest = image[:, others]
     if rest.shape[1] == 0:
         rest = image[:, border(*subject.shape)]
     distance = (image - _median(rest)[:, None, None]).norm(dim=0)
@@ -219,7 +222,7 @@ def profile(images: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Subjec
             subject &= weight > 0
         masks[i] = subject.numpy()
         on = subject.float() * (1.0 if weight is None else weight)
-        seps[i] = separation(image, subject, on)
+        seps[i] = separation(image, subject, on, None if weight is None else weight > 0)
         cols[i] = _weighted_mean(_colourfulness(image), on)
     contrast, colourful = window_stats(images, weight)
     return SubjectProfile(masks, seps, cols, contrast, colourful)
@@ -237,7 +240,7 @@ def measure(images: torch.Tensor, reference: SubjectProfile,
     for i, image in enumerate(images):
         subject = torch.from_numpy(reference.masks[i])
         on = subject.float() * (1.0 if weight is None else weight)
-        seps[i] = separation(image, subject, on)
+        seps[i] = separation(image, subject, on, None if weight is None else weight > 0)
         cols[i] = _weighted_mean(_colourfulness(image), on)
     return seps, cols
 
