@@ -205,3 +205,17 @@ def test_a_run_saved_before_the_forms_resumes_with_the_batch_form(outdir):
     resumed = resume_pinning(stopped.run_dir, BuiltinRenderer())
     assert resumed.stop_reason == "completed"
     assert json.loads(config.read_text())["config"].get("fade_guard_form", "batch") == "batch"
+
+
+def test_the_demo_measure_reads_a_run_folder_and_finds_its_subject_kept(outdir):
+    import demo_subject  # benchmarks/ is on the path (conftest)
+
+    from prompt_pinning.reports import ReportWriter
+
+    run = run_pinning(guarded(outdir, generations=2), BuiltinRenderer(), sink=ReportWriter())
+    measured = demo_subject.measure(run.run_dir, heldout_batches=1)
+    mine = measured["blocks"]["your seeds"]
+    # the guard charges every share lost beyond its tolerance: the result keeps the subject on its seeds
+    assert mine["colour_kept"] >= 0.9 and mine["separation_kept"] >= 0.9
+    assert all(0 <= x <= 1 for x in mine["subject_rgb_before"] + mine["subject_rgb_after"])
+    assert measured["pinned"] == [run.best.positive, run.best.negative]
