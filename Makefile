@@ -15,7 +15,7 @@ setup-test: setup
 	bash tools/install_chromium.sh
 
 demo: setup
-	$(PYTHON) -m prompt_pinning --outdir outputs
+	$(PYTHON) -m prompt_pinning --prompt "a red circle, on a blue background" --negative green --outdir outputs
 
 test: setup-test
 	$(PYTHON) -m pytest -q

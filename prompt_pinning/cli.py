@@ -13,7 +13,6 @@ from .options import GENERATION_DEFAULTS, GROUPS, OPTIONS, Option
 from .rendering import GenerationSettings
 
 EXAMPLE_POSITIVE = "a red circle, on a blue background"
-EXAMPLE_NEGATIVE = "green"
 # Torch threads of the built-in model. The demo on 2 shared x86_64 cores took 9-70 s with one
 # thread and 34-389 s with two (same result, load average 1 to 13; README "Options").
 DEFAULT_THREADS = 1
@@ -47,8 +46,9 @@ def _help(option: Option) -> str:
 def _add_option(group, option: Option) -> None:
     """One schema option as a command-line argument (dest: the PinningConfig field)."""
     common = {"dest": option.name, "help": _help(option)}
-    if option.kind == "images":
-        group.add_argument(option.cli, action="append", default=[], metavar="IMAGE", **common)
+    if option.kind == "images":  # several paths after one flag, and the flag may be repeated
+        common["help"] += " Give several paths after one --target, or repeat it."
+        group.add_argument(option.cli, action="extend", nargs="+", default=[], metavar="IMAGE", **common)
     elif option.kind == "text":
         group.add_argument(option.cli, default=option.default, metavar="TAGS", **common)
     elif option.kind == "mask":
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = {"Target": p.add_argument_group("target")}
     g = groups["Target"]
     g.add_argument("--prompt", default=EXAMPLE_POSITIVE, help="positive prompt (A1111 syntax)")
-    g.add_argument("--negative", default=EXAMPLE_NEGATIVE, help="negative prompt")
+    g.add_argument("--negative", default="", help="negative prompt (default: none)")
 
     d = GENERATION_DEFAULTS
     g = p.add_argument_group("generation (the renderer call; the same defaults as PinningConfig)")
@@ -189,14 +189,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.write(_list_samplers() + "\n")
         return 0
     bar = _ProgressBar(args.progress)
+    flags = flag_names(parser)
     try:
+        check_resume_flags(parser, args)
         config = config_from_args(args)
         set_threads(args.threads)
         with _logs_above_the_bar(args.progress):
             result = _run(config, args, bar)
     except (ValueError, OSError) as error:  # bad input or every --webui instance gone: one line
         bar.close()
-        sys.stderr.write(f"{parser.prog}: error: {error}\n")
+        sys.stderr.write(f"{parser.prog}: error: {with_flag(str(error), flags)}\n")
         result = getattr(error, "pinning_result", None)  # a run that stopped keeps what it did
         if result is not None:
             sys.stdout.write(format_result(result))
@@ -211,6 +213,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bar.close()
     sys.stdout.write(format_result(result))
     return 0 if result.stop_reason in ("completed", "interrupted") else 1
+
+
+# Flags that a resume still uses; every other one is the run's saved setting.
+RESUME_FLAGS = {"resume", "threads", "progress", "verbose", "list_samplers", "webui", "webui_auth_file",
+                "webui_timeout", "webui_tokenizer"}
+CONFIG_KEYS = {"positive": "prompt"}  # config keys whose flag has another name
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Config key (and argparse dest) -> its command-line flag."""
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    flags.update({key: flags[dest] for key, dest in CONFIG_KEYS.items()})
+    return flags
+
+
+def with_flag(message: str, flags: dict[str, str]) -> str:
+    """An error that starts with a config key ('batch_size: ...') names its flag instead."""
+    key, sep, rest = message.partition(":")
+    first, space, tail = key.partition(" ")
+    if first in flags:
+        return f"{flags[first]}{space}{tail}{sep}{rest}"
+    return message
+
+
+def check_resume_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--resume continues with the run's saved settings: refuse flags that it would ignore."""
+    if args.resume is None:
+        return
+    flags = flag_names(parser)
+    given = [flags[a.dest] for a in parser._actions if a.option_strings and a.dest not in RESUME_FLAGS
+             and a.dest != "help" and getattr(args, a.dest) != a.default]
+    if given:
+        raise ConfigError("--resume", f"continues the run with its saved settings, so {', '.join(given)} "
+                          "would be ignored; leave them out (start a new run to change them)")
 
 
 def set_threads(threads: int) -> None:

@@ -65,23 +65,25 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     "args, fragment",
     [
         (["--steps", "x"], "--steps: invalid int value"),
-        (["--steps", "0"], "steps: must be a whole number >= 1"),
+        (["--steps", "0"], "--steps: must be a whole number >= 1"),
+        (["--batch-size", "0"], "--batch-size: must be a whole number >= 1"),
         (["--weights", "quadratic"], "--weights: invalid choice"),
-        (["--initial-std", "-1"], "initial_std: must be > 0"),
+        (["--initial-std", "-1"], "--initial-std: must be > 0"),
         (["--sampler", "No Such Sampler"], "No Such Sampler"),
         (["--scheduler", "linear"], "--scheduler: unknown schedule"),
         (["--prompt", "(a:1) AND b"], "AND"),
         (["--target", "/nonexistent/target.png"], "/nonexistent/target.png"),
-        (["--lambda", "1"], "lambda_: must be >= 2"),
-        (["--generations", "1000000000"], "generations: must be <= 10,000"),
-        (["--cmatrix", "[[1, 0], [0]]"], "cmatrix: must be square"),
+        (["--lambda", "1"], "--lambda: must be >= 2"),
+        (["--generations", "1000000000"], "--generations: must be <= 10,000"),
+        (["--cmatrix", "[[1, 0], [0]]"], "--cmatrix: must be square"),
         (["--threads", "-1"], "--threads: must be >= 0"),
         (["--resume", "/nonexistent/run"], "/nonexistent/run: no such run folder"),
     ],
 )
 def test_bad_options_give_one_line_errors(tmp_path, args, fragment):
     result = subprocess.run(
-        [sys.executable, "-m", "prompt_pinning", *SMALL, "--outdir", str(tmp_path), *args],
+        [sys.executable, "-m", "prompt_pinning", *([] if args[0] == "--resume" else [*SMALL, "--outdir", str(tmp_path)]),
+         *args],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2, result.stderr
@@ -184,3 +186,75 @@ def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
     state = (log.parent / "run_state.json").read_text()
     assert "interrupted" in state
     assert (log.parent / "index.html").is_file()
+
+
+def test_negative_prompt_defaults_to_none_and_the_demo_passes_its_own():
+    from prompt_pinning.cli import build_parser
+
+    args = build_parser().parse_args(["--prompt", "a blue square"])
+    assert args.negative == ""
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    (demo,) = [line for line in makefile.splitlines() if "-m prompt_pinning" in line]
+    assert "--negative green" in demo
+
+
+def test_target_takes_several_paths_after_one_flag_and_says_so():
+    from prompt_pinning.cli import build_parser
+
+    args = build_parser().parse_args(["--target", "a.png", "b.png", "--target", "c.png", "--steps", "3"])
+    assert args.targets == ["a.png", "b.png", "c.png"] and args.steps == 3
+    assert "several paths after one --target" in " ".join(build_parser().format_help().split())
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "--target a.png b.png" in readme
+
+
+def test_resume_refuses_the_flags_it_would_ignore_by_name(tmp_path, capsys):
+    code = main(["--resume", str(tmp_path), "--generations", "40", "--prompt", "a blue square", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("prompt-pinning: error:") == 1
+    assert "so --prompt, --generations would be ignored" in error and "--no-progress" not in error
+    # flags a resume still uses are accepted: the error is then about the folder
+    assert main(["--resume", str(tmp_path), "--no-progress", "--threads", "1"]) == 2
+    assert "prompt_pinning_run.json: missing" in capsys.readouterr().err
+
+
+def test_errors_name_the_flag_not_the_config_key(tmp_path, capsys):
+    assert main(["--batch-size", "0", "--outdir", str(tmp_path), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "--batch-size: must be a whole number >= 1" in error and "batch_size" not in error
+    bad = tmp_path / "mask.png"
+    bad.write_text("not an image")
+    assert main(["--target-mask", str(bad), "--outdir", str(tmp_path), "--no-progress", *SMALL]) == 2
+    assert f"--target-mask {bad}" in capsys.readouterr().err
+
+
+def test_bad_targets_and_masks_leave_no_run_folder(tmp_path, capsys):
+    from PIL import Image
+
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    black = tmp_path / "black.png"
+    Image.new("L", (8, 8), 0).save(black)
+    bomb = tmp_path / "bomb.png"  # a valid PNG whose header claims 60000 x 60000 pixels
+    Image.new("L", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = (60000).to_bytes(4, "big") * 2
+    bomb.write_bytes(bytes(data))
+    errors = [["--target", str(text)], ["--target", str(tmp_path / "missing.png")], ["--target-mask", str(text)],
+              ["--target-mask", str(black)], ["--target-mask", str(bomb)]]
+    for args in errors:
+        assert main([*SMALL, "--outdir", str(tmp_path / "out"), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert "prompt-pinning: error:" in err and "Traceback" not in err, err
+    runs = tmp_path / "out" / "txt2img-images" / "prompt_pins"
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_cma_logging_prints_the_logbook_line_and_the_flag_turns_it_off(tmp_path):
+    tiny = ["--batch-size", "1", "--steps", "2", "--width", "16", "--height", "16", "--generations", "1",
+            "--lambda", "2", "--validation-batches", "0", "--fade-guard", "0", "--no-progress"]
+    for flag, shown in (([], True), (["--no-cma-logging"], False)):
+        result = subprocess.run([sys.executable, "-m", "prompt_pinning", *tiny, *flag, "--outdir", str(tmp_path)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert ("gen 1  min " in result.stderr) is shown, result.stderr
