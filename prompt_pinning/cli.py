@@ -189,29 +189,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.write(_list_samplers() + "\n")
         return 0
     bar = _ProgressBar(args.progress)
+    reports = None
     flags = flag_names(parser)
     try:
         check_resume_flags(parser, args)
         config = config_from_args(args)
         set_threads(args.threads)
+        from .report_command import StoppableReports
+
+        reports = StoppableReports()
         with _logs_above_the_bar(args.progress):
-            result = _run(config, args, bar)
+            result = _run(config, args, bar, reports)
     except (ValueError, OSError) as error:  # bad input or every --webui instance gone: one line
         bar.close()
         sys.stderr.write(f"{parser.prog}: error: {with_flag(str(error), flags)}\n")
         result = getattr(error, "pinning_result", None)  # a run that stopped keeps what it did
         if result is not None:
-            sys.stdout.write(format_result(result))
+            sys.stdout.write(format_result(result, _unfinished(reports)))
         return 2
     except KeyboardInterrupt as interrupt:  # second Ctrl-C: the run still kept its best
         bar.close()
         sys.stderr.write(f"{parser.prog}: interrupted\n")
         result = getattr(interrupt, "pinning_result", None)
         if result is not None:
-            sys.stdout.write(format_result(result))
+            sys.stdout.write(format_result(result, _unfinished(reports)))
         return 130
     bar.close()
-    sys.stdout.write(format_result(result))
+    sys.stdout.write(format_result(result, _unfinished(reports)))
     return 0 if result.stop_reason in ("completed", "interrupted") else 1
 
 
@@ -268,12 +272,11 @@ def _logs_above_the_bar(progress: bool):
     return logging_redirect_tqdm()
 
 
-def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
+def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, reports):
+    """The run, its report drawn by ``reports`` (a StoppableReports, stopped by the first Ctrl-C)."""
     import signal
-    import threading
 
     from .builtin import BuiltinRenderer
-    from .reports import ReportWriter
     from .run import run_pinning
 
     if args.webui:
@@ -281,7 +284,7 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
     else:
         _check_sampler(config.generation.sampler, config.generation.scheduler)
         renderer = BuiltinRenderer(max_images_per_call=config.max_images_per_call)
-    stop = threading.Event()
+    stop = reports.stop
     previous = signal.getsignal(signal.SIGINT)
 
     def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly, keep the best so far
@@ -292,8 +295,7 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
 
     signal.signal(signal.SIGINT, on_interrupt)
     try:
-        return run_pinning(config, renderer, sink=ReportWriter(), should_stop=stop.is_set,
-                           progress=bar)
+        return run_pinning(config, renderer, sink=reports, should_stop=stop.is_set, progress=bar)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -320,7 +322,7 @@ def _check_sampler(sampler: str, scheduler: str) -> None:
                          f"valid: {', '.join(sorted(SCHEDULES))}, automatic")
 
 
-def format_result(result) -> str:
+def format_result(result, unfinished: bool = False) -> str:
     lines = [
         "",
         f"stopped:         {result.stop_reason}",
@@ -337,11 +339,16 @@ def format_result(result) -> str:
               for score in dict.fromkeys(s for s in (result.paired, result.user_seeds) if s is not None)]
     if result.paired is None:
         lines.append("improvement:     not measured (the run stopped before its result was scored on common seeds)")
-    lines += [
-        f"report:          {Path(result.run_dir) / 'index.html'}",
-        "",
-    ]
+    lines.append(f"report:          {Path(result.run_dir) / 'index.html'}")
+    if unfinished:
+        lines.append(f"                 unfinished (stopped with Ctrl-C); to draw it all: "
+                     f"python -m prompt_pinning report {result.run_dir}")
+    lines.append("")
     return "\n".join(lines)
+
+
+def _unfinished(reports) -> bool:
+    return bool(reports is not None and reports.unfinished)
 
 
 def _percent(value) -> str:

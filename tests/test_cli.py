@@ -162,30 +162,64 @@ def test_list_samplers_includes_hyperbatch():
     assert "DPM++ 2M Karras - Hyperbatch" in result.stdout.splitlines()
 
 
+def _evaluations(log: Path) -> list[dict]:
+    """The journal's evaluated individuals (not its reference, validation or closing lines)."""
+    if not log.exists():
+        return []
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [e for e in entries if "offsets" in e and not e.get("reference") and not e.get("validation")]
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
+    import os
     import signal
     import time
 
+    # A terminal's Ctrl-C goes to the whole process group: the run and its report process.
     proc = subprocess.Popen(
         [sys.executable, "-m", "prompt_pinning", *SMALL[:-5], "--generations", "500",
          "--lambda", "3", "--validation-batches", "0", "--no-progress", "--outdir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     log = tmp_path / "txt2img-images" / "prompt_pins" / "00000000" / "evaluations.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+    while time.monotonic() < deadline and len(_evaluations(log)) < 7:  # the baseline and 2 generations
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
+    exited = time.monotonic() - sent
     assert proc.returncode == 0, err
+    assert exited < 10, exited  # the queued plots are not waited for (2 s when idle)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "stopped:         interrupted" in out
-    evaluated = [e["loss"] for e in map(json.loads, log.read_text().splitlines()) if "offsets" in e]
-    assert 4 <= len(evaluated) < 1 + 500 * 3  # stopped part way, keeping what it had done
+    evaluated = _evaluations(log)
+    assert 7 <= len(evaluated) < 1 + 500 * 3  # stopped part way, keeping what it had done
     # no unpaired comparison is printed for a run stopped before its result was scored
     assert "improvement:     not measured" in out and "best loss" not in out
     state = (log.parent / "run_state.json").read_text()
     assert "interrupted" in state
-    assert (log.parent / "index.html").is_file()
+    assert json.loads((log.parent / "final_result.json").read_text())["stop_reason"] == "interrupted"
+    assert f"python -m prompt_pinning report {log.parent}" in out
+    # the report is finished on demand, from the folder alone
+    done = subprocess.run([sys.executable, "-m", "prompt_pinning", "report", str(log.parent)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert str(log.parent / "index.html") in done.stdout
+    page = (log.parent / "index.html").read_text()
+    assert "interrupted" in page and (log.parent / "loss_history.png").is_file()
+    for entry in evaluated:
+        folder = log.parent / entry["folder"]
+        assert (folder / "loss_plot.png").is_file() and (folder / "summary.gif").is_file(), folder
+        assert (folder.parent / "generation_loss_plot.png").is_file()
+    assert (log.parent / "run_state.json").read_text() == state  # drawing the report changed nothing of the run
+
+
+def test_report_command_refuses_a_folder_it_cannot_read(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "prompt_pinning", "report", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("prompt-pinning report: error:") and "none" in done.stderr
 
 
 def test_negative_prompt_defaults_to_none_and_the_demo_passes_its_own():
