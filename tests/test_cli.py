@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,7 @@ def test_bad_targets_and_masks_leave_no_run_folder(tmp_path, capsys):
     Image.new("L", (1, 1)).save(bomb)
     data = bytearray(bomb.read_bytes())
     data[16:24] = (60000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the IHDR chunk's CRC
     bomb.write_bytes(bytes(data))
     errors = [["--target", str(text)], ["--target", str(tmp_path / "missing.png")], ["--target-mask", str(text)],
               ["--target-mask", str(black)], ["--target-mask", str(bomb)]]
