@@ -125,6 +125,8 @@ class PinningConfig:
                 value = [str(t) if isinstance(t, (str, Path)) else type(t).__name__ for t in value]
             elif f.name == "target_mask" and value is not None:
                 value = str(value) if isinstance(value, (str, Path)) else type(value).__name__
+            elif f.name == "outdir":  # relative to the outputs folder: the server's own paths stay private
+                value = Path(value).name
             elif isinstance(value, Path):
                 value = str(value)
             elif hasattr(value, "tolist"):

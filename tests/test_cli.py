@@ -60,6 +60,11 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     assert saved["resolved"]["lambda_"] == 3 and saved["resolved"]["sigma"] == 0.07
     assert str(run_dir / "index.html") in out
     assert "pinned prompt:" in out
+    # the files a WebUI serves hold no absolute path of the server
+    for name in ("index.html", "final_result.json", "run_config.json"):
+        assert str(tmp_path) not in (run_dir / name).read_text(), name
+    assert final["config"]["run_dir"] == "txt2img-images/prompt_pins/00000000"
+    assert saved["config"]["outdir"] == "txt2img-images"
 
 
 @pytest.mark.parametrize(
