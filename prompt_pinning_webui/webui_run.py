@@ -204,7 +204,10 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     settings = run_settings(config)
     # The engine reports its total before the first render, so the bar covers the baseline.
     progress = HostProgress(renderer, settings, steps_per_call(settings, is_img2img))
-    result = _run_engine(config, renderer, progress)
+    try:
+        result = _run_engine(config, renderer, progress)
+    finally:
+        renderer.release()
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)
     shared.state.textinfo = None

@@ -31,6 +31,8 @@ class DeepDanbooru:
     def __init__(self):
         self.model = None
         self.loads = 0
+        self.starts = 0  # the host moves the model to the GPU on start and back to the CPU on stop
+        self.stops = 0
 
     def load(self):
         if self.model is not None:
@@ -47,9 +49,10 @@ class DeepDanbooru:
 
     def start(self):
         self.load()
+        self.starts += 1
 
     def stop(self):
-        pass
+        self.stops += 1
 
 
 model = DeepDanbooru()
