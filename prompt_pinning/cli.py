@@ -120,6 +120,9 @@ def add_webui_arguments(p: argparse.ArgumentParser) -> None:
                    help="longest wait for one individual's images before the instance counts as failed")
     g.add_argument("--webui-tokenizer", choices=("clip", "open_clip"), default="clip",
                    help="how the instances' model splits text: clip (SD1.x, SDXL) or open_clip (SD2.x)")
+    g.add_argument("--webui-vocab", type=Path, default=None, metavar="FILE",
+                   help="CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) for splitting the prompt; "
+                        "default: the one open-clip-torch ships (pip install --no-deps open-clip-torch)")
 
 
 def read_cmatrix(text: Optional[str]) -> Optional[list]:
@@ -221,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 # Flags that a resume still uses; every other one is the run's saved setting.
 RESUME_FLAGS = {"resume", "threads", "progress", "verbose", "list_samplers", "webui", "webui_auth_file",
-                "webui_timeout", "webui_tokenizer"}
+                "webui_timeout", "webui_tokenizer", "webui_vocab"}
 CONFIG_KEYS = {"positive": "prompt"}  # config keys whose flag has another name
 
 
@@ -304,7 +307,7 @@ def webui_renderer(args: argparse.Namespace, config: PinningConfig):
     """The --webui instances as one renderer, checked before the run starts."""
     from .remote import WebUIApiRenderer, default_tokenizer
 
-    renderer = WebUIApiRenderer(args.webui, tokenizer=default_tokenizer(args.webui_tokenizer),
+    renderer = WebUIApiRenderer(args.webui, tokenizer=default_tokenizer(args.webui_tokenizer, args.webui_vocab),
                                 auth_file=args.webui_auth_file, timeout=args.webui_timeout)
     if config.resume is None:  # a resume renders with the run's saved settings; checked at its first render
         renderer.check(config.generation)
