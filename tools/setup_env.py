@@ -40,7 +40,10 @@ def torch_importable() -> bool:
 
 def unmet(requirements: list[str], version: Callable[[str], Optional[str]] = install.installed_version) -> list[str]:
     """The requirements whose distribution is missing or outside the requirement's versions."""
-    from packaging.requirements import Requirement
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # a fresh virtual environment: pip's own copy
+        from pip._vendor.packaging.requirements import Requirement
 
     missing = []
     for text in requirements:
@@ -54,7 +57,10 @@ def unmet(requirements: list[str], version: Callable[[str], Optional[str]] = ins
 
 
 def project_requirements(extras: list[str]) -> list[str]:
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        from pip._vendor import tomli as tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     optional = project.get("optional-dependencies", {})
