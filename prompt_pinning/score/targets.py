@@ -62,7 +62,7 @@ def open_image(data: bytes | Path, label: str, max_pixels: int = MAX_SOURCE_PIXE
     if image.width * image.height > max_pixels:
         size = f"{image.width}x{image.height}"
         image.close()
-        raise error(f"{label}: is {size}; at most {max_pixels:,} pixels ({_side(max_pixels)}) are opened, "
+        raise error(f"{label}: {size}; at most {max_pixels:,} pixels ({_side(max_pixels)}) are opened, "
                     "and images are scaled to the run's size anyway")
     return image
 
