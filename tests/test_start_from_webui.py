@@ -37,3 +37,17 @@ def test_a_relative_start_from_is_read_against_the_outputs_folder_like_resume(tm
     config = confine_resume(PinningConfig(positive="x", start_from=f"{name}:1", resume=name,
                                           outdir=tmp_path / "outputs" / "txt2img-images"))
     assert config.start_from == f"{inside.resolve()}:1" and config.resume == inside.resolve()
+
+
+def test_a_start_from_folder_is_saved_relative_to_the_outputs_folder(tmp_path):
+    import numpy as np
+
+    from prompt_pinning.search.start_from import StartPoint
+
+    folder = tmp_path / "outputs" / "txt2img-images" / "prompt_pins" / "00000002"
+    config = PinningConfig(positive="x", start_from=f"{folder}:3", outdir=tmp_path / "outputs" / "txt2img-images")
+    saved = config.to_dict()
+    assert saved["start_from"] == "txt2img-images/prompt_pins/00000002:3" and saved["outdir"] == "txt2img-images"
+    start = StartPoint(np.zeros(2), 0.1, np.eye(2), folder, 3)
+    assert start.resolved()["run"] == "txt2img-images/prompt_pins/00000002"
+    assert str(tmp_path) not in str(saved) + str(start.resolved())

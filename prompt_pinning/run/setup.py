@@ -25,6 +25,7 @@ from .evaluator import Evaluator
 from .journal import Journal
 from ..search.optimizer import resolve_cma_seed, resolve_generations
 from .plan import RunPlan, make_plan, same_seed_reference
+from .rundir import public_run_dir
 from .records import ReportSink, UnitRow
 from ..rendering import Renderer
 from .state import RunState
@@ -79,7 +80,7 @@ class Run:
         # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
         about = getattr(self.renderer, "report_info", None)
         return {**self.config.to_dict(), "resolved": self.resolved(),
-                "run_dir": public_run_dir(self.run_dir),
+                "run_dir": public_run_dir(self.run_dir) if self.run_dir else None,
                 **({"renderer": about()} if callable(about) else {})}
 
     def units(self, offsets: Optional[np.ndarray] = None, tightness: Optional[np.ndarray] = None) -> list[UnitRow]:
@@ -94,13 +95,6 @@ class Run:
         return self.state.result(reason, config=self.config_dict(),
                                  units=self.units(best.offsets if best is not None else None, tightness),
                                  validation_seeds=self.validation_seeds())
-
-
-def public_run_dir(run_dir: Optional[Path]) -> Optional[str]:
-    """The run folder relative to the outputs folder (``txt2img-images/prompt_pins/00000003``)."""
-    if run_dir is None:
-        return None
-    return Path(run_dir).relative_to(Path(run_dir).parent.parent.parent).as_posix()
 
 
 def host_settings(renderer: Renderer) -> dict[str, Any]:
