@@ -34,7 +34,7 @@ SEED_SCHEDULES = ("fixed", "rotating")
 LOSS_VARIANTS = ("union", "target", "consistency")
 TAGGERS = ("auto", "builtin", "deepbooru", "wd14")
 MAX_TAG_TEXT = 2_000  # characters of a tag list (at most 64 tags)
-FADE_GUARD_FORMS = ("subject", "windows", "relative", "batch")
+FADE_GUARD_FORMS = ("relative", "subject", "windows", "batch")
 MASK_SOURCES = ("mask image", "target alpha", "inpaint mask", "inverted inpaint mask")
 GROUPS = ("Target", "Loss", "Optimizer", "Size limiter", "Hyperbatch", "Output")
 
@@ -349,25 +349,28 @@ OPTIONS: tuple[Option, ...] = (
       "(A1111's DeepBooru) or wd14 (the WD14 tagger extension); auto: builtin on the built-in model, "
       "deepbooru in the WebUI.", cli="--tagger", choices=TAGGERS),
     O("fade_guard", "float", 2.0, "Fade guard", "Loss",
-      "Weight of a loss term that charges a batch for contrast and colourfulness it has lost against "
-      "the unmodified prompt on the same seeds, beyond the fade tolerance, so the search cannot lower "
-      "the loss by fading the subject out; not applied with target images. 0 = off: the FLIP "
-      "loss alone, which on the built-in model gains about twice as much, half of it by fading "
-      "(docs/loss.md).", cli="--fade-guard",
+      "Strength of a loss term that charges a batch for what its subject has lost (separation from "
+      "the background, colour) against the unmodified prompt on the same seeds, beyond the fade "
+      "tolerance, so the search cannot lower the loss by fading the subject out; not applied with "
+      "target images. With the relative form the loss is divided by (share kept) ^ (guard / 2). "
+      "0 = off: the FLIP loss alone, which on the built-in model gains more by letting subjects "
+      "fade (docs/loss.md).", cli="--fade-guard",
       minimum=0, maximum=MAX_FADE_GUARD,
       limit_reason="at 100 a 1% loss of contrast already outweighs any FLIP difference"),
-    O("fade_tolerance", "float", 0.03, "Fade tolerance", "Loss",
-      "Share of its contrast or colourfulness a batch may lose against the reference before the fade "
-      "guard charges it: the term is fade guard x (1 - batch / reference - tolerance) each. 0.03 lets "
-      "the search trade 3% for a better loss; 0 charges from the first loss.", cli="--fade-tolerance",
+    O("fade_tolerance", "float", 0.05, "Fade tolerance", "Loss",
+      "Share of its subject's separation or colour (the batch form: its contrast or colour) an image "
+      "may lose against the unmodified prompt's image of the same seed before the fade guard charges "
+      "it. 0.05 lets the search trade 5% for a better loss; 0 charges from the first loss.",
+      cli="--fade-tolerance",
       minimum=0, maximum=MAX_FADE_TOLERANCE,
       limit_reason="a batch may not lose all of its contrast for free"),
-    O("fade_guard_form", "choice", "subject", "Fade guard form", "Loss",
-      "What the fade guard measures against the unmodified prompt on the same seeds: subject (each "
-      "seed's subject pixels: their separation from the background and their colour), windows (each "
-      "cell of a 4x4 grid), relative (the loss divided by the share of the subject kept) or batch "
-      "(contrast and colour of the whole batch, the first form; a deeper background can pay for a "
-      "faded subject there).", cli="--fade-guard-form", choices=FADE_GUARD_FORMS),
+    O("fade_guard_form", "choice", "relative", "Fade guard form", "Loss",
+      "What the fade guard measures against the unmodified prompt on the same seeds: relative (the "
+      "loss divided by the share of its subject a batch keeps: on each seed's subject pixels, their "
+      "separation from the background and their colour), subject (the same shares, charged weight x "
+      "shortfall), windows (each cell of a 4x4 grid) or batch (contrast and colour of the whole "
+      "batch, the first form; a deeper background can pay for a faded subject there).",
+      cli="--fade-guard-form", choices=FADE_GUARD_FORMS),
 )
 del O
 

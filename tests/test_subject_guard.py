@@ -130,7 +130,7 @@ def test_profiles_round_trip_through_the_journal_and_bad_ones_are_named():
 
 
 def test_the_form_is_checked_by_name():
-    with pytest.raises(ValueError, match="fade_guard_form: must be one of subject, windows, relative, batch"):
+    with pytest.raises(ValueError, match="fade_guard_form: must be one of relative, subject, windows, batch"):
         PinningLoss(fade_guard=1.0, fade_guard_form="everything")
     from prompt_pinning.config import ConfigError
     with pytest.raises(ConfigError, match="fade_guard_form"):
@@ -180,7 +180,7 @@ def test_a_run_journals_each_seeds_subject_and_a_resume_reads_it_back(outdir):
     assert resumed.best.loss == full.best.loss and resumed.best.offsets.tolist() == full.best.offsets.tolist()
 
 
-def test_reference_lines_without_the_subject_are_refused_for_a_subject_form(outdir):
+def test_reference_lines_without_the_subject_are_refused_for_a_subject_measuring_form(outdir):
     done = []
     stopped = run_pinning(guarded(outdir), BuiltinRenderer(), should_stop=lambda: bool(done) and done[-1] >= 4,
                           progress=lambda s, d, t: done.append(d))
@@ -189,7 +189,7 @@ def test_reference_lines_without_the_subject_are_refused_for_a_subject_form(outd
     for entry in entries:
         entry.pop("subject", None)
     log.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    with pytest.raises(ckpt.ResumeError, match="does not fit the fade guard's form 'subject'"):
+    with pytest.raises(ckpt.ResumeError, match="does not fit the fade guard's form 'relative'"):
         resume_pinning(stopped.run_dir, BuiltinRenderer())
 
 

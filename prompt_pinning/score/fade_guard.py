@@ -4,20 +4,20 @@ FLIP between images of different seeds falls when whatever varies with the seed
 goes away, and the cheapest way there is often to let the subject fade into the
 background. The guard charges a batch for what it has lost against the
 unmodified prompt's images *of the same seeds*, in one of four forms
-(``fade_guard_form``):
+(``fade_guard_form``), each measured per seed on the pixels where the
+unmodified prompt's subject stands except the last:
 
-    subject   (default) per seed, on the pixels where the unmodified prompt's
-              subject stands: the subject's separation from its background and
-              its colourfulness (``subject.py``). The term is ``weight`` times
-              the mean per-image shortfall of each, beyond the tolerance t:
-              mean_i max(0, 1 - kept_i - t). A deeper background cannot pay
-              for a faded subject.
+    relative  (default) the loss divided by the share of its subject the batch
+              still carries (``subject.content_kept``: separation from the
+              background and colourfulness kept, each within the tolerance t,
+              multiplied): the term is ``loss * (kept ** (-weight / 2) - 1)``,
+              so at weight 2 the loss is divided by ``kept`` and emptying the
+              picture earns nothing.
+    subject   ``weight`` times the mean per-image shortfall of separation and
+              of colourfulness beyond t: mean_i max(0, 1 - kept_i - t). A
+              deeper background cannot pay for a faded subject.
     windows   per seed and per cell of a 4 x 4 grid: each cell's luminance
               standard deviation and colourfulness against the same cell.
-    relative  the loss divided by the share of the subject the batch still
-              carries (``subject.content_kept``): the term is
-              ``loss * (1 / kept - 1)``, so that emptying the picture earns
-              nothing (``weight`` only switches it on).
     batch     the first form: contrast (the standard deviation of luminance,
               Rec. 709 weights, within an image) and colourfulness (max - min
               over the colour channels) averaged over the whole batch, charged
@@ -99,7 +99,7 @@ class Reference:
     subject: Optional[subject.SubjectProfile] = None
 
     @classmethod
-    def of(cls, images: torch.Tensor, mask: Optional[torch.Tensor] = None, form: str = "subject") -> "Reference":
+    def of(cls, images: torch.Tensor, mask: Optional[torch.Tensor] = None, form: str = "relative") -> "Reference":
         return cls(batch_stats(images, mask), subject.profile(images, mask) if form in SUBJECT_FORMS else None)
 
 
@@ -115,7 +115,7 @@ def penalty(form: str, images: torch.Tensor, reference: Reference, weight: float
         return subject.subject_penalty(images, profile, weight, tolerance, mask)
     if form == "windows":
         return subject.window_penalty(images, profile, weight, tolerance, mask)
-    return float(loss * (1.0 / subject.content_kept(images, profile, tolerance, mask) - 1.0))
+    return float(loss * (subject.content_kept(images, profile, tolerance, mask) ** (-weight / 2) - 1.0))
 
 
 def fade_penalty(stats: np.ndarray, reference: np.ndarray, weight: float, tolerance: float = 0.0) -> float:
@@ -156,7 +156,7 @@ class SeedReference:
     targets' statistics).
     """
 
-    def __init__(self, render: Callable[[list], Optional[torch.Tensor]], form: str = "subject",
+    def __init__(self, render: Callable[[list], Optional[torch.Tensor]], form: str = "relative",
                  mask: Optional[torch.Tensor] = None):
         self._render = render
         self._form, self._mask = check_form(form), mask
@@ -173,7 +173,7 @@ class SeedReference:
         return self._references[key]
 
 
-def baseline_reference(renderer, prompt: tuple[str, str], settings, form: str = "subject",
+def baseline_reference(renderer, prompt: tuple[str, str], settings, form: str = "relative",
                        mask: Optional[torch.Tensor] = None) -> SeedReference:
     """A SeedReference that renders ``prompt`` with ``settings`` on a block of consecutive seeds
     of the run's batch size (the only seed lists a run scores)."""
@@ -194,4 +194,4 @@ def attach_fade_reference(loss, config, renderer, vector, settings, targets=None
     unmodified prompt of ``vector`` as the loss's ``seed_reference``."""
     if getattr(config, "fade_guard", 0.0) and targets is None:
         loss.seed_reference = baseline_reference(renderer, vector.render(np.zeros(vector.size)), settings,
-                                                 getattr(config, "fade_guard_form", "subject"), loss.mask)
+                                                 getattr(config, "fade_guard_form", "relative"), loss.mask)

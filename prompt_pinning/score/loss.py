@@ -111,7 +111,7 @@ class PinningLoss:
                  max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
                  max_images_per_preprocess: Optional[int] = None, variant: str = "union",
                  mask: Optional[torch.Tensor] = None, fade_guard: float = 0.0,
-                 fade_tolerance: float = 0.0, fade_guard_form: str = "subject"):
+                 fade_tolerance: float = 0.0, fade_guard_form: str = "relative"):
         if variant not in LOSS_VARIANTS:
             raise ValueError(f"variant: must be one of {', '.join(LOSS_VARIANTS)}; got {variant!r}")
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
@@ -182,7 +182,7 @@ class PinningLoss:
                    variant=config.loss_variant, mask=mask,
                    fade_guard=getattr(config, "fade_guard", 0.0) if unmodified_target else 0.0,
                    fade_tolerance=getattr(config, "fade_tolerance", 0.0),
-                   fade_guard_form=getattr(config, "fade_guard_form", "subject"))._with_target_seeds(targets, target_seeds)
+                   fade_guard_form=getattr(config, "fade_guard_form", "relative"))._with_target_seeds(targets, target_seeds)
 
     def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
         if targets is not None and seeds is not None:
