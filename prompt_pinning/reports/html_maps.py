@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 from typing import Any, Optional
 
+from .weight_map import CLUSTER_RANKING
+
 INFLUENCE_TEXT = (
     "How strongly, and where, each unit's weight moves the image: within a generation the individuals "
     "share their seeds, so each pixel's change across them is regressed on their weight offsets (ridge, "
@@ -54,14 +56,16 @@ def _weights(entry: Optional[dict[str, Any]]) -> str:
     head = '<section class="card" aria-labelledby="wmap-title"><h2 id="wmap-title">Map of the explored weights</h2>'
     if not entry:
         return head + '<p class="muted">Not yet.</p></section>'
-    method = "UMAP" if entry.get("method") == "umap" else "PCA (install umap-learn for a UMAP layout)"
-    text = (f"Every evaluated individual's offsets in 2-D ({method}), coloured by loss (dark blue: low). ")
+    method = "UMAP" if entry.get("method") == "umap" else "PCA; install umap-learn for a UMAP layout"
+    text = (f"Every evaluated individual's offsets in 2-D ({method}), coloured by its place among the individuals rendered on the same seeds (its generation): "
+            "viridis, dark purple for the lowest loss there, yellow for the highest. ")
     if not entry.get("clustered"):
         text += ("Clusters of individuals would show whether there are several distinct ways to pin the "
                  "prompt, with each cluster's best individual and its images. " + (entry.get("hint") or ""))
     clusters = entry.get("clusters") or []
     if entry.get("clustered"):
-        text += (f"{len(clusters)} HDBSCAN clusters; to refine one, start a new run of this prompt from it: "
+        text += (f"{len(clusters)} HDBSCAN clusters; {entry.get('ranking') or CLUSTER_RANKING}. To refine one, "
+                 "start a new run of this prompt from it: "
                  "--start-from THIS_RUN_FOLDER:NUMBER (in the WebUI, the Start from a cluster field)."
                  if clusters else
                  "HDBSCAN found no clusters: the search explored one region.")
@@ -76,6 +80,7 @@ def _cluster(c: dict[str, Any]) -> str:
     images = "".join(f'<a href="{esc(src)}"><img src="{esc(src)}" loading="lazy" alt="cluster {esc(c.get("cluster"))}'
                      f' best image {n}"></a>' for n, src in enumerate(best.get("images") or [], start=1))
     return (f'<figure class="card batch"><figcaption>cluster {esc(c.get("cluster"))} '
-            f'<span class="muted">{esc(c.get("count"))} individuals, best loss {number(c.get("best_loss"))} '
-            f'(generation {esc(best.get("g"))}, individual {esc(best.get("i"))})</span></figcaption>'
+            f'<span class="muted">{esc(c.get("count"))} individuals, median standing {number(c.get("standing"))}; '
+            f'best placed: generation {esc(best.get("g"))}, individual {esc(best.get("i"))}, loss '
+            f'{number(c.get("best_loss"))} on its own seeds</span></figcaption>'
             f'<div class="thumbs">{images}</div></figure>')

@@ -13,7 +13,7 @@ from .influence import OPPONENT
 
 # A dark-to-bright ramp (black, purple, orange, pale yellow): strength of an influence map.
 HEAT_STOPS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
-# Loss: low (good) is blue-green, high is yellow.
+# viridis: low (good) is dark purple, high is yellow.
 LOSS_STOPS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
 CELL = 96
 LABEL_WIDTH = 190
@@ -69,9 +69,20 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     return canvas
 
 
-def scatter_map(xy: np.ndarray, losses: np.ndarray, clusters: np.ndarray, marks: Sequence[tuple[int, int]],
+# Ring colours of clusters 1, 2, ... (repeating): distinct from the viridis fill and each other.
+RING_COLOURS = [(214, 39, 40), (31, 119, 180), (255, 127, 14), (148, 103, 189), (140, 86, 75),
+                (227, 119, 194), (23, 190, 207), (188, 189, 34)]
+
+
+def ring_colour(cluster: int) -> tuple[int, int, int]:
+    return RING_COLOURS[cluster % len(RING_COLOURS)]
+
+
+def scatter_map(xy: np.ndarray, places: np.ndarray, clusters: np.ndarray, marks: Sequence[tuple[int, int]],
                 title: str, note: str, side: int = 640) -> Image.Image:
-    """Points coloured by loss (blue: low), cluster members ringed, each cluster's best numbered."""
+    """Points coloured by their place in their own generation (``places``, 0 best .. 1 worst, on the
+    viridis ramp: dark purple best), each cluster's members ringed in its own colour, each
+    cluster's best-placed member numbered."""
     canvas = Image.new("RGB", (side + 120, side + 60), "white")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
@@ -81,24 +92,23 @@ def scatter_map(xy: np.ndarray, losses: np.ndarray, clusters: np.ndarray, marks:
         low, high = xy.min(axis=0), xy.max(axis=0)
         span = np.where(high > low, high - low, 1.0)
         pix = (xy - low) / span * (side - 40) + [20, 40]
-        finite = losses[np.isfinite(losses)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        colours = ramp((losses - lo) / (hi - lo) if hi > lo else np.zeros_like(losses), LOSS_STOPS)
-        order = np.argsort(-np.nan_to_num(losses, nan=np.inf))  # best drawn last, on top
+        colours = ramp(places, LOSS_STOPS)
+        order = np.argsort(-np.nan_to_num(places, nan=np.inf), kind="stable")  # best placed drawn last, on top
         for j in order:
             x, y = pix[j]
             if clusters[j] >= 0:
-                draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=(120, 120, 120))
+                draw.ellipse((x - 6, y - 6, x + 6, y + 6), outline=ring_colour(int(clusters[j])), width=2)
             draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=tuple(int(c) for c in colours[j]))
         for number, j in marks:
             x, y = pix[j]
-            draw.rectangle((x + 5, y - 6, x + 19, y + 6), fill="white", outline="black")
-            draw.text((x + 8, y - 5), str(number), fill="black", font=font)
-        for step in range(side - 40):  # the loss key
-            share = 1 - step / (side - 41)
+            draw.rectangle((x + 7, y - 6, x + 21, y + 6), fill="white", outline=ring_colour(number - 1), width=2)
+            draw.text((x + 10, y - 5), str(number), fill="black", font=font)
+        for step in range(side - 40):  # the colour key
+            share = step / (side - 41)
             colour = tuple(int(c) for c in ramp(np.array(share), LOSS_STOPS))
             draw.line((side + 20, 40 + step, side + 34, 40 + step), fill=colour)
-        draw.text((side + 38, 36), f"{hi:.4g}", fill="black", font=font)
-        draw.text((side + 38, side - 10), f"{lo:.4g}", fill="black", font=font)
-        draw.text((side + 14, side + 6), "loss", fill="black", font=font)
+        draw.text((side + 38, 36), "0 best", fill="black", font=font)
+        draw.text((side + 38, side - 10), "1 worst", fill="black", font=font)
+        draw.text((side + 4, side + 6), "place in its", fill="black", font=font)
+        draw.text((side + 4, side + 18), "generation", fill="black", font=font)
     return canvas

@@ -206,9 +206,7 @@ class ReportWriter:
         page = page_data(self.run_dir, result, rows, units, status, plots, updated)
         plot_data = RunPlotData(
             generations=generations, unit_labels=unit_labels(units), rows=rows if size_limit > 0 else None,
-            size_limit=size_limit, baseline_loss=optional_float(result.baseline_loss),
-            # a run that measures a validation loss may record it for its best individual
-            best_validation_loss=optional_float(getattr(result, "best_validation_loss", None)))
+            size_limit=size_limit)
         maps = (map_labels(units), self._baseline_member) if units else None
         self._submit(write_run_reports, self.run_dir, plot_data, page, final, maps, coalesce="run")
 

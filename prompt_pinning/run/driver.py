@@ -212,13 +212,20 @@ def record_reference(run: Run, block: int, images, source: str, generation: int 
 
 
 def render_reference(run: Run, g: int) -> None:
-    """The unmodified prompt on generation ``g``'s block, for the fade guard (a render the plan counts)."""
+    """The unmodified prompt on generation ``g``'s block, for the fade guard (a render the plan counts),
+    scored too: its loss is what the report compares that block's candidates with."""
     block = run.plan.training_block(g)
     if block in run.state.references:
         return
     baseline = run.state.baseline
-    (batch,), _ = run.evaluator.render([(baseline.positive, baseline.negative)], block)
-    record_reference(run, block, batch.images, "reference", g)
+    stats = []
+
+    def staged(batches) -> None:  # the guard reads the statistics while this render is scored
+        stats.append(batch_stats(on_device(batches[0].images, run.evaluator.device)))
+        run.state.stage_reference(block, stats[0])
+
+    (evaluation,) = run.evaluator.evaluate([(baseline.positive, baseline.negative)], block, staged)
+    run.journal.reference(block, stats[0], "reference", g, loss=float(evaluation.loss.value))
     report(run, stage_label("reference", g, run.plan))
 
 

@@ -80,10 +80,11 @@ class Journal:
         self.store.append_event(entry)
         self.state.apply(entry, images, traces)
 
-    def reference(self, block: int, stats, source: str, generation: int = 0) -> None:
-        """The unmodified prompt's fade statistics on seed block ``block`` (``source``: which render)."""
+    def reference(self, block: int, stats, source: str, generation: int = 0, loss: Optional[float] = None) -> None:
+        """The unmodified prompt's fade statistics on seed block ``block`` (``source``: which render),
+        and its loss there when the render was scored for it (a reference render)."""
         entry = {"reference": True, "generation": int(generation), "block": int(block), "source": source,
-                 "stats": [float(x) for x in stats]}
+                 "stats": [float(x) for x in stats], **({} if loss is None else {"loss": float(loss)})}
         self.store.append_event(entry)
         self.state.apply(entry)
 
