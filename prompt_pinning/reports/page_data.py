@@ -115,6 +115,38 @@ def block_baselines(generations: Sequence[GenerationRecord], baseline: Optional[
     return jsonable(known)
 
 
+def score_entry(score) -> Optional[dict[str, Any]]:
+    """A paired comparison for the page: basis, seeds, both losses and the improvement."""
+    if score is None:
+        return None
+    from ..run.paired import seed_ranges
+
+    return jsonable({**score.to_dict(), "seed_text": seed_ranges(score.seeds) if score.seeds else None})
+
+
+VALIDATION_FOLDER = "validation"  # <id>/: validated candidates' images on the first validation block
+
+
+def validation_view(run_dir: Path, result: RunResult) -> Optional[dict[str, Any]]:
+    """The unmodified prompt's and the result's images on the first validation block (the same
+    seeds), where both were saved; None otherwise."""
+    baseline, best = result.baseline, result.best
+    seeds = list(result.validation_seeds[:len(baseline.seeds)]) if baseline is not None else []
+    if not seeds or best is None:
+        return None
+    names = image_file_names(seeds)
+    images = {}
+    for key, record in (("baseline", baseline), ("best", best)):
+        folder = Path(run_dir) / VALIDATION_FOLDER / record.individual_id
+        if not all((folder / name).is_file() for name in names):
+            return None
+        images[key] = [relative_url(folder / name, run_dir) for name in names]
+    losses = (baseline.validation_losses[:1] or [None])[0], (best.validation_losses[:1] or [None])[0]
+    return jsonable({"seeds": seeds, "baseline": images["baseline"], "best": images["best"],
+                     "baseline_loss": losses[0], "best_loss": losses[1],
+                     "blocks": max(1, len(result.validation_seeds) // max(1, len(seeds)))})
+
+
 def tag_table(config: dict[str, Any], baseline: Optional[dict], best: Optional[dict]) -> list[dict[str, Any]]:
     """Each target tag: wanted or unwanted, its weight, and its mean probability for the
     unmodified prompt and for the result (None where not yet known)."""
@@ -160,6 +192,10 @@ def page_data(
             # paired only: the same seeds and pairs for both (None until the result is scored so)
             "improvement": result.paired.improvement if result.paired else None,
             "improvement_basis": result.paired.basis if result.paired else None,
+            "headline": score_entry(result.paired),
+            "your_seeds": score_entry(result.user_seeds),
+            "shown": score_entry(getattr(result, "shown", None)),
+            "validation_view": validation_view(run_dir, result),
             "tags": tag_table(result.config, baseline, best),
             "units": unit_entries(units),
             "convergence": convergence(result.generations),

@@ -190,9 +190,11 @@ def validate(run: Run, record: Optional[IndividualRecord], point: int) -> None:
         return None if record.generation else (
             lambda batches: record_reference(run, block, batches[0].images, "validation"))
 
-    losses = [float(e.loss.value) for k in run.plan.validation_blocks
-              for e in run.evaluator.evaluate([(record.positive, record.negative)], k, rendered(k))]
-    run.journal.validated(record, point, losses)
+    evaluations = [e for k in run.plan.validation_blocks
+                   for e in run.evaluator.evaluate([(record.positive, record.negative)], k, rendered(k))]
+    first = evaluations[0].batch
+    run.journal.validated(record, point, [float(e.loss.value) for e in evaluations],
+                          shown=(first.images, list(first.seeds)))
     where = None if point > run.plan.generations else point
     report(run, stage_label("validation", where, run.plan))
 

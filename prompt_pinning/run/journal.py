@@ -42,10 +42,13 @@ class Journal:
         self.state.apply(evaluation_entry(record, self.run_dir), record.images, record.traces)
         self._save_best()
 
-    def validated(self, record: IndividualRecord, point: int, losses: list[float]) -> None:
+    def validated(self, record: IndividualRecord, point: int, losses: list[float], shown=None) -> None:
+        """``shown``: (images, seeds) of the first validation block, for the report's side-by-side view."""
         entry = {"validation": True, "generation": point, "id": record.individual_id,
                  "of": [record.generation, record.index], "loss": float(np.mean(losses)),
                  "losses": [float(x) for x in losses]}
+        if shown is not None and self.sink is not None and hasattr(self.sink, "on_validation_images"):
+            self.sink.on_validation_images(record, shown[0], list(shown[1]), float(losses[0]))
         self.store.append_event(entry)
         self.state.apply(entry)
         self._save_best()

@@ -133,3 +133,15 @@ def gains(baseline: Optional[SeedLoss], losses: Iterable[SeedLoss]) -> dict[str,
     on = (lambda value: None if value is None or baseline is None
           else improvement(baseline, SeedLoss(value, baseline.block)))
     return {"best": on(summary["min"]), "median": on(summary["median"]), "worst": on(summary["max"])}
+
+
+def seed_ranges(seeds) -> str:
+    """``seeds 1-8, 17-24``: consecutive seeds as ranges."""
+    runs: list[list[int]] = []
+    for seed in seeds:
+        if runs and seed == runs[-1][1] + 1:
+            runs[-1][1] = seed
+        else:
+            runs.append([seed, seed])
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs]
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(parts)

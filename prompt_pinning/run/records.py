@@ -111,6 +111,12 @@ class PairedScore:
             return None
         return float((self.baseline - self.result) / self.baseline)
 
+    def seed_text(self) -> str:
+        """``seeds 265-272`` (runs of consecutive seeds joined), or the basis alone without seeds."""
+        from .paired import seed_ranges
+
+        return f"{self.basis} ({seed_ranges(self.seeds)})" if self.seeds else self.basis
+
     def to_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "seeds": list(self.seeds), "baseline_loss": self.baseline,
                 "result_loss": self.result, "improvement": self.improvement}
@@ -141,6 +147,18 @@ class RunResult:
     # else the user's seeds) and the comparison on the user's seeds; None until known.
     paired: Optional[PairedScore] = None
     user_seeds: Optional[PairedScore] = None
+    # The comparison on the seeds of the images shown for ``best`` (the user's once it is rendered
+    # there; before that, e.g. an interrupted run, its training seeds); None where not measured.
+    shown: Optional[PairedScore] = None
+
+    def scores(self) -> list[PairedScore]:
+        """The distinct paired comparisons: headline, on the user's seeds, on the seeds shown."""
+        found: list[PairedScore] = []
+        for score in (self.paired, self.user_seeds, self.shown):
+            if score is not None and all(score is not s and (score.seeds, score.basis) != (s.seeds, s.basis)
+                                         for s in found):
+                found.append(score)
+        return found
 
     @property
     def best_loss(self) -> float:

@@ -277,6 +277,19 @@ class RunState:
                                   self.validation_loss(chosen.individual_id), self.validation_seeds()), user
         return user, user
 
+    def shown_score(self) -> Optional[PairedScore]:
+        """The result against the unmodified prompt on the seeds of the images shown for it: the
+        user's once the final render is in, else its training block (None where the unmodified
+        prompt was not scored there)."""
+        chosen = self.selected()
+        if chosen is None:
+            return None
+        if self.final is not None and self.final["id"] == chosen.individual_id:
+            return self.paired_scores()[1]
+        loss = self.training_loss(chosen)
+        basis = "your seeds" if loss.block == 0 else "its training seeds"
+        return PairedScore.of(basis, self.unmodified(loss.block), loss, self.block_seeds(loss.block))
+
     def block_seeds(self, block: int) -> list[int]:
         """The first seeds of a training block's images (variation seeds aside)."""
         first = self.settings.seed + block * self.settings.batch_size
@@ -295,7 +308,7 @@ class RunState:
             logbook=list(self.logbook),
             selected_by="validation" if self.plan.validation_batches and self.validations else "training",
             validation_seeds=validation_seeds, centroid=self.view(self.centroid),
-            paired=headline, user_seeds=user)
+            paired=headline, user_seeds=user, shown=self.shown_score())
 
     def _prune_images(self) -> None:
         """Keep the baseline's, the selected candidate's, the next one to validate and the final render."""
