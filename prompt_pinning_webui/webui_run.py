@@ -243,6 +243,7 @@ def run_params(result: RunResult) -> dict[str, Any]:
     """Infotext keys that describe the run and its paired results (each loss next to the
     unmodified prompt's on the same seeds; see docs/loss.md)."""
     from prompt_pinning.reports.infotext import VALIDATION_LOSS_KEY
+    from prompt_pinning.run.paired import seed_ranges
 
     params: dict[str, Any] = {"Prompt pinning": Path(result.run_dir).name}
     if result.paired is not None:
@@ -256,7 +257,7 @@ def run_params(result: RunResult) -> dict[str, Any]:
             continue
         params[f"Pinning {name} loss"] = f"{score.result:.6g}"
         params[f"Pinning {name} baseline loss"] = f"{score.baseline:.6g}"
-        params[f"Pinning {name}"] = score.seed_text()
+        params[f"Pinning {name}"] = seed_ranges(score.seeds) if score.seeds else score.basis
         if score.improvement is not None:
             params[f"Pinning {name} improvement"] = f"{score.improvement * 100:+.1f}%"
     if result.selected_by == "validation":
