@@ -221,11 +221,11 @@ def _validation_view(view: Optional[dict[str, Any]]) -> str:
     def block(title: str, images: list[str], loss: Optional[float]) -> str:
         thumbs = "".join(f'<a href="{esc(src)}"><img src="{esc(src)}" decoding="async" alt="{esc(title)} '
                          f'validation image {n}"></a>' for n, src in enumerate(images, start=1))
-        return (f'<figure class="card batch"><figcaption>{esc(title)} <span class="muted">validation {seeds}, '
-                f'loss {_number(loss)}</span></figcaption><div class="thumbs">{thumbs}</div></figure>')
+        return (f'<figure class="card batch"><figcaption>{esc(title)} <span class="muted">held-out validation '
+                f'{seeds}{esc(more)}, loss {_number(loss)}</span></figcaption><div class="thumbs">{thumbs}</div>'
+                f'</figure>')
 
-    return (f'<section class="pair validation-view" aria-label="Validation images">'
-            f'<p class="muted pair-note">Held-out validation seeds{esc(more)}: the same seeds for both.</p>'
+    return (f'<section class="pair validation-view" aria-label="Validation images{esc(more)}">'
             f'{block("Unmodified prompt", view.get("baseline") or [], view.get("baseline_loss"))}'
             f'{block("Best pinned prompt", view.get("best") or [], view.get("best_loss"))}</section>')
 
