@@ -115,7 +115,7 @@ class Chromium:
         started = time.monotonic()
         self.call("Page.navigate", {"url": path.resolve().as_uri()}, session=True)
         self.wait_for_event("Page.loadEventFired", timeout)
-        while self.evaluate("document.documentElement.getAttribute('data-pp-ready')") != "1":
+        while self.evaluate("document.documentElement && document.documentElement.getAttribute('data-pp-ready')") != "1":
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{path} never became ready")
             time.sleep(0.05)
@@ -344,6 +344,18 @@ def test_first_screen_names_the_headline_seeds_and_shows_their_images(browser, b
     assert [c.split(" held-out")[0] for c in shown["captions"]] == ["Unmodified prompt", "Best pinned prompt"]
     assert all(f"seeds {seeds[0]}–{seeds[-1]}" in c for c in shown["captions"])
     assert browser.problems() == []
+    chart = browser.evaluate("""(() => {
+      const style = el => { const c = getComputedStyle(el); return [c.stroke, c.strokeDasharray, c.strokeWidth]; };
+      const legend = [...document.querySelectorAll('#convergence .legend svg.swatch line')];
+      return {title: (document.querySelector('#convergence .y-title') || {}).textContent,
+              swatches: legend.map(line => {
+                const cls = line.getAttribute('class');
+                const drawn = document.querySelector('#convergence > svg .' + cls.split(' ').join('.'));
+                return [cls, style(line), drawn ? style(drawn) : null];
+              })};
+    })()""")
+    assert chart["title"] == "improvement, same seeds (%)"
+    assert chart["swatches"] and all(line == drawn for _, line, drawn in chart["swatches"]), chart["swatches"]
     browser.screenshot(ARTIFACTS / "report_first_screen.png", height=1800)
 
 

@@ -36,6 +36,9 @@ def _influence(entry: Optional[dict[str, Any]]) -> str:
     where = ("Each column is one seed, drawn over the unmodified prompt's image." if entry.get("aligned") else
              "With rotating seeds each column pools different seeds: the map shows where in the frame the unit "
              "acts on average, over the pooled images. The fixed seed schedule gives one map per seed.")
+    slots, shown = entry.get("slots"), entry.get("shown")
+    if slots and shown and shown < slots:
+        where += f" Only the first {shown} of the {slots} image slots are drawn as columns; the data hold all."
     units = sorted(entry.get("units") or [], key=lambda u: -(u.get("strength") or 0.0))
     rows = "".join(
         f'<tr><td>{esc(u.get("n"))}</td><td class="unit-text">{esc(u.get("label"))}</td>'
@@ -44,8 +47,8 @@ def _influence(entry: Optional[dict[str, Any]]) -> str:
     return (head + f'<p class="muted">{esc(INFLUENCE_TEXT)} {esc(where)} From {esc(entry.get("individuals"))} '
             f'individuals; the data: <a href="{esc(entry["json"])}">{esc(entry["json"])}</a>, '
             f'<a href="{esc(entry["npz"])}">{esc(entry["npz"])}</a>.</p>'
-            f'<figure class="plot"><a href="{esc(entry["png"])}"><img src="{esc(entry["png"])}" loading="lazy" '
-            f'alt="Influence maps, one row per unit"></a></figure>'
+            f'<figure class="plot native"><a href="{esc(entry["png"])}"><img src="{esc(entry["png"])}" '
+            f'loading="lazy"{_size(entry)} alt="Influence maps, one row per unit"></a></figure>'
             '<table class="maps-table"><thead><tr><th>#</th><th>Unit</th><th>Strength</th><th>Luminance</th>'
             f'<th>Colour</th></tr></thead><tbody>{rows}</tbody></table>'
             '<p class="muted">Strength: mean change per unit of weight over pixels and images, sRGB values in '
@@ -73,6 +76,12 @@ def _weights(entry: Optional[dict[str, Any]]) -> str:
     return (head + f'<p class="muted">{esc(text)}</p><figure class="plot"><a href="{esc(entry["png"])}">'
             f'<img src="{esc(entry["png"])}" loading="lazy" alt="Explored weights in 2-D"></a></figure>'
             f'<div class="clusters">{cards}</div></section>')
+
+
+def _size(entry: dict[str, Any]) -> str:
+    """The picture's own size, so the page never scales it up (it may scale down on a narrow screen)."""
+    width, height = entry.get("width"), entry.get("height")
+    return f' width="{int(width)}" height="{int(height)}"' if width and height else ""
 
 
 def _cluster(c: dict[str, Any]) -> str:

@@ -17,7 +17,8 @@ HEAT_STOPS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [
 LOSS_STOPS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
 CELL = 96
 LABEL_WIDTH = 190
-HEAD = 34
+HEAD = 58  # title, note and the colour bar
+BAR_WIDTH = 240
 
 
 def ramp(values: np.ndarray, stops: np.ndarray) -> np.ndarray:
@@ -57,8 +58,13 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     draw.text((8, 6), title, fill="black", font=font)
-    draw.text((8, 18), f"one colour scale for all units; brightest = {scale:.3g} per unit of weight",
+    draw.text((8, 18), "one colour scale for all units (per unit of weight; the top 0.5% clipped):",
               fill=(90, 90, 90), font=font)
+    bar = ramp(np.linspace(0.0, 1.0, BAR_WIDTH)[None, :].repeat(10, axis=0), HEAT_STOPS)
+    canvas.paste(Image.fromarray(bar, "RGB"), (30, 34))
+    draw.rectangle((29, 33, 30 + BAR_WIDTH, 44), outline=(120, 120, 120))
+    draw.text((8, 34), "0", fill="black", font=font)
+    draw.text((36 + BAR_WIDTH, 34), f"{scale:.3g}", fill="black", font=font)
     for u in range(units):
         top = HEAD + u * (first.height + 4)
         draw.text((8, top + 4), labels[u][:30], fill="black", font=font)

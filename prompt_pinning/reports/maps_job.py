@@ -95,11 +95,13 @@ def _write_influence(run_dir: Path, maps, labels: Sequence[str], baseline: Optio
     notes = [f"{s['strength']:.3g} (lum {s['luminance']:.2g}, col {s['colour']:.2g})" for s in summary]
     where = "each image is one seed, over the unmodified prompt's images" if maps.aligned else \
         "rotating seeds: each column pools its slot's seeds (where in the frame, on average)"
+    subset = f"; the first {shown} of {strength.shape[1]} image slots" if shown < strength.shape[1] else ""
     picture = influence_grid(strength[:, :shown], [f"{n}:{label}" for n, label in enumerate(labels, 1)],
-                             notes, backdrops, f"influence maps from {maps.individuals} individuals; {where}")
+                             notes, backdrops, f"influence maps from {maps.individuals} individuals; {where}{subset}")
     _save_png(run_dir / INFLUENCE_PNG, picture)
     return {"png": INFLUENCE_PNG, "json": INFLUENCE_JSON, "npz": INFLUENCE_NPZ, "aligned": maps.aligned,
-            "individuals": maps.individuals, "units": info["units"]}
+            "individuals": maps.individuals, "units": info["units"], "slots": int(strength.shape[1]),
+            "shown": int(shown), "width": picture.width, "height": picture.height}
 
 
 def _backdrops(baseline: Optional[Member], maps, shown: int) -> list[Optional[np.ndarray]]:
