@@ -243,7 +243,7 @@
     var copy = Object.assign({}, row);
     // paired: against the unmodified prompt on this row's own seeds (none where it was not scored there)
     var reference = (data.row_baselines || {})[String(row.g)];
-    copy.delta = isMissing(row.loss) || isMissing(reference) ? null : row.loss - reference;
+    copy.delta = isMissing(row.loss) || isMissing(reference) || !reference ? null : 100 * (row.loss - reference) / reference;
     copy.haystack = [row.pos, row.neg, row.id].join("\n").toLowerCase();
     copy.tagtext = row.tags ? Object.keys(row.tags).map(function (tag) {
       var p = row.tags[tag], base = ((data.baseline && data.baseline.tags) || {})[tag];
@@ -255,8 +255,8 @@
   var columns = [
     { key: "g", label: "Gen", type: "num" },
     { key: "i", label: "#", type: "num" },
-    { key: "loss", label: "Loss", type: "num" },
-    { key: "delta", label: "vs original, same seeds", type: "num" },
+    { key: "loss", label: "Loss (own seeds)", type: "num" },
+    { key: "delta", label: "Loss vs original, same seeds", type: "num" },
   ];
   if (hasSize) columns.push({ key: "size", label: "Size", type: "num" });
   var hasTags = rows.some(function (row) { return row.tags; });
@@ -322,7 +322,7 @@
     line.appendChild(el("td", "num", row.i));
     line.appendChild(el("td", "num loss", fixed(row.loss, 5)));
     var delta = el("td", "num " + (row.delta < 0 ? "down" : row.delta > 0 ? "up" : ""),
-                   isMissing(row.delta) ? "\u2014" : signed(row.delta, 5));
+                   isMissing(row.delta) ? "\u2014" : signed(row.delta, 1) + "%");
     line.appendChild(delta);
     if (hasSize) line.appendChild(el("td", "num", fixed(row.size, 3)));
     if (hasTags) line.appendChild(el("td", "tag-cell", row.tagtext || "\u2014"));

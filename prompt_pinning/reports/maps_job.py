@@ -132,8 +132,8 @@ def _write_weight_map(run_dir: Path, members: list[Member], labels: Sequence[str
                                        "loss": best.loss, "dir": folder,
                                        "images": [f"{folder}/{name}" for name in best.images]}})
     points = [{"g": m.generation, "i": m.index, "id": m.individual_id, "x": float(x), "y": float(y),
-               "loss": m.loss, "cluster": int(k)}
-              for m, (x, y), k in zip(members, result["xy"], result["cluster_of"])]
+               "loss": m.loss, "place": float(place), "cluster": int(k)}
+              for m, (x, y), k, place in zip(members, result["xy"], result["cluster_of"], places)]
     data = {"method": result["method"], "clustered": result["clustered"], "hint": None if result["clustered"]
             else ENABLE_HINT, "unit_labels": list(labels), "points": points, "ranking": CLUSTER_RANKING,
             "clusters": clusters}
