@@ -356,6 +356,20 @@ def test_first_screen_names_the_headline_seeds_and_shows_their_images(browser, b
     })()""")
     assert chart["title"] == "improvement, same seeds (%)"
     assert chart["swatches"] and all(line == drawn for _, line, drawn in chart["swatches"]), chart["swatches"]
+    # the Individuals table: each row against the unmodified prompt on that row's own seeds
+    data = browser.evaluate("JSON.parse(document.getElementById('pp-data').textContent)")
+    shown_rows = browser.evaluate("""[...document.querySelectorAll('#ind-table tbody tr')].map(tr =>
+        [...tr.querySelectorAll('td')].slice(0, 4).map(td => td.textContent))""")
+    losses = {(r["g"], r["i"]): r["loss"] for r in data["rows"]}
+    assert shown_rows
+    for g, i, _, delta in shown_rows:
+        reference = data["row_baselines"].get(g)
+        if reference is None:
+            assert delta == "\u2014"
+        else:
+            expected = 100 * (losses[(int(g), int(i))] - reference) / reference
+            assert float(delta.rstrip("%")) == pytest.approx(expected, abs=0.051)
+    assert {g for g, *_ in shown_rows} - {"0"} <= set(data["row_baselines"])  # the guard scored every block
     browser.screenshot(ARTIFACTS / "report_first_screen.png", height=1800)
 
 
