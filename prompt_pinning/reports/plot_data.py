@@ -105,7 +105,7 @@ def gain_summary(records: Sequence[Any]) -> dict[str, np.ndarray]:
     return out
 
 
-GAIN_AXIS = "improvement over the unmodified prompt, same seeds (%)"
+GAIN_AXIS = "improvement, same seeds (%)"
 
 
 def gain_note(summary: dict[str, np.ndarray]) -> str:

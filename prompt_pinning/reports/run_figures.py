@@ -206,7 +206,7 @@ def loss_history_figure(records: Sequence[Any]) -> Any:
     gens = summary["generation"]
     figure = new_figure(10.0, 4.6)
     ax = figure.add_subplot()
-    ax.set_title("improvement over the unmodified prompt, each on the same seeds", fontsize=12)
+    figure.suptitle("improvement over the unmodified prompt, each on the same seeds", fontsize=12)
     percent = {key: 100 * summary[key] for key in ("best", "median", "worst", "validation")}
     training = np.isfinite(percent["best"]).any()
     validation = np.isfinite(percent["validation"]).any()
@@ -224,9 +224,20 @@ def loss_history_figure(records: Sequence[Any]) -> Any:
     if validation:
         ax.plot(gens, percent["validation"], color=VALIDATION, marker="s", markersize=3, drawstyle="steps-post",
                 label="best validated so far (validation seeds)")
+    ax.set_ylim(*_gain_limits([percent["best"], percent["median"], percent["validation"]]))
     ax.set_ylabel(GAIN_AXIS)
     ax.grid(alpha=0.3)
     _generation_axis(ax, gens)
     ax.legend(**LEGEND_OUTSIDE)
-    figure.text(0.01, 0.01, gain_note(summary), fontsize=8, color="#555555")
+    ax.set_title(gain_note(summary) + "; the worst individuals may reach below the frame", fontsize=8,
+                 color="#555555")
     return figure
+
+
+def _gain_limits(series: Sequence[np.ndarray]) -> tuple[float, float]:
+    """A y range holding 0, the best, the median and validation (the worst may be far below)."""
+    values = np.concatenate([np.asarray(s, dtype=np.float64) for s in series] + [np.zeros(1)])
+    values = values[np.isfinite(values)]
+    low, high = float(values.min()), float(values.max())
+    pad = 0.08 * (high - low) or 1.0
+    return low - pad, high + pad
