@@ -76,3 +76,11 @@ def test_the_mask_strip_frames_each_tile(tmp_path):
     assert strip.shape[0] == 6 + 2
     assert (strip[0, :7] == FRAME_GREY).all() and (strip[:, 0] == FRAME_GREY).all()  # the white mask, framed
     assert (strip[1:7, 1:6] == 255).all()
+
+
+def test_the_influence_title_is_never_cut():
+    from PIL import ImageFont
+
+    title = "influence maps from 320 individuals; rotating seeds: each column pools its slot's seeds; " * 2
+    picture = influence_grid(np.zeros((1, 2, 8, 8)), ["1:a"], [""], [None] * 2, title)
+    assert picture.width >= ImageFont.load_default().getlength(title) + 8

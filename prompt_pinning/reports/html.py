@@ -233,7 +233,7 @@ def _validation_view(view: Optional[dict[str, Any]]) -> str:
 def _plots(plots: dict[str, Optional[str]]) -> str:
     figures = []
     for key, title in (("mask", "Target mask: the mask, then each target with the ignored pixels dimmed"),
-                       ("history", "Loss over the run"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
+                       ("history", "Improvement over the run, on the same seeds"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
         src = plots.get(key)
         if src:
             figures.append(

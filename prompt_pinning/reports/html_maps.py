@@ -73,8 +73,8 @@ def _weights(entry: Optional[dict[str, Any]]) -> str:
                  if clusters else
                  "HDBSCAN found no clusters: the search explored one region.")
     cards = "".join(_cluster(c) for c in clusters)
-    return (head + f'<p class="muted">{esc(text)}</p><figure class="plot"><a href="{esc(entry["png"])}">'
-            f'<img src="{esc(entry["png"])}" loading="lazy" alt="Explored weights in 2-D"></a></figure>'
+    return (head + f'<p class="muted">{esc(text)}</p><figure class="plot native"><a href="{esc(entry["png"])}">'
+            f'<img src="{esc(entry["png"])}" loading="lazy"{_size(entry)} alt="Explored weights in 2-D"></a></figure>'
             f'<div class="clusters">{cards}</div></section>')
 
 

@@ -53,10 +53,11 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     units, slots = strength.shape[:2]
     scale = float(np.percentile(strength, 99.5)) if strength.size else 0.0
     first = heat_cell(strength[0, 0], None, scale) if units and slots else Image.new("RGB", (CELL, CELL))
+    font = ImageFont.load_default()
     width, height = LABEL_WIDTH + slots * (first.width + 4) + 8, HEAD + units * (first.height + 4) + 8
+    width = max(width, int(font.getlength(title)) + 16)  # the title is never cut
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     draw.text((8, 6), title, fill="black", font=font)
     draw.text((8, 18), "one colour scale for all units (per unit of weight; the top 0.5% clipped):",
               fill=(90, 90, 90), font=font)

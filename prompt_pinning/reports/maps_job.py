@@ -147,6 +147,7 @@ def _write_weight_map(run_dir: Path, members: list[Member], labels: Sequence[str
                           "explored weights", note)
     _save_png(run_dir / WEIGHT_MAP_PNG, picture)
     return jsonable({"png": WEIGHT_MAP_PNG, "json": WEIGHT_MAP_JSON, "method": result["method"],
+                     "width": picture.width, "height": picture.height,
                      "clustered": result["clustered"], "hint": data["hint"],
                      "ranking": CLUSTER_RANKING,
                      "clusters": [{k: c[k] for k in ("cluster", "count", "standing", "best_loss", "best")}
