@@ -386,3 +386,16 @@ def test_first_screen_fits_a_narrow_phone(browser, builtin_run):
     finally:
         browser.call("Emulation.setDeviceMetricsOverride",
                      {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, session=True)
+
+
+@needs_chromium
+def test_maps_are_never_scaled_up(browser, small_run):
+    browser.events.clear()
+    browser.open(small_run / INDEX_HTML)
+    browser.evaluate("document.querySelectorAll('.plot.native img').forEach(img => img.loading = 'eager')")
+    browser.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    browser.settle(0.8)
+    sizes = browser.evaluate("""[...document.querySelectorAll('.plot.native img')].map(img =>
+        [img.getAttribute('src'), img.naturalWidth, img.clientWidth])""")
+    assert {src for src, *_ in sizes} == {"influence_maps.png", "weight_map.png"}
+    assert all(0 < shown <= natural for _, natural, shown in sizes), sizes
