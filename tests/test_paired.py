@@ -43,9 +43,15 @@ def test_standing_compares_within_each_block_only():
 
 
 def _raw_loss_rankings(path: Path) -> list[str]:
-    """Calls like min(...), sorted(...), x.sort(...), np.argmin(...) whose arguments name a loss."""
+    """Calls like min(...), sorted(...), x.sort(...), np.argmin(...) whose arguments name a loss, and
+    ordering comparisons (<, <=, >, >=) between two loss expressions."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Compare) and all("loss" in ast.unparse(side).lower()
+                                                 for side in [node.left, *node.comparators]) \
+                and not all(isinstance(op, (ast.Is, ast.IsNot, ast.In, ast.NotIn, ast.Eq, ast.NotEq))
+                            for op in node.ops):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)[:100]}")
         if not isinstance(node, ast.Call):
             continue
         name = node.func.id if isinstance(node.func, ast.Name) else \
@@ -72,11 +78,12 @@ def test_no_ranking_over_raw_losses_outside_the_paired_module():
 def test_the_scan_finds_a_raw_ranking(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("best = min(records, key=lambda r: r.loss)\nxs.sort(key=lambda r: r.val_loss)\n"
-                      "k = np.argmin(losses)\nok = min(widths)\n")
+                      "k = np.argmin(losses)\nok = min(widths)\nbetter = a.loss < baseline_loss\n"
+                      "same = a.loss == b.loss\n")
     sample_root = ROOT  # relative_to needs a path inside ROOT
     copy = sample_root / "tests" / "data" / "_scan_sample.py"
     copy.write_text(sample.read_text())
     try:
-        assert len(_raw_loss_rankings(copy)) == 3
+        assert len(_raw_loss_rankings(copy)) == 4
     finally:
         copy.unlink()
