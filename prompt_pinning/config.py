@@ -84,6 +84,7 @@ class PinningConfig:
     tagger: str = _default("tagger")
     fade_guard: float = _default("fade_guard")
     fade_tolerance: float = _default("fade_tolerance")
+    fade_guard_form: str = _default("fade_guard_form")
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.

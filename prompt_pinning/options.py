@@ -33,6 +33,7 @@ SEED_SCHEDULES = ("fixed", "rotating")
 LOSS_VARIANTS = ("union", "target", "consistency")
 TAGGERS = ("auto", "builtin", "deepbooru", "wd14")
 MAX_TAG_TEXT = 2_000  # characters of a tag list (at most 64 tags)
+FADE_GUARD_FORMS = ("subject", "windows", "relative", "batch")
 MASK_SOURCES = ("mask image", "target alpha", "inpaint mask", "inverted inpaint mask")
 GROUPS = ("Target", "Loss", "Optimizer", "Size limiter", "Hyperbatch", "Output")
 
@@ -360,6 +361,12 @@ OPTIONS: tuple[Option, ...] = (
       "the search trade 3% for a better loss; 0 charges from the first loss.", cli="--fade-tolerance",
       minimum=0, maximum=MAX_FADE_TOLERANCE,
       limit_reason="a batch may not lose all of its contrast for free"),
+    O("fade_guard_form", "choice", "subject", "Fade guard form", "Loss",
+      "What the fade guard measures against the unmodified prompt on the same seeds: subject (each "
+      "seed's subject pixels: their separation from the background and their colour), windows (each "
+      "cell of a 4x4 grid), relative (the loss divided by the share of the subject kept) or batch "
+      "(contrast and colour of the whole batch, the first form; a deeper background can pay for a "
+      "faded subject there).", cli="--fade-guard-form", choices=FADE_GUARD_FORMS),
 )
 del O
 

@@ -35,14 +35,17 @@ def test_quick_mode_at_a_tiny_size_writes_runs_and_summaries(bench, tmp_path, ca
     gain = (validated["own_seeds_baseline"] - validated["own_seeds_result"]) / validated["own_seeds_baseline"]
     assert summary["mean_own_seeds_improvement"] == pytest.approx(gain)
     assert set(summary["targets_met"]) == {"heldout_over_own_seeds", "prompts_significant", "beats_random",
-                                           "validation_cost"}
+                                           "validation_cost", "heldout_improvement", "subject_kept"}
     assert np.isfinite(validated["heldout_baseline"]).all()
     assert record["self_comparison"]["kept"]["n"] == 3  # at least 3 batches, each the target once
     # held-out image measures, per seed, beside the loss
     assert len(validated["heldout_subject_kept"]) == len(validated["heldout_contrast_result"]) == 2 * 2
     assert summary["prompts_faded"] in (0, 1) and set(summary["per_prompt_images"]) == {runs[0]["prompt"]}
+    # the subject's own pixels: one share per held-out image (None where the unmodified image has no subject)
+    assert len(validated["heldout_subject_separation"]) == len(validated["heldout_subject_colour"]) == 2 * 2
+    assert summary["prompts_losing_subject"] in (0, 1)
     printed = capsys.readouterr().out
-    assert "CMA beats random" in printed and "subject kept" in printed
+    assert "CMA beats random" in printed and "subject kept" in printed and "subject colour kept" in printed
 
 
 def test_quick_mode_keeps_explicit_sizes(bench):

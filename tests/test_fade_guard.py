@@ -55,7 +55,7 @@ def test_a_faded_batch_pays_in_proportion_to_what_it_lost(crops):
     targets = crops[:4]
     images = torch.flip(targets, dims=[3])  # other pictures with the targets' statistics
     plain = PinningLoss(targets)
-    guarded = PinningLoss(targets, fade_guard=0.5)
+    guarded = PinningLoss(targets, fade_guard=0.5, fade_guard_form="batch")
     reference = fade_guard.batch_stats(targets)
     assert guarded.evaluate(images).fade_penalty == pytest.approx(0, abs=1e-6)
     for keep in (1.0, 0.6, 0.2):
@@ -82,7 +82,7 @@ def test_off_changes_nothing(crops):
 
 
 def test_the_guard_measures_against_the_targets_under_every_variant(crops):
-    guarded = PinningLoss(fade_guard=1.0, variant="consistency")
+    guarded = PinningLoss(fade_guard=1.0, variant="consistency", fade_guard_form="batch")
     guarded.set_targets(crops[:4])
     assert guarded.n_targets == 0  # consistency ignores the targets' pairs, not their statistics
     assert guarded.evaluate(faded(crops[4:8], 0.2)).fade_penalty > 0
@@ -105,15 +105,22 @@ def test_config_limits_and_loss_from_config(crops):
     config = PinningConfig(positive="x", fade_guard=0.25, fade_tolerance=0.1).validate()
     loss = PinningLoss.from_config(config, None)
     assert loss.fade_guard == 0.25 and loss.fade_tolerance == 0.1
-    assert PinningLoss.from_config(config, crops[:2]).fade_guard == 0.25  # as asked, for scripts
-    # a run with target images: they say what the images should look like, so its loss has no guard
+    # images of the script's own: they say what the images should look like, so no guard, as in a run
+    assert PinningLoss.from_config(config, crops[:2]).fade_guard == 0.0
+    # the unmodified prompt's batch (its seeds given): the guard the config asks for
+    assert PinningLoss.from_config(config, crops[:2], target_seeds=[1, 2]).fade_guard == 0.25
+    # a config with target images: the run's loss, from_config's and the builder's, has no guard
     from prompt_pinning.run.builders import build_loss
-    assert build_loss(config, crops[:2]).fade_guard == 0.0 and build_loss(config, None).fade_guard == 0.25
+    with_targets = PinningConfig(positive="x", fade_guard=0.25, targets=["a.png"])
+    assert PinningLoss.from_config(with_targets, crops[:2], mask=None).fade_guard == 0.0
+    assert build_loss(with_targets, crops[:2]).fade_guard == 0.0 and build_loss(config, None).fade_guard == 0.25
 
 
 def test_a_run_saved_before_the_guard_resumes_without_it():
     saved = json.loads(json.dumps(PinningConfig(positive="x", fade_guard=0.7).validate().to_dict()))
     assert config_from_dict(saved).fade_guard == 0.7
+    del saved["fade_guard_form"]
+    assert config_from_dict(saved).fade_guard_form == "batch"  # saved before the subject forms
     del saved["fade_guard"], saved["fade_tolerance"]
     assert config_from_dict(saved).fade_guard == 0.0 and config_from_dict(saved).fade_tolerance == 0.0
 
@@ -125,8 +132,8 @@ def test_a_seed_reference_renders_each_block_once_and_the_loss_compares_on_the_s
         rendered.append(seeds)
         return crops[:4] if seeds[0] == 0 else faded(crops[:4], 0.5)  # block 0 is twice as contrasted
 
-    reference = fade_guard.SeedReference(render)
-    guarded = PinningLoss(crops[:4], fade_guard=1.0)
+    reference = fade_guard.SeedReference(render, form="batch")
+    guarded = PinningLoss(crops[:4], fade_guard=1.0, fade_guard_form="batch")
     guarded.seed_reference = reference
     batch = faded(crops[:4], 0.5)
     on_block_1 = guarded.evaluate(batch, seeds=[4, 5, 6, 7])
@@ -176,7 +183,7 @@ def test_the_same_seed_reference_is_used_only_when_the_unmodified_prompt_is_the_
         assert (loss.seed_reference is not None) == attached
     # the reference is the unmodified prompt's render on those seeds
     (batch,) = renderer.render([("a red circle", "")], settings.with_(seed=9))
-    np.testing.assert_allclose(loss_reference(renderer, settings)([9, 10]), fade_guard.batch_stats(batch.images))
+    np.testing.assert_allclose(loss_reference(renderer, settings)([9, 10]).stats, fade_guard.batch_stats(batch.images))
     assert loss_reference(renderer, settings)([9, 11]) is None  # not a block of the run's seeds
 
 
@@ -196,5 +203,5 @@ def test_a_renderer_backed_reference_leaves_variation_seed_blocks_to_the_targets
 
     reference = fade_guard.baseline_reference(Renderer(), ("a red circle", ""), GenerationSettings(seed=4, batch_size=2))
     assert reference([(4, 9, 0.3), (4, 10, 0.3)]) is None and calls == []  # noise keys: no render, no error
-    np.testing.assert_allclose(reference([4, 5]), fade_guard.batch_stats(crops[:2]))
+    np.testing.assert_allclose(reference([4, 5]).stats, fade_guard.batch_stats(crops[:2]))
     assert calls == [4] and reference.renders == 1

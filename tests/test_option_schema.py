@@ -54,14 +54,14 @@ def test_every_option_reaches_the_config_from_its_command_line_flag(tmp_path):
             "--seed-schedule", "fixed", "--loss-variant", "consistency", "--start-from", "run:2",
             "--target-mask", "m.png", "--target-mask-source", "inpaint mask", "--wanted-tags", "red",
             "--unwanted-tags", "blue", "--tag-loss-weight", "2", "--tag-loss-only", "--tagger", "builtin",
-            "--fade-guard", "3.5", "--fade-tolerance", "0.2"]
+            "--fade-guard", "3.5", "--fade-tolerance", "0.2", "--fade-guard-form", "windows"]
     config = config_from_args(build_parser().parse_args(argv))
     changed = {option.name for option in OPTIONS if option.name == "cmatrix"
                or getattr(config, option.name) != option.default}
     assert changed == {option.name for option in OPTIONS}  # every flag moved its option
     assert config.cmatrix.tolist() == [[2, 0], [0, 3]] and config.resume == Path("run")
     assert config.validation_batches == 0 and config.loss_variant == "consistency" and config.fade_guard == 3.5
-    assert config.fade_tolerance == 0.2
+    assert config.fade_tolerance == 0.2 and config.fade_guard_form == "windows"
     inline = config_from_args(build_parser().parse_args(["--cmatrix", "[[1]]"]))
     assert inline.cmatrix.tolist() == [[1.0]]
 

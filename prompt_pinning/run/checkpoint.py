@@ -187,6 +187,7 @@ def config_from_dict(data: dict[str, Any], run_dir: Optional[Path] = None) -> Pi
     values["resume"] = None
     values.setdefault("fade_guard", 0.0)  # a run saved before the fade guard existed ran without it
     values.setdefault("fade_tolerance", 0.0)  # ... and one saved before its tolerance charged from the first loss
+    values.setdefault("fade_guard_form", "batch")  # ... and one saved before the forms guarded the whole batch
     if values.get("cmatrix") is not None:
         values["cmatrix"] = np.array(values["cmatrix"], dtype=np.float64)
     known = PinningConfig.__dataclass_fields__

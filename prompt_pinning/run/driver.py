@@ -39,7 +39,7 @@ from .plan import stage_label
 from ..prompt.units import MAX_PROMPT_WEIGHT
 from .records import IndividualRecord, ReportSink, RunResult
 from ..rendering import RenderInterrupted
-from ..score.fade_guard import batch_stats
+from ..score.fade_guard import Reference
 from ..score.tags import tag_extra
 from .evaluator import on_device
 from .rundir import individual_id
@@ -208,9 +208,10 @@ def baseline_rendered(run: Run, images) -> None:
 
 
 def record_reference(run: Run, block: int, images, source: str, generation: int = 0) -> None:
-    """Journal the unmodified prompt's fade statistics on ``block`` (once; only when the guard uses them)."""
+    """Journal the unmodified prompt's fade guard reference on ``block`` (once; only when the guard uses it)."""
     if run.same_seed_reference and block not in run.state.references:
-        run.journal.reference(block, batch_stats(on_device(images, run.evaluator.device)), source, generation)
+        reference = Reference.of(on_device(images, run.evaluator.device), run.mask, run.config.fade_guard_form)
+        run.journal.reference(block, reference, source, generation)
 
 
 def render_reference(run: Run, g: int) -> None:
@@ -220,14 +221,15 @@ def render_reference(run: Run, g: int) -> None:
     if block in run.state.references:
         return
     baseline = run.state.baseline
-    stats = []
+    staged = []
 
-    def staged(batches) -> None:  # the guard reads the statistics while this render is scored
-        stats.append(batch_stats(on_device(batches[0].images, run.evaluator.device)))
-        run.state.stage_reference(block, stats[0])
+    def stage(batches) -> None:  # the guard reads this reference while the render is scored
+        staged.append(Reference.of(on_device(batches[0].images, run.evaluator.device), run.mask,
+                                   run.config.fade_guard_form))
+        run.state.stage_reference(block, staged[0])
 
-    (evaluation,) = run.evaluator.evaluate([(baseline.positive, baseline.negative)], block, staged)
-    run.journal.reference(block, stats[0], "reference", g, loss=float(evaluation.loss.value))
+    (evaluation,) = run.evaluator.evaluate([(baseline.positive, baseline.negative)], block, stage)
+    run.journal.reference(block, staged[0], "reference", g, loss=float(evaluation.loss.value))
     report(run, stage_label("reference", g, run.plan))
 
 

@@ -4,7 +4,7 @@ Lines are appended and fsynced at once, so a crash loses at most the individual
 in flight. The log is the run's journal (see ``run_state``): evaluation lines,
 validation lines (``"validation": true``: an individual's losses on the
 validation seeds), generation ends (``"closed": true``) and the result on the
-user's seeds (``"final": true``) and the fade guard's reference statistics of a seed
+user's seeds (``"final": true``) and the fade guard's reference (statistics and subject) of a seed
 block (``"reference": true``). On a resume every line is checked as user input.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .files import FileFormatError, append_json_line, strict_loads
 from .records import IndividualRecord
 from .checks import MAX_LIST, ResumeError, float_array, is_finite, is_id, is_int, number_list
 from .rundir import ID_LENGTH, individual_id
+from ..score.subject import json_problem as subject_json_problem
 
 EVALUATIONS_FILE = "evaluations.jsonl"
 
@@ -271,7 +272,7 @@ REFERENCE_SOURCES = ("baseline", "validation", "reference")
 
 def _reference_problem(e: dict[str, Any]) -> Optional[str]:
     """What is wrong with a reference line: {reference, generation, block, source, stats}."""
-    unknown = set(e) - {"reference", "generation", "block", "source", "stats", "loss"}
+    unknown = set(e) - {"reference", "generation", "block", "source", "stats", "subject", "loss"}
     if unknown:
         return f"reference line has unknown keys {sorted(unknown)}"
     for name in ("generation", "block"):
@@ -284,6 +285,8 @@ def _reference_problem(e: dict[str, Any]) -> Optional[str]:
         return "stats must be two finite numbers >= 0 (contrast, colourfulness)"
     if "loss" in e and (e["source"] != "reference" or not number_list([e["loss"]], finite=True)):
         return f"loss must be a finite number on a reference render's line, got {e.get('loss')!r}"
+    if "subject" in e:
+        return subject_json_problem(e["subject"])
     return None
 
 

@@ -83,11 +83,16 @@ class Journal:
         self.store.append_event(entry)
         self.state.apply(entry, images, traces)
 
-    def reference(self, block: int, stats, source: str, generation: int = 0, loss: Optional[float] = None) -> None:
-        """The unmodified prompt's fade statistics on seed block ``block`` (``source``: which render),
-        and its loss there when the render was scored for it (a reference render)."""
+    def reference(self, block: int, reference, source: str, generation: int = 0,
+                  loss: Optional[float] = None) -> None:
+        """The unmodified prompt's ``fade_guard.Reference`` on seed block ``block`` (``source``: which
+        render), and its loss there when the render was scored for it (a reference render)."""
         entry = {"reference": True, "generation": int(generation), "block": int(block), "source": source,
-                 "stats": [float(x) for x in stats], **({} if loss is None else {"loss": float(loss)})}
+                 "stats": [float(x) for x in reference.stats]}
+        if reference.subject is not None:
+            entry["subject"] = reference.subject.to_json()
+        if loss is not None:
+            entry["loss"] = float(loss)
         self.store.append_event(entry)
         self.state.apply(entry)
 

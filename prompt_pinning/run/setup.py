@@ -30,6 +30,8 @@ from ..rendering import Renderer
 from .state import RunState
 from .store import FolderStore, RunStore
 from .mask import apply_mask, load_run_mask, mask_record, new_run_mask, save_run_mask
+from ..score.fade_guard import SUBJECT_FORMS, Reference
+from ..score.subject import work_size
 from ..score.tags import with_tags
 from ..search.start_from import cluster_start, map_labels, saved_start
 
@@ -199,10 +201,10 @@ def _loss(builders: Builders, config: PinningConfig, targets, run: Run):
     return with_tags(loss, config, run.renderer)
 
 
-def recorded_reference(state: RunState) -> Callable[[Any], np.ndarray]:
-    """Noise keys of a seed block -> the unmodified prompt's fade statistics there, as journaled.
-    The run records them before it scores on a block; a block without them is a defect, not a render."""
-    def reference(keys) -> np.ndarray:
+def recorded_reference(state: RunState) -> Callable[[Any], Reference]:
+    """Noise keys of a seed block -> the unmodified prompt's fade guard reference there, as journaled.
+    The run records it before it scores on a block; a block without it is a defect, not a render."""
+    def reference(keys) -> Reference:
         stats = state.reference(keys)
         if stats is None:
             raise RuntimeError(f"fade guard: no recorded reference for the seed block starting at {list(keys)[:1]}")
@@ -291,6 +293,14 @@ def _reference_problem(entry: dict[str, Any], run: Run, references: set[int], ge
     if not run.same_seed_reference:
         return "is logged, but this run's fade guard does not compare with the unmodified prompt"
     source, block, g = entry["source"], entry["block"], entry["generation"]
+    form = run.config.fade_guard_form
+    if (form in SUBJECT_FORMS) != ("subject" in entry):
+        return (f"does not fit the fade guard's form {form!r} (it holds " + ("a" if "subject" in entry else "no")
+                + " subject profile); a run saved before the subject forms resumes only with the batch form")
+    if "subject" in entry:
+        size = list(work_size(run.config.generation.height, run.config.generation.width))
+        if entry["subject"]["size"] != size or len(entry["subject"]["masks"]) != run.config.generation.batch_size:
+            return "holds a subject profile of another size or batch than the run's"
     fits = {"baseline": block == 0 and g == 0, "validation": block in run.plan.validation_blocks and g == 0,
             "reference": g in references and block == run.plan.training_block(g)
             and g <= generation}[source]

@@ -6,8 +6,8 @@ Events are the lines of the run's journal (``evaluations.jsonl``):
 * validated (``"validation": true``): its losses on the validation blocks;
 * closed (``"closed": true``): a generation's end, with the search distribution;
 * final (``"final": true``): the result scored on the user's seeds (block 0);
-* reference (``"reference": true``): the fade guard's statistics of the unmodified
-  prompt on one seed block, from the baseline's render there or (``"source":
+* reference (``"reference": true``): the fade guard's reference (batch statistics
+  and each seed's subject) of the unmodified prompt on one seed block, from the baseline's render there or (``"source":
   "reference"``, a render of its own that the plan counts) rendered for the guard.
 
 An uninterrupted run applies each event as it logs it; a resume applies the
@@ -32,6 +32,8 @@ from .evaluation_log import record_from_entry
 from .paired import VALIDATION, SeedLoss, improvement, lowest, lowest_value, ranked, spread
 from .plan import RunPlan
 from .records import GenerationRecord, IndividualRecord, PairedScore, RunResult
+from ..score.fade_guard import Reference
+from ..score.subject import SubjectProfile
 from ..search.seed_blocks import block_settings, noise_keys
 
 HALL_OF_FAME_SIZE = 10
@@ -59,7 +61,7 @@ class RunState:
         self.logbook: list[dict[str, Any]] = []
         self.final: Optional[dict[str, Any]] = None
         self.images: dict[str, tuple[torch.Tensor, Optional[np.ndarray], list[int]]] = {}
-        self.references: dict[int, np.ndarray] = {}  # seed block -> the unmodified prompt's fade statistics
+        self.references: dict[int, Reference] = {}  # seed block -> the unmodified prompt's fade guard reference
         self.reference_losses: dict[int, float] = {}  # seed block -> the unmodified prompt's loss (reference renders)
         self.references_rendered = 0  # the plan's reference renders done
         self.done = 0  # individual renders, as the plan counts them
@@ -131,17 +133,19 @@ class RunState:
         self.done += 1
 
     def _apply_reference(self, entry: dict[str, Any]) -> None:
-        self.references[int(entry["block"])] = np.array(entry["stats"], dtype=np.float64)
+        profile = entry.get("subject")
+        self.references[int(entry["block"])] = Reference(
+            np.array(entry["stats"], dtype=np.float64), None if profile is None else SubjectProfile.from_json(profile))
         if "loss" in entry:
             self.reference_losses[int(entry["block"])] = float(entry["loss"])
         if entry["source"] == "reference":
             self.references_rendered += 1
             self.done += 1
 
-    def stage_reference(self, block: int, stats: np.ndarray) -> None:
-        """The fade statistics of a reference render being scored, before its event is journaled
+    def stage_reference(self, block: int, reference: Reference) -> None:
+        """The fade guard's reference of a render being scored, before its event is journaled
         (the same value the event then applies; a run stopped in between renders it again)."""
-        self.references[int(block)] = np.asarray(stats, dtype=np.float64)
+        self.references[int(block)] = reference
 
     # -- paired losses --------------------------------------------------------------
     def training_loss(self, record: IndividualRecord) -> SeedLoss:
@@ -182,8 +186,8 @@ class RunState:
         """The last closed generation (0 when none)."""
         return self.generation_records[-1].generation if self.generation_records else 0
 
-    def reference(self, keys: Sequence[Any]) -> Optional[np.ndarray]:
-        """The recorded statistics of the seed block whose noise keys are ``keys`` (None: none recorded)."""
+    def reference(self, keys: Sequence[Any]) -> Optional[Reference]:
+        """The recorded reference of the seed block whose noise keys are ``keys`` (None: none recorded)."""
         keys = list(keys)
         first = keys[0][0] if keys and isinstance(keys[0], tuple) else (keys[0] if keys else None)
         if not isinstance(first, int):

@@ -49,15 +49,15 @@ give the baseline a score unlike the one it gets on any other seeds. Leaving
 the pair out for every individual keeps the pair set the same for all of them.
 If nothing else would remain (one image, one target), the pair is kept.
 
-Fade guard (``fade_guard``, ``prompt_pinning.score.fade_guard``). With a weight > 0,
-``value`` also pays for every image statistic (contrast, colourfulness) the
-batch has lost against its reference beyond the tolerance t:
-``weight * (1 - batch / reference - t)`` each, so that a batch cannot win by
-fading its subject into the background. The reference is
-``seed_reference(seeds)`` when one is set (the unmodified prompt on the same
-seeds, as a run sets it), else the targets' statistics. With weight 0 (or no
-reference) nothing is added. A run turns it off when it has target images
-(``run.builders.build_loss``).
+Fade guard (``fade_guard``, ``fade_guard_form``, ``prompt_pinning.score.fade_guard``).
+With a weight > 0, ``value`` also pays for what the batch has lost of its
+subject against the unmodified prompt's images of the same seeds
+(``seed_reference(seeds)``, as a run sets it), beyond the tolerance, so that a
+batch cannot win by fading its subject into the background; the form decides
+what is measured (the subject's pixels by default). Without a seed reference
+the batch form compares with the targets' statistics. With weight 0 (or no
+reference) nothing is added. ``from_config`` leaves the guard off when the
+config has target images, as a run does.
 
 Non-finite values. FLIP values lie in [0, 1], so ``mean + |std|`` of any of them
 is at most (1 + sqrt 2) / 2; the weights are increasing in X for scale > 0, so
@@ -100,6 +100,7 @@ class LossResult:
     n_targets: int = 0
     replaced: bool = False  # True when a non-finite value was replaced by the worst value
     fade_penalty: float = 0.0  # the fade guard's term, included in value
+    flip_value: Optional[float] = None  # value before the fade guard's term (None: no term)
 
 
 class PinningLoss:
@@ -110,7 +111,7 @@ class PinningLoss:
                  max_pairs_per_chunk: Optional[int] = None, ppd: Optional[float] = None,
                  max_images_per_preprocess: Optional[int] = None, variant: str = "union",
                  mask: Optional[torch.Tensor] = None, fade_guard: float = 0.0,
-                 fade_tolerance: float = 0.0):
+                 fade_tolerance: float = 0.0, fade_guard_form: str = "subject"):
         if variant not in LOSS_VARIANTS:
             raise ValueError(f"variant: must be one of {', '.join(LOSS_VARIANTS)}; got {variant!r}")
         if weight_type not in HYPERBATCH_WEIGHT_TYPES:
@@ -125,8 +126,9 @@ class PinningLoss:
         self.variant = variant
         self.fade_guard = guard.check_weight(fade_guard)
         self.fade_tolerance = guard.check_tolerance(fade_tolerance)
-        self._reference_stats: Optional[np.ndarray] = None  # the targets' contrast and colourfulness
-        self.seed_reference = None  # seeds -> the unmodified prompt's statistics there (a run: its journal)
+        self.fade_guard_form = guard.check_form(fade_guard_form)
+        self._reference_stats: Optional[guard.Reference] = None  # the targets' contrast and colourfulness
+        self.seed_reference = None  # seeds -> the unmodified prompt's guard.Reference there (a run: its journal)
         self.weight_type = weight_type
         self.weight_scale = float(weight_scale)
         self.hyperbatch_weights = bool(hyperbatch_weights)
@@ -156,11 +158,19 @@ class PinningLoss:
         unmodified prompt's batch; as in a run, an image is then not compared with
         the target of its own seed (pass ``seeds=`` to ``evaluate``).
         ``mask``: the (H, W) target mask, None for none; by default the config's (``masks.build_mask``).
+
+        The fade guard is the run's: off when the config has target images, or when
+        ``targets`` are images of its own (given without ``target_seeds``); with the
+        unmodified prompt as the target it needs a seed reference
+        (``fade_guard.attach_fade_reference``), as a run's journal gives. For the guard
+        against other targets anyway, build ``PinningLoss(targets, fade_guard=...,
+        fade_guard_form="batch")`` yourself: it then compares with the targets' statistics.
         """
         if isinstance(mask, str) and mask == "config":
             from .masks import build_mask
 
             mask = build_mask(config)
+        unmodified_target = not config.targets and (targets is None or target_seeds is not None)
         if targets is None and config.targets:
             from .targets import load_targets
 
@@ -170,8 +180,9 @@ class PinningLoss:
                    hyperbatch_weights=config.hyperbatch_weights_enabled,
                    force_allowed=config.hyperbatch_weights_force_allowed,
                    variant=config.loss_variant, mask=mask,
-                   fade_guard=getattr(config, "fade_guard", 0.0),
-                   fade_tolerance=getattr(config, "fade_tolerance", 0.0))._with_target_seeds(targets, target_seeds)
+                   fade_guard=getattr(config, "fade_guard", 0.0) if unmodified_target else 0.0,
+                   fade_tolerance=getattr(config, "fade_tolerance", 0.0),
+                   fade_guard_form=getattr(config, "fade_guard_form", "subject"))._with_target_seeds(targets, target_seeds)
 
     def _with_target_seeds(self, targets: Optional[torch.Tensor], seeds: Optional[Sequence[int]]) -> "PinningLoss":
         if targets is not None and seeds is not None:
@@ -189,7 +200,8 @@ class PinningLoss:
         if seeds is not None and len(seeds) != images.shape[0]:
             raise ValueError(f"seeds: expected one seed per target ({images.shape[0]}), got {len(seeds)}")
         self._target_seeds = None if seeds is None else [_noise_key(x) for x in seeds]
-        self._reference_stats = guard.batch_stats(images) if self.fade_guard and images.shape[0] else None
+        self._reference_stats = guard.Reference(guard.batch_stats(images, self._mask.mask)) \
+            if self.fade_guard and images.shape[0] else None
         if images.shape[0] == 0 or self.variant == "consistency":
             self._targets, self._target_pairs, self._target_shape, self.n_targets = {}, np.zeros(0), None, 0
             return
@@ -350,8 +362,9 @@ class PinningLoss:
             paired = self.seed_reference(seeds)
             reference = reference if paired is None else paired
         if reference is not None:
-            result.fade_penalty = guard.fade_penalty(guard.batch_stats(images), reference, self.fade_guard,
-                                                     self.fade_tolerance)
+            result.flip_value = result.value
+            result.fade_penalty = guard.penalty(self.fade_guard_form, images, reference, self.fade_guard,
+                                                self.fade_tolerance, result.value, self._mask.on(images.device))
             result.value += result.fade_penalty
         return result
 

@@ -159,7 +159,8 @@ class TaggedLoss:
             raise ValueError(f"tagger {self.tagger.name!r}: expected ({images.shape[0]}, {len(tags)}) probabilities "
                              f"in [0, 1], got {p.shape}")
         tag_value = self._combined(self.target.image_losses(p), traces)
-        value = self.weight * tag_value + (0.0 if self.tags_only else result.value)
+        # tags only: the image loss is left out, the fade guard's term (part of the record) stays
+        value = self.weight * tag_value + (result.fade_penalty if self.tags_only else result.value)
         fields = {name: getattr(result, name) for name in LossResult.__dataclass_fields__}
         fields["value"] = value
         return TaggedLossResult(**fields, image_value=result.value, tag_value=tag_value,
