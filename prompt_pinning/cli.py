@@ -13,7 +13,6 @@ from .options import GENERATION_DEFAULTS, GROUPS, OPTIONS, Option
 from .rendering import GenerationSettings
 
 EXAMPLE_POSITIVE = "a red circle, on a blue background"
-EXAMPLE_NEGATIVE = "green"
 # Torch threads of the built-in model. The demo on 2 shared x86_64 cores took 9-70 s with one
 # thread and 34-389 s with two (same result, load average 1 to 13; README "Options").
 DEFAULT_THREADS = 1
@@ -47,8 +46,9 @@ def _help(option: Option) -> str:
 def _add_option(group, option: Option) -> None:
     """One schema option as a command-line argument (dest: the PinningConfig field)."""
     common = {"dest": option.name, "help": _help(option)}
-    if option.kind == "images":
-        group.add_argument(option.cli, action="append", default=[], metavar="IMAGE", **common)
+    if option.kind == "images":  # several paths after one flag, and the flag may be repeated
+        common["help"] += " Give several paths after one --target, or repeat it."
+        group.add_argument(option.cli, action="extend", nargs="+", default=[], metavar="IMAGE", **common)
     elif option.kind == "text":
         group.add_argument(option.cli, default=option.default, metavar="TAGS", **common)
     elif option.kind == "mask":
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = {"Target": p.add_argument_group("target")}
     g = groups["Target"]
     g.add_argument("--prompt", default=EXAMPLE_POSITIVE, help="positive prompt (A1111 syntax)")
-    g.add_argument("--negative", default=EXAMPLE_NEGATIVE, help="negative prompt")
+    g.add_argument("--negative", default="", help="negative prompt (default: none)")
 
     d = GENERATION_DEFAULTS
     g = p.add_argument_group("generation (the renderer call; the same defaults as PinningConfig)")
@@ -120,6 +120,9 @@ def add_webui_arguments(p: argparse.ArgumentParser) -> None:
                    help="longest wait for one individual's images before the instance counts as failed")
     g.add_argument("--webui-tokenizer", choices=("clip", "open_clip"), default="clip",
                    help="how the instances' model splits text: clip (SD1.x, SDXL) or open_clip (SD2.x)")
+    g.add_argument("--webui-vocab", type=Path, default=None, metavar="FILE",
+                   help="CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) for splitting the prompt; "
+                        "default: the one open-clip-torch ships (pip install --no-deps open-clip-torch)")
 
 
 def read_cmatrix(text: Optional[str]) -> Optional[list]:
@@ -189,28 +192,68 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.write(_list_samplers() + "\n")
         return 0
     bar = _ProgressBar(args.progress)
+    reports = None
+    flags = flag_names(parser)
     try:
+        check_resume_flags(parser, args)
         config = config_from_args(args)
         set_threads(args.threads)
+        from .report_command import StoppableReports
+
+        reports = StoppableReports()
         with _logs_above_the_bar(args.progress):
-            result = _run(config, args, bar)
+            result = _run(config, args, bar, reports)
     except (ValueError, OSError) as error:  # bad input or every --webui instance gone: one line
         bar.close()
-        sys.stderr.write(f"{parser.prog}: error: {error}\n")
+        sys.stderr.write(f"{parser.prog}: error: {with_flag(str(error), flags)}\n")
         result = getattr(error, "pinning_result", None)  # a run that stopped keeps what it did
         if result is not None:
-            sys.stdout.write(format_result(result))
+            sys.stdout.write(format_result(result, _unfinished(reports)))
         return 2
     except KeyboardInterrupt as interrupt:  # second Ctrl-C: the run still kept its best
         bar.close()
         sys.stderr.write(f"{parser.prog}: interrupted\n")
         result = getattr(interrupt, "pinning_result", None)
         if result is not None:
-            sys.stdout.write(format_result(result))
+            sys.stdout.write(format_result(result, _unfinished(reports)))
         return 130
     bar.close()
-    sys.stdout.write(format_result(result))
+    sys.stdout.write(format_result(result, _unfinished(reports)))
     return 0 if result.stop_reason in ("completed", "interrupted") else 1
+
+
+# Flags that a resume still uses; every other one is the run's saved setting.
+RESUME_FLAGS = {"resume", "threads", "progress", "verbose", "list_samplers", "webui", "webui_auth_file",
+                "webui_timeout", "webui_tokenizer", "webui_vocab"}
+CONFIG_KEYS = {"positive": "prompt"}  # config keys whose flag has another name
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Config key (and argparse dest) -> its command-line flag."""
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    flags.update({key: flags[dest] for key, dest in CONFIG_KEYS.items()})
+    return flags
+
+
+def with_flag(message: str, flags: dict[str, str]) -> str:
+    """An error that starts with a config key ('batch_size: ...') names its flag instead."""
+    key, sep, rest = message.partition(":")
+    first, space, tail = key.partition(" ")
+    if first in flags:
+        return f"{flags[first]}{space}{tail}{sep}{rest}"
+    return message
+
+
+def check_resume_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--resume continues with the run's saved settings: refuse flags that it would ignore."""
+    if args.resume is None:
+        return
+    flags = flag_names(parser)
+    given = [flags[a.dest] for a in parser._actions if a.option_strings and a.dest not in RESUME_FLAGS
+             and a.dest != "help" and getattr(args, a.dest) != a.default]
+    if given:
+        raise ConfigError("--resume", f"continues the run with its saved settings, so {', '.join(given)} "
+                          "would be ignored; leave them out (start a new run to change them)")
 
 
 def set_threads(threads: int) -> None:
@@ -232,12 +275,11 @@ def _logs_above_the_bar(progress: bool):
     return logging_redirect_tqdm()
 
 
-def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
+def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, reports):
+    """The run, its report drawn by ``reports`` (a StoppableReports, stopped by the first Ctrl-C)."""
     import signal
-    import threading
 
     from .builtin import BuiltinRenderer
-    from .reports import ReportWriter
     from .run import run_pinning
 
     if args.webui:
@@ -245,7 +287,7 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
     else:
         _check_sampler(config.generation.sampler, config.generation.scheduler)
         renderer = BuiltinRenderer(max_images_per_call=config.max_images_per_call)
-    stop = threading.Event()
+    stop = reports.stop
     previous = signal.getsignal(signal.SIGINT)
 
     def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly, keep the best so far
@@ -256,8 +298,7 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar):
 
     signal.signal(signal.SIGINT, on_interrupt)
     try:
-        return run_pinning(config, renderer, sink=ReportWriter(), should_stop=stop.is_set,
-                           progress=bar)
+        return run_pinning(config, renderer, sink=reports, should_stop=stop.is_set, progress=bar)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -266,7 +307,7 @@ def webui_renderer(args: argparse.Namespace, config: PinningConfig):
     """The --webui instances as one renderer, checked before the run starts."""
     from .remote import WebUIApiRenderer, default_tokenizer
 
-    renderer = WebUIApiRenderer(args.webui, tokenizer=default_tokenizer(args.webui_tokenizer),
+    renderer = WebUIApiRenderer(args.webui, tokenizer=default_tokenizer(args.webui_tokenizer, args.webui_vocab),
                                 auth_file=args.webui_auth_file, timeout=args.webui_timeout)
     if config.resume is None:  # a resume renders with the run's saved settings; checked at its first render
         renderer.check(config.generation)
@@ -284,7 +325,7 @@ def _check_sampler(sampler: str, scheduler: str) -> None:
                          f"valid: {', '.join(sorted(SCHEDULES))}, automatic")
 
 
-def format_result(result) -> str:
+def format_result(result, unfinished: bool = False) -> str:
     from .run.paired import seed_ranges
 
     lines = [
@@ -304,11 +345,16 @@ def format_result(result) -> str:
               for score in result.scores()]
     if result.paired is None:
         lines.append("improvement:     not measured (the run stopped before its result was scored on common seeds)")
-    lines += [
-        f"report:          {Path(result.run_dir) / 'index.html'}",
-        "",
-    ]
+    lines.append(f"report:          {Path(result.run_dir) / 'index.html'}")
+    if unfinished:
+        lines.append(f"                 unfinished (stopped with Ctrl-C); to draw it all: "
+                     f"python -m prompt_pinning report {result.run_dir}")
+    lines.append("")
     return "\n".join(lines)
+
+
+def _unfinished(reports) -> bool:
+    return bool(reports is not None and reports.unfinished)
 
 
 def _percent(value) -> str:

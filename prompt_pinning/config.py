@@ -116,7 +116,9 @@ class PinningConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view (targets are listed by name, arrays as lists)."""
+        """JSON-ready view (targets are listed by name, arrays as lists; folders relative to the outputs)."""
+        from .run.rundir import public_run_dir
+
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -126,6 +128,11 @@ class PinningConfig:
                 value = [str(t) if isinstance(t, (str, Path)) else type(t).__name__ for t in value]
             elif f.name == "target_mask" and value is not None:
                 value = str(value) if isinstance(value, (str, Path)) else type(value).__name__
+            elif f.name == "outdir":  # relative to the outputs folder: the server's own paths stay private
+                value = Path(value).name
+            elif f.name == "start_from" and value:
+                folder, _, cluster = str(value).rpartition(":")
+                value = f"{public_run_dir(folder)}:{cluster}"
             elif isinstance(value, Path):
                 value = str(value)
             elif hasattr(value, "tolist"):

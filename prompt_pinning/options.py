@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -471,6 +472,8 @@ def parse_matrix(name: str, value: Any) -> Optional[list]:
             value = json.loads(value)
         except json.JSONDecodeError as error:
             raise ConfigError(name, f"must be JSON (a list of lists): {error}") from None
+        except RecursionError:
+            raise ConfigError(name, "must be JSON (a list of lists of numbers); this text nests far deeper") from None
     from .prompt.weights import MAX_UNITS  # one row per unit: a larger matrix never fits
 
     shape = getattr(value, "shape", None)
@@ -487,7 +490,7 @@ def parse_matrix(name: str, value: Any) -> Optional[list]:
     for r in rows:
         for x in r:
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise ConfigError(name, f"entries must be finite numbers, got {x!r}")
+                raise ConfigError(name, f"entries must be finite numbers, got {reprlib.repr(x)}")
     return rows
 
 

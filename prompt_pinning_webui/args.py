@@ -83,10 +83,14 @@ def _parse_mask(value: Any) -> Any:
         if len(value) != 1:
             raise ValueError(f"expected one mask image, got a list of {len(value)}")
         value = value[0]
+    from PIL import Image
+
     from .images import decode_target_image
 
-    # checked from its header by the allowed decoders, then decoded: one image, within the pixel limit
-    return decode_target_image(value, "target_mask").decode()
+    # checked from its header by the allowed decoders, then decoded: one image, within the pixel limit;
+    # a PIL image (the UI's own component) is taken as it is, like a target
+    image = decode_target_image(value, "target_mask")
+    return image if isinstance(image, Image.Image) else image.decode()
 
 
 def parse_script_args(args: Sequence[Any]) -> dict[str, Any]:

@@ -8,13 +8,17 @@ host while rendering becomes ``HostFailure``: one line naming the cause.
 """
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Iterable, Optional
 
 _SAMPLE_FOLDERS = ("outdir_samples", "outdir_txt2img_samples", "outdir_img2img_samples")
-# A POSIX absolute path inside a message: from a slash after a start, space, quote or bracket.
-_ABSOLUTE = re.compile(r"(?<![\w.~/-])/(?:[^\s,;:'\"()<>\[\]]+/)*[^\s,;:'\"()<>\[\]/]*")
+# An absolute path inside a message: POSIX (from a slash after a start, space, quote or bracket) or
+# Windows (a drive letter or \\server). Words after a space that still hold a separator belong to
+# the path ("/home/j doe/my run/x.png"): a message may lose a word, a path never leaks a part.
+_CHAR = r"[^\s,;:'\"()<>\[\]]"
+_ABSOLUTE = re.compile(rf"(?<![\w.~/\\-])(?:/|[A-Za-z]:[\\/]|\\\\){_CHAR}*(?: +{_CHAR}*[/\\]{_CHAR}*)*")
 
 
 class HostFailure(RuntimeError):
@@ -65,8 +69,11 @@ def public_message(text: str, folders: Optional[list[Path]] = None) -> str:
     folders = outputs_folders() if folders is None else folders
     def public(match: re.Match) -> str:
         path = match.group(0)
-        name = public_path(path, folders)
-        return name + "/" if name and path.endswith("/") else name or path
+        if path.startswith("/") or os.name == "nt":
+            name = public_path(path, folders)
+        else:  # a Windows path in a message on a POSIX host: its last component only
+            name = PureWindowsPath(path).name
+        return name + "/" if name and path.endswith(("/", "\\")) else name or "<path>"
 
     return _ABSOLUTE.sub(public, str(text))
 

@@ -99,6 +99,7 @@ class A1111Renderer:
         # seed blocks (training, validation), and each text names its own seed
         self.infotexts: dict[tuple[str, str, tuple[int, ...]], list[str]] = {}
         self.calls = 0
+        self.taggers: list[Any] = []  # released when the run is over
 
     @property
     def tokenizer(self):
@@ -121,7 +122,17 @@ class A1111Renderer:
         """A tagger for tag targets: DeepBooru ("auto") or the WD14 extension (taggers.py)."""
         from .taggers import make_tagger
 
-        return make_tagger(name)
+        tagger = make_tagger(name)
+        self.taggers.append(tagger)
+        return tagger
+
+    def release(self) -> None:
+        """The run is over: taggers give their models back to the host."""
+        for tagger in self.taggers:
+            release = getattr(tagger, "release", None)
+            if release is not None:
+                release()
+        self.taggers.clear()
 
     def individuals_per_call(self, settings: GenerationSettings) -> int:
         init_images = getattr(self.base_p, "init_images", None) or []

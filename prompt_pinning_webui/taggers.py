@@ -58,12 +58,19 @@ class DeepBooruTagger:
                 "folder, or choose another tagger") from None
         finally:
             self._stop()
+        self._started = False  # moved to the device at the first scoring, kept there until release()
 
     def _stop(self) -> None:
         try:
             self.host.stop()
         except Exception:  # stopping only frees memory
             pass
+
+    def release(self) -> None:
+        """Give the model back to the host (to the CPU, unless the host keeps it): the run is over."""
+        if self._started:
+            self._started = False
+            self._stop()
 
     def check(self, tags: Sequence[str]) -> None:
         _columns(self.host.model.tags, tags, "DeepBooru")
@@ -74,12 +81,11 @@ class DeepBooruTagger:
 
         x = F.interpolate(images.float().cpu(), size=(DEEPBOORU_SIZE, DEEPBOORU_SIZE), mode="bilinear",
                           antialias=True, align_corners=False).clamp_(0, 1).permute(0, 2, 3, 1).contiguous()
-        self.host.start()
-        try:
-            with torch.no_grad(), devices.autocast():
-                y = self.host.model(x.to(devices.device)).float().cpu().numpy()
-        finally:
-            self._stop()
+        if not self._started:
+            self.host.start()
+            self._started = True
+        with torch.no_grad(), devices.autocast():
+            y = self.host.model(x.to(devices.device)).float().cpu().numpy()
         return np.clip(y[:, columns].astype(np.float64), 0.0, 1.0)
 
 
@@ -138,6 +144,10 @@ class WD14Tagger:
                                     f"({type(error).__name__}: {error}); download it once from the extension's "
                                     "own tab, or choose deepbooru") from None
 
+    def check(self, tags: Sequence[str]) -> None:
+        """Refuse tags the model does not know (it would score them p = 0 for ever)."""
+        _columns(wd14_vocabulary(self.interrogator), tags, "the WD14 tagger")
+
     def probabilities(self, images: torch.Tensor, tags: Sequence[str], batch: Any = None) -> np.ndarray:
         from PIL import Image
 
@@ -148,6 +158,20 @@ class WD14Tagger:
             found = {normal_tag(t): float(p) for t, p in found.items()}
             rows.append([found.get(t, 0.0) for t in tags])  # a tag below the model's cut-off: probability ~0
         return np.clip(np.array(rows, dtype=np.float64), 0.0, 1.0)
+
+
+def wd14_vocabulary(interrogator: Any) -> list[str]:
+    """The tags a loaded WD14 interrogator knows: its ``tags`` table's "name" column (selected_tags.csv)."""
+    table = getattr(interrogator, "tags", None)
+    try:
+        names = table["name"] if table is not None and not isinstance(table, (list, tuple)) else table
+        vocabulary = [str(name) for name in names] if names is not None else []
+    except (KeyError, TypeError, IndexError):
+        vocabulary = []
+    if not vocabulary:
+        raise TaggerUnavailable("tagger 'wd14': its model lists no tags (no selected_tags.csv was loaded), so "
+                                "wanted and unwanted tags cannot be checked; choose deepbooru")
+    return vocabulary
 
 
 def make_tagger(name: str):

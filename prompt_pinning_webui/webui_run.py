@@ -146,25 +146,27 @@ def resume_roots() -> list[Path]:
 def confine_resume(config: PinningConfig) -> PinningConfig:
     """From the UI and the API, resume (or start from) only a run folder inside the WebUI's outputs.
 
-    A relative resume name is read against the outputs folder first (infotexts name
+    A relative name (of either) is read against the outputs folder first (infotexts name
     runs that way: ``txt2img-images/prompt_pins/00000003``), then the WebUI's folder.
     """
-    if config.resume is not None:
-        from prompt_pinning.run.checkpoint import confined_run_dir
+    from prompt_pinning.run.checkpoint import confined_run_dir
 
-        path = Path(config.resume)
+    def in_outputs(path: Path) -> Path:
         if not path.is_absolute():
             path = next((folder / path for folder in outputs_folders([config.outdir])
                          if (folder / path).is_dir()), path)
-        config.resume = confined_run_dir(path, resume_roots())
+        return confined_run_dir(path, resume_roots())
+
+    if config.resume is not None:
+        config.resume = in_outputs(Path(config.resume))
     if config.start_from is not None:  # the same rule for the run a new one starts from
-        from prompt_pinning.run.checkpoint import ResumeError, confined_run_dir
+        from prompt_pinning.run.checkpoint import ResumeError
         from prompt_pinning.options import ConfigError
         from prompt_pinning.search.start_from import parse_start_from
 
         folder, number = parse_start_from(config.start_from)
         try:
-            config.start_from = f"{confined_run_dir(folder, resume_roots())}:{number}"
+            config.start_from = f"{in_outputs(folder)}:{number}"
         except ResumeError as error:
             raise ConfigError("start_from", str(error).replace("resume only continues", "only")) from None
     return config
@@ -202,7 +204,10 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     settings = run_settings(config)
     # The engine reports its total before the first render, so the bar covers the baseline.
     progress = HostProgress(renderer, settings, steps_per_call(settings, is_img2img))
-    result = _run_engine(config, renderer, progress)
+    try:
+        result = _run_engine(config, renderer, progress)
+    finally:
+        renderer.release()
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)
     shared.state.textinfo = None

@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -60,29 +61,36 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     assert saved["resolved"]["lambda_"] == 3 and saved["resolved"]["sigma"] == 0.07
     assert str(run_dir / "index.html") in out
     assert "pinned prompt:" in out
+    # the files a WebUI serves hold no absolute path of the server
+    for name in ("index.html", "final_result.json", "run_config.json"):
+        assert str(tmp_path) not in (run_dir / name).read_text(), name
+    assert final["config"]["run_dir"] == "txt2img-images/prompt_pins/00000000"
+    assert saved["config"]["outdir"] == "txt2img-images"
 
 
 @pytest.mark.parametrize(
     "args, fragment",
     [
         (["--steps", "x"], "--steps: invalid int value"),
-        (["--steps", "0"], "steps: must be a whole number >= 1"),
+        (["--steps", "0"], "--steps: must be a whole number >= 1"),
+        (["--batch-size", "0"], "--batch-size: must be a whole number >= 1"),
         (["--weights", "quadratic"], "--weights: invalid choice"),
-        (["--initial-std", "-1"], "initial_std: must be > 0"),
+        (["--initial-std", "-1"], "--initial-std: must be > 0"),
         (["--sampler", "No Such Sampler"], "No Such Sampler"),
         (["--scheduler", "linear"], "--scheduler: unknown schedule"),
         (["--prompt", "(a:1) AND b"], "AND"),
         (["--target", "/nonexistent/target.png"], "/nonexistent/target.png"),
-        (["--lambda", "1"], "lambda_: must be >= 2"),
-        (["--generations", "1000000000"], "generations: must be <= 10,000"),
-        (["--cmatrix", "[[1, 0], [0]]"], "cmatrix: must be square"),
+        (["--lambda", "1"], "--lambda: must be >= 2"),
+        (["--generations", "1000000000"], "--generations: must be <= 10,000"),
+        (["--cmatrix", "[[1, 0], [0]]"], "--cmatrix: must be square"),
         (["--threads", "-1"], "--threads: must be >= 0"),
         (["--resume", "/nonexistent/run"], "/nonexistent/run: no such run folder"),
     ],
 )
 def test_bad_options_give_one_line_errors(tmp_path, args, fragment):
     result = subprocess.run(
-        [sys.executable, "-m", "prompt_pinning", *SMALL, "--outdir", str(tmp_path), *args],
+        [sys.executable, "-m", "prompt_pinning", *([] if args[0] == "--resume" else [*SMALL, "--outdir", str(tmp_path)]),
+         *args],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2, result.stderr
@@ -161,27 +169,134 @@ def test_list_samplers_includes_hyperbatch():
     assert "DPM++ 2M Karras - Hyperbatch" in result.stdout.splitlines()
 
 
+def _evaluations(log: Path) -> list[dict]:
+    """The journal's evaluated individuals (not its reference, validation or closing lines)."""
+    if not log.exists():
+        return []
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [e for e in entries if "offsets" in e and not e.get("reference") and not e.get("validation")]
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_prints_the_best_so_far(tmp_path):
+    import os
     import signal
     import time
 
+    # A terminal's Ctrl-C goes to the whole process group: the run and its report process.
     proc = subprocess.Popen(
         [sys.executable, "-m", "prompt_pinning", *SMALL[:-5], "--generations", "500",
          "--lambda", "3", "--validation-batches", "0", "--no-progress", "--outdir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     log = tmp_path / "txt2img-images" / "prompt_pins" / "00000000" / "evaluations.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+    while time.monotonic() < deadline and len(_evaluations(log)) < 7:  # the baseline and 2 generations
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
+    exited = time.monotonic() - sent
     assert proc.returncode == 0, err
+    assert exited < 10, exited  # the queued plots are not waited for (2 s when idle)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "stopped:         interrupted" in out
-    evaluated = [e["loss"] for e in map(json.loads, log.read_text().splitlines()) if "offsets" in e]
-    assert 4 <= len(evaluated) < 1 + 500 * 3  # stopped part way, keeping what it had done
+    evaluated = _evaluations(log)
+    assert 7 <= len(evaluated) < 1 + 500 * 3  # stopped part way, keeping what it had done
     # no unpaired comparison is printed for a run stopped before its result was scored
     assert "improvement:     not measured" in out and "best loss" not in out
     state = (log.parent / "run_state.json").read_text()
     assert "interrupted" in state
-    assert (log.parent / "index.html").is_file()
+    assert json.loads((log.parent / "final_result.json").read_text())["stop_reason"] == "interrupted"
+    assert f"python -m prompt_pinning report {log.parent}" in out
+    # the report is finished on demand, from the folder alone
+    done = subprocess.run([sys.executable, "-m", "prompt_pinning", "report", str(log.parent)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert str(log.parent / "index.html") in done.stdout
+    page = (log.parent / "index.html").read_text()
+    assert "interrupted" in page and (log.parent / "loss_history.png").is_file()
+    for entry in evaluated:
+        folder = log.parent / entry["folder"]
+        assert (folder / "loss_plot.png").is_file() and (folder / "summary.gif").is_file(), folder
+        assert (folder.parent / "generation_loss_plot.png").is_file()
+    assert (log.parent / "run_state.json").read_text() == state  # drawing the report changed nothing of the run
+
+
+def test_report_command_refuses_a_folder_it_cannot_read(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "prompt_pinning", "report", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("prompt-pinning report: error:") and "none" in done.stderr
+
+
+def test_negative_prompt_defaults_to_none_and_the_demo_passes_its_own():
+    from prompt_pinning.cli import build_parser
+
+    args = build_parser().parse_args(["--prompt", "a blue square"])
+    assert args.negative == ""
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    (demo,) = [line for line in makefile.splitlines() if "-m prompt_pinning" in line]
+    assert "--negative green" in demo
+
+
+def test_target_takes_several_paths_after_one_flag_and_says_so():
+    from prompt_pinning.cli import build_parser
+
+    args = build_parser().parse_args(["--target", "a.png", "b.png", "--target", "c.png", "--steps", "3"])
+    assert args.targets == ["a.png", "b.png", "c.png"] and args.steps == 3
+    assert "several paths after one --target" in " ".join(build_parser().format_help().split())
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "--target a.png b.png" in readme
+
+
+def test_resume_refuses_the_flags_it_would_ignore_by_name(tmp_path, capsys):
+    code = main(["--resume", str(tmp_path), "--generations", "40", "--prompt", "a blue square", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("prompt-pinning: error:") == 1
+    assert "so --prompt, --generations would be ignored" in error and "--no-progress" not in error
+    # flags a resume still uses are accepted: the error is then about the folder
+    assert main(["--resume", str(tmp_path), "--no-progress", "--threads", "1"]) == 2
+    assert "prompt_pinning_run.json: missing" in capsys.readouterr().err
+
+
+def test_errors_name_the_flag_not_the_config_key(tmp_path, capsys):
+    assert main(["--batch-size", "0", "--outdir", str(tmp_path), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "--batch-size: must be a whole number >= 1" in error and "batch_size" not in error
+    bad = tmp_path / "mask.png"
+    bad.write_text("not an image")
+    assert main(["--target-mask", str(bad), "--outdir", str(tmp_path), "--no-progress", *SMALL]) == 2
+    assert f"--target-mask {bad}" in capsys.readouterr().err
+
+
+def test_bad_targets_and_masks_leave_no_run_folder(tmp_path, capsys):
+    from PIL import Image
+
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    black = tmp_path / "black.png"
+    Image.new("L", (8, 8), 0).save(black)
+    bomb = tmp_path / "bomb.png"  # a valid PNG whose header claims 60000 x 60000 pixels
+    Image.new("L", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = (60000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the IHDR chunk's CRC
+    bomb.write_bytes(bytes(data))
+    errors = [["--target", str(text)], ["--target", str(tmp_path / "missing.png")], ["--target-mask", str(text)],
+              ["--target-mask", str(black)], ["--target-mask", str(bomb)]]
+    for args in errors:
+        assert main([*SMALL, "--outdir", str(tmp_path / "out"), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert "prompt-pinning: error:" in err and "Traceback" not in err, err
+    runs = tmp_path / "out" / "txt2img-images" / "prompt_pins"
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_cma_logging_prints_the_logbook_line_and_the_flag_turns_it_off(tmp_path):
+    tiny = ["--batch-size", "1", "--steps", "2", "--width", "16", "--height", "16", "--generations", "1",
+            "--lambda", "2", "--validation-batches", "0", "--fade-guard", "0", "--no-progress"]
+    for flag, shown in (([], True), (["--no-cma-logging"], False)):
+        result = subprocess.run([sys.executable, "-m", "prompt_pinning", *tiny, *flag, "--outdir", str(tmp_path)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert ("gen 1  min " in result.stderr) is shown, result.stderr

@@ -240,7 +240,10 @@ def test_install_adds_the_map_packages_only_when_enabled(monkeypatch):
                         lambda name: None if name in install.OPTIONAL_MAPS else install.EXACT.get(name, "9"))
     assert install.missing_requirements({}) == []
     assert install.missing_requirements({"PROMPT_PINNING_MAPS": "0"}) == []
-    assert install.missing_requirements({"PROMPT_PINNING_MAPS": "1"}) == ["scikit-learn>=1.3", "umap-learn"]
+    assert install.missing_requirements({"PROMPT_PINNING_MAPS": "1"}) == []  # the required ones are there
+    assert install.missing_requirements({"PROMPT_PINNING_MAPS": "1"}, optional=True) == ["scikit-learn>=1.3",
+                                                                                         "umap-learn"]
+    assert install.missing_requirements({"PROMPT_PINNING_MAPS": "0"}, optional=True) == []
 
 
 def test_umap_lays_out_separate_groups_apart_when_installed():

@@ -1,5 +1,6 @@
 """Masked targets: the loss counts only the pixels the mask marks, in every pair it compares."""
 import io
+import zlib
 
 import numpy as np
 import pytest
@@ -163,7 +164,7 @@ def test_the_inverted_inpaint_mask_counts_the_unmasked_part():
     (np.zeros((4, 4), dtype=np.uint8), "black everywhere"),
     (np.full((4, 4), 1.5, dtype=np.float32), r"\[0, 1\]"),
     (np.zeros((4, 4, 3), dtype=np.float32), "one channel"),
-    ("no-such-file.png", "cannot be read"),
+    ("no-such-file.png", "no such file"),
 ])
 def test_bad_masks_are_refused_with_their_name(bad, message):
     with pytest.raises(MaskError, match=f"target_mask.*{message}"):
@@ -172,7 +173,7 @@ def test_bad_masks_are_refused_with_their_name(bad, message):
 
 def test_only_png_jpeg_and_webp_files_are_opened(tmp_path):
     path = save(Image.new("L", (4, 4), 255), tmp_path / "mask.gif", "GIF")
-    with pytest.raises(MaskError, match="PNG, JPEG or WEBP"):
+    with pytest.raises(MaskError, match="not a PNG, JPEG or WebP image"):
         load_mask(path, 4, 4)
     buffer = io.BytesIO()
     Image.new("L", (4, 4), 255).save(buffer, format="WEBP")
@@ -183,3 +184,32 @@ def test_only_png_jpeg_and_webp_files_are_opened(tmp_path):
 def test_a_mask_of_another_size_than_the_images_is_refused(crops):
     with pytest.raises(ValueError, match="mask"):
         PinningLoss(crops[:2], mask=torch.ones(8, 8))
+
+
+def _claimed_size_png(path, side: int):
+    """A valid 1x1 PNG whose header then claims side x side pixels."""
+    Image.new("L", (1, 1), 255).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = side.to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the IHDR chunk's CRC
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side", [5000, 70000])  # over the mask limit; over Pillow's bomb limit too
+def test_masks_and_targets_share_one_opener_and_its_messages(tmp_path, side):
+    from prompt_pinning.score.targets import TargetImageError, load_targets
+
+    huge = _claimed_size_png(tmp_path / "huge.png", side)
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    for path, reason in ((huge, "at most 16,777,216 pixels"), (text, "not a PNG, JPEG or WebP image"),
+                         (tmp_path / "none.png", "no such file")):
+        with pytest.raises(MaskError) as as_mask:
+            load_mask(path, 4, 4)
+        with pytest.raises(TargetImageError) as as_target:
+            load_targets([path], 4, 4)
+        assert reason in str(as_mask.value) and reason in str(as_target.value)
+        assert str(as_mask.value).startswith(f"target_mask {path}: ")
+        assert str(as_target.value).startswith(f"target image {path}: ")
+        assert str(as_mask.value).split(": ", 1)[1] == str(as_target.value).split(": ", 1)[1]

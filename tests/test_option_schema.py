@@ -139,3 +139,15 @@ def test_numpy_numbers_are_accepted_as_plain_numbers():
     assert type(config.initial_std) is float and config.initial_std == 0.5
     with pytest.raises(ConfigError, match="generations: must be a whole number"):
         PinningConfig(positive="x", generations=np.float64(2.5)).validate()
+
+
+def test_a_deeply_nested_cmatrix_is_a_clear_error_not_a_recursion_error():
+    from prompt_pinning.options import ConfigError
+
+    deep_list: list = [0.0]
+    for _ in range(100_000):
+        deep_list = [deep_list]
+    for value in ("[" * 100_000 + "]" * 100_000, [deep_list], [[deep_list]]):
+        with pytest.raises(ConfigError, match="^cmatrix: ") as error:
+            PinningConfig(positive="x", cmatrix=value).validate()
+        assert len(str(error.value)) < 300

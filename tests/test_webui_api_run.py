@@ -103,3 +103,33 @@ def test_instance_urls_and_credentials_are_not_options_of_the_webui_form_or_api(
 
     names = [o.name for o in OPTIONS] + [o.cli for o in OPTIONS] + [f.name for f in dataclasses.fields(PinningConfig)]
     assert not [n for n in names if "webui" in n.lower() or "auth" in n.lower() or "url" in n.lower()]
+
+
+def test_without_open_clip_the_command_line_takes_the_clip_vocabulary_from_a_flag(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from prompt_pinning.prompt import tokenizers
+
+    vocab = tmp_path / tokenizers.VOCAB_FILE
+    vocab.write_bytes(tokenizers.find_clip_vocab().read_bytes())  # the file, as a user would copy it
+    real = importlib.util.find_spec
+    monkeypatch.setattr(tokenizers.importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "open_clip" else real(name, *rest))
+    small = ["--seed", "5", "--batch-size", "2", "--steps", "2", "--width", "32", "--height", "32",
+             "--generations", "1", "--lambda", "2", "--validation-batches", "0", "--no-progress"]
+    with FakeWebUI() as a:
+        assert main(["--webui", a.url, *small, "--outdir", str(tmp_path / "none")]) == 2
+        assert "--webui-vocab FILE" in capsys.readouterr().err and not (tmp_path / "none").exists()
+        assert main(["--webui", a.url, *small, "--webui-vocab", str(tmp_path / "x.gz"), "--outdir", str(tmp_path)]) == 2
+        assert "--webui-vocab: " in capsys.readouterr().err
+        code = main(["--webui", a.url, *small, "--webui-vocab", str(vocab), "--outdir", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 0 and "stopped:         completed" in out.out, out.err
+
+
+def test_the_readme_says_how_the_command_line_gets_the_clip_vocabulary():
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    section = readme[readme.index("## More than one GPU"):]
+    assert "pip install --no-deps open-clip-torch" in section and "--webui-vocab FILE" in section

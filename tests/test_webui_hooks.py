@@ -43,6 +43,29 @@ def test_install_needs_nothing_when_present_and_never_touches_torch(monkeypatch)
     assert installed == [["deap==1.4.4"]]
 
 
+def test_install_gives_pip_the_installed_numpy_scipy_torch_and_pillow_as_constraints(monkeypatch):
+    import subprocess
+
+    install = load(REPO / "install.py")
+    versions = {"numpy": "1.26.2", "scipy": "1.11.4", "torch": "2.1.2", "pillow": "9.5.0"}
+    monkeypatch.setattr(install, "installed_version", lambda name: versions.get(name))
+    monkeypatch.setenv("PROMPT_PINNING_MAPS", "1")
+    commands = []
+
+    def pip(command):
+        pinned = command[command.index("-c") + 1]
+        with open(pinned, encoding="utf-8") as handle:
+            commands.append((command[command.index(pinned) + 1:], handle.read().split()))
+        if "umap-learn" in command:  # it would need another numpy: pip refuses under the constraints
+            raise subprocess.CalledProcessError(1, command)
+
+    monkeypatch.setattr(install.subprocess, "check_call", pip)
+    install.main()  # an optional package that cannot be had is a warning, not a failed launch
+    pinned = ["torch==2.1.2", "numpy==1.26.2", "scipy==1.11.4", "pillow==9.5.0"]
+    assert commands == [(["deap==1.4.4", "regex", "ftfy", "tqdm>=4.60"], pinned),
+                        (["scikit-learn>=1.3", "umap-learn"], pinned)]
+
+
 class FakeHF:
     def __init__(self, vocab):
         self.vocab = vocab

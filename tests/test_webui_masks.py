@@ -54,10 +54,11 @@ def test_the_mask_arguments_come_last_and_default_to_no_mask():
     assert parsed["target_mask"] is None and parsed["target_mask_source"] == "mask image"
 
 
-@pytest.mark.parametrize("form", ["base64", "data URL", "one-item list"])
+@pytest.mark.parametrize("form", ["base64", "data URL", "one-item list", "PIL image", "PIL image in a list"])
 def test_an_api_mask_is_a_base64_png(form):
     text = encoded(left_half())
-    value = {"base64": text, "data URL": "data:image/png;base64," + text, "one-item list": [text]}[form]
+    value = {"base64": text, "data URL": "data:image/png;base64," + text, "one-item list": [text],
+             "PIL image": left_half(), "PIL image in a list": [left_half()]}[form]
     mask = parse_script_args(with_mask(value))["target_mask"]
     assert mask.size == (16, 16) and mask.getpixel((0, 0)) == 255 and mask.getpixel((15, 0)) == 0
 

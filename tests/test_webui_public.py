@@ -55,6 +55,20 @@ def test_other_absolute_paths_are_cut_to_their_name(outputs):
     assert public_message(text) == "cannot open secret.ckpt or img2img-images/x.png, 1/2 done"
 
 
+@pytest.mark.parametrize("text, public", [
+    ("cannot open /home/John Doe/stable diffusion/models/secret.ckpt: denied", "cannot open secret.ckpt: denied"),
+    (r"cannot open C:\Users\John Doe\sd webui\models\secret.ckpt, 1/2 done", "cannot open secret.ckpt, 1/2 done"),
+    ("see C:/sd/models/secret.ckpt", "see secret.ckpt"),
+    (r"share \\server\models\my runs\secret.ckpt is gone", "share secret.ckpt is gone"),
+    ("ratio 1/2 and/or 3 steps", "ratio 1/2 and/or 3 steps"),
+])
+def test_windows_paths_and_paths_with_spaces_are_cut_to_their_name(outputs, text, public):
+    scrubbed = public_message(text)
+    assert scrubbed == public
+    for private in ("John", "Doe", "Users", "stable", "webui", "server", "runs"):
+        assert private not in scrubbed
+
+
 @pytest.mark.parametrize("failure, status, cause", [
     (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB"), 422, "out of memory at 16x16"),
     (RuntimeError("model file /srv/webui/models/Stable-diffusion/x.safetensors is damaged"), 500,

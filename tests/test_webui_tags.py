@@ -96,3 +96,56 @@ def test_the_ui_says_which_taggers_are_available(script):
     script.ui(False)
     shown = [c.args[0] for c in gradio.created if c.kind == "HTML" and "Taggers for tag targets" in str(c.args[0])]
     assert shown and "wd14: not installed" in shown[0]
+
+
+def test_deepbooru_moves_its_model_once_per_run_not_once_per_scoring():
+    import torch
+
+    from prompt_pinning_webui.renderer import A1111Renderer
+
+    renderer = A1111Renderer(None)
+    tagger = renderer.tagger("deepbooru")
+    starts, stops = deepbooru.model.starts, deepbooru.model.stops
+    images = torch.rand(2, 3, 16, 16)
+    for _ in range(4):
+        assert tagger.probabilities(images, ["red", "blue"]).shape == (2, 2)
+    assert (deepbooru.model.starts - starts, deepbooru.model.stops - stops) == (1, 0)
+    renderer.release()  # the run is over: back to the host
+    assert deepbooru.model.stops - stops == 1
+    tagger.probabilities(images, ["red"])  # a later use starts it again
+    assert deepbooru.model.starts - starts == 2
+
+
+class FakeWD14Interrogator:
+    """The WD14 tagger extension's interrogator: tags from selected_tags.csv, scores above a cut-off."""
+
+    def __init__(self):
+        self.tags = None
+
+    def load(self):
+        self.tags = {"name": ["red_background", "long_hair", "circle"]}
+
+    def interrogate(self, image):
+        return {}, {"red_background": 0.9, "circle": 0.6}
+
+
+def test_wd14_refuses_a_misspelled_tag_instead_of_scoring_it_zero(monkeypatch):
+    import sys
+    import types
+
+    import torch
+
+    utils = types.ModuleType("tagger.utils")
+    utils.interrogators = {"wd14-vit-v2-git": FakeWD14Interrogator()}
+    package = types.ModuleType("tagger")
+    package.utils = utils
+    monkeypatch.setitem(sys.modules, "tagger", package)
+    monkeypatch.setitem(sys.modules, "tagger.utils", utils)
+    tagger = make_tagger("wd14")
+    tagger.check(["red background", "long hair"])
+    with pytest.raises(ValueError, match="the WD14 tagger has no tag 'red backgrond'"):
+        tagger.check(["red backgrond"])
+    assert tagger.probabilities(torch.rand(1, 3, 8, 8), ["red background", "long hair"]).tolist() == [[0.9, 0.0]]
+    utils.interrogators["wd14-vit-v2-git"].tags = None  # no vocabulary: refused, not guessed
+    with pytest.raises(TaggerUnavailable, match="lists no tags"):
+        tagger.check(["red background"])

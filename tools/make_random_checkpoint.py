@@ -7,6 +7,11 @@ the layers that ldm initialises to zero, so the output depends on the prompt; th
 encoder's output gets a non-zero mean (see shift_text_output_mean).
 
 usage: python make_random_checkpoint.py WEBUI_DIR OUT.safetensors [--seed N]
+
+Without an A1111 folder (for Forge), name the three inputs instead of WEBUI_DIR:
+--ldm (a clone of Stability-AI/stablediffusion), --config (A1111's v1-inference.yaml)
+and --text-config (a folder holding a CLIP text encoder's config.json, such as the one
+Forge ships under backend/huggingface/).
 """
 import argparse
 import sys
@@ -37,21 +42,29 @@ def shift_text_output_mean(text, mean=0.1, spread=0.2):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("webui_dir", type=Path)
+    ap.add_argument("webui_dir", type=Path, nargs="?", help="an A1111 folder (its ldm repository and config)")
     ap.add_argument("out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ldm", type=Path, help="a clone of Stability-AI/stablediffusion (default: the WebUI's)")
+    ap.add_argument("--config", type=Path, help="v1-inference.yaml (default: the WebUI's configs/)")
+    ap.add_argument("--text-config", default="openai/clip-vit-large-patch14",
+                    help="a folder with the CLIP text encoder's config.json, or a Hugging Face name in the cache")
     args = ap.parse_args()
+    if args.webui_dir is None and (args.ldm is None or args.config is None):
+        ap.error("give WEBUI_DIR, or --ldm and --config")
+    ldm = args.ldm or args.webui_dir / "repositories" / "stable-diffusion-stability-ai"
+    config = args.config or args.webui_dir / "configs" / "v1-inference.yaml"
 
-    sys.path.insert(0, str(args.webui_dir / "repositories" / "stable-diffusion-stability-ai"))
+    sys.path.insert(0, str(ldm))
     from ldm.models.autoencoder import AutoencoderKL
     from ldm.modules.diffusionmodules.openaimodel import UNetModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(args.seed)
-    params = OmegaConf.load(args.webui_dir / "configs" / "v1-inference.yaml").model.params
+    params = OmegaConf.load(config).model.params
     unet = UNetModel(**params.unet_config.params)
     vae = AutoencoderKL(**params.first_stage_config.params)
-    text = CLIPTextModel(CLIPTextConfig.from_pretrained("openai/clip-vit-large-patch14"))
+    text = CLIPTextModel(CLIPTextConfig.from_pretrained(args.text_config))
     for part in (unet, vae, text):
         reset_all(part)
     shift_text_output_mean(text)

@@ -145,6 +145,74 @@ result.images[0].save("pinned.png")
 ```"""
 
 
+INDEX = {option.name: i for i, option in enumerate(OPTIONS)}
+
+
+def api_mask_arguments() -> str:
+    mask, source = INDEX["target_mask"], INDEX["target_mask_source"]
+    return (f"- `script_args[{mask}]` (`target_mask`): one base64 PNG/JPEG/WEBP string or data URL, or `null`.\n"
+            "  Colour masks count by luminance; the mask's own transparency counts as black.\n"
+            f"- `script_args[{source}]` (`target_mask_source`): `\"mask image\"` (argument {mask}), `\"target alpha\"`\n"
+            "  (the first target image's alpha channel; send a PNG or WEBP with transparency as target),\n"
+            "  or, for `/sdapi/v1/img2img` with an inpainting `mask`, `\"inpaint mask\"` (the drawn part\n"
+            "  counts) or `\"inverted inpaint mask\"` (the rest counts, as A1111's \"Inpaint not masked\").\n"
+            f"  An inpaint source without a mask in the request, or with argument {mask} also set, is an HTTP 422.")
+
+
+def api_mask_example() -> str:
+    return f"""```python
+import base64
+import io
+
+import webuiapi
+from PIL import Image
+
+api = webuiapi.WebUIApi(host="127.0.0.1", port=7860)
+
+
+def data_url(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+mask = Image.new("L", (512, 512), 0)
+mask.paste(255, (0, 0, 256, 512))  # white: the left half counts
+
+script_args = {_python_list(example_args(EXAMPLE_CHANGES))}
+script_args[{INDEX["targets"]}] = [data_url(Image.open("target.png"))]
+script_args[{INDEX["target_mask"]}] = data_url(mask)
+
+result = api.txt2img(prompt="a red circle, on a blue background", seed=1234, batch_size=4, steps=20,
+                     width=512, height=512, script_name="prompt pinning", script_args=script_args)
+print(result.info["infotexts"][0])
+```"""
+
+
+def api_tag_arguments() -> str:
+    return (f"- `script_args[{INDEX['wanted_tags']}]` (`wanted_tags`) and `script_args[{INDEX['unwanted_tags']}]` "
+            "(`unwanted_tags`): text, `\"\"` for none.\n"
+            f"- `script_args[{INDEX['tag_loss_weight']}]` (`tag_loss_weight`): > 0, at most 100; "
+            f"`script_args[{INDEX['tag_loss_only']}]` (`tag_loss_only`).\n"
+            f"- `script_args[{INDEX['tagger']}]` (`tagger`): `\"auto\"` or `\"deepbooru\"` (A1111's DeepBooru, whose weights")
+
+
+def api_tag_example() -> str:
+    return f"""```python
+import webuiapi
+
+api = webuiapi.WebUIApi(host="127.0.0.1", port=7860)
+script_args = {_python_list(example_args(EXAMPLE_CHANGES))}
+script_args[{INDEX["wanted_tags"]}] = "red hair, (smile:1.5)"  # wanted
+script_args[{INDEX["unwanted_tags"]}] = "hat"  # unwanted
+script_args[{INDEX["tagger"]}] = "deepbooru"
+
+result = api.txt2img(prompt="portrait of a woman, red hair, hat", seed=1234, batch_size=4, steps=20,
+                     script_name="prompt pinning", script_args=script_args)
+print(result.info["infotexts"][0])
+```"""
+
+
 def readme_curl() -> str:
     args = json.dumps(example_args())
     return f"""```bash
@@ -161,7 +229,9 @@ curl -s -X POST http://127.0.0.1:7860/sdapi/v1/txt2img -H 'Content-Type: applica
 BLOCKS = {
     "README.md": {"curl-example": readme_curl, "options": readme_options, "generation": readme_generation},
     "docs/api.md": {"argument-count": api_count, "arguments": api_arguments,
-                    "json-example": api_json_example, "python-example": api_python_example},
+                    "json-example": api_json_example, "python-example": api_python_example,
+                    "mask-arguments": api_mask_arguments, "mask-example": api_mask_example,
+                    "tag-arguments": api_tag_arguments, "tag-example": api_tag_example},
 }
 
 

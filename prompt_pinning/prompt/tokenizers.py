@@ -37,7 +37,8 @@ def find_clip_vocab() -> Path:
             return path
     raise FileNotFoundError(
         f"CLIP vocabulary {VOCAB_FILE} not found: install open-clip-torch "
-        "(pip install --no-deps open-clip-torch) or pass vocab_path"
+        "(pip install --no-deps open-clip-torch), or give the file (--webui-vocab FILE on the command "
+        "line, vocab_path in Python)"
     )
 
 

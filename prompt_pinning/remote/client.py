@@ -65,21 +65,54 @@ def encode_png(image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_image(text: str) -> torch.Tensor:
-    """A base64 image (optionally a data URL) -> (3, H, W) float32 in [0, 1]."""
-    from PIL import Image
+MAX_ANSWER_PIXELS = GENERATION_LIMITS["width"][1] * GENERATION_LIMITS["height"][1]  # the largest render allowed
+MAX_CHECK_BYTES = 32 * 2**20  # a GET answer (options, samplers, schedulers, embeddings)
+ANSWER_BYTES_PER_PIXEL = 8  # base64 of an image file: at most 6 bytes a pixel even for noise as JPEG or RGBA PNG
 
+
+def answer_limit(settings: GenerationSettings) -> int:
+    """The most bytes a render's answer may hold: its batch and a grid, plus 1 MiB of info."""
+    return (settings.batch_size + 1) * settings.width * settings.height * ANSWER_BYTES_PER_PIXEL + 2**20
+
+
+def decode_image(text: str, label: str = "image", size: Optional[tuple[int, int]] = None) -> torch.Tensor:
+    """A base64 image (optionally a data URL) -> (3, H, W) float32 in [0, 1]. Its header is read
+    first (``score.targets.open_image``): a wrong format, or a ``size`` (width, height) other than
+    the one asked for, is refused before anything is decoded. ValueError names ``label``."""
+    from ..score.targets import load_opened, open_image
+
+    if not isinstance(text, str):
+        raise ValueError(f"{label}: expected base64 text, got {type(text).__name__}")
     if text.startswith("data:"):
         text = text.split(",", 1)[1]
     # a WebUI answers in PNG (or JPEG/WebP when set so): no other decoder runs on its bytes
-    with Image.open(io.BytesIO(base64.b64decode(text, validate=True)), formats=("PNG", "JPEG", "WEBP")) as image:
-        if image.width * image.height > MAX_ANSWER_PIXELS:
-            raise ValueError(f"an answered image of {image.width}x{image.height} is larger than any render")
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    image = open_image(base64.b64decode(text, validate=True), label, MAX_ANSWER_PIXELS)
+    if size is not None and image.size != tuple(size):
+        image.close()
+        raise ValueError(f"{label}: {image.width}x{image.height} for a render of {size[0]}x{size[1]}")
+    array = np.asarray(load_opened(image, label).convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-MAX_ANSWER_PIXELS = GENERATION_LIMITS["width"][1] * GENERATION_LIMITS["height"][1]  # the largest render allowed
+def read_body(response, limit: int, path: str) -> bytes:
+    """The response's body, refused (InstanceFault) once it passes ``limit`` bytes, unpacked or not."""
+    import requests
+
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise InstanceFault(f"{path}: an answer of {int(declared):,} bytes; at most {limit:,} are read")
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(2**16):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise InstanceFault(f"{path}: the answer passes {limit:,} bytes; at most that is read")
+            chunks.append(chunk)
+    except requests.RequestException as error:
+        raise InstanceFault(f"{path}: {type(error).__name__}: {error}") from error
+    return b"".join(chunks)
 
 
 @dataclass
@@ -110,23 +143,28 @@ class WebUIInstance:
         return f"WebUIInstance({self.url!r})"
 
     # -- requests ------------------------------------------------------------
-    def _call(self, method: str, path: str, timeout: float, payload: Optional[dict] = None) -> Any:
+    def _call(self, method: str, path: str, timeout: float, payload: Optional[dict] = None,
+              limit: int = MAX_CHECK_BYTES) -> Any:
         import requests
 
         try:
-            response = self.session.request(method, self.url + path, json=payload, timeout=(CHECK_TIMEOUT, timeout))
+            response = self.session.request(method, self.url + path, json=payload, timeout=(CHECK_TIMEOUT, timeout),
+                                            stream=True)
         except requests.Timeout as error:
             raise InstanceFault(f"no answer to {path} within {timeout:g} s") from error
         except requests.RequestException as error:
             raise InstanceFault(f"{path}: {type(error).__name__}: {error}") from error
+        with response:
+            body = read_body(response, limit, path)
+        text = body.decode("utf-8", "replace")
         if response.status_code == 422:
-            raise WebUIRequestError(f"{self.url}{path} refused the request: {response.text[:500]}")
+            raise WebUIRequestError(f"{self.url}{path} refused the request: {text[:500]}")
         if response.status_code == 401:
             raise InstanceFault(f"{path}: HTTP 401, the credentials were refused (see --webui-auth-file)")
         if response.status_code != 200:
-            raise InstanceFault(f"{path}: HTTP {response.status_code}: {response.text[:200]}")
+            raise InstanceFault(f"{path}: HTTP {response.status_code}: {text[:200]}")
         try:
-            return response.json()
+            return json.loads(text)
         except ValueError as error:
             raise InstanceFault(f"{path}: the answer is not JSON") from error
 
@@ -183,16 +221,22 @@ class WebUIInstance:
                init_images: Optional[Sequence[str]] = None) -> tuple[RenderedBatch, dict[str, Any]]:
         """One individual's batch and the hashes its answer names (InstanceFault on a bad answer)."""
         path = "/sdapi/v1/img2img" if init_images else "/sdapi/v1/txt2img"
-        answer = self._call("POST", path, self.timeout, self.payload(prompt, settings, init_images))
+        answer = self._call("POST", path, self.timeout, self.payload(prompt, settings, init_images),
+                            answer_limit(settings))
         try:
             info = json.loads(answer.get("info") or "{}")
             first = int(info.get("index_of_first_image") or 0)
-            images = [decode_image(text) for text in (answer.get("images") or [])[first:]]
-        except (ValueError, TypeError, AttributeError, OSError) as error:
+            encoded = list(answer.get("images") or [])[first:]
+        except (ValueError, TypeError, AttributeError) as error:
             raise InstanceFault(f"{path}: unreadable answer ({type(error).__name__}: {error})") from error
+        if len(encoded) != settings.batch_size:  # counted, and each size read from its header, before decoding
+            raise InstanceFault(f"{path}: {len(encoded)} images for a batch of {settings.batch_size}")
+        try:
+            images = [decode_image(text, f"{path}: image {k}", (settings.width, settings.height))
+                      for k, text in enumerate(encoded)]
+        except (ValueError, TypeError, OSError) as error:
+            raise InstanceFault(f"unreadable answer ({error})") from error
         seeds = expected_seeds(settings)
-        if len(images) != settings.batch_size:
-            raise InstanceFault(f"{path}: {len(images)} images for a batch of {settings.batch_size}")
         shapes = {tuple(image.shape[1:]) for image in images}
         if shapes != {(settings.height, settings.width)}:
             raise InstanceFault(f"{path}: images of {sorted(shapes)} (H, W) for {settings.height}x{settings.width}")

@@ -68,13 +68,21 @@ class _Tokenizer:
         return dict(self.renderer.connect().embeddings)
 
 
-def default_tokenizer(kind: str = "clip"):
-    """The CLIP BPE as SD1.x and SDXL's first encoder split text ("clip"), or as SD2.x does ("open_clip")."""
-    from ..prompt.tokenizers import ClipBpeTokenizer
+def default_tokenizer(kind: str = "clip", vocab_path: Optional[Path] = None):
+    """The CLIP BPE as SD1.x and SDXL's first encoder split text ("clip"), or as SD2.x does ("open_clip");
+    ``vocab_path``: its vocabulary file, else the one open-clip-torch ships."""
+    from ..prompt.tokenizers import VOCAB_FILE, ClipBpeTokenizer
 
     if kind not in ("clip", "open_clip"):
         raise ValueError(f"--webui-tokenizer: {kind!r} is not one of clip (SD1.x, SDXL), open_clip (SD2.x)")
-    return ClipBpeTokenizer(flavor="hf" if kind == "clip" else "open_clip")
+    if vocab_path is not None and not Path(vocab_path).is_file():
+        raise ValueError(f"--webui-vocab: {vocab_path}: no such file; give CLIP's {VOCAB_FILE}")
+    try:
+        return ClipBpeTokenizer(vocab_path, flavor="hf" if kind == "clip" else "open_clip")
+    except (OSError, EOFError, UnicodeDecodeError, KeyError, IndexError) as error:
+        if isinstance(error, FileNotFoundError) and vocab_path is None:
+            raise
+        raise ValueError(f"--webui-vocab: {vocab_path}: not CLIP's {VOCAB_FILE} ({type(error).__name__})") from None
 
 
 class WebUIApiRenderer:

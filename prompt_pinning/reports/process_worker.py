@@ -15,6 +15,7 @@ import collections
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -113,6 +114,13 @@ class ProcessWorker:
         self._reader.join()
         self._child.stdout.close()
 
+    def abandon(self) -> None:
+        """Stop the child now, its queued jobs dropped (the command line after Ctrl-C)."""
+        self._closed = True
+        self._child.kill()
+        self._child.wait()
+        self._reader.join()
+
     @property
     def alive(self) -> bool:
         return self._child.poll() is None
@@ -196,6 +204,7 @@ class _Inbox:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
     try:
         os.nice(NICENESS)  # only idle CPU time: the run comes first
     except (AttributeError, OSError):  # no nice() on Windows

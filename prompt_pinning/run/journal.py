@@ -28,6 +28,7 @@ class Journal:
         self.sink = sink
         self.state = state
         self._best_saved: Optional[str] = None
+        self.cma_logging = False  # the logbook line at INFO (the cma_logging option), else DEBUG
 
     @property
     def run_dir(self) -> Optional[Path]:
@@ -63,8 +64,8 @@ class Journal:
         self.state.apply(entry)
         record: GenerationRecord = self.state.generation_records[-1]
         line = self.state.logbook[-1]
-        log.debug("gen %d  min %.6g  best on its seeds %.6g  sigma %.4g", generation, line["min"],
-                  line["best"], line["sigma"])
+        log.log(logging.INFO if self.cma_logging else logging.DEBUG, "gen %d  min %.6g  best on its seeds %.6g  "
+                "sigma %.4g", generation, line["min"], line["best"], line["sigma"])
         if self.sink is not None:
             self.sink.on_generation(record, result_now())
 

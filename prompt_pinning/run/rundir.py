@@ -47,6 +47,13 @@ def create_run_dir(outdir: Path | str, max_tries: int = 10_000) -> Path:
     raise RuntimeError(f"could not create a run folder under {root} after {max_tries} tries")
 
 
+def public_run_dir(run_dir: Path | str) -> str:
+    """A run folder as the files a WebUI serves name it: relative to the outputs folder
+    (``txt2img-images/prompt_pins/00000003``), never the server's absolute path."""
+    path = Path(run_dir)
+    return path.relative_to(path.parent.parent.parent).as_posix() if path.is_absolute() else path.as_posix()
+
+
 def generation_dir(run_dir: Path, generation: int) -> Path:
     return Path(run_dir) / number_name(generation)
 

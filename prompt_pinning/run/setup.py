@@ -25,6 +25,7 @@ from .evaluator import Evaluator
 from .journal import Journal
 from ..search.optimizer import resolve_cma_seed, resolve_generations
 from .plan import RunPlan, make_plan, same_seed_reference
+from .rundir import public_run_dir
 from .records import ReportSink, UnitRow
 from ..rendering import Renderer
 from .state import RunState
@@ -81,7 +82,7 @@ class Run:
         # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
         about = getattr(self.renderer, "report_info", None)
         return {**self.config.to_dict(), "resolved": self.resolved(),
-                "run_dir": str(self.run_dir) if self.run_dir else None,
+                "run_dir": public_run_dir(self.run_dir) if self.run_dir else None,
                 **({"renderer": about()} if callable(about) else {})}
 
     def units(self, offsets: Optional[np.ndarray] = None, tightness: Optional[np.ndarray] = None) -> list[UnitRow]:
@@ -120,22 +121,25 @@ def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, ope
     store = open_store()
     state = RunState(plan, config.generation, store.run_dir)
     evaluator = Evaluator(renderer, None, config.generation, should_stop)
-    return Run(config, renderer, vector, optimizer, plan, evaluator, state, Journal(store, sink, state),
+    journal = Journal(store, sink, state)
+    journal.cma_logging = bool(config.cma_logging)
+    return Run(config, renderer, vector, optimizer, plan, evaluator, state, journal,
                progress, cma_seed, has_targets=has_targets,
                same_seed_reference=same_seed_reference(config, has_targets), host=host_settings(renderer))
 
 
 def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store: Optional[RunStore],
             sink, should_stop, progress) -> Run:
+    targets = builders.targets(config)  # bad target or mask files are refused before the run folder exists
+    mask = new_run_mask(config)
     run = _assemble(config, renderer, builders,
                     (lambda: store) if store is not None else (lambda: FolderStore.create(config.outdir)),
                     sink, should_stop, progress, bool(config.targets))
     try:
-        targets = builders.targets(config)
         if (targets is not None) != run.has_targets:  # the plan counted on the config's targets
             raise ValueError(f"targets: the targets builder returned {'none' if targets is None else 'images'} "
                              f"for a config with {len(config.targets)} target images")
-        run.mask = new_run_mask(config)
+        run.mask = mask
         run.journal.store.save_config(config, run.resolved())
         if targets is not None:
             run.journal.store.save_images("targets", targets)
@@ -143,7 +147,10 @@ def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store
         run.evaluator.use_loss(_loss(builders, config, targets, run))
         run.journal.checkpoint(0, run.optimizer.state())  # a run stopped before its first generation resumes too
     except BaseException:
-        run.journal.store.close()  # the run folder's lock
+        if store is None:  # the folder made above holds nothing evaluated: no orphan left behind
+            run.journal.store.discard()
+        else:
+            run.journal.store.close()  # the run folder's lock
         raise
     return run
 

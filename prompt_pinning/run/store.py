@@ -10,6 +10,7 @@ The run loop talks to a store, chosen by the caller of ``run_pinning``:
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
@@ -75,6 +76,11 @@ class FolderStore:
     def close(self) -> None:
         """Release the folder's lock (the run is over)."""
         self.lock.release()
+
+    def discard(self) -> None:
+        """Remove a folder that ``create`` made for a run that failed before its first render."""
+        self.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
         ckpt.save_run_config(self.run_dir, config, resolved)

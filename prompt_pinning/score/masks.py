@@ -27,13 +27,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ..options import MASK_SOURCES
-from .targets import EncodedImage, TargetImageError, _scaled, crop_box
+from .targets import EncodedImage, TargetImageError, _scaled, crop_box, decode_image
 
 INPAINT_SOURCES = MASK_SOURCES[2:]
-MASK_FORMATS = ("PNG", "JPEG", "WEBP")
+
 MAX_MASK_PIXELS = 4096 * 4096
 
 
@@ -91,18 +91,8 @@ def alpha_mask(source: Any, width: int, height: int, label: str = "targets[0]") 
 
 
 def open_mask_file(path: Path, label: str) -> Image.Image:
-    """A PNG, JPEG or WEBP file, refused unread beyond its header when its canvas is huge."""
-    try:
-        with Image.open(path, formats=MASK_FORMATS) as image:
-            if image.width * image.height > MAX_MASK_PIXELS:
-                raise MaskError(f"{label} {path}: {image.width}x{image.height} is more than "
-                                f"{MAX_MASK_PIXELS} pixels (4096x4096)")
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        if isinstance(error, MaskError):
-            raise
-        raise MaskError(f"{label} {path}: cannot be read as a PNG, JPEG or WEBP image ({error})") from error
+    """A mask file through the targets' opener: the same formats, size check and messages."""
+    return decode_image(Path(path), f"{label} {path}", MAX_MASK_PIXELS, MaskError)
 
 
 def _mask_values(source: Any, label: str) -> torch.Tensor:

@@ -43,32 +43,49 @@ class TargetImageError(ValueError):
     """A target image that cannot be used; the message names it."""
 
 
-def open_image(data: bytes | Path, label: str) -> Image.Image:
-    """An image file opened with the allowed decoders only, its header size checked; not decoded yet."""
+def open_image(data: bytes | Path, label: str, max_pixels: int = MAX_SOURCE_PIXELS,
+               error: type[TargetImageError] = TargetImageError) -> Image.Image:
+    """The one image opener (targets, masks, a WebUI's answers): an image file or its bytes, opened
+    with the allowed decoders only and its header size checked; not decoded yet. Every refusal is
+    ``error`` (a TargetImageError) naming ``label``."""
+    if isinstance(data, Path) and not data.is_file():
+        raise error(f"{label}: no such file")
     try:
         image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data, formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
-        raise TargetImageError(f"{label}: not a PNG, JPEG or WebP image (other formats are not "
-                               "opened)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise TargetImageError(f"{label}: cannot be read as an image ({error})") from None
-    if image.width * image.height > MAX_SOURCE_PIXELS:
+        raise error(f"{label}: not a PNG, JPEG or WebP image (other formats are not opened)") from None
+    except Image.DecompressionBombError:
+        raise error(f"{label}: its header claims a huge canvas (a decompression bomb?); at most "
+                    f"{max_pixels:,} pixels ({_side(max_pixels)}) are opened") from None
+    except (OSError, ValueError, SyntaxError) as reason:
+        raise error(f"{label}: cannot be read as an image ({reason})") from None
+    if image.width * image.height > max_pixels:
         size = f"{image.width}x{image.height}"
         image.close()
-        raise TargetImageError(f"{label} is {size}; targets may have at most {MAX_SOURCE_PIXELS} pixels "
-                               "(4096x4096), and are scaled to the run's size anyway")
+        raise error(f"{label}: {size}; at most {max_pixels:,} pixels ({_side(max_pixels)}) are opened, "
+                    "and images are scaled to the run's size anyway")
     return image
 
 
-def decode_image(data: bytes | Path, label: str) -> Image.Image:
+def _side(pixels: int) -> str:
+    side = int(pixels ** 0.5)
+    return f"{side}x{side}"
+
+
+def decode_image(data: bytes | Path, label: str, max_pixels: int = MAX_SOURCE_PIXELS,
+                 error: type[TargetImageError] = TargetImageError) -> Image.Image:
     """``open_image``, then decoded and turned upright by its EXIF orientation."""
-    image = open_image(data, label)
+    return load_opened(open_image(data, label, max_pixels, error), label, error)
+
+
+def load_opened(image: Image.Image, label: str, error: type[TargetImageError] = TargetImageError) -> Image.Image:
+    """Decode an image from ``open_image`` (closing the file), upright by its EXIF orientation."""
     try:
         with image:
             image.load()
             return ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise TargetImageError(f"{label}: cannot be decoded ({error})") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as reason:
+        raise error(f"{label}: cannot be decoded ({reason})") from None
 
 
 @dataclass(frozen=True)
@@ -152,8 +169,6 @@ def _to_chw_batch(label: str, source: Any) -> list[torch.Tensor]:
 
 
 def _open(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise TargetImageError(f"target image {path}: no such file")
     return decode_image(path, f"target image {path}")
 
 

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..run.files import FileFormatError, read_json
+from ..run.rundir import public_run_dir
 from ..options import ConfigError
 
 WEIGHT_MAP_FILE = "weight_map.json"
@@ -37,7 +38,7 @@ class StartPoint:
     cluster: int
 
     def resolved(self) -> dict[str, Any]:
-        return {"run": str(self.run_dir), "cluster": self.cluster, "centre": self.centroid.tolist(),
+        return {"run": public_run_dir(self.run_dir), "cluster": self.cluster, "centre": self.centroid.tolist(),
                 "sigma": self.sigma, "spread": (self.sigma * np.sqrt(np.diag(self.cmatrix))).tolist()}
 
 
