@@ -63,7 +63,7 @@ def generations(count: int, units: int, rng: np.random.Generator) -> list[Simple
         records.append(SimpleNamespace(
             generation=g, losses=list(rng.random(10)), sigma=sigma, axis_ratio=float(np.sqrt(eigen[-1] / eigen[0])),
             centroid=rng.normal(0, 0.2, units), diag_std=sigma * rng.uniform(0.5, 1.5, units), eigenvalues=eigen,
-            validation_loss=None))
+            validation_loss=None, block=g, unmodified_loss=0.6))
     return records
 
 
@@ -100,9 +100,9 @@ def main() -> None:
         results[f"cma_plot.png, {units} units, matplotlib"] = median_ms(
             lambda: png_bytes(cma_figure(records, labels)), max(3, args.repeats // 3))
     records = generations(48, 10, rng)
-    results["loss_history.png, Pillow"] = median_ms(lambda: pillow_png(pillow_loss_history(records, 1.0)),
+    results["loss_history.png, Pillow"] = median_ms(lambda: pillow_png(pillow_loss_history(records)),
                                                     args.repeats)
-    results["loss_history.png, matplotlib"] = median_ms(lambda: png_bytes(loss_history_figure(records, 1.0)),
+    results["loss_history.png, matplotlib"] = median_ms(lambda: png_bytes(loss_history_figure(records)),
                                                         args.repeats)
     print(f"{'':<40} {'CPU':>8} {'wall':>8}")
     for name, (cpu, wall) in results.items():

@@ -118,6 +118,8 @@ def synthetic_run(
             generation=generation, losses=losses, individual_ids=[r.individual_id for r in records],
             sigma=sigma, centroid=centroid.copy(), diag_std=sigma * rng.uniform(0.5, 1.5, n),
             axis_ratio=float(np.sqrt(eigen.max() / eigen.min())), eigenvalues=eigen, best_loss=min(losses),
+            training_seed=seeds[0], block=0,  # one seed block throughout: the unmodified prompt's loss pairs
+            unmodified_loss=result.baseline.loss if result.baseline is not None else None,
         )
         result.generations.append(record)
         result.logbook.append({"gen": generation, "min": min(losses), "avg": float(np.mean(losses))})
@@ -127,7 +129,8 @@ def synthetic_run(
                         for u, o, t in zip(units, result.best.offsets, result.generations[-1].diag_std
                                            if result.generations else np.zeros(n))]
     if result.best is not None:  # every synthetic batch has the same seeds: the losses are paired
-        result.paired = result.user_seeds = PairedScore("your seeds", result.baseline.loss, result.best.loss)
+        result.paired = result.user_seeds = PairedScore("your seeds", result.baseline.loss, result.best.loss,
+                                                        tuple(seeds))
     result.stop_reason = stop_reason
     sink.on_finish(result)
     return result

@@ -326,6 +326,8 @@ def _check_sampler(sampler: str, scheduler: str) -> None:
 
 
 def format_result(result, unfinished: bool = False) -> str:
+    from .run.paired import seed_ranges
+
     lines = [
         "",
         f"stopped:         {result.stop_reason}",
@@ -338,8 +340,9 @@ def format_result(result, unfinished: bool = False) -> str:
             f"pinned neg.:     {result.best.negative}",
         ]
     lines += [f"{score.basis + ':':<18}unmodified {score.baseline:.6f}, pinned {score.result:.6f}, "
-              f"improvement {_percent(score.improvement)}" + ("  (headline)" if score is result.paired else "")
-              for score in dict.fromkeys(s for s in (result.paired, result.user_seeds) if s is not None)]
+              f"improvement {_percent(score.improvement)} on {seed_ranges(score.seeds) if score.seeds else 'them'}"
+              + ("  (headline)" if score is result.paired else "")
+              for score in result.scores()]
     if result.paired is None:
         lines.append("improvement:     not measured (the run stopped before its result was scored on common seeds)")
     lines.append(f"report:          {Path(result.run_dir) / 'index.html'}")

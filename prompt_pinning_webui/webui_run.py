@@ -245,25 +245,37 @@ def report_path(result: RunResult) -> str:
 
 
 def run_params(result: RunResult) -> dict[str, Any]:
-    """Infotext keys that describe the run and its paired result."""
+    """Infotext keys that describe the run and its paired results (each loss next to the
+    unmodified prompt's on the same seeds; see docs/loss.md)."""
     from prompt_pinning.reports.infotext import VALIDATION_LOSS_KEY
+    from prompt_pinning.run.paired import seed_ranges
 
     params: dict[str, Any] = {"Prompt pinning": Path(result.run_dir).name}
-    if result.paired is not None:  # same seeds and pairs for both; see docs/loss.md
+    if result.paired is not None:
         params.update({"Pinning loss": f"{result.paired.result:.6g}",
                        "Pinning baseline loss": f"{result.paired.baseline:.6g}",
-                       "Pinning loss seeds": result.paired.basis})
+                       "Pinning loss seeds": result.paired.seed_text()})
         if result.paired.improvement is not None:
             params["Pinning improvement"] = f"{result.paired.improvement * 100:+.1f}%"
+    for name, score in (("your seeds", result.user_seeds), ("shown seeds", result.shown)):
+        if score is None or score in (result.paired,) or (name == "shown seeds" and score == result.user_seeds):
+            continue
+        params[f"Pinning {name} loss"] = f"{score.result:.6g}"
+        params[f"Pinning {name} baseline loss"] = f"{score.baseline:.6g}"
+        params[f"Pinning {name}"] = seed_ranges(score.seeds) if score.seeds else score.basis
+        if score.improvement is not None:
+            params[f"Pinning {name} improvement"] = f"{score.improvement * 100:+.1f}%"
     if result.selected_by == "validation":
         params[VALIDATION_LOSS_KEY] = f"{result.best_validation_loss:.6g}"
         params["Pinning baseline validation loss"] = f"{result.baseline_validation_loss:.6g}"
     params.update({"Pinning generations": len(result.generations), "Pinning stop": public_message(result.stop_reason),
                    "Pinning report": report_path(result)})
+    resolved = result.config.get("resolved") or {}
     for key in ("N", "cma_seed", "lambda_", "mu", "initial_std", "initial_radius", "size_limit",
                 "hyperbatch_weight_type", "hyperbatch_weight_scale"):
-        if result.config.get(key) not in (None, ""):
-            params[f"Pinning {key}"] = result.config[key]
+        value = resolved.get(key) if resolved.get(key) is not None else result.config.get(key)
+        if value not in (None, ""):
+            params[f"Pinning {key}"] = value
     return params
 
 

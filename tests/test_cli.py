@@ -52,6 +52,7 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     assert paired["result_loss"] == pytest.approx(result_line["loss"])
     assert result_line["seeds"] == evaluations[0]["seeds"]  # shown on the user's seeds
     assert _paired(out, "your seeds") == pytest.approx((paired["baseline_loss"], paired["result_loss"]), abs=1e-6)
+    assert paired["seeds"] == [1, 2] and re.search(r"your seeds: .* on seeds 1-2 ", out)
     # The options reached the run.
     saved = json.loads((run_dir / "run_config.json").read_text())
     assert (saved["config"]["generations"], saved["config"]["lambda_"]) == (2, 3)

@@ -144,20 +144,39 @@ def two_blobs(rng):
     return np.vstack([a, b]), losses
 
 
-def test_clusters_are_numbered_by_best_loss_with_centre_and_spread():
+def test_clusters_are_numbered_by_paired_standing_with_centre_and_spread():
     rng = np.random.default_rng(4)
     offsets, losses = two_blobs(rng)
     labels = np.where(offsets[:, 0] > 0, 7, 3)
     labels[0] = -1  # noise
-    clusters = cluster_summaries(offsets, losses, labels)
+    places = np.where(labels == 3, 0.1, 0.8)
+    places[45] = 0.0
+    clusters = cluster_summaries(offsets, losses, labels, places)
     assert [c["cluster"] for c in clusters] == [1, 2] and [c["label"] for c in clusters] == [3, 7]
     assert clusters[0]["count"] == 30 and clusters[1]["count"] == 39
     assert np.allclose(clusters[0]["centre"], offsets[labels == 3].mean(axis=0))
     assert np.allclose(clusters[0]["spread"], offsets[labels == 3].std(axis=0))
-    assert losses[clusters[0]["best"]] == losses[labels == 3].min()
-    result = weight_map(offsets, losses, clusterer=lambda x, size: np.where(x[:, 0] > 0, 0, 1))
+    assert clusters[0]["best"] == 45 and clusters[0]["best_loss"] == losses[45]
+    assert clusters[0]["standing"] == pytest.approx(0.1)
+    result = weight_map(offsets, losses, places, clusterer=lambda x, size: np.where(x[:, 0] > 0, 0, 1))
     assert result["clustered"] and set(result["cluster_of"]) == {1, 2}
-    assert result["cluster_of"][-1] == 1  # the second blob has the lower losses
+    assert result["cluster_of"][-1] == 1  # the second blob stands better in its generations
+
+
+def test_a_cluster_with_the_lowest_loss_on_easy_seeds_does_not_rank_first():
+    """Cluster A trains on easy seeds (low losses) and loses there; cluster B wins on hard seeds."""
+    from prompt_pinning.run.paired import SeedLoss, standing
+
+    #            A     noise  A     noise  B     noise  B     noise
+    losses = np.array([0.12, 0.10, 0.13, 0.11, 0.55, 0.60, 0.56, 0.61])
+    blocks = [1, 1, 2, 2, 3, 3, 4, 4]
+    labels = np.array([0, -1, 0, -1, 1, -1, 1, -1])
+    offsets = np.array([[1.0, 0], [0, 0], [1.1, 0], [0, 0.1], [-1.0, 0], [0, 0.2], [-1.1, 0], [0, 0.3]])
+    places = np.array(standing(list(range(8)), lambda k: SeedLoss(float(losses[k]), blocks[k])))
+    assert places.tolist() == [1, 0, 1, 0, 0, 1, 0, 1]
+    clusters = cluster_summaries(offsets, losses, labels, places)
+    assert [c["label"] for c in clusters] == [1, 0]  # B first, though A holds the lowest raw losses
+    assert clusters[0]["best"] == 6 and clusters[0]["best_loss"] == 0.56  # the latest among equals
 
 
 def test_without_hdbscan_the_map_says_how_to_get_clusters(monkeypatch):
@@ -173,7 +192,7 @@ def test_without_hdbscan_the_map_says_how_to_get_clusters(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", refuse)
     rng = np.random.default_rng(5)
     offsets, losses = two_blobs(rng)
-    result = weight_map(offsets, losses)
+    result = weight_map(offsets, losses, np.zeros(len(losses)))
     assert result["method"] == "pca" and not result["clustered"] and result["clusters"] == []
     assert (result["cluster_of"] == 0).all()
 
@@ -182,7 +201,7 @@ def test_without_hdbscan_the_map_says_how_to_get_clusters(monkeypatch):
 def test_hdbscan_finds_two_separate_groups():
     rng = np.random.default_rng(6)
     offsets, losses = two_blobs(rng)
-    result = weight_map(offsets, losses, method="pca")
+    result = weight_map(offsets, losses, np.zeros(len(losses)), method="pca")
     assert len(result["clusters"]) == 2
     assert sorted(c["count"] for c in result["clusters"]) == [30, 40]
 
@@ -231,7 +250,7 @@ def test_umap_lays_out_separate_groups_apart_when_installed():
     pytest.importorskip("umap")
     rng = np.random.default_rng(7)
     offsets, losses = two_blobs(rng)
-    result = weight_map(offsets, losses)
+    result = weight_map(offsets, losses, np.zeros(len(losses)))
     assert result["method"] == "umap"
     xy = result["xy"]
     a, b = xy[:40], xy[40:]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from prompt_pinning.reports.charts import Series, diverging_color, heatmap_panel, line_panel
-from prompt_pinning.reports.plot_data import RunPlotData, loss_summary, plain_generation, unit_label, unit_labels
+from prompt_pinning.reports.plot_data import RunPlotData, gain_summary, plain_generation, unit_label, unit_labels
 from prompt_pinning.reports.quickplot import BARS, CURVE, histogram_counts, histogram_panel, sorted_panel
 from prompt_pinning.reports.ticks import nice_ticks, tick_labels
 
@@ -27,16 +27,27 @@ ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["a", "red", "circle", ",", "on", "a", "blue", "background"]
 
 
-def records(generations: int = 5, units: int = 4, validation: bool = False, seed: int = 0) -> list[SimpleNamespace]:
-    """Generations whose every quantity differs, so a panel drawing the wrong one is caught."""
+def records(generations: int = 5, units: int = 4, validation: bool = False, seed: int = 0,
+            unscored: tuple[int, ...] = ()) -> list[SimpleNamespace]:
+    """Generations whose every quantity differs, so a panel drawing the wrong one is caught; each
+    on its own seed block, with the unmodified prompt's loss there (None for ``unscored``)."""
     rng = np.random.default_rng(seed)
     out = []
     for g in range(1, generations + 1):
         out.append(SimpleNamespace(
             generation=g, losses=list(rng.random(6) + 0.5), sigma=0.05 * 0.9**g, axis_ratio=1.0 + 0.1 * g,
             centroid=rng.normal(0, 0.2, units), diag_std=rng.uniform(0.01, 0.05, units),
-            eigenvalues=rng.uniform(0.3, 3.0, units), validation_loss=0.7 - 0.01 * g if validation else None))
+            eigenvalues=rng.uniform(0.3, 3.0, units), validation_loss=0.7 - 0.01 * g if validation else None,
+            block=g, unmodified_loss=None if g in unscored else 1.0 + 0.1 * g,
+            unmodified_validation_loss=0.8 if validation else None))
     return out
+
+
+def gains_of(data, key):
+    """Expected improvement (%) of each generation's ``key`` loss over its own block's unmodified prompt."""
+    pick = {"best": min, "median": np.median, "worst": max}[key]
+    return np.array([np.nan if r.unmodified_loss is None else 100 * (r.unmodified_loss - pick(r.losses))
+                     / r.unmodified_loss for r in data])
 
 
 def line_data(ax, label=None):
@@ -75,11 +86,11 @@ def test_cma_figure_draws_each_quantity_in_its_own_panel():
     figure = cma_figure(data, labels)
     gens = np.arange(1, 6)
 
-    loss_ax = by_title(figure, "loss of the generation")
+    loss_ax = by_title(figure, "gain of the generation")
     x, best = line_data(loss_ax, "generation best")
-    assert np.array_equal(x, gens) and np.allclose(best, [min(r.losses) for r in data])
-    assert np.allclose(line_data(loss_ax, "generation median")[1], [np.median(r.losses) for r in data])
-    assert "loss" in loss_ax.get_ylabel() and loss_ax.get_xlabel() == "generation"
+    assert np.array_equal(x, gens) and np.allclose(best, gains_of(data, "best"))
+    assert np.allclose(line_data(loss_ax, "generation median")[1], gains_of(data, "median"))
+    assert "same seeds" in loss_ax.get_ylabel() and loss_ax.get_xlabel() == "generation"
     assert_legend_outside(figure, loss_ax)
 
     sigma_ax = by_title(figure, "step size sigma")
@@ -115,30 +126,43 @@ def test_cma_figure_labels_every_one_of_thirty_units():
     assert not [ax for ax in figure.get_axes() if ax.get_legend() and len(ax.get_legend().texts) > 3]
 
 
-def test_loss_history_draws_range_best_so_far_and_baseline():
-    data = records()
-    figure = loss_history_figure(data, baseline_loss=1.25)
+def test_loss_history_draws_each_generation_against_the_unmodified_prompt_on_its_seeds():
+    data = records(unscored=(3,))
+    figure = loss_history_figure(data)
     ax = figure.get_axes()[0]
-    summary = loss_summary(data)
-    x, best = line_data(ax, "best so far")
-    assert np.array_equal(x, np.arange(1, 6)) and np.allclose(best, np.minimum.accumulate(summary["min"]))
+    x, best = line_data(ax, "generation best (own seeds)")
+    assert np.array_equal(x, np.arange(1, 6)) and np.allclose(best, gains_of(data, "best"), equal_nan=True)
+    assert np.isnan(best[2])  # generation 3: the unmodified prompt was not scored on its seeds
+    assert np.allclose(line_data(ax, "generation median (own seeds)")[1], gains_of(data, "median"), equal_nan=True)
     band = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(band) == 1
-    vertices = band[0].get_paths()[0].vertices
-    corners = {(round(x, 9), round(y, 9)) for x, y in vertices}
-    for g, low, high in zip(summary["generation"], summary["min"], summary["max"]):
-        assert (round(g, 9), round(low, 9)) in corners and (round(g, 9), round(high, 9)) in corners
-    assert np.allclose(line_data(ax, "unmodified prompt 1.25")[1], 1.25)
+    corners = {(round(x, 9), round(y, 9)) for path in band[0].get_paths() for x, y in path.vertices}
+    for g, low, high in zip(range(1, 6), gains_of(data, "worst"), gains_of(data, "best")):
+        if g != 3:
+            assert (g, round(low, 9)) in corners and (g, round(high, 9)) in corners
+    assert np.allclose(line_data(ax, "unmodified prompt (0)")[1], 0)
     assert not [line for line in ax.get_lines() if "validation" in line.get_label()]
-    assert "loss" in ax.get_ylabel() and ax.get_xlabel() == "generation"
+    assert "same seeds" in ax.get_ylabel() and ax.get_xlabel() == "generation"
+    assert "1 of 5 generations not shown" in ax.get_title()
+    shown = np.concatenate([gains_of(data, "best"), gains_of(data, "median"), [0.0]])
+    low, high = np.nanmin(shown), np.nanmax(shown)
+    assert ax.get_ylim() == pytest.approx((low - 0.08 * (high - low), high + 0.08 * (high - low)))  # not the worst
     assert_legend_outside(figure, ax)
 
 
-def test_loss_history_draws_validation_when_the_records_carry_it():
+def test_loss_history_draws_validation_against_the_unmodified_prompt_on_the_validation_seeds():
     data = records(validation=True)
-    ax = loss_history_figure(data, baseline_loss=1.0, best_validation_loss=0.61).get_axes()[0]
-    assert np.allclose(line_data(ax, "validation loss")[1], [r.validation_loss for r in data])
-    assert np.allclose(line_data(ax, "best individual, validation 0.61")[1], 0.61)
+    ax = loss_history_figure(data).get_axes()[0]
+    expected = [100 * (0.8 - r.validation_loss) / 0.8 for r in data]
+    assert np.allclose(line_data(ax, "best validated so far (validation seeds)")[1], expected)
+    summary = gain_summary(data)
+    assert np.allclose(summary["validation"] * 100, expected)
+
+
+def test_loss_history_without_any_paired_number_says_why():
+    figure = loss_history_figure(records(unscored=(1, 2, 3, 4, 5)))
+    texts = " ".join(t.get_text() for t in figure.get_axes()[0].texts)
+    assert "5 of 5 generations not shown" in texts and not figure.get_axes()[0].get_lines()
 
 
 def test_plain_generation_reads_validation_loss_only_where_the_record_has_it():
@@ -279,7 +303,7 @@ def test_without_matplotlib_run_plots_fall_back_to_pillow_with_one_log_line(tmp_
                                 centroid=[0.1 * g, -0.1], diag_std=[0.1, 0.05], eigenvalues=[1.0, 2.0],
                                 validation_loss=None) for g in (1, 2, 3)]
         write_cma_plot(out / "cma_plot.png", gens, ["1:a", "2:,"])
-        write_loss_history_plot(out / "loss_history.png", gens, 1.5)
+        write_loss_history_plot(out / "loss_history.png", gens)
         write_cma_mo_plot(out / "cma_mo_plot.png", [dict(g=1, loss=0.5, size=0.2)], 0.3)
         assert "matplotlib" not in sys.modules
     """)
@@ -312,7 +336,7 @@ def test_a_whole_report_without_matplotlib(tmp_path):
 def test_run_plot_data_pickles_without_torch_types():
     import pickle
 
-    data = RunPlotData(generations=[plain_generation(r) for r in records()], unit_labels=["1:a"], baseline_loss=1.0)
+    data = RunPlotData(generations=[plain_generation(r) for r in records()], unit_labels=["1:a"])
     assert pickle.loads(pickle.dumps(data)).generations[0].sigma == data.generations[0].sigma
 
 
@@ -336,6 +360,6 @@ def test_run_plots_are_drawn_again_only_when_their_data_change(tmp_path, monkeyp
     jobs.write_run_reports(tmp_path, RunPlotData(generations=generations), {}, final=False)
     jobs.write_run_reports(tmp_path, RunPlotData(generations=generations), {}, final=True)  # as drawn: kept
     assert drawn == ["loss_history.png", "cma_plot.png"] * 2
-    jobs.write_run_reports(tmp_path, RunPlotData(generations=generations, baseline_loss=1.0), {}, final=True)
+    jobs.write_run_reports(tmp_path, RunPlotData(generations=generations), {}, final=True)
     assert drawn == ["loss_history.png", "cma_plot.png"] * 3
     assert (tmp_path / "index.html").read_text() == "<!DOCTYPE html>"

@@ -115,7 +115,7 @@ class Chromium:
         started = time.monotonic()
         self.call("Page.navigate", {"url": path.resolve().as_uri()}, session=True)
         self.wait_for_event("Page.loadEventFired", timeout)
-        while self.evaluate("document.documentElement.getAttribute('data-pp-ready')") != "1":
+        while self.evaluate("document.documentElement && document.documentElement.getAttribute('data-pp-ready')") != "1":
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"{path} never became ready")
             time.sleep(0.05)
@@ -294,3 +294,108 @@ def test_copy_button_puts_the_best_prompt_on_the_clipboard(browser, small_run):
     assert browser.evaluate("navigator.clipboard.readText()") == best
     assert browser.evaluate("document.querySelector('button[data-copy=\"best-pos\"]').textContent") == "Copied"
     assert browser.problems() == []
+
+
+@pytest.fixture(scope="module")
+def builtin_run(tmp_path_factory):
+    """A small real run on the built-in model: fade guard on, validation on, rotating seeds."""
+    from prompt_pinning.builtin.renderer import BuiltinRenderer
+    from prompt_pinning.config import PinningConfig
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning.run import run_pinning
+
+    settings = GenerationSettings(seed=11, batch_size=3, steps=4, width=24, height=24, cfg_scale=3.0, sampler="Euler")
+    config = PinningConfig(positive="circle square red blue", outdir=tmp_path_factory.mktemp("first-screen"),
+                           generation=settings, cma_logging=False, generations=3, lambda_=4, validation_batches=1)
+    return run_pinning(config, BuiltinRenderer(), sink=ReportWriter())
+
+
+@needs_chromium
+def test_first_screen_names_the_headline_seeds_and_shows_their_images(browser, builtin_run):
+    result = builtin_run
+    seeds = result.paired.seeds
+    assert result.paired.basis == "validation seeds" and list(seeds) == result.validation_seeds
+    browser.call("Emulation.setDeviceMetricsOverride",
+                 {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, session=True)
+    browser.events.clear()
+    browser.open(result.run_dir / INDEX_HTML)
+    browser.settle(0.5)
+    first_screen = """(() => {
+      const seen = el => { const r = el.getBoundingClientRect(); return r.bottom > 0 && r.top < innerHeight
+                           && r.width > 0 && r.height > 0; };
+      const headline = document.querySelector('.headline');
+      const images = [...document.querySelectorAll('.validation-view img')].filter(seen);
+      return {text: headline && seen(headline) ? headline.innerText : '',
+              images: images.map(img => [img.getAttribute('src'), img.complete && img.naturalWidth > 0]),
+              captions: [...document.querySelectorAll('.validation-view figcaption')].filter(seen)
+                          .map(c => c.innerText)};
+    })()"""
+    shown = browser.evaluate(first_screen)
+    improvement = f"{result.paired.improvement * 100:+.1f}%".replace("+0.0%", "0.0%").replace("-0.0%", "0.0%")
+    assert improvement in shown["text"]
+    assert f"validation seeds (seeds {seeds[0]}-{seeds[-1]}; held out" in shown["text"]
+    user = result.user_seeds
+    if user != result.paired:
+        assert f"on your seeds (seeds {user.seeds[0]}-{user.seeds[-1]})" in shown["text"]
+    expected = {f"validation/{r.individual_id}/0{k}-{seed}.png" for r in (result.baseline, result.best)
+                for k, seed in enumerate(seeds)}
+    srcs = {src for src, _ in shown["images"]}
+    assert srcs == expected and all(loaded for _, loaded in shown["images"])  # both prompts, every seed, loaded
+    assert [c.split(" held-out")[0] for c in shown["captions"]] == ["Unmodified prompt", "Best pinned prompt"]
+    assert all(f"seeds {seeds[0]}–{seeds[-1]}" in c for c in shown["captions"])
+    assert browser.problems() == []
+    chart = browser.evaluate("""(() => {
+      const style = el => { const c = getComputedStyle(el); return [c.stroke, c.strokeDasharray, c.strokeWidth]; };
+      const legend = [...document.querySelectorAll('#convergence .legend svg.swatch line')];
+      return {title: (document.querySelector('#convergence .y-title') || {}).textContent,
+              swatches: legend.map(line => {
+                const cls = line.getAttribute('class');
+                const drawn = document.querySelector('#convergence > svg .' + cls.split(' ').join('.'));
+                return [cls, style(line), drawn ? style(drawn) : null];
+              })};
+    })()""")
+    assert chart["title"] == "improvement, same seeds (%)"
+    assert chart["swatches"] and all(line == drawn for _, line, drawn in chart["swatches"]), chart["swatches"]
+    # the Individuals table: each row against the unmodified prompt on that row's own seeds
+    data = browser.evaluate("JSON.parse(document.getElementById('pp-data').textContent)")
+    shown_rows = browser.evaluate("""[...document.querySelectorAll('#ind-table tbody tr')].map(tr =>
+        [...tr.querySelectorAll('td')].slice(0, 4).map(td => td.textContent))""")
+    losses = {(r["g"], r["i"]): r["loss"] for r in data["rows"]}
+    assert shown_rows
+    for g, i, _, delta in shown_rows:
+        reference = data["row_baselines"].get(g)
+        if reference is None:
+            assert delta == "\u2014"
+        else:
+            expected = 100 * (losses[(int(g), int(i))] - reference) / reference
+            assert float(delta.rstrip("%")) == pytest.approx(expected, abs=0.051)
+    assert {g for g, *_ in shown_rows} - {"0"} <= set(data["row_baselines"])  # the guard scored every block
+    browser.screenshot(ARTIFACTS / "report_first_screen.png", height=1800)
+
+
+@needs_chromium
+def test_first_screen_fits_a_narrow_phone(browser, builtin_run):
+    browser.call("Emulation.setDeviceMetricsOverride",
+                 {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": True}, session=True)
+    try:
+        browser.open(builtin_run.run_dir / INDEX_HTML)
+        wide = browser.evaluate("""[...document.querySelectorAll('.stats, .stat, .headline, .pair, .card')]
+            .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+            .map(el => el.className)""")
+        assert wide == []
+    finally:
+        browser.call("Emulation.setDeviceMetricsOverride",
+                     {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, session=True)
+
+
+@needs_chromium
+def test_maps_are_never_scaled_up(browser, small_run):
+    browser.events.clear()
+    browser.open(small_run / INDEX_HTML)
+    browser.evaluate("document.querySelectorAll('.plot.native img').forEach(img => img.loading = 'eager')")
+    browser.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    browser.settle(0.8)
+    sizes = browser.evaluate("""[...document.querySelectorAll('.plot.native img')].map(img =>
+        [img.getAttribute('src'), img.naturalWidth, img.clientWidth])""")
+    assert {src for src, *_ in sizes} == {"influence_maps.png", "weight_map.png"}
+    assert all(0 < shown <= natural for _, natural, shown in sizes), sizes

@@ -77,7 +77,7 @@ def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
                          should_stop=lambda: bool(evaluated) and evaluated[-1] >= k,
                          progress=lambda s, d, t: evaluated.append(d))
     assert result.stop_reason == "interrupted" and result.best is not None
-    folders = sorted(p for p in result.run_dir.glob("*/*") if p.is_dir())
+    folders = sorted(p for p in result.run_dir.glob("[0-9]*/*") if p.is_dir())  # generations' individuals
     # k renders: the baseline, its validation batch, the fade guard's reference for block 1, one individual
     assert len(folders) == k - 2 == len(evaluations(result.run_dir))
     for folder in folders:
@@ -85,6 +85,8 @@ def test_interrupt_with_reports_leaves_k_complete_folders(outdir, renderer):
         assert len(list(folder.glob("*.png"))) >= SETTINGS.batch_size
     assert (result.run_dir / "index.html").is_file()
     assert ckpt.read_run_state(result.run_dir)["stop_reason"] == "interrupted"
+    baseline = result.baseline.individual_id  # and the baseline on the first validation batch, for the page
+    assert len(list((result.run_dir / "validation" / baseline).glob("*.png"))) == SETTINGS.batch_size
 
 
 def test_host_embeddings_stay_whole_units():

@@ -32,7 +32,13 @@ def test_the_result_is_shown_on_the_users_seeds_next_to_the_baseline(outdir):
     folder = result.run_dir / "result"
     assert sorted(p.name for p in folder.glob("*.png")) == ["00-5.png", "01-6.png"]
     page = (result.run_dir / "index.html").read_text()
-    assert "seeds 5–6" in page and "on validation seeds" in page
+    validation = f"seeds {result.validation_seeds[0]}-{result.validation_seeds[-1]}"
+    assert "seeds 5–6" in page and f"on the validation seeds ({validation}; held out" in page
+    assert "on your seeds (seeds 5-6): unmodified" in page
+    for record in (result.baseline, result.best):  # both on the same validation seeds, side by side
+        names = sorted(p.name for p in (result.run_dir / "validation" / record.individual_id).glob("*.png"))
+        assert names == [f"0{k}-{seed}.png" for k, seed in enumerate(result.validation_seeds)]
+        assert f'src="validation/{record.individual_id}/{names[0]}"' in page
     final = json.loads((result.run_dir / "final_result.json").read_text())
     assert final["best"]["seeds"] == [5, 6] and final["best"]["folder"] == "result"
 
@@ -46,6 +52,7 @@ def test_every_headline_number_is_paired(outdir):
     assert result.paired.improvement == pytest.approx((baseline["loss"] - best["loss"]) / baseline["loss"])
     final = [e for e in ckpt.read_evaluations(result.run_dir) if e.get("final")][0]
     assert result.user_seeds == type(result.user_seeds)("your seeds", result.baseline.loss, final["loss"])
+    assert list(result.user_seeds.seeds) == final["seeds"] and list(result.paired.seeds) == result.validation_seeds
     off = run_pinning(make_config(outdir, validation_batches=0), FakeRenderer())
     assert off.paired is off.user_seeds and off.paired.basis == "your seeds"
 

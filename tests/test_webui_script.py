@@ -150,6 +150,13 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, host, engine_
     assert "txt2img-images/prompt_pins/" in report
     assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
     assert "Pinning validation loss: " in processed.info  # validation is on by default
+    info = processed.info
+    assert re.search(r"Pinning loss seeds: validation seeds \(seeds \d+-\d+\)", info)
+    user = re.search(r"Pinning your seeds: seeds (\d+)-(\d+)", info)
+    assert user and [int(user.group(1)), int(user.group(2))] == processed.all_seeds[:1] + processed.all_seeds[-1:]
+    assert re.search(r"Pinning your seeds improvement: [+-]\d+\.\d%", info)
+    for key in ("N", "cma_seed", "lambda_", "mu"):  # resolved, so a random CMA seed can be recovered
+        assert re.search(rf"Pinning {key}: \d+", info), key
     # each infotext describes its own image: the best prompt is also rendered on validation seeds
     assert [int(re.search(r"Seed: (\d+)", text).group(1)) for text in processed.infotexts] == processed.all_seeds
     assert shared.state.job_count >= 3
@@ -171,6 +178,10 @@ def test_interrupt_returns_best_so_far_and_a_complete_report(script, host, engin
     assert len(processed.images) == 2
     assert "Pinning stop: interrupted" in processed.info
     assert "interrupted" in processed.comments
+    # the images shown are compared only with the unmodified prompt on their own seeds
+    shown = re.search(r"Pinning (?:shown seeds|your seeds): seeds (\d+)-(\d+)", processed.info)
+    if shown:
+        assert [int(shown.group(1)), int(shown.group(2))] == processed.all_seeds[:1] + processed.all_seeds[-1:]
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@
 
   var data = JSON.parse(document.getElementById("pp-data").textContent);
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var baselineLoss = data.baseline ? data.baseline.loss : null;
   var bestId = data.best ? data.best.id : null;
 
   function el(tag, className, text) {
@@ -130,22 +129,44 @@
     return { ticks: ticks, step: step };
   }
 
+  // Each point is paired: a generation's improvement over the unmodified prompt on that
+  // generation's own seeds, and the best validated so far against it on the validation seeds.
+  var SERIES = [
+    { key: "gain", cls: "series-best", label: "generation best (its own seeds)", dots: true },
+    { key: "gain_median", cls: "series-median", label: "generation median (its own seeds)" },
+    { key: "val_gain", cls: "series-val", label: "best validated so far (validation seeds)", dots: true }
+  ];
+
+  function legendSwatch(cls, dots) {
+    var sample = svg("svg", { width: 30, height: 12, viewBox: "0 0 30 12" });
+    sample.setAttribute("class", "swatch");
+    sample.appendChild(svg("line", { x1: 1, x2: 29, y1: 6, y2: 6 }, cls));
+    if (dots) sample.appendChild(svg("circle", { cx: 15, cy: 6, r: 3 }, cls + " dot"));
+    return sample;
+  }
+
   function drawConvergence(root, points) {
-    var usable = points.filter(function (p) { return !isMissing(p.min); });
-    if (!usable.length) {
-      root.appendChild(el("p", "muted", "No generations yet."));
-      return;
-    }
-    var width = 820, height = 300, left = 64, right = 16, top = 14, bottom = 40;
+    var usable = points.filter(function (p) {
+      return SERIES.some(function (s) { return !isMissing(p[s.key]); });
+    });
+    var missing = points.filter(function (p) { return isMissing(p.gain); }).length;
+    var note = el("p", "muted chart-note");
+    if (!points.length) note.textContent = "No generations yet.";
+    else if (!missing) note.textContent = "Every point compares losses on the same seeds: a generation's individuals " +
+      "against the unmodified prompt rendered on that generation's seeds; validation against it on the validation seeds.";
+    else note.textContent = missing + " of " + points.length + " generations have no training point: the unmodified " +
+      "prompt was not scored on their seeds (only the fade guard, without target images, renders it there)" +
+      (usable.length ? "; validation points compare on the validation seeds." : "; nothing here is paired.");
+    root.appendChild(note);
+    if (!usable.length) return;
+    var width = 820, height = 300, left = 72, right = 16, top = 14, bottom = 40;
     var gens = usable.map(function (p) { return p.g; });
-    var values = [];
-    usable.forEach(function (p) { values.push(p.min, p.median, p.best); });
-    if (!isMissing(baselineLoss)) values.push(baselineLoss);
-    values = values.filter(function (v) { return !isMissing(v); });
+    var values = [0];
+    usable.forEach(function (p) { SERIES.forEach(function (s) { if (!isMissing(p[s.key])) values.push(100 * p[s.key]); }); });
     var gLow = Math.min.apply(null, gens), gHigh = Math.max.apply(null, gens);
     if (gHigh === gLow) gHigh = gLow + 1;
     var vLow = Math.min.apply(null, values), vHigh = Math.max.apply(null, values);
-    var pad = (vHigh - vLow) * 0.08 || Math.abs(vHigh) * 0.1 || 0.1;
+    var pad = (vHigh - vLow) * 0.08 || Math.abs(vHigh) * 0.1 || 1;
     vLow -= pad;
     vHigh += pad;
     function x(g) { return left + (g - gLow) / (gHigh - gLow) * (width - left - right); }
@@ -157,7 +178,7 @@
     yTicks.ticks.forEach(function (value) {
       chart.appendChild(svg("line", { x1: left, x2: width - right, y1: y(value), y2: y(value) }, "grid"));
       var label = svg("text", { x: left - 6, y: y(value) + 4, "text-anchor": "end" }, "tick");
-      label.textContent = value.toFixed(digits);
+      label.textContent = signed(value, digits);
       chart.appendChild(label);
     });
     var gStep = Math.max(1, Math.ceil((gHigh - gLow) / 10));
@@ -169,39 +190,50 @@
     var axisLabel = svg("text", { x: (left + width - right) / 2, y: height - 4, "text-anchor": "middle" }, "axis-label");
     axisLabel.textContent = "generation";
     chart.appendChild(axisLabel);
+    var yMid = (top + height - bottom) / 2;
+    var yTitle = svg("text", { x: 14, y: yMid, "text-anchor": "middle", transform: "rotate(-90 14 " + yMid + ")" }, "axis-label y-title");
+    yTitle.textContent = "improvement, same seeds (%)";
+    chart.appendChild(yTitle);
     chart.appendChild(svg("line", { x1: left, x2: left, y1: top, y2: height - bottom }, "axis"));
     chart.appendChild(svg("line", { x1: left, x2: width - right, y1: height - bottom, y2: height - bottom }, "axis"));
+    chart.appendChild(svg("line", { x1: left, x2: width - right, y1: y(0), y2: y(0) }, "series-baseline"));
 
-    if (!isMissing(baselineLoss)) {
-      chart.appendChild(svg("line", { x1: left, x2: width - right, y1: y(baselineLoss), y2: y(baselineLoss) }, "series-baseline"));
-    }
-    function path(key, className) {
+    SERIES.forEach(function (s) {
       var commands = [];
       usable.forEach(function (p) {
-        if (!isMissing(p[key])) commands.push((commands.length ? "L" : "M") + x(p.g).toFixed(1) + " " + y(p[key]).toFixed(1));
+        if (!isMissing(p[s.key])) commands.push((commands.length ? "L" : "M") + x(p.g).toFixed(1) + " " + y(100 * p[s.key]).toFixed(1));
       });
-      if (commands.length) chart.appendChild(svg("path", { d: commands.join(" ") }, className));
-    }
-    path("median", "series-median");
-    path("best", "series-best");
-    usable.forEach(function (p) {
-      var dot = svg("circle", { cx: x(p.g), cy: y(p.min), r: 3 }, "series-min");
-      var tip = svg("title");
-      tip.textContent = "generation " + p.g + ": best " + fixed(p.min, 5) + ", median " + fixed(p.median, 5);
-      dot.appendChild(tip);
-      chart.appendChild(dot);
+      if (commands.length) chart.appendChild(svg("path", { d: commands.join(" ") }, s.cls));
+      if (!s.dots) return;
+      usable.forEach(function (p) {
+        if (isMissing(p[s.key])) return;
+        var dot = svg("circle", { cx: x(p.g), cy: y(100 * p[s.key]), r: 3 }, s.cls + " dot");
+        var tip = svg("title");
+        tip.textContent = s.key === "val_gain"
+          ? "after generation " + p.g + ": best validated " + fixed(p.val, 5) + " vs unmodified " + fixed(p.val_unmodified, 5) + " on the validation seeds"
+          : "generation " + p.g + " (seeds from " + p.seed + "): best " + fixed(p.min, 5) + ", median " + fixed(p.median, 5) +
+            ", unmodified prompt " + fixed(p.unmodified, 5) + " on the same seeds";
+        dot.appendChild(tip);
+        chart.appendChild(dot);
+      });
     });
     root.appendChild(chart);
 
     var legend = el("ul", "legend");
-    [["series-best", "best so far"], ["series-min", "generation best"], ["series-median", "generation median"],
-     ["series-baseline", "unmodified prompt"]].forEach(function (item) {
+    SERIES.concat([{ cls: "series-baseline", label: "unmodified prompt (0%)" }]).forEach(function (item) {
+      if (item.key && !usable.some(function (p) { return !isMissing(p[item.key]); })) return;
       var entry = el("li");
-      entry.appendChild(el("span", "swatch " + item[0]));
-      entry.appendChild(document.createTextNode(item[1]));
+      entry.appendChild(legendSwatch(item.cls, item.dots));
+      entry.appendChild(document.createTextNode(item.label));
       legend.appendChild(entry);
     });
     root.appendChild(legend);
+  }
+
+  function signed(value, digits) {
+    var text = value.toFixed(digits);
+    if (/^-0(\.0*)?$/.test(text)) text = text.slice(1);
+    return (value > 0 && Number(text) !== 0 ? "+" : "") + text;
   }
 
   drawConvergence(document.getElementById("convergence"), data.convergence || []);
@@ -209,11 +241,13 @@
   // ---- individuals: filter, sort, page --------------------------------------------------
   var rows = (data.rows || []).map(function (row) {
     var copy = Object.assign({}, row);
-    copy.delta = isMissing(row.loss) || isMissing(baselineLoss) ? null : row.loss - baselineLoss;
+    // paired: against the unmodified prompt on this row's own seeds (none where it was not scored there)
+    var reference = (data.row_baselines || {})[String(row.g)];
+    copy.delta = isMissing(row.loss) || isMissing(reference) || !reference ? null : 100 * (row.loss - reference) / reference;
     copy.haystack = [row.pos, row.neg, row.id].join("\n").toLowerCase();
     copy.tagtext = row.tags ? Object.keys(row.tags).map(function (tag) {
       var p = row.tags[tag], base = ((data.baseline && data.baseline.tags) || {})[tag];
-      return tag + " " + fixed(p, 3) + (isMissing(base) ? "" : " (" + (p - base >= 0 ? "+" : "") + (p - base).toFixed(3) + ")");
+      return tag + " " + fixed(p, 3) + (isMissing(base) ? "" : " (" + signed(p - base, 3) + ")");
     }).join(", ") : "";
     return copy;
   });
@@ -221,8 +255,8 @@
   var columns = [
     { key: "g", label: "Gen", type: "num" },
     { key: "i", label: "#", type: "num" },
-    { key: "loss", label: "Loss", type: "num" },
-    { key: "delta", label: "vs original", type: "num" },
+    { key: "loss", label: "Loss (own seeds)", type: "num" },
+    { key: "delta", label: "Loss vs original, same seeds", type: "num" },
   ];
   if (hasSize) columns.push({ key: "size", label: "Size", type: "num" });
   var hasTags = rows.some(function (row) { return row.tags; });
@@ -288,7 +322,7 @@
     line.appendChild(el("td", "num", row.i));
     line.appendChild(el("td", "num loss", fixed(row.loss, 5)));
     var delta = el("td", "num " + (row.delta < 0 ? "down" : row.delta > 0 ? "up" : ""),
-                   isMissing(row.delta) ? "\u2014" : (row.delta > 0 ? "+" : "") + row.delta.toFixed(5));
+                   isMissing(row.delta) ? "\u2014" : signed(row.delta, 1) + "%");
     line.appendChild(delta);
     if (hasSize) line.appendChild(el("td", "num", fixed(row.size, 3)));
     if (hasTags) line.appendChild(el("td", "tag-cell", row.tagtext || "\u2014"));

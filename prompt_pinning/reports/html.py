@@ -65,8 +65,8 @@ def _number(value: Optional[float], digits: int = 5) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _prompt_block(title: str, entry_id: str, positive: str, negative: str, loss: Optional[float], copy: bool,
-                  validation: Optional[float] = None) -> str:
+def _prompt_block(title: str, entry_id: str, positive: str, negative: str, entry: Optional[dict[str, Any]],
+                  copy: bool) -> str:
     button = f'<button type="button" class="copy" data-copy="{entry_id}-pos">Copy prompt</button>' if copy else ""
     if copy and negative:
         button += f'<button type="button" class="copy secondary" data-copy="{entry_id}-neg">Copy negative</button>'
@@ -76,12 +76,16 @@ def _prompt_block(title: str, entry_id: str, positive: str, negative: str, loss:
         if negative
         else ""
     )
+    entry = entry or {}
+    loss, validation = entry.get("loss"), entry.get("val")
+    loss_badge = ("" if loss is None else f'<span class="loss-badge" title="loss on the images shown below">'
+                  f'loss {_number(loss)}, {_seed_span(entry.get("seeds") or [])}</span>')
     validation_badge = ("" if validation is None else
-                        f'<span class="loss-badge" title="loss on held-out validation seeds">'
+                        f'<span class="loss-badge" title="mean loss on the held-out validation seeds">'
                         f'validation {_number(validation)}</span>')
     return f"""
 <article class="card prompt-card" id="{entry_id}">
-  <header><h2>{esc(title)}</h2><span class="loss-badge">loss {_number(loss)}</span>{validation_badge}{button}</header>
+  <header><h2>{esc(title)}</h2>{loss_badge}{validation_badge}{button}</header>
   <div class="label">Prompt</div>
   <pre class="prompt" id="{entry_id}-pos">{esc(positive)}</pre>
   {negative_html}
@@ -139,8 +143,8 @@ def _units_table(units: list[dict[str, Any]]) -> str:
             f'<td data-v="{esc(u["prompt"])}">{esc(u["prompt"])}</td>'
             f'<td data-v="{_sort_value(u.get("base"))}">{_number(u.get("base"), 3)}</td>'
             f'<td data-v="{_sort_value(u.get("pinned"))}"><strong>{_number(u.get("pinned"), 3)}</strong></td>'
-            f'<td data-v="{_sort_value(change)}" class="{change_class}">{"" if change is None else f"{change:+.3f}"}</td>'
-            f'<td data-v="{_sort_value(offset)}">{"" if offset is None else f"{offset:+.3f}"}</td>'
+            f'<td data-v="{_sort_value(change)}" class="{change_class}">{"" if change is None else _signed(change, 3)}</td>'
+            f'<td data-v="{_sort_value(offset)}">{"" if offset is None else _signed(offset, 3)}</td>'
             f'<td data-v="{_sort_value(u.get("tight"))}">{_number(u.get("tight"), 4)} {meter}</td>'
             "</tr>"
         )
@@ -153,23 +157,83 @@ def _sort_value(value: Optional[float]) -> str:
 
 def _summary(data: dict[str, Any]) -> str:
     run = data["run"]
-    gain = data.get("improvement")
+    status, reason = str(run["status"]), str(run.get("stop_reason") or "")
+    shown = status if not reason or reason in status or status in reason else f"{status}: {reason}"
     items = [
-        ("Status", run["status"]),
-        ("Stop reason", run.get("stop_reason") or "—"),
+        ("Status", shown),
         ("Generations", run["generations"]),
         ("Individuals", run["individuals"]),
-        ("Improvement", "—" if gain is None else f"{gain * 100:+.1f}% on {data.get('improvement_basis')}"),
         ("Updated", run["updated"]),
     ]
     cells = "".join(f'<div class="stat"><span>{esc(k)}</span><strong>{esc(v)}</strong></div>' for k, v in items)
     return f'<section class="stats" aria-label="Run summary">{cells}</section>'
 
 
+def _signed(value: float, digits: int) -> str:
+    """``+0.012``; a value that rounds to zero is written without a sign (never ``-0.000``)."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
+def _percent(value: Optional[float]) -> str:
+    return "—" if value is None else _signed(value * 100, 1) + "%"
+
+
+def _score_line(score: dict[str, Any], label: str) -> str:
+    seeds = f" ({esc(score['seed_text'])})" if score.get("seed_text") else ""
+    return (f'<p class="score"><strong>{esc(_percent(score.get("improvement")))}</strong> {esc(label)}{seeds}: '
+            f'unmodified {_number(score.get("baseline_loss"))}, pinned {_number(score.get("result_loss"))}</p>')
+
+
+def _headline(data: dict[str, Any]) -> str:
+    """The result's paired numbers, each with the seeds both were rendered on."""
+    headline, user, shown = data.get("headline"), data.get("your_seeds"), data.get("shown")
+    if headline is None:
+        body = ('<p class="score muted">No paired improvement yet: the result has not been rendered on the '
+                'same seeds as the unmodified prompt.</p>')
+    else:
+        notes = [headline.get("seed_text") or ""]
+        if headline.get("basis") == "validation seeds":
+            notes.append("held out: no training render used them")
+        seeds = f" ({esc('; '.join(n for n in notes if n))})" if any(notes) else ""
+        body = (f'<p class="headline-number"><strong>{esc(_percent(headline.get("improvement")))}</strong> '
+                f'lower loss than the unmodified prompt on the {esc(headline.get("basis"))}{seeds}'
+                f'<span class="muted">: unmodified {_number(headline.get("baseline_loss"))}, pinned '
+                f'{_number(headline.get("result_loss"))}</span></p>')
+    lines = []
+    if user is not None and user != headline:
+        lines.append(_score_line(user, "on your seeds"))
+    elif headline is not None and user is None and headline.get("basis") != "your seeds":
+        lines.append('<p class="score muted">On your seeds: not rendered yet.</p>')
+    if shown is not None and shown != user and shown != headline:
+        lines.append(_score_line(shown, "on the seeds of the images shown below, its training seeds"))
+    return (f'<section class="card headline" aria-labelledby="headline-title"><h2 id="headline-title">Result</h2>'
+            f'{body}{"".join(lines)}</section>')
+
+
+def _validation_view(view: Optional[dict[str, Any]]) -> str:
+    """The unmodified prompt and the result on the same validation seeds, side by side."""
+    if not view:
+        return ""
+    seeds = _seed_span(view.get("seeds") or [])
+    more = f" (the first of {view['blocks']} validation batches)" if (view.get("blocks") or 1) > 1 else ""
+
+    def block(title: str, images: list[str], loss: Optional[float]) -> str:
+        thumbs = "".join(f'<a href="{esc(src)}"><img src="{esc(src)}" decoding="async" alt="{esc(title)} '
+                         f'validation image {n}"></a>' for n, src in enumerate(images, start=1))
+        return (f'<figure class="card batch"><figcaption>{esc(title)} <span class="muted">held-out validation '
+                f'{seeds}{esc(more)}, loss {_number(loss)}</span></figcaption><div class="thumbs">{thumbs}</div>'
+                f'</figure>')
+
+    return (f'<section class="pair validation-view" aria-label="Validation images{esc(more)}">'
+            f'{block("Unmodified prompt", view.get("baseline") or [], view.get("baseline_loss"))}'
+            f'{block("Best pinned prompt", view.get("best") or [], view.get("best_loss"))}</section>')
+
+
 def _plots(plots: dict[str, Optional[str]]) -> str:
     figures = []
     for key, title in (("mask", "Target mask: the mask, then each target with the ignored pixels dimmed"),
-                       ("history", "Loss over the run"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
+                       ("history", "Improvement over the run, on the same seeds"), ("cma", "CMA-ES state"), ("mo", "Size limiter")):
         src = plots.get(key)
         if src:
             figures.append(
@@ -190,7 +254,7 @@ def _tags(rows: list[dict[str, Any]]) -> str:
     def change(row: dict[str, Any]) -> str:
         if row["base"] is None or row["best"] is None:
             return "—"
-        return f"{row['best'] - row['base']:+.3f}"
+        return _signed(row['best'] - row['base'], 3)
 
     body = "".join(
         f"<tr><td>{esc(row['tag'])}</td><td>{esc(row['role'])}</td><td class=\"num\">{row['weight']:g}</td>"
@@ -238,9 +302,11 @@ def render_index(data: dict[str, Any]) -> str:
 </header>
 <main>
 {_summary(data)}
+{_headline(data)}
+{_validation_view(data.get("validation_view"))}
 <section class="pair" aria-label="Prompts">
-{_prompt_block("Original prompt", "original", run["original_positive"], run["original_negative"], baseline and baseline.get("loss"), False, baseline and baseline.get("val"))}
-{_prompt_block("Best pinned prompt", "best", best["pos"] if best else "", best["neg"] if best else "", best and best.get("loss"), bool(best), best and best.get("val"))}
+{_prompt_block("Original prompt", "original", run["original_positive"], run["original_negative"], baseline, False)}
+{_prompt_block("Best pinned prompt", "best", best["pos"] if best else "", best["neg"] if best else "", best, bool(best))}
 </section>
 <section class="pair" aria-label="Images">
 {_batch_block("Unmodified prompt", baseline)}

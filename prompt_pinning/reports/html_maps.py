@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 from typing import Any, Optional
 
+from .weight_map import CLUSTER_RANKING
+
 INFLUENCE_TEXT = (
     "How strongly, and where, each unit's weight moves the image: within a generation the individuals "
     "share their seeds, so each pixel's change across them is regressed on their weight offsets (ridge, "
@@ -34,6 +36,9 @@ def _influence(entry: Optional[dict[str, Any]]) -> str:
     where = ("Each column is one seed, drawn over the unmodified prompt's image." if entry.get("aligned") else
              "With rotating seeds each column pools different seeds: the map shows where in the frame the unit "
              "acts on average, over the pooled images. The fixed seed schedule gives one map per seed.")
+    slots, shown = entry.get("slots"), entry.get("shown")
+    if slots and shown and shown < slots:
+        where += f" Only the first {shown} of the {slots} image slots are drawn as columns; the data hold all."
     units = sorted(entry.get("units") or [], key=lambda u: -(u.get("strength") or 0.0))
     rows = "".join(
         f'<tr><td>{esc(u.get("n"))}</td><td class="unit-text">{esc(u.get("label"))}</td>'
@@ -42,8 +47,8 @@ def _influence(entry: Optional[dict[str, Any]]) -> str:
     return (head + f'<p class="muted">{esc(INFLUENCE_TEXT)} {esc(where)} From {esc(entry.get("individuals"))} '
             f'individuals; the data: <a href="{esc(entry["json"])}">{esc(entry["json"])}</a>, '
             f'<a href="{esc(entry["npz"])}">{esc(entry["npz"])}</a>.</p>'
-            f'<figure class="plot"><a href="{esc(entry["png"])}"><img src="{esc(entry["png"])}" loading="lazy" '
-            f'alt="Influence maps, one row per unit"></a></figure>'
+            f'<figure class="plot native"><a href="{esc(entry["png"])}"><img src="{esc(entry["png"])}" '
+            f'loading="lazy"{_size(entry)} alt="Influence maps, one row per unit"></a></figure>'
             '<table class="maps-table"><thead><tr><th>#</th><th>Unit</th><th>Strength</th><th>Luminance</th>'
             f'<th>Colour</th></tr></thead><tbody>{rows}</tbody></table>'
             '<p class="muted">Strength: mean change per unit of weight over pixels and images, sRGB values in '
@@ -54,21 +59,29 @@ def _weights(entry: Optional[dict[str, Any]]) -> str:
     head = '<section class="card" aria-labelledby="wmap-title"><h2 id="wmap-title">Map of the explored weights</h2>'
     if not entry:
         return head + '<p class="muted">Not yet.</p></section>'
-    method = "UMAP" if entry.get("method") == "umap" else "PCA (install umap-learn for a UMAP layout)"
-    text = (f"Every evaluated individual's offsets in 2-D ({method}), coloured by loss (dark blue: low). ")
+    method = "UMAP" if entry.get("method") == "umap" else "PCA; install umap-learn for a UMAP layout"
+    text = (f"Every evaluated individual's offsets in 2-D ({method}), coloured by its place among the individuals rendered on the same seeds (its generation): "
+            "viridis, dark purple for the lowest loss there, yellow for the highest. ")
     if not entry.get("clustered"):
         text += ("Clusters of individuals would show whether there are several distinct ways to pin the "
                  "prompt, with each cluster's best individual and its images. " + (entry.get("hint") or ""))
     clusters = entry.get("clusters") or []
     if entry.get("clustered"):
-        text += (f"{len(clusters)} HDBSCAN clusters; to refine one, start a new run of this prompt from it: "
+        text += (f"{len(clusters)} HDBSCAN clusters; {entry.get('ranking') or CLUSTER_RANKING}. To refine one, "
+                 "start a new run of this prompt from it: "
                  "--start-from THIS_RUN_FOLDER:NUMBER (in the WebUI, the Start from a cluster field)."
                  if clusters else
                  "HDBSCAN found no clusters: the search explored one region.")
     cards = "".join(_cluster(c) for c in clusters)
-    return (head + f'<p class="muted">{esc(text)}</p><figure class="plot"><a href="{esc(entry["png"])}">'
-            f'<img src="{esc(entry["png"])}" loading="lazy" alt="Explored weights in 2-D"></a></figure>'
+    return (head + f'<p class="muted">{esc(text)}</p><figure class="plot native"><a href="{esc(entry["png"])}">'
+            f'<img src="{esc(entry["png"])}" loading="lazy"{_size(entry)} alt="Explored weights in 2-D"></a></figure>'
             f'<div class="clusters">{cards}</div></section>')
+
+
+def _size(entry: dict[str, Any]) -> str:
+    """The picture's own size, so the page never scales it up (it may scale down on a narrow screen)."""
+    width, height = entry.get("width"), entry.get("height")
+    return f' width="{int(width)}" height="{int(height)}"' if width and height else ""
 
 
 def _cluster(c: dict[str, Any]) -> str:
@@ -76,6 +89,7 @@ def _cluster(c: dict[str, Any]) -> str:
     images = "".join(f'<a href="{esc(src)}"><img src="{esc(src)}" loading="lazy" alt="cluster {esc(c.get("cluster"))}'
                      f' best image {n}"></a>' for n, src in enumerate(best.get("images") or [], start=1))
     return (f'<figure class="card batch"><figcaption>cluster {esc(c.get("cluster"))} '
-            f'<span class="muted">{esc(c.get("count"))} individuals, best loss {number(c.get("best_loss"))} '
-            f'(generation {esc(best.get("g"))}, individual {esc(best.get("i"))})</span></figcaption>'
+            f'<span class="muted">{esc(c.get("count"))} individuals, median standing {number(c.get("standing"))}; '
+            f'best placed: generation {esc(best.get("g"))}, individual {esc(best.get("i"))}, loss '
+            f'{number(c.get("best_loss"))} on its own seeds</span></figcaption>'
             f'<div class="thumbs">{images}</div></figure>')

@@ -44,8 +44,7 @@ def write_run_reports(
             _drawn.pop(key, None)
             started = time.perf_counter()
             if plots.generations:
-                write_loss_history_plot(Path(run_dir) / LOSS_HISTORY_PLOT, plots.generations, plots.baseline_loss,
-                                        plots.best_validation_loss)
+                write_loss_history_plot(Path(run_dir) / LOSS_HISTORY_PLOT, plots.generations)
                 write_cma_plot(Path(run_dir) / CMA_PLOT, plots.generations, plots.unit_labels)
             if plots.size_limit > 0 and plots.rows is not None:
                 write_cma_mo_plot(Path(run_dir) / CMA_MO_PLOT, plots.rows, plots.size_limit)

@@ -13,11 +13,12 @@ from .influence import OPPONENT
 
 # A dark-to-bright ramp (black, purple, orange, pale yellow): strength of an influence map.
 HEAT_STOPS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
-# Loss: low (good) is blue-green, high is yellow.
+# viridis: low (good) is dark purple, high is yellow.
 LOSS_STOPS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
 CELL = 96
 LABEL_WIDTH = 190
-HEAD = 34
+HEAD = 58  # title, note and the colour bar
+BAR_WIDTH = 240
 
 
 def ramp(values: np.ndarray, stops: np.ndarray) -> np.ndarray:
@@ -52,13 +53,19 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     units, slots = strength.shape[:2]
     scale = float(np.percentile(strength, 99.5)) if strength.size else 0.0
     first = heat_cell(strength[0, 0], None, scale) if units and slots else Image.new("RGB", (CELL, CELL))
+    font = ImageFont.load_default()
     width, height = LABEL_WIDTH + slots * (first.width + 4) + 8, HEAD + units * (first.height + 4) + 8
+    width = max(width, int(font.getlength(title)) + 16)  # the title is never cut
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     draw.text((8, 6), title, fill="black", font=font)
-    draw.text((8, 18), f"one colour scale for all units; brightest = {scale:.3g} per unit of weight",
+    draw.text((8, 18), "one colour scale for all units (per unit of weight; the top 0.5% clipped):",
               fill=(90, 90, 90), font=font)
+    bar = ramp(np.linspace(0.0, 1.0, BAR_WIDTH)[None, :].repeat(10, axis=0), HEAT_STOPS)
+    canvas.paste(Image.fromarray(bar, "RGB"), (30, 34))
+    draw.rectangle((29, 33, 30 + BAR_WIDTH, 44), outline=(120, 120, 120))
+    draw.text((8, 34), "0", fill="black", font=font)
+    draw.text((36 + BAR_WIDTH, 34), f"{scale:.3g}", fill="black", font=font)
     for u in range(units):
         top = HEAD + u * (first.height + 4)
         draw.text((8, top + 4), labels[u][:30], fill="black", font=font)
@@ -69,9 +76,20 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     return canvas
 
 
-def scatter_map(xy: np.ndarray, losses: np.ndarray, clusters: np.ndarray, marks: Sequence[tuple[int, int]],
+# Ring colours of clusters 1, 2, ... (repeating): distinct from the viridis fill and each other.
+RING_COLOURS = [(214, 39, 40), (31, 119, 180), (255, 127, 14), (148, 103, 189), (140, 86, 75),
+                (227, 119, 194), (23, 190, 207), (188, 189, 34)]
+
+
+def ring_colour(cluster: int) -> tuple[int, int, int]:
+    return RING_COLOURS[cluster % len(RING_COLOURS)]
+
+
+def scatter_map(xy: np.ndarray, places: np.ndarray, clusters: np.ndarray, marks: Sequence[tuple[int, int]],
                 title: str, note: str, side: int = 640) -> Image.Image:
-    """Points coloured by loss (blue: low), cluster members ringed, each cluster's best numbered."""
+    """Points coloured by their place in their own generation (``places``, 0 best .. 1 worst, on the
+    viridis ramp: dark purple best), each cluster's members ringed in its own colour, each
+    cluster's best-placed member numbered."""
     canvas = Image.new("RGB", (side + 120, side + 60), "white")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
@@ -81,24 +99,23 @@ def scatter_map(xy: np.ndarray, losses: np.ndarray, clusters: np.ndarray, marks:
         low, high = xy.min(axis=0), xy.max(axis=0)
         span = np.where(high > low, high - low, 1.0)
         pix = (xy - low) / span * (side - 40) + [20, 40]
-        finite = losses[np.isfinite(losses)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        colours = ramp((losses - lo) / (hi - lo) if hi > lo else np.zeros_like(losses), LOSS_STOPS)
-        order = np.argsort(-np.nan_to_num(losses, nan=np.inf))  # best drawn last, on top
+        colours = ramp(places, LOSS_STOPS)
+        order = np.argsort(-np.nan_to_num(places, nan=np.inf), kind="stable")  # best placed drawn last, on top
         for j in order:
             x, y = pix[j]
             if clusters[j] >= 0:
-                draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=(120, 120, 120))
+                draw.ellipse((x - 6, y - 6, x + 6, y + 6), outline=ring_colour(int(clusters[j])), width=2)
             draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=tuple(int(c) for c in colours[j]))
         for number, j in marks:
             x, y = pix[j]
-            draw.rectangle((x + 5, y - 6, x + 19, y + 6), fill="white", outline="black")
-            draw.text((x + 8, y - 5), str(number), fill="black", font=font)
-        for step in range(side - 40):  # the loss key
-            share = 1 - step / (side - 41)
+            draw.rectangle((x + 7, y - 6, x + 21, y + 6), fill="white", outline=ring_colour(number - 1), width=2)
+            draw.text((x + 10, y - 5), str(number), fill="black", font=font)
+        for step in range(side - 40):  # the colour key
+            share = step / (side - 41)
             colour = tuple(int(c) for c in ramp(np.array(share), LOSS_STOPS))
             draw.line((side + 20, 40 + step, side + 34, 40 + step), fill=colour)
-        draw.text((side + 38, 36), f"{hi:.4g}", fill="black", font=font)
-        draw.text((side + 38, side - 10), f"{lo:.4g}", fill="black", font=font)
-        draw.text((side + 14, side + 6), "loss", fill="black", font=font)
+        draw.text((side + 38, 36), "0 best", fill="black", font=font)
+        draw.text((side + 38, side - 10), "1 worst", fill="black", font=font)
+        draw.text((side + 4, side + 6), "place in its", fill="black", font=font)
+        draw.text((side + 4, side + 18), "generation", fill="black", font=font)
     return canvas

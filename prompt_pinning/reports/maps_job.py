@@ -16,11 +16,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..run.files import FileFormatError, read_json, write_npz_atomic
+from ..run.paired import SeedLoss, standing
 from .files import atomic_write_bytes, dump_json, jsonable
 from .influence import CHANNELS, MAP_SIDE, MAX_SLOTS, InfluenceAccumulator, Member
 from .map_drawing import influence_grid, opponent_to_rgb, scatter_map
 from .page_data import relative_url
-from .weight_map import ENABLE_HINT, weight_map
+from .weight_map import CLUSTER_RANKING, ENABLE_HINT, weight_map
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,13 @@ def _write_influence(run_dir: Path, maps, labels: Sequence[str], baseline: Optio
     notes = [f"{s['strength']:.3g} (lum {s['luminance']:.2g}, col {s['colour']:.2g})" for s in summary]
     where = "each image is one seed, over the unmodified prompt's images" if maps.aligned else \
         "rotating seeds: each column pools its slot's seeds (where in the frame, on average)"
+    subset = f"; the first {shown} of {strength.shape[1]} image slots" if shown < strength.shape[1] else ""
     picture = influence_grid(strength[:, :shown], [f"{n}:{label}" for n, label in enumerate(labels, 1)],
-                             notes, backdrops, f"influence maps from {maps.individuals} individuals; {where}")
+                             notes, backdrops, f"influence maps from {maps.individuals} individuals; {where}{subset}")
     _save_png(run_dir / INFLUENCE_PNG, picture)
     return {"png": INFLUENCE_PNG, "json": INFLUENCE_JSON, "npz": INFLUENCE_NPZ, "aligned": maps.aligned,
-            "individuals": maps.individuals, "units": info["units"]}
+            "individuals": maps.individuals, "units": info["units"], "slots": int(strength.shape[1]),
+            "shown": int(shown), "width": picture.width, "height": picture.height}
 
 
 def _backdrops(baseline: Optional[Member], maps, shown: int) -> list[Optional[np.ndarray]]:
@@ -119,7 +122,8 @@ def _write_weight_map(run_dir: Path, members: list[Member], labels: Sequence[str
     members = sorted(members, key=lambda m: (m.generation, m.index))
     offsets = np.array([m.offsets for m in members], dtype=np.float64).reshape(len(members), len(labels))
     losses = np.array([m.loss for m in members], dtype=np.float64)
-    result = weight_map(offsets, losses)
+    places = standing(members, lambda m: SeedLoss(m.loss, m.seeds[0] if m.seeds else -1))
+    result = weight_map(offsets, losses, np.array(places, dtype=np.float64))
     clusters = []
     for c in result["clusters"]:
         best = members[c.pop("best")]
@@ -128,21 +132,25 @@ def _write_weight_map(run_dir: Path, members: list[Member], labels: Sequence[str
                                        "loss": best.loss, "dir": folder,
                                        "images": [f"{folder}/{name}" for name in best.images]}})
     points = [{"g": m.generation, "i": m.index, "id": m.individual_id, "x": float(x), "y": float(y),
-               "loss": m.loss, "cluster": int(k)}
-              for m, (x, y), k in zip(members, result["xy"], result["cluster_of"])]
+               "loss": m.loss, "place": float(place), "cluster": int(k)}
+              for m, (x, y), k, place in zip(members, result["xy"], result["cluster_of"], places)]
     data = {"method": result["method"], "clustered": result["clustered"], "hint": None if result["clustered"]
-            else ENABLE_HINT, "unit_labels": list(labels), "points": points, "clusters": clusters}
+            else ENABLE_HINT, "unit_labels": list(labels), "points": points, "ranking": CLUSTER_RANKING,
+            "clusters": clusters}
     dump_json(run_dir / WEIGHT_MAP_JSON, data)
     marks = [(c["cluster"], next(j for j, m in enumerate(members) if (m.generation, m.index) ==
                                  (c["best"]["g"], c["best"]["i"]))) for c in clusters]
     note = f"{len(members)} individuals, {result['method'].upper()} layout; " + (
         f"{len(clusters)} HDBSCAN clusters (ringed), each one's best numbered" if result["clustered"]
         else "no clusters: HDBSCAN is not installed")
-    picture = scatter_map(result["xy"], losses, result["cluster_of"] - 1, marks, "explored weights", note)
+    picture = scatter_map(result["xy"], np.array(places, dtype=np.float64), result["cluster_of"] - 1, marks,
+                          "explored weights", note)
     _save_png(run_dir / WEIGHT_MAP_PNG, picture)
     return jsonable({"png": WEIGHT_MAP_PNG, "json": WEIGHT_MAP_JSON, "method": result["method"],
+                     "width": picture.width, "height": picture.height,
                      "clustered": result["clustered"], "hint": data["hint"],
-                     "clusters": [{k: c[k] for k in ("cluster", "count", "best_loss", "median_loss", "best")}
+                     "ranking": CLUSTER_RANKING,
+                     "clusters": [{k: c[k] for k in ("cluster", "count", "standing", "best_loss", "best")}
                                   for c in clusters]})
 
 

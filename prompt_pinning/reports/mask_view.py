@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MASK_VIEW = "target_mask.png"
 MAX_TILES = 8
 GAP = 4
+FRAME, FRAME_GREY = 1, 150
 
 
 def write_mask_view(run_dir: Path) -> Optional[str]:
@@ -43,8 +44,12 @@ def write_mask_view(run_dir: Path) -> Optional[str]:
     shown = overlay(torch.from_numpy(images[:MAX_TILES]), torch.from_numpy(mask)).clamp(0, 1).numpy()
     tiles = [np.repeat(mask[None], 3, axis=0)] + list(shown)
     h, w = mask.shape
-    canvas = np.full((h, len(tiles) * (w + GAP) - GAP, 3), 255, dtype=np.uint8)
+    # each tile framed in grey (FRAME px), so the mask's white reads as a tile on a white page
+    step = w + 2 * FRAME + GAP
+    canvas = np.full((h + 2 * FRAME, len(tiles) * step - GAP, 3), 255, dtype=np.uint8)
     for k, tile in enumerate(tiles):
-        canvas[:, k * (w + GAP):k * (w + GAP) + w] = np.round(np.moveaxis(tile, 0, -1) * 255).astype(np.uint8)
+        left = k * step
+        canvas[:, left:left + w + 2 * FRAME] = FRAME_GREY
+        canvas[FRAME:FRAME + h, left + FRAME:left + FRAME + w] = np.round(np.moveaxis(tile, 0, -1) * 255).astype(np.uint8)
     Image.fromarray(canvas).save(run_dir / MASK_VIEW)
     return MASK_VIEW

@@ -84,25 +84,67 @@ def unit_entries(units: Sequence[UnitRow]) -> list[dict[str, Any]]:
 
 
 def convergence(generations: Sequence[GenerationRecord]) -> list[dict[str, Any]]:
-    """Per generation: min, median and max loss, and the best loss seen up to it."""
-    points, best_so_far = [], math.inf
-    for record in sorted(generations, key=lambda r: r.generation):
+    """Per generation, improvements over the unmodified prompt on the same seeds (``plot_data.
+    gain_summary``; None where it was not scored on them), its losses on its own seeds, and the
+    unmodified prompt's loss there."""
+    from .plot_data import gain_summary, plain_generation
+
+    records = [plain_generation(r) for r in sorted(generations, key=lambda r: r.generation)]
+    summary = gain_summary(records)
+    value = lambda key, k: float(summary[key][k]) if math.isfinite(summary[key][k]) else None  # noqa: E731
+    points = []
+    for k, (record, plain) in enumerate(zip(sorted(generations, key=lambda r: r.generation), records)):
         stats = loss_stats(record.losses)
-        if stats["min"] is not None:
-            best_so_far = min(best_so_far, stats["min"])
-        points.append(
-            {
-                "g": record.generation,
-                "min": stats["min"],
-                "median": stats["median"],
-                "max": stats["max"],
-                "best": best_so_far if math.isfinite(best_so_far) else None,
-                "val": record.validation_loss,  # lowest validation loss so far (None: validation off)
-                "sigma": record.sigma,
-                "axis_ratio": record.axis_ratio,
-            }
-        )
+        points.append({
+            "g": record.generation, "seed": getattr(record, "training_seed", None), "n": stats["count"],
+            "min": stats["min"], "median": stats["median"], "unmodified": plain.unmodified_loss,
+            "gain": value("best", k), "gain_median": value("median", k), "gain_worst": value("worst", k),
+            "val": record.validation_loss, "val_unmodified": plain.unmodified_validation_loss,
+            "val_gain": value("validation", k), "sigma": record.sigma, "axis_ratio": record.axis_ratio,
+        })
     return jsonable(points)
+
+
+def block_baselines(generations: Sequence[GenerationRecord], baseline: Optional[IndividualRecord]) -> dict[str, float]:
+    """Generation number -> the unmodified prompt's loss on that generation's seeds, where known:
+    what each row of the Individuals table is compared with."""
+    known = {str(r.generation): r.unmodified_loss for r in generations if getattr(r, "unmodified_loss", None)
+             is not None}
+    if baseline is not None:
+        known["0"] = baseline.loss
+    return jsonable(known)
+
+
+def score_entry(score) -> Optional[dict[str, Any]]:
+    """A paired comparison for the page: basis, seeds, both losses and the improvement."""
+    if score is None:
+        return None
+    from ..run.paired import seed_ranges
+
+    return jsonable({**score.to_dict(), "seed_text": seed_ranges(score.seeds) if score.seeds else None})
+
+
+VALIDATION_FOLDER = "validation"  # <id>/: validated candidates' images on the first validation block
+
+
+def validation_view(run_dir: Path, result: RunResult) -> Optional[dict[str, Any]]:
+    """The unmodified prompt's and the result's images on the first validation block (the same
+    seeds), where both were saved; None otherwise."""
+    baseline, best = result.baseline, result.best
+    seeds = list(result.validation_seeds[:len(baseline.seeds)]) if baseline is not None else []
+    if not seeds or best is None:
+        return None
+    names = image_file_names(seeds)
+    images = {}
+    for key, record in (("baseline", baseline), ("best", best)):
+        folder = Path(run_dir) / VALIDATION_FOLDER / record.individual_id
+        if not all((folder / name).is_file() for name in names):
+            return None
+        images[key] = [relative_url(folder / name, run_dir) for name in names]
+    losses = (baseline.validation_losses[:1] or [None])[0], (best.validation_losses[:1] or [None])[0]
+    return jsonable({"seeds": seeds, "baseline": images["baseline"], "best": images["best"],
+                     "baseline_loss": losses[0], "best_loss": losses[1],
+                     "blocks": max(1, len(result.validation_seeds) // max(1, len(seeds)))})
 
 
 def tag_table(config: dict[str, Any], baseline: Optional[dict], best: Optional[dict]) -> list[dict[str, Any]]:
@@ -150,9 +192,14 @@ def page_data(
             # paired only: the same seeds and pairs for both (None until the result is scored so)
             "improvement": result.paired.improvement if result.paired else None,
             "improvement_basis": result.paired.basis if result.paired else None,
+            "headline": score_entry(result.paired),
+            "your_seeds": score_entry(result.user_seeds),
+            "shown": score_entry(getattr(result, "shown", None)),
+            "validation_view": validation_view(run_dir, result),
             "tags": tag_table(result.config, baseline, best),
             "units": unit_entries(units),
             "convergence": convergence(result.generations),
+            "row_baselines": block_baselines(result.generations, result.baseline),
             "plots": plots,
             "settings": result.config,
         }

@@ -23,8 +23,6 @@ class RunPlotData:
     unit_labels: list[str] = field(default_factory=list)
     rows: Optional[list[dict[str, Any]]] = None
     size_limit: float = 0.0
-    baseline_loss: Optional[float] = None
-    best_validation_loss: Optional[float] = None
 
 
 def cma_records(records: Sequence[Any]) -> list[Any]:
@@ -46,13 +44,17 @@ def optional_float(value: Any) -> Optional[float]:
 def plain_generation(record: Any) -> SimpleNamespace:
     """What the plots need of a generation record, as numpy arrays and floats.
 
-    ``validation_loss`` is None when the record has no such field or no value."""
+    ``validation_loss`` is None when the record has no such field or no value; so are the paired
+    values (``unmodified_loss``: the unmodified prompt's on this generation's seeds)."""
     return SimpleNamespace(
         generation=int(record.generation), losses=[float(x) for x in record.losses], sigma=float(record.sigma),
         axis_ratio=float(record.axis_ratio), centroid=np.asarray(record.centroid, dtype=np.float64).ravel(),
         diag_std=np.asarray(record.diag_std, dtype=np.float64).ravel(),
         eigenvalues=np.asarray(record.eigenvalues, dtype=np.float64).ravel(),
-        validation_loss=optional_float(getattr(record, "validation_loss", None)))
+        validation_loss=optional_float(getattr(record, "validation_loss", None)),
+        block=int(getattr(record, "block", 0) or 0),
+        unmodified_loss=optional_float(getattr(record, "unmodified_loss", None)),
+        unmodified_validation_loss=optional_float(getattr(record, "unmodified_validation_loss", None)))
 
 
 def unit_label(number: int, text: str, prompt: str = "positive") -> str:
@@ -79,22 +81,41 @@ def stack(records: Sequence[Any], name: str) -> Optional[np.ndarray]:
     return np.vstack(rows)
 
 
-def loss_summary(records: Sequence[Any]) -> dict[str, np.ndarray]:
-    """Per generation: generation number, min, median and max loss, best so far, validation loss."""
-    gens = np.array([r.generation for r in records], dtype=np.float64)
-    lows, medians, highs = [], [], []
+def gain_summary(records: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Per generation, improvements over the unmodified prompt on the same seeds (fractions; NaN
+    where the unmodified prompt was not scored on them): the generation's best, median and worst
+    on its own training seeds, and the best validated so far on the validation seeds."""
+    from ..run.paired import VALIDATION, SeedLoss, gains, improvement
+
+    columns: dict[str, list[float]] = {"best": [], "median": [], "worst": [], "validation": []}
+    nan = lambda value: np.nan if value is None else value  # noqa: E731
     for r in records:
-        losses = np.asarray(r.losses, dtype=np.float64)
-        losses = losses[np.isfinite(losses)]
-        lows.append(losses.min() if losses.size else np.nan)
-        medians.append(np.median(losses) if losses.size else np.nan)
-        highs.append(losses.max() if losses.size else np.nan)
-    low = np.array(lows, dtype=np.float64)
-    best = np.fmin.accumulate(low) if low.size else low
-    validation = np.array([np.nan if getattr(r, "validation_loss", None) is None else float(r.validation_loss)
-                           for r in records], dtype=np.float64)
-    return {"generation": gens, "min": low, "median": np.array(medians, dtype=np.float64),
-            "max": np.array(highs, dtype=np.float64), "best": best, "validation": validation}
+        block = int(getattr(r, "block", 0) or 0)
+        unmodified = optional_float(getattr(r, "unmodified_loss", None))
+        found = gains(None if unmodified is None else SeedLoss(unmodified, block),
+                      [SeedLoss(float(x), block) for x in r.losses])
+        for key in ("best", "median", "worst"):
+            columns[key].append(nan(found[key]))
+        base, best = (optional_float(getattr(r, name, None)) for name in ("unmodified_validation_loss",
+                                                                           "validation_loss"))
+        columns["validation"].append(nan(improvement(None if base is None else SeedLoss(base, VALIDATION),
+                                                     None if best is None else SeedLoss(best, VALIDATION))))
+    out = {key: np.array(values, dtype=np.float64) for key, values in columns.items()}
+    out["generation"] = np.array([r.generation for r in records], dtype=np.float64)
+    return out
+
+
+GAIN_AXIS = "improvement, same seeds (%)"
+
+
+def gain_note(summary: dict[str, np.ndarray]) -> str:
+    """What the gain chart shows, in a line: which generations have no paired training number."""
+    missing = summary["generation"][~np.isfinite(summary["best"])]
+    if not missing.size:
+        return "each generation against the unmodified prompt on that generation's own seeds"
+    text = (f"{missing.size} of {summary['generation'].size} generations not shown: the unmodified prompt "
+            "was not scored on their seeds (it is only with the fade guard on and no target images)")
+    return text + ("; validation is paired" if np.isfinite(summary["validation"]).any() else "")
 
 
 def main_axis_lengths(records: Sequence[Any]) -> Optional[np.ndarray]:

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .mpl import new_figure
-from .plot_data import cma_records, loss_summary, main_axis_lengths, size_points, stack
+from .plot_data import GAIN_AXIS, cma_records, gain_note, gain_summary, main_axis_lengths, size_points, stack
 from .ticks import nice_ticks, tick_labels
 
 LOSS_AXIS = "loss (LDR-FLIP, lower is better)"
@@ -67,7 +67,7 @@ def cma_figure(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> Any:
     (loss_ax, step_ax), (ratio_ax, axes_ax) = top.subplots(2, 2)
     centroid_ax, std_ax = bottom.subplots(1, 2)
 
-    _loss_panel(loss_ax, gens, loss_summary(records))
+    _gain_panel(loss_ax, gain_summary(records))
     _trace_panel(step_ax, gens, [r.sigma for r in records], "step size sigma", "sigma (weight offset, log)",
                  "#2e8b57")
     _trace_panel(ratio_ax, gens, [r.axis_ratio for r in records], "axis ratio of the search distribution",
@@ -81,14 +81,20 @@ def cma_figure(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> Any:
     return figure
 
 
-def _loss_panel(ax: Any, gens: np.ndarray, summary: dict[str, np.ndarray]) -> None:
-    title = "loss of the generation's individuals"
-    if not gens.size:
+def _gain_panel(ax: Any, summary: dict[str, np.ndarray]) -> None:
+    """The generation's best and median improvement over the unmodified prompt on its own seeds."""
+    title = "gain of the generation's individuals"
+    gens = summary["generation"]
+    if not np.isfinite(summary["best"]).any():
         _empty(ax, title)
+        ax.text(0.5, 0.3, "unmodified prompt not scored on these seeds", ha="center", transform=ax.transAxes,
+                color="grey", fontsize=8)
         return
-    ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, label="generation best", zorder=3)
-    ax.plot(gens, summary["median"], color=MEDIAN, label="generation median")
-    ax.set_ylabel(LOSS_AXIS, fontsize=9)
+    percent = lambda key: 100 * summary[key]  # noqa: E731
+    ax.axhline(0, color=BASELINE, linestyle="--", linewidth=1, label="unmodified prompt")
+    ax.plot(gens, percent("best"), color=BEST, marker="o", markersize=3, label="generation best", zorder=3)
+    ax.plot(gens, percent("median"), color=MEDIAN, label="generation median")
+    ax.set_ylabel("gain, same seeds (%)", fontsize=9)
     ax.set_title(title, fontsize=10)
     ax.legend(**LEGEND_OUTSIDE)
     ax.grid(alpha=0.3)
@@ -191,35 +197,47 @@ def cma_mo_figure(rows: Sequence[dict[str, Any]], size_limit: float) -> Any:
     return figure
 
 
-def loss_history_figure(records: Sequence[Any], baseline_loss: Optional[float] = None,
-                        best_validation_loss: Optional[float] = None) -> Any:
-    """The loss over the run: each generation's range, median and best, the best so far,
-    the unmodified prompt's loss, and validation losses where the run measured them."""
+def loss_history_figure(records: Sequence[Any]) -> Any:
+    """The run's progress, paired: per generation, the improvement over the unmodified prompt on
+    that generation's own seeds (range, median, best), and the best validated so far against the
+    unmodified prompt on the validation seeds."""
     records = cma_records(records)
-    summary = loss_summary(records)
+    summary = gain_summary(records)
     gens = summary["generation"]
-    figure = new_figure(10.0, 4.4)
+    figure = new_figure(10.0, 4.6)
     ax = figure.add_subplot()
-    ax.set_title("loss over the run", fontsize=12)
-    if gens.size:
-        ax.fill_between(gens, summary["min"], summary["max"], color=SPREAD, label="generation min to max")
-        ax.plot(gens, summary["median"], color=MEDIAN, label="generation median")
-        ax.plot(gens, summary["min"], color=BEST, marker="o", markersize=3, linestyle="none",
-                label="generation best")
-        ax.plot(gens, summary["best"], color=BEST, drawstyle="steps-post", label="best so far")
-    if np.isfinite(summary["validation"]).any():
-        ax.plot(gens, summary["validation"], color=VALIDATION, marker="s", markersize=3, label="validation loss")
-    if baseline_loss is not None:
-        ax.axhline(baseline_loss, color=BASELINE, linestyle="--", linewidth=1,
-                   label=f"unmodified prompt {baseline_loss:.4g}")
-    if best_validation_loss is not None:
-        ax.axhline(best_validation_loss, color=VALIDATION, linestyle=":", linewidth=1.5,
-                   label=f"best individual, validation {best_validation_loss:.4g}")
-    if not gens.size and baseline_loss is None:
-        _empty(ax, "loss over the run")
+    figure.suptitle("improvement over the unmodified prompt, each on the same seeds", fontsize=12)
+    percent = {key: 100 * summary[key] for key in ("best", "median", "worst", "validation")}
+    training = np.isfinite(percent["best"]).any()
+    validation = np.isfinite(percent["validation"]).any()
+    if not training and not validation:
+        _empty(ax, "improvement over the unmodified prompt")
+        ax.text(0.5, 0.3, gain_note(summary), ha="center", transform=ax.transAxes, color="grey", fontsize=8,
+                wrap=True)
         return figure
-    ax.set_ylabel(LOSS_AXIS)
+    ax.axhline(0, color=BASELINE, linestyle="--", linewidth=1, label="unmodified prompt (0)")
+    if training:
+        ax.fill_between(gens, percent["worst"], percent["best"], color=SPREAD,
+                        label="generation worst to best (own seeds)")
+        ax.plot(gens, percent["median"], color=MEDIAN, label="generation median (own seeds)")
+        ax.plot(gens, percent["best"], color=BEST, marker="o", markersize=3, label="generation best (own seeds)")
+    if validation:
+        ax.plot(gens, percent["validation"], color=VALIDATION, marker="s", markersize=3, drawstyle="steps-post",
+                label="best validated so far (validation seeds)")
+    ax.set_ylim(*_gain_limits([percent["best"], percent["median"], percent["validation"]]))
+    ax.set_ylabel(GAIN_AXIS)
     ax.grid(alpha=0.3)
     _generation_axis(ax, gens)
     ax.legend(**LEGEND_OUTSIDE)
+    ax.set_title(gain_note(summary) + "; the worst individuals may reach below the frame", fontsize=8,
+                 color="#555555")
     return figure
+
+
+def _gain_limits(series: Sequence[np.ndarray]) -> tuple[float, float]:
+    """A y range holding 0, the best, the median and validation (the worst may be far below)."""
+    values = np.concatenate([np.asarray(s, dtype=np.float64) for s in series] + [np.zeros(1)])
+    values = values[np.isfinite(values)]
+    low, high = float(values.min()), float(values.max())
+    pad = 0.08 * (high - low) or 1.0
+    return low - pad, high + pad

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from .charts import INK, PALETTE, Series, empty_panel, font, heatmap_panel, line_panel
 from .files import atomic_write_bytes
 from .mpl import matplotlib_available, save_figure
-from .plot_data import cma_records, loss_summary, main_axis_lengths, size_points, stack
+from .plot_data import GAIN_AXIS, cma_records, gain_note, gain_summary, main_axis_lengths, size_points, stack
 
 CMA_PLOT = "cma_plot.png"
 CMA_MO_PLOT = "cma_mo_plot.png"
@@ -43,14 +43,13 @@ def write_cma_mo_plot(path: Path, rows: Sequence[dict[str, Any]], size_limit: fl
         _save(pillow_cma_mo_plot(rows, size_limit), path)
 
 
-def write_loss_history_plot(path: Path, records: Sequence[Any], baseline_loss: Optional[float] = None,
-                            best_validation_loss: Optional[float] = None) -> None:
+def write_loss_history_plot(path: Path, records: Sequence[Any]) -> None:
     if matplotlib_available():
         from .run_figures import loss_history_figure
 
-        save_figure(loss_history_figure(records, baseline_loss, best_validation_loss), path)
+        save_figure(loss_history_figure(records), path)
     else:
-        _save(pillow_loss_history(records, baseline_loss, best_validation_loss), path)
+        _save(pillow_loss_history(records), path)
 
 
 def _save(image: Image.Image, path: Path) -> None:
@@ -76,11 +75,12 @@ def pillow_cma_plot(records: Sequence[Any], unit_labels: Sequence[str] = ()) -> 
     label_width = max([int(font(10).getlength(label)) for label in labels] + [40]) + 12
     heat = max(120, 16 * units)
     image = _canvas(1180, 560 + heat + 80, "CMA-ES over the generations")
-    summary = loss_summary(records)
+    summary = gain_summary(records)
     line_panel(image, (90, 60, 470, 250), [
-        Series(gens, summary["min"], "generation best", PALETTE[0]),
-        Series(gens, summary["median"], "generation median", (147, 174, 214)),
-    ], "loss of the generation's individuals", "generation", "loss (LDR-FLIP)", legend_at=(480, 60))
+        Series(gens, 100 * summary["best"], "generation best", PALETTE[0]),
+        Series(gens, 100 * summary["median"], "generation median", (147, 174, 214)),
+    ], "gain of the generation's individuals", "generation", "gain, same seeds (%)", legend_at=(480, 60),
+        hlines=[Series(np.empty(0), np.array(0.0), "unmodified prompt", BASELINE_COLOR, dashed=True)])
     line_panel(image, (680, 60, 1040, 250), [Series(gens, np.array([r.sigma for r in records]), "", PALETTE[2])],
                "step size sigma", "generation", "sigma (weight offset)", log=True)
     line_panel(image, (90, 320, 470, 510), [Series(gens, np.array([r.axis_ratio for r in records]), "", PALETTE[1])],
@@ -120,27 +120,21 @@ def pillow_cma_mo_plot(rows: Sequence[dict[str, Any]], size_limit: float) -> Ima
     return image
 
 
-def pillow_loss_history(records: Sequence[Any], baseline_loss: Optional[float] = None,
-                        best_validation_loss: Optional[float] = None) -> Image.Image:
+def pillow_loss_history(records: Sequence[Any]) -> Image.Image:
+    """``run_figures.loss_history_figure`` drawn with Pillow."""
     records = cma_records(records)
-    summary = loss_summary(records)
+    summary = gain_summary(records)
     gens = summary["generation"]
-    image = _canvas(900, 360, "loss over the run")
-    series = [Series(gens, summary["max"], "generation max", (201, 215, 234)),
-              Series(gens, summary["median"], "generation median", (122, 156, 198)),
-              Series(gens, summary["min"], "generation best", PALETTE[0], dots=True),
-              Series(gens, summary["best"], "best so far", PALETTE[0])]
+    image = _canvas(980, 380, "improvement over the unmodified prompt, each on the same seeds")
+    series = [Series(gens, 100 * summary["median"], "generation median (own seeds)", (122, 156, 198)),
+              Series(gens, 100 * summary["best"], "generation best (own seeds)", PALETTE[0], dots=True)]
     if np.isfinite(summary["validation"]).any():
-        series.append(Series(gens, summary["validation"], "validation loss", VALIDATION_COLOR))
-    hlines = []
-    if baseline_loss is not None:
-        hlines.append(Series(np.empty(0), np.array(baseline_loss), f"unmodified prompt {baseline_loss:.4g}",
-                             BASELINE_COLOR, dashed=True))
-    if best_validation_loss is not None:
-        hlines.append(Series(np.empty(0), np.array(best_validation_loss),
-                             f"best individual, validation {best_validation_loss:.4g}", VALIDATION_COLOR, dashed=True))
-    line_panel(image, (90, 50, 660, 310), series, "", "generation", "loss (LDR-FLIP)", hlines=hlines,
+        series.append(Series(gens, 100 * summary["validation"], "best validated so far (validation seeds)",
+                             VALIDATION_COLOR))
+    hlines = [Series(np.empty(0), np.array(0.0), "unmodified prompt (0)", BASELINE_COLOR, dashed=True)]
+    line_panel(image, (90, 50, 660, 310), series, "", "generation", GAIN_AXIS, hlines=hlines,
                legend_at=(670, 50))
+    ImageDraw.Draw(image).text((10, 356), gain_note(summary), fill=INK, font=font(10))
     return image
 
 

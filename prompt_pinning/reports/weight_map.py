@@ -68,38 +68,47 @@ def min_cluster_size(points: int) -> int:
     return max(5, points // 40)
 
 
-def cluster_summaries(offsets: np.ndarray, losses: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]]:
-    """Clusters numbered from 1 by their best loss; each with its centre, spread and best member."""
+CLUSTER_RANKING = ("clusters are numbered by their members' median standing in their own generation "
+                   "(0: the lowest loss on that generation's seeds, 1: the highest), so losses are only "
+                   "compared on the same seeds")
+
+
+def cluster_summaries(offsets: np.ndarray, losses: np.ndarray, labels: np.ndarray,
+                      standing: np.ndarray) -> list[dict[str, Any]]:
+    """Clusters numbered from 1 by their members' median ``standing`` (a paired measure, 0 best:
+    see ``run.paired.standing``); each with its centre, spread and best-placed member (the
+    latest among equals, points being in evaluation order)."""
     found = []
     for label in sorted(set(int(v) for v in labels) - {-1}):
         members = np.flatnonzero(labels == label)
-        member_losses = np.where(np.isfinite(losses[members]), losses[members], np.inf)
-        best = int(members[np.argmin(member_losses)])
-        found.append((float(member_losses.min()), label, members, best))
-    found.sort(key=lambda item: item[0])
+        places = standing[members]
+        best = int(members[np.lexsort((-members, places))[0]])
+        found.append((float(np.median(places)), label, members, best))
+    found.sort(key=lambda item: (item[0], item[1]))
     summaries = []
-    for number, (best_loss, label, members, best) in enumerate(found, start=1):
+    for number, (median_standing, label, members, best) in enumerate(found, start=1):
         spread = offsets[members].std(axis=0)
         summaries.append({
             "cluster": number, "label": label, "count": int(len(members)),
-            "best_loss": best_loss if np.isfinite(best_loss) else None,
-            "median_loss": float(np.median(losses[members])),
+            "standing": median_standing, "best_loss": float(losses[best]) if np.isfinite(losses[best]) else None,
             "centre": offsets[members].mean(axis=0).tolist(), "spread": spread.tolist(), "best": best,
         })
     return summaries
 
 
-def weight_map(offsets: np.ndarray, losses: np.ndarray, method: str = "auto",
+def weight_map(offsets: np.ndarray, losses: np.ndarray, standing: np.ndarray, method: str = "auto",
                clusterer: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> dict[str, Any]:
-    """Coordinates, cluster numbers per point (0: none) and the clusters' summaries."""
+    """Coordinates, cluster numbers per point (0: none) and the clusters' summaries, ranked by
+    ``standing`` (each point's paired place in its own generation)."""
     x = np.asarray(offsets, dtype=np.float64)
     losses = np.asarray(losses, dtype=np.float64)
+    standing = np.asarray(standing, dtype=np.float64)
     xy, used = embed(x, method) if len(x) else (np.zeros((0, 2)), "pca")
     clusterer = clusterer or hdbscan_clusterer()
     labels = np.full(len(x), -1)
     if clusterer is not None and len(x) >= MIN_POINTS:
         labels = np.asarray(clusterer(x, min_cluster_size(len(x))), dtype=int)
-    clusters = cluster_summaries(x, losses, labels)
+    clusters = cluster_summaries(x, losses, labels, standing)
     number = {c["label"]: c["cluster"] for c in clusters}
     return {
         "xy": xy, "method": used, "clustered": clusterer is not None,

@@ -8,6 +8,7 @@ is complete.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from datetime import datetime
@@ -27,7 +28,7 @@ from .influence import Member
 from .jobs import INDEX_HTML, write_run_reports
 from .maps_job import add_generation
 from .mask_view import write_mask_view
-from .page_data import batch_entry, individual_row, page_data, relative_url
+from .page_data import VALIDATION_FOLDER, batch_entry, individual_row, page_data, relative_url
 from .process_worker import ProcessWorker, WorkerDied
 from .plot_data import RunPlotData, cma_records, optional_float, plain_generation, unit_labels
 from .run_plots import CMA_MO_PLOT, CMA_PLOT, LOSS_HISTORY_PLOT
@@ -111,6 +112,15 @@ class ReportWriter:
         if texts is not None and len(texts) != len(record.seeds):
             texts = None
         write_images(record, folder, self.settings, texts)
+
+    def on_validation_images(self, record: IndividualRecord, images, seeds: list[int], loss: float) -> None:
+        """A candidate's images on the first validation block: ``<run>/validation/<id>/``, shown on
+        the page beside the unmodified prompt's on the same seeds."""
+        run_dir = self._require_started("on_validation_images")
+        folder = run_dir / VALIDATION_FOLDER / record.individual_id
+        folder.mkdir(parents=True, exist_ok=True)
+        shown = dataclasses.replace(record, images=images, seeds=list(seeds), loss=loss, folder=folder, extra={})
+        write_images(shown, folder, self.settings)
 
     def on_generation(self, record: GenerationRecord, result: RunResult) -> None:
         self._require_started("on_generation")
@@ -206,9 +216,7 @@ class ReportWriter:
         page = page_data(self.run_dir, result, rows, units, status, plots, updated)
         plot_data = RunPlotData(
             generations=generations, unit_labels=unit_labels(units), rows=rows if size_limit > 0 else None,
-            size_limit=size_limit, baseline_loss=optional_float(result.baseline_loss),
-            # a run that measures a validation loss may record it for its best individual
-            best_validation_loss=optional_float(getattr(result, "best_validation_loss", None)))
+            size_limit=size_limit)
         maps = (map_labels(units), self._baseline_member) if units else None
         self._submit(write_run_reports, self.run_dir, plot_data, page, final, maps, coalesce="run")
 
@@ -260,9 +268,13 @@ def final_summary(run_dir: Path, result: RunResult, errors: list[str]) -> dict[s
             # result was chosen by them, else the user's seeds); "your_seeds" is on seed .. seed+B-1
             "improvement": result.paired.to_dict() if result.paired else None,
             "your_seeds": result.user_seeds.to_dict() if result.user_seeds else None,
-            # training losses, each on its own seed block: not comparable with each other
+            # on the seeds of the images shown for the result (its training seeds before its final render)
+            "shown_seeds": result.shown.to_dict() if getattr(result, "shown", None) else None,
+            # training losses, each on its own seeds (named): not comparable with each other
             "baseline_training_loss": result.baseline_loss,
+            "baseline_training_seeds": list(result.baseline.seeds) if result.baseline is not None else None,
             "best_training_loss": result.best_loss,
+            "best_training_seeds": _training_seeds(result),
             "selected_by": result.selected_by,
             "baseline_validation_loss": result.baseline_validation_loss,
             "best_validation_loss": result.best_validation_loss,
@@ -276,13 +288,28 @@ def final_summary(run_dir: Path, result: RunResult, errors: list[str]) -> dict[s
             "generations": [
                 {"generation": g.generation, "best_loss": g.best_loss, "sigma": g.sigma, "axis_ratio": g.axis_ratio,
                  "validation_loss": g.validation_loss, "validated_id": g.validated_id,
-                 "validated_loss": g.validated_loss, "training_seed": g.training_seed}
+                 "validated_loss": g.validated_loss, "training_seed": g.training_seed,
+                 # paired: the unmodified prompt on the same seeds, and the improvement over it
+                 "unmodified_loss": getattr(g, "unmodified_loss", None), "gain": getattr(g, "gain", None),
+                 "unmodified_validation_loss": getattr(g, "unmodified_validation_loss", None),
+                 "validation_gain": getattr(g, "validation_gain", None)}
                 for g in result.generations
             ],
             "config": result.config,
             "report_errors": errors,
         }
     )
+
+
+def _training_seeds(result: RunResult) -> Optional[list[int]]:
+    """The seeds the result's training loss was measured on (its generation's block)."""
+    best = result.best
+    if best is None:
+        return None
+    start = next((g.training_seed for g in result.generations if g.generation == best.generation), None)
+    if best.generation == 0 or start is None:
+        start = result.baseline.seeds[0] if result.baseline is not None and result.baseline.seeds else None
+    return None if start is None else list(range(int(start), int(start) + len(result.baseline.seeds)))
 
 
 def load_rows(run_dir: Path) -> dict[tuple[int, int], dict[str, Any]]:

@@ -190,9 +190,11 @@ def validate(run: Run, record: Optional[IndividualRecord], point: int) -> None:
         return None if record.generation else (
             lambda batches: record_reference(run, block, batches[0].images, "validation"))
 
-    losses = [float(e.loss.value) for k in run.plan.validation_blocks
-              for e in run.evaluator.evaluate([(record.positive, record.negative)], k, rendered(k))]
-    run.journal.validated(record, point, losses)
+    evaluations = [e for k in run.plan.validation_blocks
+                   for e in run.evaluator.evaluate([(record.positive, record.negative)], k, rendered(k))]
+    first = evaluations[0].batch
+    run.journal.validated(record, point, [float(e.loss.value) for e in evaluations],
+                          shown=(first.images, list(first.seeds)))
     where = None if point > run.plan.generations else point
     report(run, stage_label("validation", where, run.plan))
 
@@ -213,13 +215,21 @@ def record_reference(run: Run, block: int, images, source: str, generation: int 
 
 
 def render_reference(run: Run, g: int) -> None:
-    """The unmodified prompt on generation ``g``'s block, for the fade guard (a render the plan counts)."""
+    """The unmodified prompt on generation ``g``'s block, for the fade guard (a render the plan counts),
+    scored too: its loss is what the report compares that block's candidates with."""
     block = run.plan.training_block(g)
     if block in run.state.references:
         return
     baseline = run.state.baseline
-    (batch,), _ = run.evaluator.render([(baseline.positive, baseline.negative)], block)
-    record_reference(run, block, batch.images, "reference", g)
+    staged = []
+
+    def stage(batches) -> None:  # the guard reads this reference while the render is scored
+        staged.append(Reference.of(on_device(batches[0].images, run.evaluator.device), run.mask,
+                                   run.config.fade_guard_form))
+        run.state.stage_reference(block, staged[0])
+
+    (evaluation,) = run.evaluator.evaluate([(baseline.positive, baseline.negative)], block, stage)
+    run.journal.reference(block, staged[0], "reference", g, loss=float(evaluation.loss.value))
     report(run, stage_label("reference", g, run.plan))
 
 

@@ -272,7 +272,7 @@ REFERENCE_SOURCES = ("baseline", "validation", "reference")
 
 def _reference_problem(e: dict[str, Any]) -> Optional[str]:
     """What is wrong with a reference line: {reference, generation, block, source, stats}."""
-    unknown = set(e) - {"reference", "generation", "block", "source", "stats", "subject"}
+    unknown = set(e) - {"reference", "generation", "block", "source", "stats", "subject", "loss"}
     if unknown:
         return f"reference line has unknown keys {sorted(unknown)}"
     for name in ("generation", "block"):
@@ -283,6 +283,8 @@ def _reference_problem(e: dict[str, Any]) -> Optional[str]:
     stats = e.get("stats")
     if not number_list(stats, finite=True) or len(stats) != 2 or min(stats) < 0:
         return "stats must be two finite numbers >= 0 (contrast, colourfulness)"
+    if "loss" in e and (e["source"] != "reference" or not number_list([e["loss"]], finite=True)):
+        return f"loss must be a finite number on a reference render's line, got {e.get('loss')!r}"
     if "subject" in e:
         return subject_json_problem(e["subject"])
     return None

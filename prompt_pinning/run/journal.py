@@ -43,10 +43,13 @@ class Journal:
         self.state.apply(evaluation_entry(record, self.run_dir), record.images, record.traces)
         self._save_best()
 
-    def validated(self, record: IndividualRecord, point: int, losses: list[float]) -> None:
+    def validated(self, record: IndividualRecord, point: int, losses: list[float], shown=None) -> None:
+        """``shown``: (images, seeds) of the first validation block, for the report's side-by-side view."""
         entry = {"validation": True, "generation": point, "id": record.individual_id,
                  "of": [record.generation, record.index], "loss": float(np.mean(losses)),
                  "losses": [float(x) for x in losses]}
+        if shown is not None and self.sink is not None and hasattr(self.sink, "on_validation_images"):
+            self.sink.on_validation_images(record, shown[0], list(shown[1]), float(losses[0]))
         self.store.append_event(entry)
         self.state.apply(entry)
         self._save_best()
@@ -81,12 +84,16 @@ class Journal:
         self.store.append_event(entry)
         self.state.apply(entry, images, traces)
 
-    def reference(self, block: int, reference, source: str, generation: int = 0) -> None:
-        """The unmodified prompt's ``fade_guard.Reference`` on seed block ``block`` (``source``: which render)."""
+    def reference(self, block: int, reference, source: str, generation: int = 0,
+                  loss: Optional[float] = None) -> None:
+        """The unmodified prompt's ``fade_guard.Reference`` on seed block ``block`` (``source``: which
+        render), and its loss there when the render was scored for it (a reference render)."""
         entry = {"reference": True, "generation": int(generation), "block": int(block), "source": source,
                  "stats": [float(x) for x in reference.stats]}
         if reference.subject is not None:
             entry["subject"] = reference.subject.to_json()
+        if loss is not None:
+            entry["loss"] = float(loss)
         self.store.append_event(entry)
         self.state.apply(entry)
 

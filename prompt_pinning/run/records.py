@@ -74,6 +74,14 @@ class GenerationRecord:
     validated_id: Optional[str] = None
     validated_loss: Optional[float] = None
     training_seed: Optional[int] = None  # first seed of this generation's renders
+    # Paired with the unmodified prompt: its loss on this generation's block (None: not scored
+    # there), the generation best's improvement over it; the same on the validation seeds for
+    # the best validated so far.
+    block: int = 0
+    unmodified_loss: Optional[float] = None
+    gain: Optional[float] = None
+    unmodified_validation_loss: Optional[float] = None
+    validation_gain: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,17 @@ class PairedScore:
     basis: str  # "validation seeds" (held out) or "your seeds" (the run's seed .. seed+B-1)
     baseline: float
     result: float
+    seeds: tuple[int, ...] = field(default=(), compare=False)  # the seeds both were rendered with
+
+    @classmethod
+    def of(cls, basis: str, baseline: Any, result: Any, seeds=()) -> Optional["PairedScore"]:
+        """From two ``SeedLoss`` values on the same block (refused otherwise); None if one is missing."""
+        from .paired import improvement
+
+        if baseline is None or result is None:
+            return None
+        improvement(baseline, result)  # raises UnpairedError for losses on different seeds
+        return cls(basis, baseline.value, result.value, tuple(int(s) for s in seeds))
 
     @property
     def improvement(self) -> Optional[float]:
@@ -92,9 +111,15 @@ class PairedScore:
             return None
         return float((self.baseline - self.result) / self.baseline)
 
+    def seed_text(self) -> str:
+        """``seeds 265-272`` (runs of consecutive seeds joined), or the basis alone without seeds."""
+        from .paired import seed_ranges
+
+        return f"{self.basis} ({seed_ranges(self.seeds)})" if self.seeds else self.basis
+
     def to_dict(self) -> dict[str, Any]:
-        return {"basis": self.basis, "baseline_loss": self.baseline, "result_loss": self.result,
-                "improvement": self.improvement}
+        return {"basis": self.basis, "seeds": list(self.seeds), "baseline_loss": self.baseline,
+                "result_loss": self.result, "improvement": self.improvement}
 
 
 @dataclass
@@ -122,6 +147,18 @@ class RunResult:
     # else the user's seeds) and the comparison on the user's seeds; None until known.
     paired: Optional[PairedScore] = None
     user_seeds: Optional[PairedScore] = None
+    # The comparison on the seeds of the images shown for ``best`` (the user's once it is rendered
+    # there; before that, e.g. an interrupted run, its training seeds); None where not measured.
+    shown: Optional[PairedScore] = None
+
+    def scores(self) -> list[PairedScore]:
+        """The distinct paired comparisons: headline, on the user's seeds, on the seeds shown."""
+        found: list[PairedScore] = []
+        for score in (self.paired, self.user_seeds, self.shown):
+            if score is not None and all(score is not s and (score.seeds, score.basis) != (s.seeds, s.basis)
+                                         for s in found):
+                found.append(score)
+        return found
 
     @property
     def best_loss(self) -> float:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .evaluation_log import record_from_entry
+from .paired import VALIDATION, SeedLoss, improvement, lowest, lowest_value, ranked, spread
 from .plan import RunPlan
 from .records import GenerationRecord, IndividualRecord, PairedScore, RunResult
 from ..score.fade_guard import Reference
@@ -61,6 +62,7 @@ class RunState:
         self.final: Optional[dict[str, Any]] = None
         self.images: dict[str, tuple[torch.Tensor, Optional[np.ndarray], list[int]]] = {}
         self.references: dict[int, Reference] = {}  # seed block -> the unmodified prompt's fade guard reference
+        self.reference_losses: dict[int, float] = {}  # seed block -> the unmodified prompt's loss (reference renders)
         self.references_rendered = 0  # the plan's reference renders done
         self.done = 0  # individual renders, as the plan counts them
 
@@ -97,23 +99,33 @@ class RunState:
         records = self.generation(g)
         losses = [r.loss for r in records]
         validated = self.validated_at.get(g)
-        best_validation = min((v[0] for v in self.validations.values()), default=None)
+        best_validation = lowest_value(self.validation_loss(i) for i in self.validations)
+        block_best = lowest_value(self.training_loss(r) for r in records)
+        unmodified = self.unmodified(self.plan.training_block(g))
+        unmodified_validation = self.unmodified(VALIDATION)
         record = GenerationRecord(
             generation=g, losses=losses, individual_ids=[r.individual_id for r in records],
             sigma=float(entry["sigma"]), centroid=np.array(entry["centroid"], dtype=np.float64),
             diag_std=np.array(entry["diag_std"], dtype=np.float64), axis_ratio=float(entry["axis_ratio"]),
-            eigenvalues=np.array(entry["eigenvalues"], dtype=np.float64), best_loss=float(min(losses)),
+            eigenvalues=np.array(entry["eigenvalues"], dtype=np.float64),
+            best_loss=block_best.value if block_best else float("nan"),
             folder=Path(self.run_dir) / f"{g:08d}" if self.run_dir is not None else None,
-            validation_loss=best_validation, validated_id=validated,
+            validation_loss=best_validation.value if best_validation else None, validated_id=validated,
             validated_loss=self.validations[validated][0] if validated else None,
-            training_seed=self.settings.seed + self.plan.training_block(g) * self.settings.batch_size)
+            training_seed=self.settings.seed + self.plan.training_block(g) * self.settings.batch_size,
+            block=self.plan.training_block(g), unmodified_loss=unmodified.value if unmodified else None,
+            gain=improvement(unmodified, block_best),
+            unmodified_validation_loss=unmodified_validation.value if unmodified_validation else None,
+            validation_gain=improvement(unmodified_validation, best_validation))
         self.generation_records.append(record)
-        line = {"gen": g, "nevals": len(records), "min": float(np.min(losses)), "avg": float(np.mean(losses)),
-                "max": float(np.max(losses)), "std": float(np.std(losses)),
+        summary = spread(self.training_loss(r) for r in records)
+        line = {"gen": g, "block": record.block, "nevals": len(records), "min": summary["min"],
+                "avg": summary["mean"], "max": summary["max"], "std": summary["std"],
                 "best": self.block_leader(self.plan.training_block(g), up_to=g).loss,
+                "unmodified": record.unmodified_loss, "gain": record.gain,
                 "sigma": record.sigma, "axis_ratio": record.axis_ratio, **_stage_seconds(records)}
         if self.plan.validation_batches:
-            line["val"] = best_validation
+            line["val"] = record.validation_loss
         self.logbook.append(line)
 
     def _apply_final(self, entry: dict[str, Any]) -> None:
@@ -124,9 +136,49 @@ class RunState:
         profile = entry.get("subject")
         self.references[int(entry["block"])] = Reference(
             np.array(entry["stats"], dtype=np.float64), None if profile is None else SubjectProfile.from_json(profile))
+        if "loss" in entry:
+            self.reference_losses[int(entry["block"])] = float(entry["loss"])
         if entry["source"] == "reference":
             self.references_rendered += 1
             self.done += 1
+
+    def stage_reference(self, block: int, reference: Reference) -> None:
+        """The fade guard's reference of a render being scored, before its event is journaled
+        (the same value the event then applies; a run stopped in between renders it again)."""
+        self.references[int(block)] = reference
+
+    # -- paired losses --------------------------------------------------------------
+    def training_loss(self, record: IndividualRecord) -> SeedLoss:
+        """A record's training loss with its seed block."""
+        return SeedLoss(record.loss, self.plan.training_block(record.generation))
+
+    def validation_loss(self, ident: str) -> SeedLoss:
+        """A validated candidate's mean loss on the validation seeds."""
+        return SeedLoss(self.validations[ident][0], VALIDATION)
+
+    def unmodified(self, block) -> Optional[SeedLoss]:
+        """The unmodified prompt's loss on ``block`` (a training block or VALIDATION); None where
+        it was not scored there (training blocks other than 0 are scored by the fade guard's
+        reference renders only)."""
+        if self.baseline is None:
+            return None
+        if block == VALIDATION:
+            ident = self.baseline.individual_id
+            return self.validation_loss(ident) if ident in self.validations else None
+        if block == 0:
+            return SeedLoss(self.baseline.loss, 0)
+        return SeedLoss(self.reference_losses[block], block) if block in self.reference_losses else None
+
+    def gain(self, record: IndividualRecord) -> Optional[float]:
+        """A record's improvement over the unmodified prompt on its own training block (None: unknown)."""
+        loss = self.training_loss(record)
+        return improvement(self.unmodified(loss.block), loss)
+
+    def _tie(self, ident: str) -> tuple[float, int, int]:
+        """Equal validation losses: the larger gain on its own training block, then the earlier."""
+        record = self.by_id[ident]
+        gain = self.gain(record)
+        return (-gain if gain is not None else float("inf"), *_order(record))
 
     # -- questions ----------------------------------------------------------------
     @property
@@ -159,7 +211,7 @@ class RunState:
                 if since < g <= up_to and self.plan.training_block(g) == block]
         if block == 0 and since == 0 and self.baseline is not None:
             pool.append(self.baseline)
-        return min(pool, key=lambda r: (r.loss, r.generation, r.index)) if pool else None
+        return lowest(pool, self.training_loss, tie=_order)
 
     def validation_candidate(self, point: int) -> Optional[IndividualRecord]:
         """Who is validated after generation ``point``: the lowest training loss since the
@@ -174,7 +226,7 @@ class RunState:
         if self.plan.validation_batches:
             if not self.validations:
                 return self.baseline
-            ident = min(self.validations, key=lambda i: (self.validations[i][0], self.by_id[i].loss))
+            ident = lowest(self.validations, self.validation_loss, tie=self._tie)
             return self.by_id[ident]
         latest = max((g for g, _ in self.by_slot), default=0)
         return self.block_leader(self.plan.training_block(latest))
@@ -182,14 +234,14 @@ class RunState:
     def hall_of_fame(self) -> list[IndividualRecord]:
         """The best candidates, ranked on common seeds (validation, else the selected one's block)."""
         if self.plan.validation_batches:
-            ids = sorted(self.validations, key=lambda i: (self.validations[i][0], self.by_id[i].loss))
+            ids = ranked(self.validations, self.validation_loss, tie=self._tie)
             return [self.view(self.by_id[i]) for i in ids[:HALL_OF_FAME_SIZE]]
         chosen = self.selected()
         if chosen is None:
             return []
         block = self.plan.training_block(chosen.generation)
         pool = [r for (g, _), r in self.by_slot.items() if self.plan.training_block(g) == block]
-        return [self.view(r) for r in sorted(pool, key=lambda r: r.loss)[:HALL_OF_FAME_SIZE]]
+        return [self.view(r) for r in ranked(pool, self.training_loss, tie=_order)[:HALL_OF_FAME_SIZE]]
 
     def view(self, record: Optional[IndividualRecord], with_images: bool = False) -> Optional[IndividualRecord]:
         """``record`` with its validation losses and, if asked and kept, its images."""
@@ -221,12 +273,34 @@ class RunState:
             return None, None
         user = None
         if self.final is not None and self.final["id"] == chosen.individual_id:
-            user = PairedScore("your seeds", baseline.loss, float(self.final["loss"]))
+            user = PairedScore.of("your seeds", self.unmodified(0), SeedLoss(float(self.final["loss"]), 0),
+                                  self.block_seeds(0))
         if self.plan.validation_batches and chosen.individual_id in self.validations \
                 and baseline.individual_id in self.validations:
-            return PairedScore("validation seeds", self.validations[baseline.individual_id][0],
-                               self.validations[chosen.individual_id][0]), user
+            return PairedScore.of("validation seeds", self.unmodified(VALIDATION),
+                                  self.validation_loss(chosen.individual_id), self.validation_seeds()), user
         return user, user
+
+    def shown_score(self) -> Optional[PairedScore]:
+        """The result against the unmodified prompt on the seeds of the images shown for it: the
+        user's once the final render is in, else its training block (None where the unmodified
+        prompt was not scored there)."""
+        chosen = self.selected()
+        if chosen is None:
+            return None
+        if self.final is not None and self.final["id"] == chosen.individual_id:
+            return self.paired_scores()[1]
+        loss = self.training_loss(chosen)
+        basis = "your seeds" if loss.block == 0 else "its training seeds"
+        return PairedScore.of(basis, self.unmodified(loss.block), loss, self.block_seeds(loss.block))
+
+    def block_seeds(self, block: int) -> list[int]:
+        """The first seeds of a training block's images (variation seeds aside)."""
+        first = self.settings.seed + block * self.settings.batch_size
+        return list(range(first, first + self.settings.batch_size))
+
+    def validation_seeds(self) -> list[int]:
+        return [s for k in self.plan.validation_blocks for s in self.block_seeds(k)]
 
     def result(self, reason: str, *, config: dict[str, Any], units: list, validation_seeds: list[int]) -> RunResult:
         headline, user = self.paired_scores()
@@ -238,7 +312,7 @@ class RunState:
             logbook=list(self.logbook),
             selected_by="validation" if self.plan.validation_batches and self.validations else "training",
             validation_seeds=validation_seeds, centroid=self.view(self.centroid),
-            paired=headline, user_seeds=user)
+            paired=headline, user_seeds=user, shown=self.shown_score())
 
     def _prune_images(self) -> None:
         """Keep the baseline's, the selected candidate's, the next one to validate and the final render."""
@@ -252,6 +326,11 @@ class RunState:
 
 
 RESULT_FOLDER = "result"
+
+
+def _order(record: IndividualRecord) -> tuple[int, int]:
+    """Ties go to the earlier candidate (the unmodified prompt first): never to a loss on other seeds."""
+    return record.generation, record.index
 
 
 def _no_images(settings) -> torch.Tensor:
