@@ -72,20 +72,26 @@ def test_packing_equals_one_call_per_individual(sampler, max_images):
             assert np.array_equal(batch.traces, hyperbatch.traces(4, 8))
 
 
-def test_thread_count_changes_no_denoised_value_and_render_restores_it():
+def test_thread_count_changes_no_rendered_image_and_render_restores_it():
     from prompt_pinning.builtin.conditioning import conditioning_rows
     model = BuiltinRenderer().denoiser(64, 64)
     cond, uncond = conditioning_rows([p for p in PROMPTS for _ in range(5)])
     x = torch.randn((len(cond), 4, 16, 16), generator=torch.Generator().manual_seed(3))
+    s = settings(batch_size=2, steps=3)
     one = model(x, 0.7, cond=cond, uncond=uncond, cond_scale=5.0)
+    rendered_one = BuiltinRenderer().render(PROMPTS[:2], s)
     torch.set_num_threads(2)
     try:
         two = model(x, 0.7, cond=cond, uncond=uncond, cond_scale=5.0)
-        BuiltinRenderer().render(PROMPTS[:1], settings(batch_size=1, steps=2))  # samples on one thread
+        rendered_two = BuiltinRenderer().render(PROMPTS[:2], s)  # samples on one thread
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
-    assert torch.equal(one, two)
+    # the renderer samples on one thread whatever the caller's count: its images are the same bit for bit
+    for a, b in zip(rendered_one, rendered_two):
+        assert torch.equal(a.images, b.images)
+    # the model itself on two threads: the same up to float32 rounding (how a CPU splits sums varies)
+    assert torch.allclose(one, two, rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
