@@ -1,0 +1,19 @@
+"""Issue 33's failures of the run's bookkeeping: each test here failed before its fix."""
+import numpy as np
+import pytest
+
+from prompt_pinning.run import checkpoint as ckpt
+from test_run import FakeRenderer, make_config, run_pinning
+
+
+def test_the_size_limiters_penalty_is_counted_once_in_the_first_objective(outdir):
+    result = run_pinning(make_config(outdir, targets=["t.png"], size_limit=0.05, initial_radius=0.5,
+                                     generations=3), FakeRenderer())
+    entries = [e for e in ckpt.read_individuals(result.run_dir) if e["extra"]["fitness"]]
+    penalised = [e for e in entries if e["extra"]["penalty"] > 1e-6]
+    assert penalised, "the limit is small enough that samples cross it"
+    for e in entries:
+        loss, penalty = e["loss"], e["extra"]["penalty"]
+        size = float(np.linalg.norm(e["offsets"]))
+        assert e["extra"]["fitness"][0] == pytest.approx(loss + penalty, rel=1e-12, abs=1e-15)
+        assert e["extra"]["fitness"][1] == pytest.approx(size + penalty, rel=1e-12, abs=1e-15)
