@@ -17,3 +17,15 @@ def test_the_size_limiters_penalty_is_counted_once_in_the_first_objective(outdir
         size = float(np.linalg.norm(e["offsets"]))
         assert e["extra"]["fitness"][0] == pytest.approx(loss + penalty, rel=1e-12, abs=1e-15)
         assert e["extra"]["fitness"][1] == pytest.approx(size + penalty, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("torn", [10, (1 << 20) + 17, 3 << 20])
+@pytest.mark.parametrize("complete", [0, 2])
+def test_a_torn_last_line_of_any_length_is_cut(tmp_path, torn, complete):
+    path = tmp_path / ckpt.EVALUATIONS_FILE
+    lines = b"".join(b'{"line": %d}\n' % i for i in range(complete))
+    path.write_bytes(lines + b'{"torn": "' + b"x" * torn)
+    ckpt.drop_torn_tail(tmp_path)
+    assert path.read_bytes() == lines
+    ckpt.drop_torn_tail(tmp_path)  # a whole log is left as it is
+    assert path.read_bytes() == lines

@@ -56,25 +56,33 @@ def record_from_entry(entry: dict[str, Any], run_dir: Optional[Path], images: to
 
 
 def drop_torn_tail(run_dir: Path) -> None:
-    """Cut a last line left half-written by a crash, so new lines start on a line of their own."""
+    """Cut a last line left half-written by a crash (of any length), so new lines start on a
+    line of their own."""
     path = Path(run_dir) / EVALUATIONS_FILE
     if path.is_symlink() or not path.is_file():
         return
-    size = path.stat().st_size
-    if size == 0:
-        return
     with open(path, "rb+") as f:
-        f.seek(max(0, size - (1 << 20)))
-        tail = f.read()
-        if tail.endswith(b"\n"):
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
             return
-        cut = tail.rfind(b"\n")
-        keep = size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= (1 << 20) else None)
-        if keep is None:
-            raise ResumeError(f"{path}: a last line over 1 MiB without an end; the log is damaged")
+        f.seek(end - 1)
+        if f.read(1) == b"\n":
+            return
+        keep, position = 0, end
+        while position > 0:  # back from the end, a chunk at a time, to the last newline
+            start = max(0, position - _CHUNK)
+            f.seek(start)
+            cut = f.read(position - start).rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            position = start
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
+
+
+_CHUNK = 1 << 20
 
 
 EntryCheck = Callable[[dict[str, Any]], Optional[str]]

@@ -137,14 +137,20 @@ def write_json_atomic(path: Path | str, value: Any, *, durable: bool = True) -> 
 
 def append_json_line(path: Path | str, value: Any) -> None:
     """Append ``value`` as one JSON line and force it to disk (never through a symlink)."""
-    line = (json_text(value, indent=None) + "\n").encode("utf-8")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o666)
+    line = memoryview((json_text(value, indent=None) + "\n").encode("utf-8"))
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    try:  # O_EXCL first: a new log's name must reach the disk too (its folder is fsynced)
+        fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666), True
+    except FileExistsError:
+        fd, created = os.open(path, flags), False
     try:
-        os.write(fd, line)
+        while line:  # os.write may take fewer bytes than given
+            line = line[os.write(fd, line):]
         os.fsync(fd)
     finally:
         os.close(fd)
+    if created:
+        sync_folder(Path(path).parent)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
