@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from prompt_pinning.run import checkpoint as ckpt
-from test_run import FakeRenderer, make_config, run_pinning
+from test_run import FakeRenderer, FakeVector, make_config, run_pinning
 
 
 def test_the_size_limiters_penalty_is_counted_once_in_the_first_objective(outdir):
@@ -29,3 +29,33 @@ def test_a_torn_last_line_of_any_length_is_cut(tmp_path, torn, complete):
     assert path.read_bytes() == lines
     ckpt.drop_torn_tail(tmp_path)  # a whole log is left as it is
     assert path.read_bytes() == lines
+
+
+def test_a_journaled_slot_whose_id_differs_from_the_search_is_refused_not_rendered_again(outdir):
+    import json
+
+    from prompt_pinning.run.checks import ResumeError
+    from prompt_pinning.run.rundir import individual_id
+    from test_run import resume_pinning
+
+    done = []
+    stopped = run_pinning(make_config(outdir, targets=["t.png"], initial_std=0.2), FakeRenderer(),
+                          should_stop=lambda: bool(done) and done[-1] == 6,
+                          progress=lambda s, d, t: done.append(d)).run_dir
+    log = stopped / ckpt.EVALUATIONS_FILE
+    lines = log.read_text().splitlines()
+    last = json.loads(lines[-1])
+    assert last["generation"] >= 1 and "closed" not in last  # a generation part done
+    last["offsets"] = [x + 0.01 for x in last["offsets"]]  # another candidate in that slot
+    last["id"] = individual_id(np.array(last["offsets"]))
+    last["folder"] = f"{last['generation']:08d}/{last['id']}"
+    config = make_config(outdir)
+    last["positive"], last["negative"] = FakeVector(config.positive, config.negative).render(
+        np.array(last["offsets"]))
+    log.write_text("\n".join(lines[:-1] + [json.dumps(last)]) + "\n")
+    before = log.read_bytes()
+    renderer = FakeRenderer()
+    with pytest.raises(ResumeError, match=rf"generation {last['generation']}, individual {last['index']}"):
+        resume_pinning(stopped, renderer, raise_errors=True)
+    assert log.read_bytes().startswith(before) and log.read_bytes().count(b'"index": %d' % last["index"]) \
+        == before.count(b'"index": %d' % last["index"])

@@ -34,6 +34,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .builders import Builders
+from .checks import ResumeError
+from .evaluation_log import EVALUATIONS_FILE
 from ..config import PinningConfig
 from .plan import stage_label
 from ..prompt.units import MAX_PROMPT_WEIGHT
@@ -158,8 +160,13 @@ def evaluate(run: Run, g: int, items: list[tuple[np.ndarray, float, object]],
     each, and give every candidate its fitness. ``items``: (offsets, the bound's penalty, candidate or None)."""
     first = run.plan.population_size(g) if centroid else 0
     known = {first + i: run.state.by_slot.get((g, first + i)) for i in range(len(items))}
-    pending = [(first + i, item) for i, item in enumerate(items)
-               if known[first + i] is None or known[first + i].individual_id != individual_id(item[0])]
+    for i, (offsets, _, _) in enumerate(items):
+        logged = known[first + i]
+        if logged is not None and logged.individual_id != individual_id(offsets):
+            raise ResumeError(f"{EVALUATIONS_FILE}: generation {g}, individual {first + i} is logged as "
+                              f"{logged.individual_id}, but the search's state gives {individual_id(offsets)} "
+                              "there; the log and the checkpoint are not one run's")
+    pending = [(first + i, item) for i, item in enumerate(items) if known[first + i] is None]
     for i, (_, penalty, candidate) in enumerate(items):
         if candidate is not None and (first + i) not in dict(pending):
             run.optimizer.assign(candidate, known[first + i].loss + penalty)
