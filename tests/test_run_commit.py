@@ -59,3 +59,25 @@ def test_a_journaled_slot_whose_id_differs_from_the_search_is_refused_not_render
         resume_pinning(stopped, renderer, raise_errors=True)
     assert log.read_bytes().startswith(before) and log.read_bytes().count(b'"index": %d' % last["index"]) \
         == before.count(b'"index": %d' % last["index"])
+
+
+def test_interrupt_resume_interrupt_still_shows_the_selected_candidates_images(outdir):
+    """A leader logged before the first stop and validated after the resume keeps its images."""
+    from test_run import resume_pinning
+
+    config = dict(validation_batches=1, seed_schedule="rotating", generations=4, initial_std=0.3, targets=["t.png"])
+    shown = set()
+    for k in range(27, 36):  # every stop inside the last generation, before its validation
+        done, again = [], []
+        cut = run_pinning(make_config(outdir / str(k), **config), FakeRenderer(),
+                          should_stop=lambda: bool(done) and done[-1] >= k, progress=lambda s, d, t: done.append(d))
+        assert cut.stop_reason == "interrupted"
+        resumed = resume_pinning(cut.run_dir, FakeRenderer(), should_stop=lambda: bool(again) and again[-1] > k,
+                                 progress=lambda s, d, t: again.append(d))
+        assert resumed.stop_reason == "interrupted"
+        best = resumed.best
+        (rendered,) = FakeRenderer().render([(best.positive, best.negative)], make_config(outdir).generation.with_(
+            seed=best.seeds[0]))
+        assert best.images.shape[0] == 2 and best.images.equal(rendered.images)
+        shown.add(best.generation)
+    assert shown - {0}, "some resumed run selects a candidate of the search"

@@ -20,13 +20,13 @@ def strict_json(text):
 
 @pytest.fixture
 def stopped(outdir):
-    """A run with explicit targets, stopped part way through a generation after a best was saved."""
+    """A run with explicit targets, stopped part way through a generation after a candidate's images were kept."""
     done = []
-    best = outdir / "runs" / "prompt_pins" / "00000000" / ckpt.BEST_FILE
+    run_dir = outdir / "runs" / "prompt_pins" / "00000000"
     result = run_pinning(make_config(outdir / "runs", targets=["t.png"], initial_std=0.2), FakeRenderer(),
-                         should_stop=lambda: best.exists() and done[-1] % 8 == 3,
+                         should_stop=lambda: ckpt.kept_ids(run_dir) and done[-1] % 8 == 3,
                          progress=lambda s, d, t: done.append(d))
-    assert result.stop_reason == "interrupted" and (result.run_dir / ckpt.BEST_FILE).is_file()
+    assert result.stop_reason == "interrupted" and ckpt.kept_ids(result.run_dir)
     return result.run_dir
 
 
@@ -58,10 +58,12 @@ def test_the_stopped_run_resumes_from_its_fixture(stopped, outdir):
 
 
 @pytest.mark.parametrize("name", [ckpt.CONFIG_FILE, ckpt.CHECKPOINT_FILE, "arrays", ckpt.BASELINE_FILE,
-                                  ckpt.TARGETS_FILE, ckpt.BEST_FILE, ckpt.MARKER_FILE])
+                                  ckpt.TARGETS_FILE, "kept", ckpt.MARKER_FILE])
 def test_a_truncated_file_is_an_error_naming_it_and_nothing_is_written(stopped, name):
     if name == "arrays":
         name = json.loads((stopped / ckpt.CHECKPOINT_FILE).read_text())["arrays"]
+    if name == "kept":
+        name = ckpt.kept_path(stopped, ckpt.kept_ids(stopped)[0]).relative_to(stopped).as_posix()
     truncate(stopped / name)
     before = snapshot(stopped)
     assert name in resume_error(stopped)

@@ -12,9 +12,13 @@ Files in the run folder (data formats only: nothing here is ever unpickled):
   file and that file's SHA-256, so the pair is always read consistently: the
   arrays file of a generation is written before the JSON that points to it,
   and the previous one is removed only after.
-* ``baseline.npz`` / ``targets.npz`` / ``best.npz`` / ``result.npz``: the unmodified
-  prompt's images, explicit target images, the selected candidate's images (its
-  own seeds) and the result rendered on the user's seeds.
+* ``baseline.npz`` / ``targets.npz`` / ``result.npz``: the unmodified prompt's
+  images, explicit target images and the result rendered on the user's seeds.
+* ``kept/<id>.npz``: the images (on their own seeds) of every candidate the run
+  may still show: the selected one and the next one to validate. Each is written
+  before the log line that makes it needed and removed after the line that makes
+  it not, so whatever the log says is selected has its images on disk.
+  (``best.npz``, the selected candidate's images in earlier folders, is still read.)
 * ``run_state.json``: whether the run is running, completed, interrupted or
   stopped by an error (with the message).
 
@@ -51,7 +55,8 @@ CHECKPOINT_FILE = "checkpoint.json"
 STATE_FILE = "run_state.json"
 BASELINE_FILE = "baseline.npz"
 TARGETS_FILE = "targets.npz"
-BEST_FILE = "best.npz"
+BEST_FILE = "best.npz"  # read only: earlier folders' selected candidate
+KEPT_FOLDER = "kept"
 RESULT_FILE = "result.npz"
 LEGACY_FILES = ("checkpoint.pkl", "baseline.pt", "targets.pt", "best.pt")
 
@@ -225,6 +230,21 @@ def load_images(path: Path, settings: GenerationSettings, *, count: Optional[int
     if ident is not None and not is_id(ident):
         raise ResumeError(f"{path}: bad individual id {ident!r}")
     return torch.from_numpy(images), ident
+
+
+def kept_path(run_dir: Path, ident: str) -> Path:
+    """Where a candidate's kept images are (see the module's list of files)."""
+    if not is_id(ident):
+        raise ValueError(f"bad individual id {ident!r}")
+    return Path(run_dir) / KEPT_FOLDER / f"{ident}.npz"
+
+
+def kept_ids(run_dir: Path) -> list[str]:
+    """The ids whose images ``kept/`` holds (other names there are ignored)."""
+    folder = Path(run_dir) / KEPT_FOLDER
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.iterdir() if p.suffix == ".npz" and is_id(p.stem))
 
 
 # -- the checkpoint ---------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The run's journal: the run store plus the report sink, in the order that keeps a run resumable.
 
-Each event is written to the store's append-only log (``evaluations.jsonl``) and
-handed to ``RunState.apply``; images and reports come first, so a logged line
-is the commit point. ``replay`` reads the log back for a resume.
+Each event is handed to ``RunState.apply`` and written to the store's append-only
+log (``evaluations.jsonl``); images and reports come first, so a logged line is
+the commit point: the images of every candidate the state keeps (the selected
+one, the next to validate) are on disk before the line that needs them, and
+removed after the line that no longer does. ``replay`` reads the log back for a resume.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class Journal:
         self.store = store
         self.sink = sink
         self.state = state
-        self._best_saved: Optional[str] = None
+        self._on_disk: set[str] = set()  # ids whose images the store keeps
 
     @property
     def run_dir(self) -> Optional[Path]:
@@ -38,17 +40,18 @@ class Journal:
             self.store.save_images("baseline", record.images)
         if self.sink is not None:  # images and stats first: the log line is the commit point
             self.sink.on_individual(record)
-        self.store.append_evaluation(record)
         self.state.apply(evaluation_entry(record, self.run_dir), record.images, record.traces)
-        self._save_best()
+        self._keep_images()
+        self.store.append_evaluation(record)
+        self._drop_images()
 
     def validated(self, record: IndividualRecord, point: int, losses: list[float]) -> None:
         entry = {"validation": True, "generation": point, "id": record.individual_id,
                  "of": [record.generation, record.index], "loss": float(np.mean(losses)),
                  "losses": [float(x) for x in losses]}
-        self.store.append_event(entry)
         self.state.apply(entry)
-        self._save_best()
+        self.store.append_event(entry)
+        self._drop_images()
 
     def closed(self, generation: int, distribution, result_now) -> None:
         entry = {"closed": True, "generation": generation, "sigma": float(distribution.sigma),
@@ -90,18 +93,23 @@ class Journal:
     def checkpoint(self, generation: int, optimizer_state) -> None:
         self.store.save_checkpoint(ckpt.Checkpoint(generation, optimizer_state), self.state.plan.units)
 
-    def _save_best(self) -> None:
-        """Keep the selected candidate's images on disk, so a resumed run can show them."""
-        chosen = self.state.selected()
-        if chosen is None or chosen.generation == 0 or chosen.individual_id == self._best_saved:
-            return
-        kept = self.state.images.get(chosen.individual_id)
-        if kept is not None:
-            self.store.save_images("best", kept[0], chosen.individual_id)
-            self._best_saved = chosen.individual_id
+    def _keep_images(self) -> None:
+        """Store the images of every candidate the state keeps (before the line that makes it keep them)."""
+        baseline = self.state.baseline.individual_id if self.state.baseline is not None else None
+        for ident, (images, _, _) in self.state.images.items():
+            if ident not in ("final", baseline) and ident not in self._on_disk:
+                self.store.keep_images(ident, images)
+                self._on_disk.add(ident)
 
-    def replay(self, events: list[dict[str, Any]], images: dict[str, Any]) -> None:
-        """Apply logged events in order; ``images`` maps ids (and "final") to saved batches."""
+    def _drop_images(self) -> None:
+        """Remove the stored images the state no longer keeps (after the line that made it so)."""
+        for ident in sorted(self._on_disk - set(self.state.images)):
+            self.store.drop_images(ident)
+            self._on_disk.discard(ident)
+
+    def replay(self, events: list[dict[str, Any]], images: dict[str, Any], on_disk: set[str]) -> None:
+        """Apply logged events in order; ``images`` maps ids (and "final") to saved batches,
+        ``on_disk``: the ids whose images the store keeps."""
         for entry in events:
             key = "final" if entry.get("final") is True else entry.get("id")
             kept = images.get(key) if not any(entry.get(k) is True for k in ("validation", "closed", "reference")) \
@@ -109,8 +117,7 @@ class Journal:
             if entry.get("final") is True and kept is not None and kept[1] != entry["id"]:
                 kept = None
             self.state.apply(entry, None if kept is None else kept[0])
-        chosen = self.state.selected()
-        self._best_saved = chosen.individual_id if chosen is not None else None
+        self._on_disk = set(on_disk)
 
     def write_state(self, status: str, result: Optional[RunResult] = None) -> None:
         info: dict[str, Any] = {"generation": self.state.closed + 1, "evaluations": self.state.done}

@@ -178,7 +178,7 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     events = store.read_events(_entry_check(run, checkpoint.generation))
     _check_events(folder / ckpt.EVALUATIONS_FILE, events, run, checkpoint.generation)
     images = _saved_images(store, config, events)
-    run.journal.replay(events, images)
+    run.journal.replay(events, images, set(store.kept_ids()))
     _check_references(folder / ckpt.EVALUATIONS_FILE, run)
     if run.state.baseline is not None:
         if targets is None:
@@ -227,17 +227,20 @@ def _load_targets(store: FolderStore, config: PinningConfig, had_targets: bool):
 
 
 def _saved_images(store: FolderStore, config: PinningConfig, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The batches a resumed run shows again: the baseline's, the selected one's and the result's."""
+    """The batches a resumed run may show again: the baseline's, the kept ones' and the result's."""
     settings, batch = config.generation, config.generation.batch_size
     images: dict[str, Any] = {}
     first = next((e for e in events if ckpt.is_evaluation(e)), None)  # the baseline (_check_events)
     if first is not None:
         baseline, _ = ckpt.load_images(store.image_path("baseline"), settings, count=batch)
         images[first["id"]] = (baseline, first["id"])
-    for name, key in (("best", None), ("result", "final")):
-        path = store.image_path(name)
+    logged = {e["id"] for e in events if ckpt.is_evaluation(e)}
+    paths = [store.image_path("best"), *(ckpt.kept_path(store.run_dir, i) for i in store.kept_ids() if i in logged)]
+    for path, key in [*((p, None) for p in paths), (store.image_path("result"), "final")]:
         if path.exists() or path.is_symlink():
             kept, ident = ckpt.load_images(path, settings, count=batch, with_id=True)
+            if key is None and path.parent.name == ckpt.KEPT_FOLDER and ident != path.stem:
+                raise ckpt.ResumeError(f"{path}: holds the images of {ident}, not of {path.stem}")
             images[key or ident] = (kept, ident)
     return images
 

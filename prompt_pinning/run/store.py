@@ -31,6 +31,10 @@ class RunStore(Protocol):
 
     def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None: ...
 
+    def keep_images(self, ident: str, images: torch.Tensor) -> None: ...
+
+    def drop_images(self, ident: str) -> None: ...
+
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]: ...
 
     def generation_folder(self, generation: int) -> Optional[Path]: ...
@@ -88,6 +92,15 @@ class FolderStore:
     def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
         ckpt.save_checkpoint(self.run_dir, checkpoint, n)
 
+    def keep_images(self, ident: str, images: torch.Tensor) -> None:
+        ckpt.save_images(ckpt.kept_path(self.run_dir, ident), images, ident)
+
+    def drop_images(self, ident: str) -> None:
+        ckpt.kept_path(self.run_dir, ident).unlink(missing_ok=True)
+
+    def kept_ids(self) -> list[str]:
+        return ckpt.kept_ids(self.run_dir)
+
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
         return create_individual_dir(self.run_dir, generation, ident)
 
@@ -127,6 +140,12 @@ class MemoryStore:
 
     def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
         self.checkpoint = checkpoint
+
+    def keep_images(self, ident: str, images: torch.Tensor) -> None:
+        pass  # the run's state holds them; a memory run is never resumed
+
+    def drop_images(self, ident: str) -> None:
+        pass
 
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
         return None
