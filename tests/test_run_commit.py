@@ -81,3 +81,30 @@ def test_interrupt_resume_interrupt_still_shows_the_selected_candidates_images(o
         assert best.images.shape[0] == 2 and best.images.equal(rendered.images)
         shown.add(best.generation)
     assert shown - {0}, "some resumed run selects a candidate of the search"
+
+
+class TracingRenderer(FakeRenderer):
+    """Hyperbatch-like: each batch comes with its sampler's traces."""
+
+    def render(self, prompts, settings, progress=None):
+        batches = super().render(prompts, settings, progress)
+        for batch in batches:
+            batch.traces = batch.images.mean(dim=(1, 2, 3)).double().numpy()[:, None] * np.arange(1.0, 4.0)
+        return batches
+
+
+def test_a_resume_whose_result_is_the_baseline_keeps_its_traces(outdir):
+    from test_run import resume_pinning
+
+    config = dict(generations=2, validation_batches=0, seed_schedule="fixed")  # its own target: the baseline wins
+    full = run_pinning(make_config(outdir / "full", **config), TracingRenderer())
+    assert full.best.generation == 0 and full.best.traces is not None
+    log = full.run_dir / ckpt.EVALUATIONS_FILE  # a crash before the result's line
+    lines = log.read_text().splitlines(keepends=True)
+    assert '"final": true' in lines[-1]
+    log.write_text("".join(lines[:-1]))
+    (full.run_dir / ckpt.RESULT_FILE).unlink()
+    resumed = resume_pinning(full.run_dir, TracingRenderer())
+    assert resumed.stop_reason == "completed" and resumed.best.generation == 0
+    assert resumed.best.traces is not None and np.array_equal(resumed.best.traces, full.best.traces)
+

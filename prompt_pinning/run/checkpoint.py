@@ -200,27 +200,39 @@ def config_from_dict(data: dict[str, Any], run_dir: Optional[Path] = None) -> Pi
 
 # -- images ---------------------------------------------------------------------
 
-def save_images(path: Path, images: torch.Tensor, ident: Optional[str] = None) -> None:
+def save_images(path: Path, images: torch.Tensor, ident: Optional[str] = None,
+                traces: Optional[np.ndarray] = None) -> None:
+    """A batch (with its individual's id and its sampler's traces, when given)."""
     arrays = {"images": images.detach().cpu().to(torch.float32).numpy()}
     if ident is not None:
         arrays["id"] = np.array(ident)
+    if traces is not None:
+        arrays["traces"] = np.asarray(traces, dtype=np.float64)
     write_bytes_atomic(path, npz_bytes(arrays))
 
 
 def load_images(path: Path, settings: GenerationSettings, *, count: Optional[int] = None,
                 with_id: bool = False) -> tuple[torch.Tensor, Optional[str]]:
     """A saved image batch, checked: (count, 3, height, width) float32 in [0, 1]."""
+    images, ident, _ = load_batch(path, settings, count=count, with_id=with_id)
+    return images, ident
+
+
+def load_batch(path: Path, settings: GenerationSettings, *, count: Optional[int] = None,
+               with_id: bool = False) -> tuple[torch.Tensor, Optional[str], Optional[np.ndarray]]:
+    """``load_images`` and the batch's traces (None when the file holds none)."""
     h, w = settings.height, settings.width
 
     def shape_ok(shape: tuple[int, ...]) -> bool:
         return (len(shape) == 4 and shape[1:] == (3, h, w) and 1 <= shape[0] <= MAX_IMAGES_PER_FILE
                 and (count is None or shape[0] == count))
 
-    expected: dict[str, tuple[str, Callable]] = {"images": ("f", shape_ok)}
+    expected: dict[str, tuple[str, Callable]] = {"images": ("f", shape_ok),
+                                                 "traces": ("f", lambda shape: 1 <= len(shape) <= 4)}
     if with_id:
         expected["id"] = ("U", lambda shape: shape == ())
     try:
-        arrays = read_npz(path, expected)
+        arrays = read_npz(path, expected, optional=frozenset({"traces"}))
     except FileFormatError as error:
         raise ResumeError(str(error)) from None
     images = arrays["images"]
@@ -229,7 +241,10 @@ def load_images(path: Path, settings: GenerationSettings, *, count: Optional[int
     ident = str(arrays["id"]) if with_id else None
     if ident is not None and not is_id(ident):
         raise ResumeError(f"{path}: bad individual id {ident!r}")
-    return torch.from_numpy(images), ident
+    traces = arrays.get("traces")
+    if traces is not None and traces.shape[0] != images.shape[0]:
+        raise ResumeError(f"{path}: traces for {traces.shape[0]} images, the batch has {images.shape[0]}")
+    return torch.from_numpy(images), ident, traces
 
 
 def kept_path(run_dir: Path, ident: str) -> Path:

@@ -219,13 +219,13 @@ ArrayCheck = Callable[[tuple[int, ...]], bool]
 
 
 def read_npz(path: Path | str, expected: dict[str, tuple[str, ArrayCheck]],
-             limit: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+             limit: int = MAX_NPZ_BYTES, optional: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz``, as user input: no pickle, dtype and shape checked first.
 
     ``expected`` maps each member to (dtype kind letters, shape check); the
     header is checked before any data is read, so a forged shape allocates nothing,
     and members must be stored uncompressed (as ``np.savez`` writes them), so a
-    read never holds more than the file itself.
+    read never holds more than the file itself. Members named in ``optional`` may be absent.
     """
     path = Path(path)
     _regular_file(path, limit)
@@ -234,11 +234,13 @@ def read_npz(path: Path | str, expected: dict[str, tuple[str, ArrayCheck]],
         with zipfile.ZipFile(path) as archive:
             names = {info.filename: info for info in archive.infolist()}
             wanted = {f"{name}.npy" for name in expected}
-            if set(names) != wanted:
+            if not set(names) <= wanted or wanted - set(names) - {f"{name}.npy" for name in optional}:
                 raise FileFormatError(path, f"holds {sorted(names)}, expected {sorted(wanted)}")
             if any(info.compress_type != zipfile.ZIP_STORED for info in names.values()):
                 raise FileFormatError(path, "has compressed members; the project writes them stored")
             for name, (kinds, check) in expected.items():
+                if f"{name}.npy" not in names:
+                    continue
                 with archive.open(names[f"{name}.npy"]) as member:
                     out[name] = _read_member(path, name, member, kinds, check, names[f"{name}.npy"].file_size)
     except (zipfile.BadZipFile, EOFError, OSError) as error:

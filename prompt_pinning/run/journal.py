@@ -37,7 +37,7 @@ class Journal:
 
     def evaluated(self, record: IndividualRecord) -> None:
         if record.generation == 0:
-            self.store.save_images("baseline", record.images)
+            self.store.save_images("baseline", record.images, traces=record.traces)
         if self.sink is not None:  # images and stats first: the log line is the commit point
             self.sink.on_individual(record)
         self.state.apply(evaluation_entry(record, self.run_dir), record.images, record.traces)
@@ -71,7 +71,7 @@ class Journal:
     def final(self, record: IndividualRecord, images: torch.Tensor, traces, seeds: list[int], loss: float,
               infotexts: list[str]) -> None:
         """The result rendered (or, for the baseline, already rendered) on the user's seeds."""
-        self.store.save_images("result", images, record.individual_id)
+        self.store.save_images("result", images, record.individual_id, traces)
         entry = {"final": True, "generation": None, "id": record.individual_id,
                  "of": [record.generation, record.index], "seeds": [int(s) for s in seeds], "loss": float(loss)}
         if self.sink is not None and hasattr(self.sink, "on_result"):
@@ -96,9 +96,9 @@ class Journal:
     def _keep_images(self) -> None:
         """Store the images of every candidate the state keeps (before the line that makes it keep them)."""
         baseline = self.state.baseline.individual_id if self.state.baseline is not None else None
-        for ident, (images, _, _) in self.state.images.items():
+        for ident, (images, traces, _) in self.state.images.items():
             if ident not in ("final", baseline) and ident not in self._on_disk:
-                self.store.keep_images(ident, images)
+                self.store.keep_images(ident, images, traces)
                 self._on_disk.add(ident)
 
     def _drop_images(self) -> None:
@@ -108,7 +108,7 @@ class Journal:
             self._on_disk.discard(ident)
 
     def replay(self, events: list[dict[str, Any]], images: dict[str, Any], on_disk: set[str]) -> None:
-        """Apply logged events in order; ``images`` maps ids (and "final") to saved batches,
+        """Apply logged events in order; ``images`` maps ids (and "final") to saved (images, id, traces),
         ``on_disk``: the ids whose images the store keeps."""
         for entry in events:
             key = "final" if entry.get("final") is True else entry.get("id")
@@ -116,7 +116,7 @@ class Journal:
                 else None
             if entry.get("final") is True and kept is not None and kept[1] != entry["id"]:
                 kept = None
-            self.state.apply(entry, None if kept is None else kept[0])
+            self.state.apply(entry, *((None, None) if kept is None else (kept[0], kept[2])))
         self._on_disk = set(on_disk)
 
     def write_state(self, status: str, result: Optional[RunResult] = None) -> None:

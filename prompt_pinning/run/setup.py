@@ -232,16 +232,16 @@ def _saved_images(store: FolderStore, config: PinningConfig, events: list[dict[s
     images: dict[str, Any] = {}
     first = next((e for e in events if ckpt.is_evaluation(e)), None)  # the baseline (_check_events)
     if first is not None:
-        baseline, _ = ckpt.load_images(store.image_path("baseline"), settings, count=batch)
-        images[first["id"]] = (baseline, first["id"])
+        baseline, _, traces = ckpt.load_batch(store.image_path("baseline"), settings, count=batch)
+        images[first["id"]] = (baseline, first["id"], traces)
     logged = {e["id"] for e in events if ckpt.is_evaluation(e)}
     paths = [store.image_path("best"), *(ckpt.kept_path(store.run_dir, i) for i in store.kept_ids() if i in logged)]
     for path, key in [*((p, None) for p in paths), (store.image_path("result"), "final")]:
         if path.exists() or path.is_symlink():
-            kept, ident = ckpt.load_images(path, settings, count=batch, with_id=True)
+            kept, ident, traces = ckpt.load_batch(path, settings, count=batch, with_id=True)
             if key is None and path.parent.name == ckpt.KEPT_FOLDER and ident != path.stem:
                 raise ckpt.ResumeError(f"{path}: holds the images of {ident}, not of {path.stem}")
-            images[key or ident] = (kept, ident)
+            images[key or ident] = (kept, ident, traces)
     return images
 
 

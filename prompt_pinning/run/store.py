@@ -27,11 +27,11 @@ class RunStore(Protocol):
 
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None: ...
 
-    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None: ...
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None: ...
 
     def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None: ...
 
-    def keep_images(self, ident: str, images: torch.Tensor) -> None: ...
+    def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None: ...
 
     def drop_images(self, ident: str) -> None: ...
 
@@ -83,8 +83,8 @@ class FolderStore:
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
         ckpt.save_run_config(self.run_dir, config, resolved)
 
-    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None:
-        ckpt.save_images(self.run_dir / IMAGE_FILES[name], images, ident)
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None:
+        ckpt.save_images(self.run_dir / IMAGE_FILES[name], images, ident, traces)
 
     def image_path(self, name: str) -> Path:
         return self.run_dir / IMAGE_FILES[name]
@@ -92,8 +92,8 @@ class FolderStore:
     def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
         ckpt.save_checkpoint(self.run_dir, checkpoint, n)
 
-    def keep_images(self, ident: str, images: torch.Tensor) -> None:
-        ckpt.save_images(ckpt.kept_path(self.run_dir, ident), images, ident)
+    def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None:
+        ckpt.save_images(ckpt.kept_path(self.run_dir, ident), images, ident, traces)
 
     def drop_images(self, ident: str) -> None:
         ckpt.kept_path(self.run_dir, ident).unlink(missing_ok=True)
@@ -135,13 +135,13 @@ class MemoryStore:
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
         self.config = {"config": config.to_dict(), "resolved": resolved}
 
-    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None:
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None:
         self.images[name] = (images, ident)
 
     def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
         self.checkpoint = checkpoint
 
-    def keep_images(self, ident: str, images: torch.Tensor) -> None:
+    def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None:
         pass  # the run's state holds them; a memory run is never resumed
 
     def drop_images(self, ident: str) -> None:
