@@ -108,3 +108,58 @@ def test_a_resume_whose_result_is_the_baseline_keeps_its_traces(outdir):
     assert resumed.stop_reason == "completed" and resumed.best.generation == 0
     assert resumed.best.traces is not None and np.array_equal(resumed.best.traces, full.best.traces)
 
+
+
+@pytest.mark.parametrize("schedule,validation", [("rotating", 1), ("fixed", 0), ("fixed", 2)])
+def test_run_state_keeps_its_leaders_as_records_arrive_and_holds_no_pair_losses(schedule, validation):
+    """The leaders kept per event are the ones a search of every record finds (ties included)."""
+    from types import SimpleNamespace
+
+    from prompt_pinning.run.plan import RunPlan
+    from prompt_pinning.run.rundir import individual_id
+    from prompt_pinning.run.state import HALL_OF_FAME_SIZE, RunState
+    from prompt_pinning.search.seed_blocks import validation_blocks, validation_points
+
+    lam, generations, batch = 6, 12, 3
+    points = tuple(validation_points(generations, lam, validation))
+    plan = RunPlan(units=2, generations=generations, schedule=schedule, first_population=lam, population=lam,
+                   validation_batches=validation, validation_points=points, with_centroid=False,
+                   validation_blocks=tuple(validation_blocks(schedule, generations, validation)))
+    state, rng = RunState(plan, SimpleNamespace(seed=0, batch_size=batch, height=4, width=4)), np.random.default_rng(3)
+
+    def evaluated(g, i):
+        offsets = rng.normal(size=2)
+        state.apply({"generation": g, "index": i, "id": individual_id(offsets), "folder": None,
+                     "offsets": offsets.tolist(), "positive": f"{g} {i}", "negative": "",
+                     "seeds": list(range(batch)), "loss": float(rng.integers(0, 5)),  # many ties
+                     "pair_losses": [0.5] * 9, "size": 1.0, "render_seconds": 0.0, "loss_seconds": 0.0,
+                     "extra": {"image_losses": [0.5] * batch, "level_values": [0.1]}})
+
+    def searched(block, since, up_to):
+        pool = [r for (g, _), r in state.by_slot.items() if since < g <= up_to and plan.training_block(g) == block]
+        pool += [state.baseline] if block == 0 and since == 0 else []
+        return min(pool, key=lambda r: (r.loss, r.generation, r.index), default=None)
+
+    evaluated(0, 0)
+    for g in range(1, generations + 1):
+        for i in range(lam):
+            evaluated(g, i)
+        block = plan.training_block(g)
+        assert state.block_leader(block) is searched(block, 0, generations + 1)
+        if g in points:
+            last = max([p for p in points if p < g], default=0)
+            leader = state.validation_candidate(g)
+            assert leader is searched(block, last, g)
+            state.apply({"validation": True, "generation": g, "id": leader.individual_id,
+                         "of": [leader.generation, leader.index], "loss": float(rng.integers(0, 3)),
+                         "losses": [1.0] * validation})
+        if validation and state.validations:
+            best = min(state.validations, key=lambda i: (state.validations[i][0], state.by_id[i].loss))
+            assert state.selected() is state.by_id[best]
+        elif not validation:
+            assert state.selected() is searched(block, 0, generations + 1)
+            pool = [r for (h, _), r in state.by_slot.items() if plan.training_block(h) == block]
+            assert [r.individual_id for r in state.hall_of_fame()] == \
+                [r.individual_id for r in sorted(pool, key=lambda r: r.loss)[:HALL_OF_FAME_SIZE]]
+    assert all(r.pair_losses.size == 0 and "image_losses" not in r.extra for r in state.by_slot.values())
+    assert len({id(r.seeds) for r in state.by_slot.values()}) <= len({plan.training_block(g) for g in range(13)})
