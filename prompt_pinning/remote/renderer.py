@@ -148,6 +148,17 @@ class WebUIApiRenderer:
                                        f"(it has: {', '.join(sorted(info.schedulers))})")
         self._checked.add(key)
 
+    def host_settings(self) -> dict[str, Any]:
+        """The run's fingerprint here: every instance's image options (equal: ``connect``), the
+        init images' hashes and the instance set (recorded, not compared on resume)."""
+        from ..run.fingerprint import image_hash
+
+        options = self.connect().options
+        return {**{key: _known(options.get(key)) for key in IMAGE_OPTIONS},
+                "init_images": [image_hash(str(image).encode("ascii")) for image in self.init_images]
+                if self.init_images else [],
+                "instances": [instance.url for instance in self.instances]}
+
     def report_info(self) -> dict[str, Any]:
         """The instances, how many individuals each rendered, and the faults (for the run's report)."""
         return {"renderer": self.name,

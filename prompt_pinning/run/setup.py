@@ -28,6 +28,7 @@ from .plan import RunPlan, make_plan, same_seed_reference
 from .records import ReportSink, UnitRow
 from ..rendering import Renderer
 from .state import RunState
+from .fingerprint import fingerprint_differences, render_fingerprint
 from .store import FolderStore, RunStore
 from .mask import apply_mask, load_run_mask, mask_record, new_run_mask, save_run_mask
 from ..score.tags import with_tags
@@ -97,9 +98,8 @@ class Run:
 
 
 def host_settings(renderer: Renderer) -> dict[str, Any]:
-    """What the renderer says a resume must match (model, VAE, mode...); {} when it says nothing."""
-    settings = getattr(renderer, "host_settings", None)
-    return dict(settings()) if callable(settings) else {}
+    """What a resume must match: the renderer's fingerprint (``fingerprint``)."""
+    return render_fingerprint(renderer)
 
 
 def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, open_store: Callable[[], RunStore],
@@ -167,9 +167,7 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
             f"{run.plan.units} (another tokenizer or model?); it cannot be continued here")
     _check_same(config_file, "its plan", run.plan.differences(resolved.get("plan")))
     saved_host = resolved.get("host") if isinstance(resolved.get("host"), dict) else {}
-    _check_same(config_file, "the host's settings",
-                [f"{k}: the run used {saved_host.get(k)!r}, this host has {run.host.get(k)!r}"
-                 for k in sorted(set(saved_host) | set(run.host)) if saved_host.get(k) != run.host.get(k)])
+    _check_same(config_file, "the renderer's settings", fingerprint_differences(saved_host, run.host))
     run.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
     checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
     targets = _load_targets(store, config, bool(target_names))
