@@ -119,3 +119,30 @@ def test_on_forge_the_fingerprint_names_the_checkpoint_to_load_and_the_vae_modul
         assert found["model"] == forge_stand_in.CHECKPOINT and found["vae"] == "sdxl_vae.safetensors"
     finally:
         webui_stand_in.reset()
+
+
+def test_a_fan_out_instance_that_renders_differently_is_refused_before_the_run(tmp_path):
+    from prompt_pinning.remote.renderer import InstanceMismatch
+
+    settings = config(tmp_path).generation
+    with FakeWebUI() as a, FakeWebUI() as b, FakeWebUI(drift=1) as odd:
+        with pytest.raises(InstanceMismatch, match=rf"webui {odd.url}: the canary request .* other images than on "
+                                                   rf"{a.url} .*no option differs"):
+            WebUIApiRenderer([a.url, b.url, odd.url], timeout=10).check(settings)
+        assert [len(x.renders) for x in (a, b, odd)] == [1, 1, 1]  # one canary each
+        WebUIApiRenderer([a.url, b.url], timeout=10).check(settings)  # the same images: accepted
+        assert a.renders[-1] == b.renders[-1]
+    with FakeWebUI() as a, FakeWebUI(vae_hash="0000000000") as other_vae:
+        with pytest.raises(InstanceMismatch, match=r"sd_vae_hash '0000000000' there"):
+            WebUIApiRenderer([a.url, other_vae.url], timeout=10).check(settings)
+
+
+def test_the_command_line_refuses_a_drifting_instance_before_any_folder(tmp_path, capsys):
+    from prompt_pinning.cli import main
+
+    with FakeWebUI() as a, FakeWebUI(drift=1) as odd:
+        code = main(["--webui", a.url, "--webui", odd.url, "--seed", "5", "--batch-size", "2", "--steps", "4",
+                     "--width", "32", "--height", "32", "--generations", "1", "--lambda", "4",
+                     "--outdir", str(tmp_path / "out"), "--no-progress"])
+        assert code == 2 and f"webui {odd.url}: the canary request" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
