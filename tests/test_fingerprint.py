@@ -146,3 +146,18 @@ def test_the_command_line_refuses_a_drifting_instance_before_any_folder(tmp_path
                      "--outdir", str(tmp_path / "out"), "--no-progress"])
         assert code == 2 and f"webui {odd.url}: the canary request" in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
+
+
+def test_a_part_the_renderer_cannot_know_is_recorded_as_unknown_and_shown_in_the_report(outdir):
+    from prompt_pinning.reports import ReportWriter
+    from test_run import FakeRenderer, make_config
+    from test_run import run_pinning as run_fake
+
+    class VaeUnknown(FakeRenderer):
+        def host_settings(self):
+            return {"model": "abc123", "vae": None}
+
+    result = run_fake(make_config(outdir, generations=1), VaeUnknown(), sink=ReportWriter(worker="thread"))
+    assert saved_host(result.run_dir) == {"renderer": "fake", "model": "abc123", "vae": "unknown"}
+    page = (result.run_dir / "index.html").read_text(encoding="utf-8")
+    assert '"vae": "unknown"' in page or '"vae":"unknown"' in page
