@@ -58,6 +58,7 @@ class Run:
     mask: Optional[torch.Tensor] = None  # the target mask (run/mask.py)
     next_generation: int = 0
     host: dict[str, Any] = field(default_factory=dict)
+    target_names: list = field(default_factory=list)  # a resumed run's, as recorded (display only)
 
     @property
     def run_dir(self) -> Optional[Path]:
@@ -79,7 +80,8 @@ class Run:
     def config_dict(self) -> dict[str, Any]:
         # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
         about = getattr(self.renderer, "report_info", None)
-        return {**self.config.to_dict(), "resolved": self.resolved(),
+        shown = {**self.config.to_dict(), **({"targets": list(self.target_names)} if self.target_names else {})}
+        return {**shown, "resolved": self.resolved(),
                 "run_dir": str(self.run_dir) if self.run_dir else None,
                 **({"renderer": about()} if callable(about) else {})}
 
@@ -160,6 +162,7 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     config, resolved, target_names = ckpt.load_saved_run(folder)
     run = _assemble(config, renderer, builders, lambda: store, sink, should_stop, progress, bool(target_names),
                     resolved)
+    run.target_names = target_names
     config_file = folder / ckpt.CONFIG_FILE
     if resolved.get("N") != run.plan.units:
         raise ckpt.ResumeError(

@@ -63,6 +63,7 @@ class FolderStore:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.lock = RunLock(self.run_dir)
+        self.logged_folders: set[str] = set()  # the individual folders the log names
 
     @classmethod
     def create(cls, outdir: Path | str) -> "FolderStore":
@@ -102,19 +103,24 @@ class FolderStore:
         return ckpt.kept_ids(self.run_dir)
 
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
-        return create_individual_dir(self.run_dir, generation, ident)
+        return create_individual_dir(self.run_dir, generation, ident, frozenset(self.logged_folders))
 
     def generation_folder(self, generation: int) -> Optional[Path]:
         return generation_dir(self.run_dir, generation)
 
     def append_evaluation(self, record: IndividualRecord) -> None:
-        ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
+        entry = ckpt.evaluation_entry(record, self.run_dir)
+        ckpt.append_evaluation(self.run_dir, entry)
+        if entry["folder"]:
+            self.logged_folders.add(entry["folder"])
 
     def append_event(self, entry: dict[str, Any]) -> None:
         ckpt.append_evaluation(self.run_dir, entry)
 
     def read_events(self, check=None) -> list[dict[str, Any]]:
-        return ckpt.read_evaluations(self.run_dir, check, compact=True)
+        events = ckpt.read_evaluations(self.run_dir, check, compact=True)
+        self.logged_folders.update(e["folder"] for e in events if ckpt.is_evaluation(e) and e["folder"])
+        return events
 
     def write_state(self, status: str, **info: Any) -> None:
         ckpt.write_run_state(self.run_dir, status, **info)

@@ -1,0 +1,70 @@
+"""Resume as a replay: a run cut at every journal event, and inside each line at a random byte,
+ends with the uninterrupted run's final_result.json (or is refused by name)."""
+import json
+import random
+import shutil
+
+import pytest
+
+from prompt_pinning.reports import ReportWriter
+from prompt_pinning.run import checkpoint as ckpt
+from prompt_pinning.run import evaluation_log
+from test_run import FakeRenderer, make_config, resume_pinning, run_pinning
+
+
+def comparable(value):
+    """final_result.json without what differs between two folders of one run: names, places, timings."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items()
+                if k not in ("run", "run_dir", "outdir", "report_errors") and not k.endswith("seconds")}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
+def final_result(run_dir):
+    return comparable(json.loads((run_dir / "final_result.json").read_text(encoding="utf-8")))
+
+
+def snapshots_of_a_run(outdir, monkeypatch, settings):
+    """The run, and a copy of its folder just before each journal line was written (with that line)."""
+    cuts, real_append = [], evaluation_log.append_json_line
+    run_dir = outdir / "full" / "prompt_pins" / "00000000"
+
+    def append(path, value):
+        copy = outdir / "cuts" / f"{len(cuts):04d}"
+        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
+        cuts.append((copy, (json.dumps(value, ensure_ascii=False, allow_nan=False) + "\n").encode()))
+        real_append(path, value)
+
+    monkeypatch.setattr(evaluation_log, "append_json_line", append)
+    full = run_pinning(make_config(outdir / "full", **settings), FakeRenderer(), sink=ReportWriter(worker="thread"))
+    monkeypatch.setattr(evaluation_log, "append_json_line", real_append)
+    assert full.stop_reason == "completed"
+    return full, cuts
+
+
+SETTINGS = {
+    "validated, rotating, size limited": dict(generations=3, lambda_=4, validation_batches=1,
+                                               seed_schedule="rotating", size_limit=0.05, initial_radius=0.5,
+                                               targets=["t.png"]),
+    "fixed seeds, no validation": dict(generations=3, lambda_=4, seed_schedule="fixed"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_a_run_cut_anywhere_in_its_journal_resumes_to_the_same_final_result(outdir, monkeypatch, name):
+    full, cuts = snapshots_of_a_run(outdir, monkeypatch, SETTINGS[name])
+    expected = final_result(full.run_dir)
+    rng = random.Random(len(cuts))
+    assert len(cuts) == len(ckpt.read_evaluations(full.run_dir))
+    for k, (folder, line) in enumerate(cuts):
+        for torn in (0, rng.randrange(1, len(line) - 1)):  # at the event boundary, and inside its line
+            copy = folder.with_name(f"{folder.name}-{torn}")
+            shutil.copytree(folder, copy)
+            with open(copy / ckpt.EVALUATIONS_FILE, "ab") as log:
+                log.write(line[:torn])
+            resumed = resume_pinning(copy, FakeRenderer(), sink=ReportWriter(worker="thread"))
+            assert resumed.stop_reason == "completed", (k, torn)
+            assert final_result(copy) == expected, (k, torn)
