@@ -14,9 +14,10 @@ from test_run import FakeRenderer, make_config, resume_pinning, run_pinning
 
 def comparable(value):
     """final_result.json without what differs between two folders of one run: names, places, timings."""
-    if isinstance(value, dict):
+    if isinstance(value, dict):  # (and for fan-out: which instances rendered, how much)
         return {k: comparable(v) for k, v in value.items()
-                if k not in ("run", "run_dir", "outdir", "report_errors") and not k.endswith("seconds")}
+                if k not in ("run", "run_dir", "outdir", "report_errors", "instances") and not k.endswith("seconds")
+                and not (k == "renderer" and isinstance(v, dict))}
     if isinstance(value, list):
         return [comparable(v) for v in value]
     return value
@@ -68,3 +69,38 @@ def test_a_run_cut_anywhere_in_its_journal_resumes_to_the_same_final_result(outd
             resumed = resume_pinning(copy, FakeRenderer(), sink=ReportWriter(worker="thread"))
             assert resumed.stop_reason == "completed", (k, torn)
             assert final_result(copy) == expected, (k, torn)
+
+
+@pytest.mark.slow
+def test_a_fan_out_run_cut_anywhere_resumes_on_alike_instances_and_refuses_one_that_renders_differently(
+        tmp_path, monkeypatch):
+    from fake_webui_api import FakeWebUI
+    from prompt_pinning.remote import WebUIApiRenderer
+    from prompt_pinning.run import resume_pinning as resume_any
+    from prompt_pinning.run import run_pinning as run_any
+    from test_webui_api_run import config
+
+    cuts, real_append = [], evaluation_log.append_json_line
+    run_dir = tmp_path / "full" / "prompt_pins" / "00000000"
+
+    def append(path, value):
+        if len(cuts) % 3 == 0:  # every third event: each resume here costs a fan-out run's tail
+            copy = tmp_path / "cuts" / f"{len(cuts):04d}"
+            shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
+            cuts.append(copy)
+        else:
+            cuts.append(None)
+        real_append(path, value)
+
+    monkeypatch.setattr(evaluation_log, "append_json_line", append)
+    with FakeWebUI() as a, FakeWebUI() as b:
+        full = run_any(config(tmp_path / "full"), WebUIApiRenderer([a.url, b.url], timeout=10),
+                       sink=ReportWriter(worker="thread"))
+    monkeypatch.setattr(evaluation_log, "append_json_line", real_append)
+    expected = final_result(full.run_dir)
+    with FakeWebUI() as c, FakeWebUI() as d, FakeWebUI(drift=1) as odd:
+        for folder in filter(None, cuts):
+            with pytest.raises(ValueError, match=rf"webui {odd.url}: the canary request"):
+                resume_any(folder, WebUIApiRenderer([c.url, odd.url], timeout=10))
+            resumed = resume_any(folder, WebUIApiRenderer([c.url, d.url], timeout=10), sink=ReportWriter(worker="thread"))
+            assert resumed.stop_reason == "completed" and final_result(folder) == expected, folder.name

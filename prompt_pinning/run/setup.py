@@ -163,6 +163,9 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     run = _assemble(config, renderer, builders, lambda: store, sink, should_stop, progress, bool(target_names),
                     resolved)
     run.target_names = target_names
+    check = getattr(renderer, "check", None)  # a fan-out renderer's canary: every instance renders alike
+    if callable(check):
+        check(config.generation)
     config_file = folder / ckpt.CONFIG_FILE
     if resolved.get("N") != run.plan.units:
         raise ckpt.ResumeError(
