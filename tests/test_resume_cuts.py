@@ -27,22 +27,41 @@ def final_result(run_dir):
     return comparable(json.loads((run_dir / "final_result.json").read_text(encoding="utf-8")))
 
 
-def snapshots_of_a_run(outdir, monkeypatch, settings):
-    """The run, and a copy of its folder just before each journal line was written (with that line)."""
+def snapshots_of_a_run(outdir, monkeypatch, settings=None, start=None, every=1):
+    """The run, and a copy of its folder just before each ``every``-th journal line was written
+    (with that line). ``start(outdir)``: the run (default: the fake renderer with ``settings``)."""
     cuts, real_append = [], evaluation_log.append_json_line
     run_dir = outdir / "full" / "prompt_pins" / "00000000"
+    lines = []
 
     def append(path, value):
-        copy = outdir / "cuts" / f"{len(cuts):04d}"
-        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
-        cuts.append((copy, (json.dumps(value, ensure_ascii=False, allow_nan=False) + "\n").encode()))
+        if len(lines) % every == 0:
+            copy = outdir / "cuts" / f"{len(lines):04d}"
+            shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
+            cuts.append((copy, (json.dumps(value, ensure_ascii=False, allow_nan=False) + "\n").encode()))
+        lines.append(value)
         real_append(path, value)
 
     monkeypatch.setattr(evaluation_log, "append_json_line", append)
-    full = run_pinning(make_config(outdir / "full", **settings), FakeRenderer(), sink=ReportWriter(worker="thread"))
+    if start is None:
+        full = run_pinning(make_config(outdir / "full", **settings), FakeRenderer(), sink=ReportWriter(worker="thread"))
+    else:
+        full = start(outdir / "full")
     monkeypatch.setattr(evaluation_log, "append_json_line", real_append)
-    assert full.stop_reason == "completed"
+    assert full.stop_reason == "completed" and len(lines) == len(ckpt.read_evaluations(full.run_dir))
     return full, cuts
+
+
+def resume_every_cut(cuts, resume, expected, rng):
+    for k, (folder, line) in enumerate(cuts):
+        for torn in (0, rng.randrange(1, len(line) - 1)):  # at the event boundary, and inside its line
+            copy = folder.with_name(f"{folder.name}-{torn}")
+            shutil.copytree(folder, copy)
+            with open(copy / ckpt.EVALUATIONS_FILE, "ab") as log:
+                log.write(line[:torn])
+            resumed = resume(copy)
+            assert resumed.stop_reason == "completed", (folder.name, torn)
+            assert final_result(copy) == expected, (folder.name, torn)
 
 
 SETTINGS = {
@@ -57,18 +76,32 @@ SETTINGS = {
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_a_run_cut_anywhere_in_its_journal_resumes_to_the_same_final_result(outdir, monkeypatch, name):
     full, cuts = snapshots_of_a_run(outdir, monkeypatch, SETTINGS[name])
-    expected = final_result(full.run_dir)
-    rng = random.Random(len(cuts))
-    assert len(cuts) == len(ckpt.read_evaluations(full.run_dir))
-    for k, (folder, line) in enumerate(cuts):
-        for torn in (0, rng.randrange(1, len(line) - 1)):  # at the event boundary, and inside its line
-            copy = folder.with_name(f"{folder.name}-{torn}")
-            shutil.copytree(folder, copy)
-            with open(copy / ckpt.EVALUATIONS_FILE, "ab") as log:
-                log.write(line[:torn])
-            resumed = resume_pinning(copy, FakeRenderer(), sink=ReportWriter(worker="thread"))
-            assert resumed.stop_reason == "completed", (k, torn)
-            assert final_result(copy) == expected, (k, torn)
+    resume_every_cut(cuts, lambda folder: resume_pinning(folder, FakeRenderer(), sink=ReportWriter(worker="thread")),
+                     final_result(full.run_dir), random.Random(len(cuts)))
+
+
+@pytest.mark.slow
+def test_a_builtin_run_with_the_fade_guard_a_mask_and_tags_cut_anywhere_resumes_to_the_same_result(
+        outdir, monkeypatch):
+    import numpy as np
+
+    from prompt_pinning.builtin import BuiltinRenderer
+    from prompt_pinning.config import PinningConfig
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning.run import resume_pinning as resume_any
+    from prompt_pinning.run import run_pinning as run_any
+
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[:, :16] = 255
+    settings = GenerationSettings(seed=5, batch_size=3, steps=4, width=32, height=32, cfg_scale=3.0, sampler="Euler")
+    config = PinningConfig(positive="red circle, blue background", generation=settings, cma_logging=False,
+                           generations=2, lambda_=3, target_mask=mask, wanted_tags="red", fade_guard=2.0,
+                           outdir=outdir / "full")
+    full, cuts = snapshots_of_a_run(outdir, monkeypatch, start=lambda folder: run_any(
+        config, BuiltinRenderer(), sink=ReportWriter(worker="thread")), every=3)
+    assert full.config["resolved"]["plan"]["reference_renders"] > 0  # the guard's own renders are journaled
+    resume_every_cut(cuts, lambda folder: resume_any(folder, BuiltinRenderer(), sink=ReportWriter(worker="thread")),
+                     final_result(full.run_dir), random.Random(7))
 
 
 @pytest.mark.slow

@@ -145,11 +145,12 @@ def load_run_config(run_dir: Path) -> tuple[PinningConfig, dict[str, Any]]:
     return config, resolved
 
 
-def load_saved_run(run_dir: Path) -> tuple[PinningConfig, dict[str, Any], list]:
-    """``run_config.json``, checked: the config, the resolved settings and the target names.
+def load_saved_run(run_dir: Path) -> tuple[PinningConfig, dict[str, Any], dict[str, Any]]:
+    """``run_config.json``, checked: the config, the resolved settings and the recorded inputs
+    (``targets``: the target names, ``target_mask``: how the mask was given).
 
-    The names are for display only: a resumed run takes its targets' pixels from
-    ``targets.npz`` and never opens a path written in a file.
+    The inputs are for display only: a resumed run takes its targets' and mask's pixels from
+    ``targets.npz`` and ``mask.npz`` and never opens a path written in a file.
     """
     path = Path(run_dir) / CONFIG_FILE
     data = _read_json(path, MAX_CONFIG_BYTES)
@@ -165,7 +166,9 @@ def load_saved_run(run_dir: Path) -> tuple[PinningConfig, dict[str, Any], list]:
         raise ResumeError(f"{path}: {error}") from None
     except (TypeError, ValueError, KeyError) as error:
         raise ResumeError(f"{path}: bad configuration: {error}") from None
-    return config, resolved, list(data["config"].get("targets") or [])
+    saved = data["config"]
+    return config, resolved, {"targets": list(saved.get("targets") or []),
+                              **({"target_mask": saved["target_mask"]} if saved.get("target_mask") else {})}
 
 
 _SETTING_TYPES = {"seed": int, "subseed": int, "subseed_strength": (int, float), "batch_size": int,

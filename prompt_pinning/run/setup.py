@@ -58,7 +58,7 @@ class Run:
     mask: Optional[torch.Tensor] = None  # the target mask (run/mask.py)
     next_generation: int = 0
     host: dict[str, Any] = field(default_factory=dict)
-    target_names: list = field(default_factory=list)  # a resumed run's, as recorded (display only)
+    recorded_inputs: dict[str, Any] = field(default_factory=dict)  # a resumed run's targets and mask, as recorded
 
     @property
     def run_dir(self) -> Optional[Path]:
@@ -80,7 +80,7 @@ class Run:
     def config_dict(self) -> dict[str, Any]:
         # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
         about = getattr(self.renderer, "report_info", None)
-        shown = {**self.config.to_dict(), **({"targets": list(self.target_names)} if self.target_names else {})}
+        shown = {**self.config.to_dict(), **self.recorded_inputs}
         return {**shown, "resolved": self.resolved(),
                 "run_dir": str(self.run_dir) if self.run_dir else None,
                 **({"renderer": about()} if callable(about) else {})}
@@ -159,10 +159,11 @@ def resumed_run(run_dir: Path | str, renderer: Renderer, builders: Builders, sin
 
 def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, should_stop, progress) -> Run:
     folder = store.run_dir
-    config, resolved, target_names = ckpt.load_saved_run(folder)
+    config, resolved, recorded = ckpt.load_saved_run(folder)
+    target_names = recorded["targets"]
     run = _assemble(config, renderer, builders, lambda: store, sink, should_stop, progress, bool(target_names),
                     resolved)
-    run.target_names = target_names
+    run.recorded_inputs = {k: v for k, v in recorded.items() if v}
     check = getattr(renderer, "check", None)  # a fan-out renderer's canary: every instance renders alike
     if callable(check):
         check(config.generation)
