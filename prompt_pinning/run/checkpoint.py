@@ -6,12 +6,13 @@ Files in the run folder (data formats only: nothing here is ever unpickled):
   with the format version. Only marked folders are resumed.
 * ``run_config.json``: the configuration and the resolved CMA settings.
 * ``evaluations.jsonl``: one line per finished evaluation (``evaluation_log``).
-* ``checkpoint.json`` with ``checkpoint-<generation>.npz``: at the start of
-  every generation, the optimizer's whole state (CMA strategy and random
-  state); everything else is replayed from the log. The JSON names its arrays
-  file and that file's SHA-256, so the pair is always read consistently: the
-  arrays file of a generation is written before the JSON that points to it,
-  and the previous one is removed only after.
+* ``checkpoint-<generation>.npz``: at the start of every generation, the
+  optimizer's whole state (CMA strategy and random state). The journal's
+  checkpoint line names it by SHA-256 with its scalars, after the file is
+  written; the previous file is removed only after that line, so the journal
+  alone says which state a resume restores. ``checkpoint.json`` holds the same
+  (read only for runs written before the checkpoint lines). Everything else is
+  replayed from the log.
 * ``baseline.npz`` / ``targets.npz`` / ``result.npz``: the unmodified prompt's
   images, explicit target images and the result rendered on the user's seeds.
 * ``kept/<id>.npz``: the images (on their own seeds) of every candidate the run
@@ -277,26 +278,43 @@ class Checkpoint:
     optimizer: tuple[dict[str, Any], dict[str, np.ndarray]]  # the optimizer's state()
 
 
-def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, n: int) -> None:
+def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, n: int) -> dict[str, Any]:
+    """Write the arrays file, then ``checkpoint.json`` naming it; returns the journal's checkpoint
+    event (the arrays file by name and SHA-256, and the scalars). Earlier arrays files stay until
+    the event is logged (``drop_old_arrays``)."""
     run_dir = Path(run_dir)
     scalars, opt_arrays = checkpoint.optimizer
     data = npz_bytes({f"opt_{k}": v for k, v in opt_arrays.items()})
     name = arrays_file(checkpoint.generation)
     write_bytes_atomic(run_dir / name, data)
+    event = {"checkpoint": True, "generation": checkpoint.generation, "arrays": name,
+             "sha256": hashlib.sha256(data).hexdigest(), "optimizer": scalars}
     write_json_atomic(run_dir / CHECKPOINT_FILE, {
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "generation": checkpoint.generation,
-        "arrays": name, "optimizer": scalars, "sha256": hashlib.sha256(data).hexdigest()})
-    for path in run_dir.iterdir():  # the arrays of earlier generations, now unreferenced
-        if ARRAYS_NAME.fullmatch(path.name) and path.name != name and not path.is_symlink():
+        "arrays": name, "optimizer": scalars, "sha256": event["sha256"]})
+    return event
+
+
+def drop_old_arrays(run_dir: Path, keep: str) -> None:
+    """Remove the arrays files of earlier generations (once the journal names ``keep``)."""
+    for path in Path(run_dir).iterdir():
+        if ARRAYS_NAME.fullmatch(path.name) and path.name != keep and not path.is_symlink():
             path.unlink(missing_ok=True)
 
 
-def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int) -> Checkpoint:
-    """Read and check the checkpoint; restore ``optimizer`` (freshly built) from it."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    doc = _read_json(path, MAX_CONFIG_BYTES)
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT or doc.get("version") != FORMAT_VERSION:
-        raise ResumeError(f"{path}: not a version {FORMAT_VERSION} prompt pinning checkpoint")
+def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int,
+                    named: Optional[dict[str, Any]] = None) -> Checkpoint:
+    """Read and check the checkpoint; restore ``optimizer`` (freshly built) from it. ``named``:
+    the journal's last checkpoint event, which then is the truth (``checkpoint.json`` may be one
+    generation ahead of it after a crash); without one (earlier runs), ``checkpoint.json``."""
+    if named is not None:
+        path, doc = Path(run_dir) / EVALUATIONS_FILE, named
+    else:
+        path = Path(run_dir) / CHECKPOINT_FILE
+        doc = _read_json(path, MAX_CONFIG_BYTES)
+        if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT \
+                or doc.get("version") != FORMAT_VERSION:
+            raise ResumeError(f"{path}: not a version {FORMAT_VERSION} prompt pinning checkpoint")
     g = doc.get("generation")
     if not is_int(g) or not 0 <= g <= generations + 1:
         raise ResumeError(f"{path}: generation must be a whole number from 0 to {generations + 1}, got {g!r}")
@@ -335,7 +353,7 @@ def _check_sha256(path: Path, expected: str) -> None:
     except OSError as error:
         raise FileFormatError(path, f"cannot be read: {error.strerror or error}") from None
     if digest.hexdigest() != expected:
-        raise FileFormatError(path, "does not match the checksum in checkpoint.json (truncated or edited?)")
+        raise FileFormatError(path, "does not match the checksum the run recorded for it (truncated or edited?)")
 
 
 # -- run state ----------------------------------------------------------------------

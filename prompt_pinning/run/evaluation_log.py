@@ -120,6 +120,8 @@ def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None,
             key = ("validation", entry["generation"], entry["id"])
         elif special == "reference":
             key = ("reference", "block", entry["block"])
+        elif special == "checkpoint":
+            key = ("checkpoint", len(entries))  # a resume may write a generation's again after a crash
         elif special is not None:
             key = (special, entry.get("generation"))
         else:
@@ -293,8 +295,24 @@ def _reference_problem(e: dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _checkpoint_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with a checkpoint line: {checkpoint, generation, arrays, sha256, optimizer}."""
+    unknown = set(e) - {"checkpoint", "generation", "arrays", "sha256", "optimizer"}
+    if unknown:
+        return f"checkpoint line has unknown keys {sorted(unknown)}"
+    if not is_int(e.get("generation")) or not 0 <= e["generation"] < 10**8:
+        return f"generation must be a whole number >= 0, got {e.get('generation')!r}"
+    if e.get("arrays") != f"checkpoint-{e['generation']:08d}.npz":
+        return "arrays must name the generation's checkpoint-<generation>.npz"
+    if not isinstance(e.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", e["sha256"]):
+        return "sha256 must be 64 hexadecimal digits"
+    if not isinstance(e.get("optimizer"), dict):
+        return "optimizer must be an object"
+    return None
+
+
 _SPECIAL = {"validation": _validation_problem, "closed": _closed_problem, "final": _final_problem,
-            "reference": _reference_problem}
+            "reference": _reference_problem, "checkpoint": _checkpoint_problem}
 
 
 def _extra_problem(extra: Any) -> Optional[str]:

@@ -91,7 +91,13 @@ class Journal:
         self.state.apply(entry)
 
     def checkpoint(self, generation: int, optimizer_state) -> None:
-        self.store.save_checkpoint(ckpt.Checkpoint(generation, optimizer_state), self.state.plan.units)
+        """The optimizer's state: its file first, then the line naming it by hash (the commit point)."""
+        entry = self.store.save_checkpoint(ckpt.Checkpoint(generation, optimizer_state), self.state.plan.units)
+        if entry is None:
+            return
+        self.state.apply(entry)
+        self.store.append_event(entry)
+        self.store.drop_old_checkpoints(entry["arrays"])
 
     def _keep_images(self) -> None:
         """Store the images of every candidate the state keeps (before the line that makes it keep them)."""
@@ -112,7 +118,8 @@ class Journal:
         ``on_disk``: the ids whose images the store keeps."""
         for entry in events:
             key = "final" if entry.get("final") is True else entry.get("id")
-            kept = images.get(key) if not any(entry.get(k) is True for k in ("validation", "closed", "reference")) \
+            kept = images.get(key) if not any(entry.get(k) is True for k in ("validation", "closed", "reference",
+                                                                             "checkpoint")) \
                 else None
             if entry.get("final") is True and kept is not None and kept[1] != entry["id"]:
                 kept = None

@@ -176,11 +176,17 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     saved_host = resolved.get("host") if isinstance(resolved.get("host"), dict) else {}
     _check_same(config_file, "the renderer's settings", fingerprint_differences(saved_host, run.host))
     run.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
-    checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
+    events = store.read_events(_entry_check(run))
+    named = next((e for e in reversed(events) if e.get("checkpoint") is True), None)  # the journal's word
+    checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations, named)
+    beyond = next((i for i, e in enumerate(events)
+                   if ckpt.is_evaluation(e) and e["generation"] > max(checkpoint.generation, 0)), None)
+    if beyond is not None:  # one event per line: its number is its place
+        raise ckpt.ResumeError(f"{folder / ckpt.EVALUATIONS_FILE}, line {beyond + 1}: generation "
+                               f"{events[beyond]['generation']} is beyond the checkpoint's {checkpoint.generation}")
     targets = _load_targets(store, config, bool(target_names))
     run.mask = load_run_mask(folder, resolved, config.generation)
     run.evaluator.use_loss(_loss(builders, config, targets, run))
-    events = store.read_events(_entry_check(run, checkpoint.generation))
     _check_events(folder / ckpt.EVALUATIONS_FILE, events, run, checkpoint.generation)
     images = _saved_images(store, config, events)
     run.journal.replay(events, images, set(store.kept_ids()))
@@ -250,15 +256,13 @@ def _saved_images(store: FolderStore, config: PinningConfig, events: list[dict[s
     return images
 
 
-def _entry_check(run: Run, generation: int):
-    """The run's own checks of an evaluation line: its size, its generation and its prompts."""
+def _entry_check(run: Run):
+    """The run's own checks of an evaluation line: its size and its prompts."""
     n, batch = run.plan.units, run.config.generation.batch_size
 
     def check(entry: dict[str, Any]) -> Optional[str]:
         if len(entry["offsets"]) != n:
             return f"{len(entry['offsets'])} offsets for {n} prompt units"
-        if entry["generation"] > max(generation, 0):
-            return f"generation {entry['generation']} is beyond the checkpoint's {generation}"
         if len(entry["seeds"]) != batch:
             return f"{len(entry['seeds'])} seeds for a batch of {batch}"
         prompt = run.vector.render(np.array(entry["offsets"], dtype=np.float64))

@@ -6,6 +6,8 @@ Events are the lines of the run's journal (``evaluations.jsonl``):
 * validated (``"validation": true``): its losses on the validation blocks;
 * closed (``"closed": true``): a generation's end, with the search distribution;
 * final (``"final": true``): the result scored on the user's seeds (block 0);
+* checkpoint (``"checkpoint": true``): the optimizer's state at a generation's start, naming
+  its arrays file by SHA-256 (the last one is what a resume restores);
 * reference (``"reference": true``): the fade guard's statistics of the unmodified
   prompt on one seed block, from the baseline's render there or (``"source":
   "reference"``, a render of its own that the plan counts) rendered for the guard.
@@ -43,7 +45,7 @@ HALL_OF_FAME_SIZE = 10
 
 
 def event_kind(entry: dict[str, Any]) -> str:
-    for kind in ("validation", "closed", "final", "reference"):
+    for kind in ("validation", "closed", "final", "reference", "checkpoint"):
         if entry.get(kind) is True:
             return kind
     return "evaluated"
@@ -163,6 +165,9 @@ class RunState:
     def _apply_final(self, entry: dict[str, Any]) -> None:
         self.final = dict(entry)
         self.done += 1
+
+    def _apply_checkpoint(self, entry: dict[str, Any]) -> None:
+        pass  # the optimizer's state, restored from its file on resume (setup)
 
     def _apply_reference(self, entry: dict[str, Any]) -> None:
         self.references[int(entry["block"])] = np.array(entry["stats"], dtype=np.float64)

@@ -29,7 +29,9 @@ class RunStore(Protocol):
 
     def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None: ...
 
-    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None: ...
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> Optional[dict[str, Any]]: ...
+
+    def drop_old_checkpoints(self, keep: str) -> None: ...
 
     def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None: ...
 
@@ -90,8 +92,11 @@ class FolderStore:
     def image_path(self, name: str) -> Path:
         return self.run_dir / IMAGE_FILES[name]
 
-    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
-        ckpt.save_checkpoint(self.run_dir, checkpoint, n)
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> Optional[dict[str, Any]]:
+        return ckpt.save_checkpoint(self.run_dir, checkpoint, n)
+
+    def drop_old_checkpoints(self, keep: str) -> None:
+        ckpt.drop_old_arrays(self.run_dir, keep)
 
     def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None:
         ckpt.save_images(ckpt.kept_path(self.run_dir, ident), images, ident, traces)
@@ -144,8 +149,12 @@ class MemoryStore:
     def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None:
         self.images[name] = (images, ident)
 
-    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> Optional[dict[str, Any]]:
         self.checkpoint = checkpoint
+        return None  # a memory run is never resumed: its journal needs no checkpoint lines
+
+    def drop_old_checkpoints(self, keep: str) -> None:
+        pass
 
     def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None:
         pass  # the run's state holds them; a memory run is never resumed
