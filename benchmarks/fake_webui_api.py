@@ -27,10 +27,12 @@ SAMPLERS = ["DPM++ 2M", "Euler a", "Euler", "DPM++ 2M Karras - Hyperbatch"]
 SCHEDULERS = [("automatic", "Automatic"), ("karras", "Karras"), ("exponential", "Exponential")]
 
 
-def fake_image(prompt: str, negative: str, seed: int, body: dict[str, Any]) -> Image.Image:
-    """The image a fake instance draws: a smooth pattern from a hash of everything that matters."""
+def fake_image(prompt: str, negative: str, seed: int, body: dict[str, Any], drift: int = 0) -> Image.Image:
+    """The image a fake instance draws: a smooth pattern from a hash of everything that matters
+    (``drift``: a difference of the instance that no option shows, as another attention backend)."""
     key = json.dumps([prompt, negative, seed] + [body.get(k) for k in (
-        "subseed", "subseed_strength", "steps", "cfg_scale", "width", "height", "sampler_name", "scheduler")])
+        "subseed", "subseed_strength", "steps", "cfg_scale", "width", "height", "sampler_name", "scheduler")]
+        + ([drift] if drift else []))
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
     small = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     return small.resize((int(body["width"]), int(body["height"])), Image.BILINEAR)
@@ -47,13 +49,15 @@ class FakeWebUI:
 
     def __init__(self, *, delay: float = 0.0, fail_after: Optional[int] = None, fail_mode: str = "error",
                  options: Optional[dict] = None, samplers=SAMPLERS, auth: Optional[tuple[str, str]] = None,
-                 vae_hash: str = "fedcba9876", hang_seconds: float = 30.0, max_requests: int = 2000):
+                 vae_hash: str = "fedcba9876", hang_seconds: float = 30.0, max_requests: int = 2000,
+                 drift: int = 0):
         if fail_mode not in ("error", "hang", "gone"):
             raise ValueError(f"fail_mode must be error, hang or gone, got {fail_mode!r}")
         self.delay, self.fail_after, self.fail_mode = delay, fail_after, fail_mode
         self.options = {**OPTIONS, **(options or {})}
         self.samplers, self.auth, self.vae_hash = list(samplers), auth, vae_hash
         self.hang_seconds, self.max_requests = hang_seconds, max_requests
+        self.drift = drift
         self.requests = 0
         self.renders: list[tuple[str, str, int]] = []  # (prompt, negative, first seed) per answered render
         self.bodies: list[dict[str, Any]] = []  # the answered render requests, with their path
@@ -146,7 +150,7 @@ class FakeWebUI:
         seed, size = int(body["seed"]), int(body["batch_size"])
         step = 1 if not body.get("subseed_strength") else 0
         seeds = [seed + step * i for i in range(size)]
-        images = [_png(fake_image(body["prompt"], body["negative_prompt"], s, body)) for s in seeds]
+        images = [_png(fake_image(body["prompt"], body["negative_prompt"], s, body, self.drift)) for s in seeds]
         info = {"all_seeds": seeds, "index_of_first_image": 0, "infotexts": [f"{body['prompt']}, Seed: {s}" for s in seeds],
                 "sd_model_hash": self.options["sd_checkpoint_hash"][:10], "sd_vae_hash": self.vae_hash}
         with self.lock:

@@ -161,21 +161,35 @@ class A1111Renderer:
         return out
 
     def host_settings(self) -> dict[str, Any]:
-        """What a resumed run must find again: model and VAE, CLIP skip, txt2img or img2img, hires fix."""
+        """What a resumed run must find again (its fingerprint): model and VAE as the request's
+        ``override_settings`` make them, the host options that change images, the precision and
+        attention flags, txt2img or img2img with its init images' and mask's hashes, hires fix."""
         from modules import shared
 
-        info = getattr(getattr(shared, "sd_model", None), "sd_checkpoint_info", None)
         base = self.base_p
+        overrides = dict(getattr(base, "override_settings", None) or {})
+        opts = getattr(shared, "opts", None)
         hires = None
         if getattr(base, "enable_hr", False):
             hires = {name: _plain(getattr(base, name, None)) for name in
                      ("hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
                       "denoising_strength")}
-        return {"model": _plain(getattr(info, "shorthash", None) or getattr(info, "hash", None)
-                                or getattr(info, "title", None)),
-                "vae": _plain(_loaded_vae()),
-                "clip_skip": _plain(getattr(getattr(shared, "opts", None), "CLIP_stop_at_last_layers", None)),
-                "mode": "img2img" if getattr(base, "init_images", None) else "txt2img",
+        options = {name: _plain(overrides[name] if name in overrides else getattr(opts, name, None))
+                   for name in IMAGE_OPTIONS}
+        for name in ("eta", "s_noise", "s_churn", "s_tmin", "s_tmax"):  # the request's own, over the options
+            if getattr(base, name, None) is not None:
+                options[f"request_{name}"] = _plain(getattr(base, name))
+        images = getattr(base, "init_images", None)
+        mask = getattr(base, "image_mask", None)
+        return {"model": _model_hash(overrides.get("sd_model_checkpoint")),
+                "vae": _plain(overrides["sd_vae"]) if "sd_vae" in overrides else _plain(_loaded_vae()),
+                "clip_skip": options.pop("CLIP_stop_at_last_layers"),
+                "mode": "img2img" if images else "txt2img",
+                "init_images": [_image_hash(image) for image in images] if images else [],
+                "mask": _image_hash(mask) if mask is not None else "none",
+                **({"mask_settings": {name: _plain(getattr(base, name, None)) for name in MASK_SETTINGS}}
+                   if mask is not None else {}),
+                "options": options, "precision": _precision_flags(getattr(shared, "cmd_opts", None)),
                 "hires_fix": hires}
 
     # -- one process_images call -------------------------------------------
@@ -279,13 +293,71 @@ def _output_images(processed, expected: int) -> tuple[list, list[str]]:
     raise RuntimeError(f"process_images returned {len(images)} images, expected {expected}")
 
 
+# Host options that change a render's pixels (A1111 v1.10.1 and Forge names; absent ones are recorded as None).
+IMAGE_OPTIONS = ("CLIP_stop_at_last_layers", "eta_ancestral", "eta_ddim", "s_noise", "s_churn", "s_tmin",
+                 "s_tmax", "eta_noise_seed_delta", "randn_source", "emphasis", "token_merging_ratio",
+                 "token_merging_ratio_img2img", "sd_vae_decode_method", "upcast_attn", "comma_padding_backtrack")
+PRECISION_FLAGS = ("no_half", "no_half_vae", "upcast_sampling", "precision", "xformers", "force_enable_xformers",
+                   "opt_sdp_attention", "opt_sdp_no_mem_attention", "opt_split_attention", "always_cpu",
+                   "all_in_fp32", "unet_in_fp8_e4m3fn", "attention_pytorch", "attention_split")
+MASK_SETTINGS = ("mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
+                 "inpainting_mask_invert")
+
+
+def _model_hash(title: Optional[str]) -> Any:
+    """The checkpoint's short hash: the one ``title`` names when a request overrides it, else the loaded one."""
+    from modules import shared
+
+    info = getattr(getattr(shared, "sd_model", None), "sd_checkpoint_info", None)
+    if info is None and title is None:  # Forge before its first generation: the checkpoint it will load
+        try:
+            from modules import sd_models
+            info = getattr(sd_models.model_data, "forge_loading_parameters", {}).get("checkpoint_info")
+        except (ImportError, AttributeError):
+            info = None
+        if isinstance(info, str):
+            return info
+    if title is not None:
+        try:
+            from modules import sd_models
+            info = sd_models.get_closet_checkpoint_match(title)
+        except (ImportError, AttributeError):
+            return _plain(title)
+        if info is None:
+            return _plain(title)
+    return _plain(getattr(info, "shorthash", None) or getattr(info, "hash", None) or getattr(info, "title", None))
+
+
+def _image_hash(image) -> Optional[str]:
+    """A content hash of a PIL image (mode, size and pixels)."""
+    from prompt_pinning.run.fingerprint import image_hash
+
+    tobytes = getattr(image, "tobytes", None)
+    if tobytes is None:
+        return None
+    return image_hash(f"{image.mode} {image.size}".encode() + tobytes())
+
+
+def _precision_flags(cmd_opts) -> Optional[dict[str, Any]]:
+    if cmd_opts is None:
+        return None
+    return {name: _plain(getattr(cmd_opts, name)) for name in PRECISION_FLAGS if hasattr(cmd_opts, name)}
+
+
 def _loaded_vae() -> Optional[str]:
+    from modules import shared
+
     try:
         from modules import sd_vae
     except ImportError:
-        return None
+        sd_vae = None
     loaded = getattr(sd_vae, "loaded_vae_file", None)
-    return os.path.basename(loaded) if isinstance(loaded, str) and loaded else None
+    if isinstance(loaded, str) and loaded:
+        return os.path.basename(loaded)
+    modules = getattr(getattr(shared, "opts", None), "forge_additional_modules", None)  # Forge: VAE and encoders
+    if isinstance(modules, (list, tuple)):
+        return ",".join(sorted(os.path.basename(str(m)) for m in modules)) or "the checkpoint's own"
+    return None
 
 
 def _plain(value: Any) -> Any:

@@ -28,7 +28,7 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     assert code == 0, out
     run_dir = tmp_path / "txt2img-images" / "prompt_pins" / "00000000"
     assert (run_dir / "index.html").is_file()
-    generations = sorted(p.name for p in run_dir.iterdir() if p.is_dir())
+    generations = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and p.name != "kept")  # kept: images
     assert generations == ["00000000", "00000001", "00000002", "result"]
     assert len(list((run_dir / "result").glob("*.png"))) == 2  # the result on the user's seeds
     individuals = [p for p in (run_dir / "00000001").iterdir() if p.is_dir()]

@@ -44,3 +44,32 @@ print(calls, oct(os.stat({str(tmp_path / "a.json")!r}).st_mode & 0o777))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(files.__file__))))
     assert out.stdout.split() == ["[]", "0o640"]  # no umask call; 0666 less the umask 027
+
+
+def test_a_journal_line_survives_short_writes(tmp_path, monkeypatch):
+    real_write = os.write
+
+    def short_write(fd, data):  # a write may take fewer bytes than given (a signal, a full pipe)
+        return real_write(fd, bytes(data[:5]))
+
+    monkeypatch.setattr(os, "write", short_write)
+    files.append_json_line(tmp_path / "log.jsonl", {"text": "a line longer than five bytes"})
+    files.append_json_line(tmp_path / "log.jsonl", [1, 2, 3])
+    monkeypatch.undo()
+    assert (tmp_path / "log.jsonl").read_text() == '{"text": "a line longer than five bytes"}\n[1, 2, 3]\n'
+
+
+def test_creating_a_journal_fsyncs_its_folder_once(tmp_path, monkeypatch):
+    events = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        events.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    files.append_json_line(tmp_path / "log.jsonl", {"a": 1})
+    assert events == ["file", "folder"]  # the new name reaches the disk with the line
+    events.clear()
+    files.append_json_line(tmp_path / "log.jsonl", {"a": 2})
+    assert events == ["file"]

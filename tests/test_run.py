@@ -311,11 +311,12 @@ def test_a_crash_between_the_baseline_and_the_first_checkpoint_resumes_without_r
     def progress(stage, done, total):
         if stage == "baseline":
             run_dir = next((outdir / "cut" / "prompt_pins").iterdir())
-            at_baseline.update({p.name: p.read_bytes() for p in run_dir.glob("checkpoint*")})
+            at_baseline.update({p.name: p.read_bytes() for p in [*run_dir.glob("checkpoint*"),
+                                                                  run_dir / ckpt.EVALUATIONS_FILE]})
 
     stopped = run_pinning(make_config(outdir / "cut"), FakeRenderer(), progress=progress,
                           should_stop=lambda: bool(at_baseline))
-    for path in stopped.run_dir.glob("checkpoint*"):
+    for path in [*stopped.run_dir.glob("checkpoint*"), stopped.run_dir / ckpt.EVALUATIONS_FILE]:
         path.unlink()
     for name, data in at_baseline.items():
         (stopped.run_dir / name).write_bytes(data)

@@ -20,13 +20,13 @@ def strict_json(text):
 
 @pytest.fixture
 def stopped(outdir):
-    """A run with explicit targets, stopped part way through a generation after a best was saved."""
+    """A run with explicit targets, stopped part way through a generation after a candidate's images were kept."""
     done = []
-    best = outdir / "runs" / "prompt_pins" / "00000000" / ckpt.BEST_FILE
+    run_dir = outdir / "runs" / "prompt_pins" / "00000000"
     result = run_pinning(make_config(outdir / "runs", targets=["t.png"], initial_std=0.2), FakeRenderer(),
-                         should_stop=lambda: best.exists() and done[-1] % 8 == 3,
+                         should_stop=lambda: ckpt.kept_ids(run_dir) and done[-1] % 8 == 3,
                          progress=lambda s, d, t: done.append(d))
-    assert result.stop_reason == "interrupted" and (result.run_dir / ckpt.BEST_FILE).is_file()
+    assert result.stop_reason == "interrupted" and ckpt.kept_ids(result.run_dir)
     return result.run_dir
 
 
@@ -57,18 +57,20 @@ def test_the_stopped_run_resumes_from_its_fixture(stopped, outdir):
     assert resumed.baseline_loss == full.baseline_loss and resumed.best.loss == full.best.loss
 
 
-@pytest.mark.parametrize("name", [ckpt.CONFIG_FILE, ckpt.CHECKPOINT_FILE, "arrays", ckpt.BASELINE_FILE,
-                                  ckpt.TARGETS_FILE, ckpt.BEST_FILE, ckpt.MARKER_FILE])
+@pytest.mark.parametrize("name", [ckpt.CONFIG_FILE, "arrays", ckpt.BASELINE_FILE,
+                                  ckpt.TARGETS_FILE, "kept", ckpt.MARKER_FILE])
 def test_a_truncated_file_is_an_error_naming_it_and_nothing_is_written(stopped, name):
     if name == "arrays":
         name = json.loads((stopped / ckpt.CHECKPOINT_FILE).read_text())["arrays"]
+    if name == "kept":
+        name = ckpt.kept_path(stopped, ckpt.kept_ids(stopped)[0]).relative_to(stopped).as_posix()
     truncate(stopped / name)
     before = snapshot(stopped)
     assert name in resume_error(stopped)
     assert snapshot(stopped) == before
 
 
-@pytest.mark.parametrize("name", [ckpt.CONFIG_FILE, ckpt.CHECKPOINT_FILE, "arrays", ckpt.BASELINE_FILE,
+@pytest.mark.parametrize("name", [ckpt.CONFIG_FILE, "arrays", ckpt.BASELINE_FILE,
                                   ckpt.TARGETS_FILE, ckpt.MARKER_FILE])
 def test_a_missing_file_is_an_error_naming_it(stopped, name):
     if name == "arrays":
@@ -103,16 +105,34 @@ def test_a_run_config_with_nan_or_an_unknown_setting_is_refused(stopped):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda c: c.update(generation=99), "generation"),
-    (lambda c: c.update(arrays="../../../etc/passwd"), "arrays file"),
+    (lambda c: c.update(arrays="../../../etc/passwd"), "arrays must name"),
     (lambda c: c.update(sha256="0" * 64), "checksum"),
     (lambda c: c["optimizer"].update(sigma=-1.0), "sigma"),
     (lambda c: c["optimizer"].update(pos="x"), "random state"),
-    (lambda c: c.update(version=1), "version"),
+    (lambda c: c.update(version=1), "unknown keys"),
 ])
 def test_an_edited_checkpoint_is_refused(stopped, damage, message):
-    edit_json(stopped / ckpt.CHECKPOINT_FILE, damage)
+    edit_checkpoint_line(stopped, damage)
     text = resume_error(stopped)
-    assert ckpt.CHECKPOINT_FILE in text and message in text
+    assert message in text and (ckpt.EVALUATIONS_FILE in text or ".npz: does not match" in text)
+
+
+def edit_checkpoint_line(run_dir, change):
+    """Edit the journal's last checkpoint line (what a resume restores the optimizer from)."""
+    path = run_dir / ckpt.EVALUATIONS_FILE
+    lines = path.read_text().splitlines()
+    at = max(i for i, line in enumerate(lines) if '"checkpoint": true' in line)
+    entry = json.loads(lines[at])
+    change(entry)
+    lines[at] = json.dumps(entry)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_the_journal_not_checkpoint_json_names_the_optimizers_state(stopped):
+    """checkpoint.json may be a generation ahead after a crash; the resume follows the journal."""
+    (stopped / ckpt.CHECKPOINT_FILE).write_text("{}")
+    again = resume_pinning(stopped, FakeRenderer())
+    assert again.stop_reason == "completed"
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -139,8 +159,8 @@ def test_checkpoint_arrays_with_a_forged_shape_or_nan_are_refused(stopped):
         arrays = dict(f)
     for change in ({"opt_C": np.full((9, 9), 1.0)}, {"opt_centroid": np.full(4, np.nan)}):
         ckpt.write_bytes_atomic(arrays_path, ckpt.npz_bytes({**arrays, **change}))
-        edit_json(stopped / ckpt.CHECKPOINT_FILE,
-                  lambda d: d.update(sha256=__import__("hashlib").sha256(arrays_path.read_bytes()).hexdigest()))
+        edit_checkpoint_line(
+            stopped, lambda d: d.update(sha256=__import__("hashlib").sha256(arrays_path.read_bytes()).hexdigest()))
         text = resume_error(stopped)
         assert doc["arrays"] in text and ("shape" in text or "finite" in text)
 
@@ -154,14 +174,15 @@ def test_checkpoint_arrays_with_a_forged_shape_or_nan_are_refused(stopped):
 def test_an_edited_evaluation_log_line_is_refused_with_its_line_number(stopped, field, value, message):
     path = stopped / ckpt.EVALUATIONS_FILE
     lines = path.read_text().splitlines()
-    entry = json.loads(lines[2])
+    at = [i for i, line in enumerate(lines) if '"offsets"' in line][1]  # the second evaluation
+    entry = json.loads(lines[at])
     entry[field] = value
     if field == "generation":
         entry["folder"] = f"{value:08d}/{entry['id']}"
-    lines[2] = json.dumps(entry)
+    lines[at] = json.dumps(entry)
     path.write_text("\n".join(lines) + "\n")
     text = resume_error(stopped)
-    assert f"{ckpt.EVALUATIONS_FILE}, line 3" in text and message in text
+    assert f"{ckpt.EVALUATIONS_FILE}, line {at + 1}" in text and message in text
 
 
 def test_a_log_line_torn_by_a_crash_is_dropped_and_the_run_continues(stopped, outdir):

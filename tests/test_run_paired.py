@@ -150,7 +150,7 @@ class HostRenderer(FakeRenderer):
 
 def test_resume_refuses_another_model_or_plan_naming_it(outdir):
     stopped = run_pinning(make_config(outdir), HostRenderer(), should_stop=lambda: True)
-    with pytest.raises(ckpt.ResumeError, match=r"model: the run used 'abc123', this host has 'fff000'"):
+    with pytest.raises(ckpt.ResumeError, match=r"model: the run used 'abc123', this renderer has 'fff000'"):
         resume_pinning(stopped.run_dir, HostRenderer(model="fff000"))
     path = stopped.run_dir / ckpt.CONFIG_FILE
     saved = json.loads(path.read_text())

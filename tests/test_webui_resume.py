@@ -161,7 +161,7 @@ def test_resume_of_a_foreign_folder_in_the_outputs_is_refused_and_its_files_are_
 
 
 @pytest.mark.parametrize("damage, named", [
-    (lambda d: (d / ckpt.CHECKPOINT_FILE).write_text('{"format": "prompt pinning check'), ckpt.CHECKPOINT_FILE),
+    (lambda d: [p.write_bytes(p.read_bytes()[:100]) for p in d.glob("checkpoint-*.npz")], "checkpoint-0000"),
     (lambda d: (d / ckpt.CONFIG_FILE).write_text('{"config": {"positive": "red'), ckpt.CONFIG_FILE),
     (lambda d: (d / ckpt.CONFIG_FILE).write_text(json.dumps(_with_batch_size(d, 0))), ckpt.CONFIG_FILE),
     (lambda d: (d / ckpt.BASELINE_FILE).write_bytes((d / ckpt.BASELINE_FILE).read_bytes()[:100]), ckpt.BASELINE_FILE),

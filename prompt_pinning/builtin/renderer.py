@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from functools import lru_cache
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -115,6 +115,10 @@ class BuiltinRenderer:
         self.should_stop = should_stop
         self.tokenizer = WordTokenizer()
         self.tags = bool(tags)  # return every tag's posterior with the images (builtin/tags.py)
+
+    def host_settings(self) -> dict[str, Any]:
+        """The run's fingerprint here: the built-in model has no options; its weights are the code's."""
+        return {"model": "builtin"}
 
     def tagger(self, name: str = "auto"):
         """The exact tagger of this model (``name`` "auto" or "builtin"); turns the tag posteriors on."""

@@ -37,6 +37,11 @@ POLL_SECONDS = 0.05  # how often the waiting thread looks at the stop request
 JOIN_SECONDS = 10.0  # how long a stopped render waits for requests in flight to end
 
 
+CANARY_PROMPT = ("a red circle on a blue background", "")
+CANARY_SIZE = 64
+CANARY_TOLERANCE = 2 / 255  # two PNG levels: kernels that are not bit-exact on one card
+
+
 class InstanceMismatch(ValueError):
     """Two instances would render different images for the same request."""
 
@@ -109,7 +114,7 @@ class WebUIApiRenderer:
         self.device = device if device is not None else _default_device()
         self.faults: list[dict[str, Any]] = []
         self._info: Optional[InstanceInfo] = None
-        self._checked: set[tuple[str, str]] = set()
+        self._checked: set[tuple[str, ...]] = set()
         self._hashes: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -141,7 +146,14 @@ class WebUIApiRenderer:
         return first
 
     def check(self, settings: GenerationSettings) -> None:
-        """Refuse a sampler or scheduler that an instance does not have (before any image)."""
+        """Before the run (the command line calls it): refuse a sampler or scheduler that an instance
+        does not have, and an instance whose canary render differs from the first instance's."""
+        self._check_samplers(settings)
+        if (settings.sampler, settings.scheduler, "canary") not in self._checked:
+            self._canary(settings)
+            self._checked.add((settings.sampler, settings.scheduler, "canary"))
+
+    def _check_samplers(self, settings: GenerationSettings) -> None:
         self.connect()
         key = (settings.sampler, settings.scheduler)
         if key in self._checked:
@@ -156,6 +168,42 @@ class WebUIApiRenderer:
                                        f"(it has: {', '.join(sorted(info.schedulers))})")
         self._checked.add(key)
 
+    def _canary(self, settings: GenerationSettings) -> None:
+        """Every instance renders one tiny request with the run's sampler; all must give the first
+        instance's images, else the instance is refused (what no option shows: attention, precision...)."""
+        if len(self.instances) < 2:
+            return
+        tiny = settings.with_(batch_size=1, width=CANARY_SIZE, height=CANARY_SIZE, steps=min(settings.steps, 3))
+        answers = []
+        for instance in self.instances:
+            try:
+                answers.append(instance.render(CANARY_PROMPT, tiny, self.init_images))
+            except InstanceFault as error:
+                raise InstanceMismatch(f"webui {instance.url}: the canary request before the run failed ({error})") \
+                    from None
+        (first, first_hashes), reference = answers[0], self.instances[0].url
+        for instance, (batch, hashes) in zip(self.instances[1:], answers[1:]):
+            named = [f"{k} {hashes.get(k)!r} there, {first_hashes.get(k)!r} on {reference}"
+                     for k in sorted(set(hashes) | set(first_hashes)) if hashes.get(k) != first_hashes.get(k)]
+            difference = float((batch.images - first.images).abs().max())
+            if named or difference > CANARY_TOLERANCE:
+                raise InstanceMismatch(
+                    f"webui {instance.url}: the canary request ({tiny.sampler}, {tiny.steps} steps, seed {tiny.seed}) "
+                    f"gives other images than on {reference} (largest pixel difference {difference:.3f}"
+                    + (f"; {'; '.join(named)}" if named else "; no option differs: attention backend, precision "
+                       "or an extension?") + "); every instance must render the same images")
+
+    def host_settings(self) -> dict[str, Any]:
+        """The run's fingerprint here: every instance's image options (equal: ``connect``), the
+        init images' hashes and the instance set (recorded, not compared on resume)."""
+        from ..run.fingerprint import image_hash
+
+        options = self.connect().options
+        return {**{key: _known(options.get(key)) for key in IMAGE_OPTIONS},
+                "init_images": [image_hash(str(image).encode("ascii")) for image in self.init_images]
+                if self.init_images else [],
+                "instances": [instance.url for instance in self.instances]}
+
     def report_info(self) -> dict[str, Any]:
         """The instances, how many individuals each rendered, and the faults (for the run's report)."""
         return {"renderer": self.name,
@@ -167,7 +215,7 @@ class WebUIApiRenderer:
     def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
                progress: Optional[ProgressCallback] = None) -> list[RenderedBatch]:
         prompts = check_prompt_pairs(prompts)
-        self.check(settings)
+        self._check_samplers(settings)
         if not prompts:
             return []
         pending: "queue.Queue[int]" = queue.Queue()

@@ -6,15 +6,20 @@ Files in the run folder (data formats only: nothing here is ever unpickled):
   with the format version. Only marked folders are resumed.
 * ``run_config.json``: the configuration and the resolved CMA settings.
 * ``evaluations.jsonl``: one line per finished evaluation (``evaluation_log``).
-* ``checkpoint.json`` with ``checkpoint-<generation>.npz``: at the start of
-  every generation, the optimizer's whole state (CMA strategy and random
-  state); everything else is replayed from the log. The JSON names its arrays
-  file and that file's SHA-256, so the pair is always read consistently: the
-  arrays file of a generation is written before the JSON that points to it,
-  and the previous one is removed only after.
-* ``baseline.npz`` / ``targets.npz`` / ``best.npz`` / ``result.npz``: the unmodified
-  prompt's images, explicit target images, the selected candidate's images (its
-  own seeds) and the result rendered on the user's seeds.
+* ``checkpoint-<generation>.npz``: at the start of every generation, the
+  optimizer's whole state (CMA strategy and random state). The journal's
+  checkpoint line names it by SHA-256 with its scalars, after the file is
+  written; the previous file is removed only after that line, so the journal
+  alone says which state a resume restores. ``checkpoint.json`` holds the same
+  (read only for runs written before the checkpoint lines). Everything else is
+  replayed from the log.
+* ``baseline.npz`` / ``targets.npz`` / ``result.npz``: the unmodified prompt's
+  images, explicit target images and the result rendered on the user's seeds.
+* ``kept/<id>.npz``: the images (on their own seeds) of every candidate the run
+  may still show: the selected one and the next one to validate. Each is written
+  before the log line that makes it needed and removed after the line that makes
+  it not, so whatever the log says is selected has its images on disk.
+  (``best.npz``, the selected candidate's images in earlier folders, is still read.)
 * ``run_state.json``: whether the run is running, completed, interrupted or
   stopped by an error (with the message).
 
@@ -51,7 +56,8 @@ CHECKPOINT_FILE = "checkpoint.json"
 STATE_FILE = "run_state.json"
 BASELINE_FILE = "baseline.npz"
 TARGETS_FILE = "targets.npz"
-BEST_FILE = "best.npz"
+BEST_FILE = "best.npz"  # read only: earlier folders' selected candidate
+KEPT_FOLDER = "kept"
 RESULT_FILE = "result.npz"
 LEGACY_FILES = ("checkpoint.pkl", "baseline.pt", "targets.pt", "best.pt")
 
@@ -140,11 +146,12 @@ def load_run_config(run_dir: Path) -> tuple[PinningConfig, dict[str, Any]]:
     return config, resolved
 
 
-def load_saved_run(run_dir: Path) -> tuple[PinningConfig, dict[str, Any], list]:
-    """``run_config.json``, checked: the config, the resolved settings and the target names.
+def load_saved_run(run_dir: Path) -> tuple[PinningConfig, dict[str, Any], dict[str, Any]]:
+    """``run_config.json``, checked: the config, the resolved settings and the recorded inputs
+    (``targets``: the target names, ``target_mask``: how the mask was given).
 
-    The names are for display only: a resumed run takes its targets' pixels from
-    ``targets.npz`` and never opens a path written in a file.
+    The inputs are for display only: a resumed run takes its targets' and mask's pixels from
+    ``targets.npz`` and ``mask.npz`` and never opens a path written in a file.
     """
     path = Path(run_dir) / CONFIG_FILE
     data = _read_json(path, MAX_CONFIG_BYTES)
@@ -160,7 +167,9 @@ def load_saved_run(run_dir: Path) -> tuple[PinningConfig, dict[str, Any], list]:
         raise ResumeError(f"{path}: {error}") from None
     except (TypeError, ValueError, KeyError) as error:
         raise ResumeError(f"{path}: bad configuration: {error}") from None
-    return config, resolved, list(data["config"].get("targets") or [])
+    saved = data["config"]
+    return config, resolved, {"targets": list(saved.get("targets") or []),
+                              **({"target_mask": saved["target_mask"]} if saved.get("target_mask") else {})}
 
 
 _SETTING_TYPES = {"seed": int, "subseed": int, "subseed_strength": (int, float), "batch_size": int,
@@ -196,27 +205,39 @@ def config_from_dict(data: dict[str, Any], run_dir: Optional[Path] = None) -> Pi
 
 # -- images ---------------------------------------------------------------------
 
-def save_images(path: Path, images: torch.Tensor, ident: Optional[str] = None) -> None:
+def save_images(path: Path, images: torch.Tensor, ident: Optional[str] = None,
+                traces: Optional[np.ndarray] = None) -> None:
+    """A batch (with its individual's id and its sampler's traces, when given)."""
     arrays = {"images": images.detach().cpu().to(torch.float32).numpy()}
     if ident is not None:
         arrays["id"] = np.array(ident)
+    if traces is not None:
+        arrays["traces"] = np.asarray(traces, dtype=np.float64)
     write_bytes_atomic(path, npz_bytes(arrays))
 
 
 def load_images(path: Path, settings: GenerationSettings, *, count: Optional[int] = None,
                 with_id: bool = False) -> tuple[torch.Tensor, Optional[str]]:
     """A saved image batch, checked: (count, 3, height, width) float32 in [0, 1]."""
+    images, ident, _ = load_batch(path, settings, count=count, with_id=with_id)
+    return images, ident
+
+
+def load_batch(path: Path, settings: GenerationSettings, *, count: Optional[int] = None,
+               with_id: bool = False) -> tuple[torch.Tensor, Optional[str], Optional[np.ndarray]]:
+    """``load_images`` and the batch's traces (None when the file holds none)."""
     h, w = settings.height, settings.width
 
     def shape_ok(shape: tuple[int, ...]) -> bool:
         return (len(shape) == 4 and shape[1:] == (3, h, w) and 1 <= shape[0] <= MAX_IMAGES_PER_FILE
                 and (count is None or shape[0] == count))
 
-    expected: dict[str, tuple[str, Callable]] = {"images": ("f", shape_ok)}
+    expected: dict[str, tuple[str, Callable]] = {"images": ("f", shape_ok),
+                                                 "traces": ("f", lambda shape: 1 <= len(shape) <= 4)}
     if with_id:
         expected["id"] = ("U", lambda shape: shape == ())
     try:
-        arrays = read_npz(path, expected)
+        arrays = read_npz(path, expected, optional=frozenset({"traces"}))
     except FileFormatError as error:
         raise ResumeError(str(error)) from None
     images = arrays["images"]
@@ -225,7 +246,25 @@ def load_images(path: Path, settings: GenerationSettings, *, count: Optional[int
     ident = str(arrays["id"]) if with_id else None
     if ident is not None and not is_id(ident):
         raise ResumeError(f"{path}: bad individual id {ident!r}")
-    return torch.from_numpy(images), ident
+    traces = arrays.get("traces")
+    if traces is not None and traces.shape[0] != images.shape[0]:
+        raise ResumeError(f"{path}: traces for {traces.shape[0]} images, the batch has {images.shape[0]}")
+    return torch.from_numpy(images), ident, traces
+
+
+def kept_path(run_dir: Path, ident: str) -> Path:
+    """Where a candidate's kept images are (see the module's list of files)."""
+    if not is_id(ident):
+        raise ValueError(f"bad individual id {ident!r}")
+    return Path(run_dir) / KEPT_FOLDER / f"{ident}.npz"
+
+
+def kept_ids(run_dir: Path) -> list[str]:
+    """The ids whose images ``kept/`` holds (other names there are ignored)."""
+    folder = Path(run_dir) / KEPT_FOLDER
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.iterdir() if p.suffix == ".npz" and is_id(p.stem))
 
 
 # -- the checkpoint ---------------------------------------------------------------
@@ -240,26 +279,43 @@ class Checkpoint:
     optimizer: tuple[dict[str, Any], dict[str, np.ndarray]]  # the optimizer's state()
 
 
-def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, n: int) -> None:
+def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, n: int) -> dict[str, Any]:
+    """Write the arrays file, then ``checkpoint.json`` naming it; returns the journal's checkpoint
+    event (the arrays file by name and SHA-256, and the scalars). Earlier arrays files stay until
+    the event is logged (``drop_old_arrays``)."""
     run_dir = Path(run_dir)
     scalars, opt_arrays = checkpoint.optimizer
     data = npz_bytes({f"opt_{k}": v for k, v in opt_arrays.items()})
     name = arrays_file(checkpoint.generation)
     write_bytes_atomic(run_dir / name, data)
+    event = {"checkpoint": True, "generation": checkpoint.generation, "arrays": name,
+             "sha256": hashlib.sha256(data).hexdigest(), "optimizer": scalars}
     write_json_atomic(run_dir / CHECKPOINT_FILE, {
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, "generation": checkpoint.generation,
-        "arrays": name, "optimizer": scalars, "sha256": hashlib.sha256(data).hexdigest()})
-    for path in run_dir.iterdir():  # the arrays of earlier generations, now unreferenced
-        if ARRAYS_NAME.fullmatch(path.name) and path.name != name and not path.is_symlink():
+        "arrays": name, "optimizer": scalars, "sha256": event["sha256"]})
+    return event
+
+
+def drop_old_arrays(run_dir: Path, keep: str) -> None:
+    """Remove the arrays files of earlier generations (once the journal names ``keep``)."""
+    for path in Path(run_dir).iterdir():
+        if ARRAYS_NAME.fullmatch(path.name) and path.name != keep and not path.is_symlink():
             path.unlink(missing_ok=True)
 
 
-def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int) -> Checkpoint:
-    """Read and check the checkpoint; restore ``optimizer`` (freshly built) from it."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    doc = _read_json(path, MAX_CONFIG_BYTES)
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT or doc.get("version") != FORMAT_VERSION:
-        raise ResumeError(f"{path}: not a version {FORMAT_VERSION} prompt pinning checkpoint")
+def load_checkpoint(run_dir: Path, optimizer: Any, n: int, generations: int,
+                    named: Optional[dict[str, Any]] = None) -> Checkpoint:
+    """Read and check the checkpoint; restore ``optimizer`` (freshly built) from it. ``named``:
+    the journal's last checkpoint event, which then is the truth (``checkpoint.json`` may be one
+    generation ahead of it after a crash); without one (earlier runs), ``checkpoint.json``."""
+    if named is not None:
+        path, doc = Path(run_dir) / EVALUATIONS_FILE, named
+    else:
+        path = Path(run_dir) / CHECKPOINT_FILE
+        doc = _read_json(path, MAX_CONFIG_BYTES)
+        if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT \
+                or doc.get("version") != FORMAT_VERSION:
+            raise ResumeError(f"{path}: not a version {FORMAT_VERSION} prompt pinning checkpoint")
     g = doc.get("generation")
     if not is_int(g) or not 0 <= g <= generations + 1:
         raise ResumeError(f"{path}: generation must be a whole number from 0 to {generations + 1}, got {g!r}")
@@ -298,7 +354,7 @@ def _check_sha256(path: Path, expected: str) -> None:
     except OSError as error:
         raise FileFormatError(path, f"cannot be read: {error.strerror or error}") from None
     if digest.hexdigest() != expected:
-        raise FileFormatError(path, "does not match the checksum in checkpoint.json (truncated or edited?)")
+        raise FileFormatError(path, "does not match the checksum the run recorded for it (truncated or edited?)")
 
 
 # -- run state ----------------------------------------------------------------------

@@ -34,6 +34,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .builders import Builders
+from .checks import ResumeError
+from .evaluation_log import EVALUATIONS_FILE
 from ..config import PinningConfig
 from .plan import stage_label
 from ..prompt.units import MAX_PROMPT_WEIGHT
@@ -122,7 +124,7 @@ def drive(run: Run) -> None:
         if g in references:
             render_reference(run, g)
         population = run.optimizer.ask()
-        items = [(*clipped(run, *run.optimizer.rendered(c)), c) for c in population]
+        items = [(*clipped(run, run.optimizer.rendered(c)[0]), c) for c in population]
         evaluate(run, g, items)
         run.optimizer.tell(population)
         run.next_generation = g + 1
@@ -143,22 +145,28 @@ def finish_generation(run: Run, g: int) -> None:
     run.journal.closed(g, run.optimizer.distribution(), lambda: run.result("running"))
 
 
-def clipped(run: Run, offsets: np.ndarray, penalty: float = 0.0) -> tuple[np.ndarray, float]:
+def clipped(run: Run, offsets: np.ndarray) -> tuple[np.ndarray, float]:
     """Offsets that keep every weight within the prompt's bound, and the penalty for the cut
-    (a CMA sample beyond it is moved to the bound, as the size limiter does)."""
+    (a CMA sample beyond it is moved to the bound, as the size limiter does). The optimizer
+    adds its own penalty (the size limiter's) in ``assign``; the log records both."""
     base = np.asarray(run.vector.base_weights, dtype=np.float64)
     inside = np.clip(offsets, -MAX_PROMPT_WEIGHT - base, MAX_PROMPT_WEIGHT - base)
-    return inside, penalty + float(np.linalg.norm(offsets - inside))
+    return inside, float(np.linalg.norm(offsets - inside))
 
 
 def evaluate(run: Run, g: int, items: list[tuple[np.ndarray, float, object]],
              centroid: bool = False) -> list[IndividualRecord]:
     """Render and score generation ``g``'s individuals that the journal does not hold yet, log
-    each, and give every candidate its fitness. ``items``: (offsets, penalty, candidate or None)."""
+    each, and give every candidate its fitness. ``items``: (offsets, the bound's penalty, candidate or None)."""
     first = run.plan.population_size(g) if centroid else 0
     known = {first + i: run.state.by_slot.get((g, first + i)) for i in range(len(items))}
-    pending = [(first + i, item) for i, item in enumerate(items)
-               if known[first + i] is None or known[first + i].individual_id != individual_id(item[0])]
+    for i, (offsets, _, _) in enumerate(items):
+        logged = known[first + i]
+        if logged is not None and logged.individual_id != individual_id(offsets):
+            raise ResumeError(f"{EVALUATIONS_FILE}: generation {g}, individual {first + i} is logged as "
+                              f"{logged.individual_id}, but the search's state gives {individual_id(offsets)} "
+                              "there; the log and the checkpoint are not one run's")
+    pending = [(first + i, item) for i, item in enumerate(items) if known[first + i] is None]
     for i, (_, penalty, candidate) in enumerate(items):
         if candidate is not None and (first + i) not in dict(pending):
             run.optimizer.assign(candidate, known[first + i].loss + penalty)
@@ -175,8 +183,9 @@ def evaluate(run: Run, g: int, items: list[tuple[np.ndarray, float, object]],
             if candidate is not None:
                 run.optimizer.assign(candidate, float(evaluation.loss.value) + penalty)
                 fitness = list(candidate.fitness.values)
+            own = run.optimizer.rendered(candidate)[1] if candidate is not None else 0.0
             known[i] = make_record(run, g, i, offsets, prompt, evaluation, prompt_seconds, centroid,
-                                   penalty, fitness)
+                                   penalty + own, fitness)
             run.journal.evaluated(known[i])
             report(run, stage)
     return [known[first + i] for i in range(len(items))]

@@ -57,25 +57,33 @@ def record_from_entry(entry: dict[str, Any], run_dir: Optional[Path], images: to
 
 
 def drop_torn_tail(run_dir: Path) -> None:
-    """Cut a last line left half-written by a crash, so new lines start on a line of their own."""
+    """Cut a last line left half-written by a crash (of any length), so new lines start on a
+    line of their own."""
     path = Path(run_dir) / EVALUATIONS_FILE
     if path.is_symlink() or not path.is_file():
         return
-    size = path.stat().st_size
-    if size == 0:
-        return
     with open(path, "rb+") as f:
-        f.seek(max(0, size - (1 << 20)))
-        tail = f.read()
-        if tail.endswith(b"\n"):
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
             return
-        cut = tail.rfind(b"\n")
-        keep = size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= (1 << 20) else None)
-        if keep is None:
-            raise ResumeError(f"{path}: a last line over 1 MiB without an end; the log is damaged")
+        f.seek(end - 1)
+        if f.read(1) == b"\n":
+            return
+        keep, position = 0, end
+        while position > 0:  # back from the end, a chunk at a time, to the last newline
+            start = max(0, position - _CHUNK)
+            f.seek(start)
+            cut = f.read(position - start).rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            position = start
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
+
+
+_CHUNK = 1 << 20
 
 
 EntryCheck = Callable[[dict[str, Any]], Optional[str]]
@@ -113,6 +121,8 @@ def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None,
             key = ("validation", entry["generation"], entry["id"])
         elif special == "reference":
             key = ("reference", "block", entry["block"])
+        elif special == "checkpoint":
+            key = ("checkpoint", len(entries))  # a resume may write a generation's again after a crash
         elif special is not None:
             key = (special, entry.get("generation"))
         else:
@@ -290,8 +300,24 @@ def _reference_problem(e: dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _checkpoint_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with a checkpoint line: {checkpoint, generation, arrays, sha256, optimizer}."""
+    unknown = set(e) - {"checkpoint", "generation", "arrays", "sha256", "optimizer"}
+    if unknown:
+        return f"checkpoint line has unknown keys {sorted(unknown)}"
+    if not is_int(e.get("generation")) or not 0 <= e["generation"] < 10**8:
+        return f"generation must be a whole number >= 0, got {e.get('generation')!r}"
+    if e.get("arrays") != f"checkpoint-{e['generation']:08d}.npz":
+        return "arrays must name the generation's checkpoint-<generation>.npz"
+    if not isinstance(e.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", e["sha256"]):
+        return "sha256 must be 64 hexadecimal digits"
+    if not isinstance(e.get("optimizer"), dict):
+        return "optimizer must be an object"
+    return None
+
+
 _SPECIAL = {"validation": _validation_problem, "closed": _closed_problem, "final": _final_problem,
-            "reference": _reference_problem}
+            "reference": _reference_problem, "checkpoint": _checkpoint_problem}
 
 
 def _extra_problem(extra: Any) -> Optional[str]:

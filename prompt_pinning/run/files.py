@@ -137,14 +137,20 @@ def write_json_atomic(path: Path | str, value: Any, *, durable: bool = True) -> 
 
 def append_json_line(path: Path | str, value: Any) -> None:
     """Append ``value`` as one JSON line and force it to disk (never through a symlink)."""
-    line = (json_text(value, indent=None) + "\n").encode("utf-8")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o666)
+    line = memoryview((json_text(value, indent=None) + "\n").encode("utf-8"))
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    try:  # O_EXCL first: a new log's name must reach the disk too (its folder is fsynced)
+        fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666), True
+    except FileExistsError:
+        fd, created = os.open(path, flags), False
     try:
-        os.write(fd, line)
+        while line:  # os.write may take fewer bytes than given
+            line = line[os.write(fd, line):]
         os.fsync(fd)
     finally:
         os.close(fd)
+    if created:
+        sync_folder(Path(path).parent)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -213,13 +219,13 @@ ArrayCheck = Callable[[tuple[int, ...]], bool]
 
 
 def read_npz(path: Path | str, expected: dict[str, tuple[str, ArrayCheck]],
-             limit: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+             limit: int = MAX_NPZ_BYTES, optional: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz``, as user input: no pickle, dtype and shape checked first.
 
     ``expected`` maps each member to (dtype kind letters, shape check); the
     header is checked before any data is read, so a forged shape allocates nothing,
     and members must be stored uncompressed (as ``np.savez`` writes them), so a
-    read never holds more than the file itself.
+    read never holds more than the file itself. Members named in ``optional`` may be absent.
     """
     path = Path(path)
     _regular_file(path, limit)
@@ -228,11 +234,13 @@ def read_npz(path: Path | str, expected: dict[str, tuple[str, ArrayCheck]],
         with zipfile.ZipFile(path) as archive:
             names = {info.filename: info for info in archive.infolist()}
             wanted = {f"{name}.npy" for name in expected}
-            if set(names) != wanted:
+            if not set(names) <= wanted or wanted - set(names) - {f"{name}.npy" for name in optional}:
                 raise FileFormatError(path, f"holds {sorted(names)}, expected {sorted(wanted)}")
             if any(info.compress_type != zipfile.ZIP_STORED for info in names.values()):
                 raise FileFormatError(path, "has compressed members; the project writes them stored")
             for name, (kinds, check) in expected.items():
+                if f"{name}.npy" not in names:
+                    continue
                 with archive.open(names[f"{name}.npy"]) as member:
                     out[name] = _read_member(path, name, member, kinds, check, names[f"{name}.npy"].file_size)
     except (zipfile.BadZipFile, EOFError, OSError) as error:

@@ -1,8 +1,10 @@
 """The run's journal: the run store plus the report sink, in the order that keeps a run resumable.
 
-Each event is written to the store's append-only log (``evaluations.jsonl``) and
-handed to ``RunState.apply``; images and reports come first, so a logged line
-is the commit point. ``replay`` reads the log back for a resume.
+Each event is handed to ``RunState.apply`` and written to the store's append-only
+log (``evaluations.jsonl``); images and reports come first, so a logged line is
+the commit point: the images of every candidate the state keeps (the selected
+one, the next to validate) are on disk before the line that needs them, and
+removed after the line that no longer does. ``replay`` reads the log back for a resume.
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ class Journal:
         self.store = store
         self.sink = sink
         self.state = state
-        self._best_saved: Optional[str] = None
         self.cma_logging = False  # the logbook line at INFO (the cma_logging option), else DEBUG
+        self._on_disk: set[str] = set()  # ids whose images the store keeps
 
     @property
     def run_dir(self) -> Optional[Path]:
@@ -36,12 +38,13 @@ class Journal:
 
     def evaluated(self, record: IndividualRecord) -> None:
         if record.generation == 0:
-            self.store.save_images("baseline", record.images)
+            self.store.save_images("baseline", record.images, traces=record.traces)
         if self.sink is not None:  # images and stats first: the log line is the commit point
             self.sink.on_individual(record)
-        self.store.append_evaluation(record)
         self.state.apply(evaluation_entry(record, self.run_dir), record.images, record.traces)
-        self._save_best()
+        self._keep_images()
+        self.store.append_evaluation(record)
+        self._drop_images()
 
     def validated(self, record: IndividualRecord, point: int, losses: list[float], shown=None) -> None:
         """``shown``: (images, seeds) of the first validation block, for the report's side-by-side view."""
@@ -50,9 +53,9 @@ class Journal:
                  "losses": [float(x) for x in losses]}
         if shown is not None and self.sink is not None and hasattr(self.sink, "on_validation_images"):
             self.sink.on_validation_images(record, shown[0], list(shown[1]), float(losses[0]))
-        self.store.append_event(entry)
         self.state.apply(entry)
-        self._save_best()
+        self.store.append_event(entry)
+        self._drop_images()
 
     def closed(self, generation: int, distribution, result_now) -> None:
         entry = {"closed": True, "generation": generation, "sigma": float(distribution.sigma),
@@ -72,7 +75,7 @@ class Journal:
     def final(self, record: IndividualRecord, images: torch.Tensor, traces, seeds: list[int], loss: float,
               infotexts: list[str]) -> None:
         """The result rendered (or, for the baseline, already rendered) on the user's seeds."""
-        self.store.save_images("result", images, record.individual_id)
+        self.store.save_images("result", images, record.individual_id, traces)
         entry = {"final": True, "generation": None, "id": record.individual_id,
                  "of": [record.generation, record.index], "seeds": [int(s) for s in seeds], "loss": float(loss)}
         if self.sink is not None and hasattr(self.sink, "on_result"):
@@ -98,29 +101,40 @@ class Journal:
         self.state.apply(entry)
 
     def checkpoint(self, generation: int, optimizer_state) -> None:
-        self.store.save_checkpoint(ckpt.Checkpoint(generation, optimizer_state), self.state.plan.units)
-
-    def _save_best(self) -> None:
-        """Keep the selected candidate's images on disk, so a resumed run can show them."""
-        chosen = self.state.selected()
-        if chosen is None or chosen.generation == 0 or chosen.individual_id == self._best_saved:
+        """The optimizer's state: its file first, then the line naming it by hash (the commit point)."""
+        entry = self.store.save_checkpoint(ckpt.Checkpoint(generation, optimizer_state), self.state.plan.units)
+        if entry is None:
             return
-        kept = self.state.images.get(chosen.individual_id)
-        if kept is not None:
-            self.store.save_images("best", kept[0], chosen.individual_id)
-            self._best_saved = chosen.individual_id
+        self.state.apply(entry)
+        self.store.append_event(entry)
+        self.store.drop_old_checkpoints(entry["arrays"])
 
-    def replay(self, events: list[dict[str, Any]], images: dict[str, Any]) -> None:
-        """Apply logged events in order; ``images`` maps ids (and "final") to saved batches."""
+    def _keep_images(self) -> None:
+        """Store the images of every candidate the state keeps (before the line that makes it keep them)."""
+        baseline = self.state.baseline.individual_id if self.state.baseline is not None else None
+        for ident, (images, traces, _) in self.state.images.items():
+            if ident not in ("final", baseline) and ident not in self._on_disk:
+                self.store.keep_images(ident, images, traces)
+                self._on_disk.add(ident)
+
+    def _drop_images(self) -> None:
+        """Remove the stored images the state no longer keeps (after the line that made it so)."""
+        for ident in sorted(self._on_disk - set(self.state.images)):
+            self.store.drop_images(ident)
+            self._on_disk.discard(ident)
+
+    def replay(self, events: list[dict[str, Any]], images: dict[str, Any], on_disk: set[str]) -> None:
+        """Apply logged events in order; ``images`` maps ids (and "final") to saved (images, id, traces),
+        ``on_disk``: the ids whose images the store keeps."""
         for entry in events:
             key = "final" if entry.get("final") is True else entry.get("id")
-            kept = images.get(key) if not any(entry.get(k) is True for k in ("validation", "closed", "reference")) \
+            kept = images.get(key) if not any(entry.get(k) is True for k in ("validation", "closed", "reference",
+                                                                             "checkpoint")) \
                 else None
             if entry.get("final") is True and kept is not None and kept[1] != entry["id"]:
                 kept = None
-            self.state.apply(entry, None if kept is None else kept[0])
-        chosen = self.state.selected()
-        self._best_saved = chosen.individual_id if chosen is not None else None
+            self.state.apply(entry, *((None, None) if kept is None else (kept[0], kept[2])))
+        self._on_disk = set(on_disk)
 
     def write_state(self, status: str, result: Optional[RunResult] = None) -> None:
         info: dict[str, Any] = {"generation": self.state.closed + 1, "evaluations": self.state.done}

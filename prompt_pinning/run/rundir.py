@@ -64,8 +64,9 @@ def individual_id(offsets: np.ndarray) -> str:
     return hashlib.sha256(data).hexdigest()[:ID_LENGTH]
 
 
-def create_individual_dir(run_dir: Path, generation: int, ident: str) -> Path:
-    """Create the individual's folder; a repeat of the same id gets a suffix."""
+def create_individual_dir(run_dir: Path, generation: int, ident: str, logged: frozenset[str] = frozenset()) -> Path:
+    """Create the individual's folder; a repeat of the same id gets a suffix. A folder that no
+    logged evaluation names (``logged``: relative paths) was left by a crash before its line: reused."""
     parent = generation_dir(run_dir, generation)
     parent.mkdir(parents=True, exist_ok=True)
     name, suffix = ident, 1
@@ -75,5 +76,7 @@ def create_individual_dir(run_dir: Path, generation: int, ident: str) -> Path:
             os.mkdir(path)
             return path
         except FileExistsError:
+            if path.is_dir() and not path.is_symlink() and path.relative_to(run_dir).as_posix() not in logged:
+                return path
             suffix += 1
             name = f"{ident}-{suffix}"

@@ -29,6 +29,7 @@ from .rundir import public_run_dir
 from .records import ReportSink, UnitRow
 from ..rendering import Renderer
 from .state import RunState
+from .fingerprint import fingerprint_differences, render_fingerprint
 from .store import FolderStore, RunStore
 from .mask import apply_mask, load_run_mask, mask_record, new_run_mask, save_run_mask
 from ..score.fade_guard import SUBJECT_FORMS, Reference
@@ -60,6 +61,7 @@ class Run:
     mask: Optional[torch.Tensor] = None  # the target mask (run/mask.py)
     next_generation: int = 0
     host: dict[str, Any] = field(default_factory=dict)
+    recorded_inputs: dict[str, Any] = field(default_factory=dict)  # a resumed run's targets and mask, as recorded
 
     @property
     def run_dir(self) -> Optional[Path]:
@@ -81,7 +83,8 @@ class Run:
     def config_dict(self) -> dict[str, Any]:
         # A renderer may describe itself for the report (the WebUI API renderer: instances, faults).
         about = getattr(self.renderer, "report_info", None)
-        return {**self.config.to_dict(), "resolved": self.resolved(),
+        shown = {**self.config.to_dict(), **self.recorded_inputs}
+        return {**shown, "resolved": self.resolved(),
                 "run_dir": public_run_dir(self.run_dir) if self.run_dir else None,
                 **({"renderer": about()} if callable(about) else {})}
 
@@ -100,9 +103,8 @@ class Run:
 
 
 def host_settings(renderer: Renderer) -> dict[str, Any]:
-    """What the renderer says a resume must match (model, VAE, mode...); {} when it says nothing."""
-    settings = getattr(renderer, "host_settings", None)
-    return dict(settings()) if callable(settings) else {}
+    """What a resume must match: the renderer's fingerprint (``fingerprint``)."""
+    return render_fingerprint(renderer)
 
 
 def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, open_store: Callable[[], RunStore],
@@ -166,9 +168,14 @@ def resumed_run(run_dir: Path | str, renderer: Renderer, builders: Builders, sin
 
 def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, should_stop, progress) -> Run:
     folder = store.run_dir
-    config, resolved, target_names = ckpt.load_saved_run(folder)
+    config, resolved, recorded = ckpt.load_saved_run(folder)
+    target_names = recorded["targets"]
     run = _assemble(config, renderer, builders, lambda: store, sink, should_stop, progress, bool(target_names),
                     resolved)
+    run.recorded_inputs = {k: v for k, v in recorded.items() if v}
+    check = getattr(renderer, "check", None)  # a fan-out renderer's canary: every instance renders alike
+    if callable(check):
+        check(config.generation)
     config_file = folder / ckpt.CONFIG_FILE
     if resolved.get("N") != run.plan.units:
         raise ckpt.ResumeError(
@@ -176,18 +183,22 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
             f"{run.plan.units} (another tokenizer or model?); it cannot be continued here")
     _check_same(config_file, "its plan", run.plan.differences(resolved.get("plan")))
     saved_host = resolved.get("host") if isinstance(resolved.get("host"), dict) else {}
-    _check_same(config_file, "the host's settings",
-                [f"{k}: the run used {saved_host.get(k)!r}, this host has {run.host.get(k)!r}"
-                 for k in sorted(set(saved_host) | set(run.host)) if saved_host.get(k) != run.host.get(k)])
+    _check_same(config_file, "the renderer's settings", fingerprint_differences(saved_host, run.host))
     run.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
-    checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations)
+    events = store.read_events(_entry_check(run))
+    named = next((e for e in reversed(events) if e.get("checkpoint") is True), None)  # the journal's word
+    checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations, named)
+    beyond = next((i for i, e in enumerate(events)
+                   if ckpt.is_evaluation(e) and e["generation"] > max(checkpoint.generation, 0)), None)
+    if beyond is not None:  # one event per line: its number is its place
+        raise ckpt.ResumeError(f"{folder / ckpt.EVALUATIONS_FILE}, line {beyond + 1}: generation "
+                               f"{events[beyond]['generation']} is beyond the checkpoint's {checkpoint.generation}")
     targets = _load_targets(store, config, bool(target_names))
     run.mask = load_run_mask(folder, resolved, config.generation)
     run.evaluator.use_loss(_loss(builders, config, targets, run))
-    events = store.read_events(_entry_check(run, checkpoint.generation))
     _check_events(folder / ckpt.EVALUATIONS_FILE, events, run, checkpoint.generation)
     images = _saved_images(store, config, events)
-    run.journal.replay(events, images)
+    run.journal.replay(events, images, set(store.kept_ids()))
     _check_references(folder / ckpt.EVALUATIONS_FILE, run)
     if run.state.baseline is not None:
         if targets is None:
@@ -236,30 +247,31 @@ def _load_targets(store: FolderStore, config: PinningConfig, had_targets: bool):
 
 
 def _saved_images(store: FolderStore, config: PinningConfig, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The batches a resumed run shows again: the baseline's, the selected one's and the result's."""
+    """The batches a resumed run may show again: the baseline's, the kept ones' and the result's."""
     settings, batch = config.generation, config.generation.batch_size
     images: dict[str, Any] = {}
     first = next((e for e in events if ckpt.is_evaluation(e)), None)  # the baseline (_check_events)
     if first is not None:
-        baseline, _ = ckpt.load_images(store.image_path("baseline"), settings, count=batch)
-        images[first["id"]] = (baseline, first["id"])
-    for name, key in (("best", None), ("result", "final")):
-        path = store.image_path(name)
+        baseline, _, traces = ckpt.load_batch(store.image_path("baseline"), settings, count=batch)
+        images[first["id"]] = (baseline, first["id"], traces)
+    logged = {e["id"] for e in events if ckpt.is_evaluation(e)}
+    paths = [store.image_path("best"), *(ckpt.kept_path(store.run_dir, i) for i in store.kept_ids() if i in logged)]
+    for path, key in [*((p, None) for p in paths), (store.image_path("result"), "final")]:
         if path.exists() or path.is_symlink():
-            kept, ident = ckpt.load_images(path, settings, count=batch, with_id=True)
-            images[key or ident] = (kept, ident)
+            kept, ident, traces = ckpt.load_batch(path, settings, count=batch, with_id=True)
+            if key is None and path.parent.name == ckpt.KEPT_FOLDER and ident != path.stem:
+                raise ckpt.ResumeError(f"{path}: holds the images of {ident}, not of {path.stem}")
+            images[key or ident] = (kept, ident, traces)
     return images
 
 
-def _entry_check(run: Run, generation: int):
-    """The run's own checks of an evaluation line: its size, its generation and its prompts."""
+def _entry_check(run: Run):
+    """The run's own checks of an evaluation line: its size and its prompts."""
     n, batch = run.plan.units, run.config.generation.batch_size
 
     def check(entry: dict[str, Any]) -> Optional[str]:
         if len(entry["offsets"]) != n:
             return f"{len(entry['offsets'])} offsets for {n} prompt units"
-        if entry["generation"] > max(generation, 0):
-            return f"generation {entry['generation']} is beyond the checkpoint's {generation}"
         if len(entry["seeds"]) != batch:
             return f"{len(entry['seeds'])} seeds for a batch of {batch}"
         prompt = run.vector.render(np.array(entry["offsets"], dtype=np.float64))

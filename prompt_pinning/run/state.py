@@ -6,6 +6,8 @@ Events are the lines of the run's journal (``evaluations.jsonl``):
 * validated (``"validation": true``): its losses on the validation blocks;
 * closed (``"closed": true``): a generation's end, with the search distribution;
 * final (``"final": true``): the result scored on the user's seeds (block 0);
+* checkpoint (``"checkpoint": true``): the optimizer's state at a generation's start, naming
+  its arrays file by SHA-256 (the last one is what a resume restores);
 * reference (``"reference": true``): the fade guard's reference (batch statistics
   and each seed's subject) of the unmodified prompt on one seed block, from the baseline's render there or (``"source":
   "reference"``, a render of its own that the plan counts) rendered for the guard.
@@ -15,12 +17,18 @@ logged events in order, so both reach the same state. Images are kept in one
 place (``images``, by individual id) and only for the baseline, the candidate
 selected so far and the final render.
 
+An event costs the same early and late in a run: leaders (per seed block, per
+validation interval), the best validation and the hall of fame are kept up to
+date as records arrive instead of searched for, and a record keeps its loss,
+not its pair losses (they are in the log and the reports).
+
 Comparisons are paired: training losses are ranked only within one seed block,
 and candidates from different blocks only by their validation losses (the
 validation blocks are common to all) or on the user's seeds.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -40,7 +48,7 @@ HALL_OF_FAME_SIZE = 10
 
 
 def event_kind(entry: dict[str, Any]) -> str:
-    for kind in ("validation", "closed", "final", "reference"):
+    for kind in ("validation", "closed", "final", "reference", "checkpoint"):
         if entry.get(kind) is True:
             return kind
     return "evaluated"
@@ -65,6 +73,13 @@ class RunState:
         self.reference_losses: dict[int, float] = {}  # seed block -> the unmodified prompt's loss (reference renders)
         self.references_rendered = 0  # the plan's reference renders done
         self.done = 0  # individual renders, as the plan counts them
+        # kept as records arrive (see the module docstring); keys compare as the searches did
+        self._latest = 0  # the latest generation with a record
+        self._block_best: dict[int, IndividualRecord] = {}  # seed block -> lowest (loss, generation, index)
+        self._interval_best: dict[tuple[int, int], IndividualRecord] = {}  # (block, validation point) -> same
+        self._block_fame: dict[int, list[tuple[float, int, IndividualRecord]]] = {}  # (loss, arrival, record)
+        self._arrivals = 0
+        self._seeds: dict[tuple[int, ...], list[int]] = {}  # one list per seed block, shared by its records
 
     # -- events -------------------------------------------------------------------
     def apply(self, entry: dict[str, Any], images: Optional[torch.Tensor] = None,
@@ -80,19 +95,45 @@ class RunState:
         self._prune_images()
 
     def _apply_evaluated(self, entry: dict[str, Any]) -> None:
-        record = record_from_entry(entry, self.run_dir, _no_images(self.settings))
-        self.by_slot[(record.generation, record.index)] = record
+        record = record_from_entry(_slim(entry), self.run_dir, _no_images(self.settings))
+        seeds = tuple(record.seeds)
+        record.seeds = self._seeds.setdefault(seeds, record.seeds)
+        g = record.generation
+        self.by_slot[(g, record.index)] = record
         self.by_id.setdefault(record.individual_id, record)
-        if record.generation == 0:
+        if g == 0:
             self.baseline = record
         if record.extra.get("centroid"):
             self.centroid = record
         self.done += 1
+        self._latest = max(self._latest, g)
+        block = self.plan.training_block(g)
+        self._keep_lower(self._block_best, block, record)
+        point = self._point_at_or_after(g)
+        if point is not None:
+            self._keep_lower(self._interval_best, (block, point), record)
+        fame = self._block_fame.setdefault(block, [])
+        self._arrivals += 1
+        if len(fame) < HALL_OF_FAME_SIZE or record.loss < fame[-1][0]:
+            bisect.insort(fame, (record.loss, self._arrivals, record), key=lambda item: item[:2])
+            del fame[HALL_OF_FAME_SIZE:]
 
     def _apply_validation(self, entry: dict[str, Any]) -> None:
-        self.validations[entry["id"]] = (float(entry["loss"]), [float(x) for x in entry["losses"]])
-        self.validated_at[entry["generation"]] = entry["id"]
+        ident, mean = entry["id"], float(entry["loss"])
+        self.validations[ident] = (mean, [float(x) for x in entry["losses"]])
+        self.validated_at[entry["generation"]] = ident
         self.done += len(entry["losses"])
+
+    def _keep_lower(self, leaders: dict, key, record: IndividualRecord) -> None:
+        """``leaders[key]``: the lowest training loss so far on one block (ties: the earlier)."""
+        held = leaders.get(key)
+        if held is None or lowest([held, record], self.training_loss, tie=_order) is record:
+            leaders[key] = record
+
+    def _point_at_or_after(self, g: int) -> Optional[int]:
+        points = self.plan.validation_points
+        at = bisect.bisect_left(points, g)
+        return points[at] if at < len(points) else None
 
     def _apply_closed(self, entry: dict[str, Any]) -> None:
         g = entry["generation"]
@@ -131,6 +172,9 @@ class RunState:
     def _apply_final(self, entry: dict[str, Any]) -> None:
         self.final = dict(entry)
         self.done += 1
+
+    def _apply_checkpoint(self, entry: dict[str, Any]) -> None:
+        pass  # the optimizer's state, restored from its file on resume (setup)
 
     def _apply_reference(self, entry: dict[str, Any]) -> None:
         profile = entry.get("subject")
@@ -206,6 +250,8 @@ class RunState:
                      since: int = 0) -> Optional[IndividualRecord]:
         """Lowest training loss among the records of generations since < g <= up_to on ``block``
         (the baseline counts on block 0 when since is 0): a paired comparison."""
+        if since == 0 and (up_to is None or up_to >= self._latest):  # every record of the block so far
+            return self._block_best.get(block)
         up_to = self.plan.generations + 1 if up_to is None else up_to
         pool = [r for (g, _), r in self.by_slot.items()
                 if since < g <= up_to and self.plan.training_block(g) == block]
@@ -216,9 +262,12 @@ class RunState:
     def validation_candidate(self, point: int) -> Optional[IndividualRecord]:
         """Who is validated after generation ``point``: the lowest training loss since the
         previous point among the generations that trained on this point's seed block."""
-        last = max((p for p in self.plan.validation_points if p < point), default=0)
-        leader = self.block_leader(self.plan.training_block(point), up_to=point, since=last)
-        return leader
+        points = self.plan.validation_points
+        at = bisect.bisect_left(points, point)
+        if at < len(points) and points[at] == point:  # kept as records arrived
+            return self._interval_best.get((self.plan.training_block(point), point))
+        last = points[at - 1] if at else 0
+        return self.block_leader(self.plan.training_block(point), up_to=point, since=last)
 
     def selected(self) -> Optional[IndividualRecord]:
         """The result so far: the lowest validation loss when the run validates, else the
@@ -228,8 +277,7 @@ class RunState:
                 return self.baseline
             ident = lowest(self.validations, self.validation_loss, tie=self._tie)
             return self.by_id[ident]
-        latest = max((g for g, _ in self.by_slot), default=0)
-        return self.block_leader(self.plan.training_block(latest))
+        return self.block_leader(self.plan.training_block(self._latest))
 
     def hall_of_fame(self) -> list[IndividualRecord]:
         """The best candidates, ranked on common seeds (validation, else the selected one's block)."""
@@ -239,9 +287,8 @@ class RunState:
         chosen = self.selected()
         if chosen is None:
             return []
-        block = self.plan.training_block(chosen.generation)
-        pool = [r for (g, _), r in self.by_slot.items() if self.plan.training_block(g) == block]
-        return [self.view(r) for r in ranked(pool, self.training_loss, tie=_order)[:HALL_OF_FAME_SIZE]]
+        fame = self._block_fame.get(self.plan.training_block(chosen.generation), [])
+        return [self.view(r) for _, _, r in fame]
 
     def view(self, record: Optional[IndividualRecord], with_images: bool = False) -> Optional[IndividualRecord]:
         """``record`` with its validation losses and, if asked and kept, its images."""
@@ -316,8 +363,7 @@ class RunState:
 
     def _prune_images(self) -> None:
         """Keep the baseline's, the selected candidate's, the next one to validate and the final render."""
-        latest = max((g for g, _ in self.by_slot), default=0)
-        point = next((p for p in self.plan.validation_points if p >= latest), None)
+        point = self._point_at_or_after(self._latest)
         pending = self.validation_candidate(point) if point is not None else None
         keep = {"final"} | {r.individual_id for r in (self.baseline, self.selected(), pending, self.centroid)
                             if r is not None}
@@ -331,6 +377,16 @@ RESULT_FOLDER = "result"
 def _order(record: IndividualRecord) -> tuple[int, int]:
     """Ties go to the earlier candidate (the unmodified prompt first): never to a loss on other seeds."""
     return record.generation, record.index
+
+
+_PER_IMAGE = ("image_losses", "level_values")
+_NO_PAIRS = np.empty(0, dtype=np.float64)
+
+
+def _slim(entry: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation without what grows with the batch (pair and image losses): the log keeps them."""
+    extra = entry["extra"]
+    return {**entry, "pair_losses": _NO_PAIRS, "extra": {k: v for k, v in extra.items() if k not in _PER_IMAGE}}
 
 
 def _no_images(settings) -> torch.Tensor:

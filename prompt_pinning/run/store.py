@@ -28,9 +28,15 @@ class RunStore(Protocol):
 
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None: ...
 
-    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None: ...
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None: ...
 
-    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None: ...
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> Optional[dict[str, Any]]: ...
+
+    def drop_old_checkpoints(self, keep: str) -> None: ...
+
+    def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None: ...
+
+    def drop_images(self, ident: str) -> None: ...
 
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]: ...
 
@@ -60,6 +66,7 @@ class FolderStore:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.lock = RunLock(self.run_dir)
+        self.logged_folders: set[str] = set()  # the individual folders the log names
 
     @classmethod
     def create(cls, outdir: Path | str) -> "FolderStore":
@@ -85,29 +92,46 @@ class FolderStore:
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
         ckpt.save_run_config(self.run_dir, config, resolved)
 
-    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None:
-        ckpt.save_images(self.run_dir / IMAGE_FILES[name], images, ident)
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None:
+        ckpt.save_images(self.run_dir / IMAGE_FILES[name], images, ident, traces)
 
     def image_path(self, name: str) -> Path:
         return self.run_dir / IMAGE_FILES[name]
 
-    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
-        ckpt.save_checkpoint(self.run_dir, checkpoint, n)
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> Optional[dict[str, Any]]:
+        return ckpt.save_checkpoint(self.run_dir, checkpoint, n)
+
+    def drop_old_checkpoints(self, keep: str) -> None:
+        ckpt.drop_old_arrays(self.run_dir, keep)
+
+    def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None:
+        ckpt.save_images(ckpt.kept_path(self.run_dir, ident), images, ident, traces)
+
+    def drop_images(self, ident: str) -> None:
+        ckpt.kept_path(self.run_dir, ident).unlink(missing_ok=True)
+
+    def kept_ids(self) -> list[str]:
+        return ckpt.kept_ids(self.run_dir)
 
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
-        return create_individual_dir(self.run_dir, generation, ident)
+        return create_individual_dir(self.run_dir, generation, ident, frozenset(self.logged_folders))
 
     def generation_folder(self, generation: int) -> Optional[Path]:
         return generation_dir(self.run_dir, generation)
 
     def append_evaluation(self, record: IndividualRecord) -> None:
-        ckpt.append_evaluation(self.run_dir, ckpt.evaluation_entry(record, self.run_dir))
+        entry = ckpt.evaluation_entry(record, self.run_dir)
+        ckpt.append_evaluation(self.run_dir, entry)
+        if entry["folder"]:
+            self.logged_folders.add(entry["folder"])
 
     def append_event(self, entry: dict[str, Any]) -> None:
         ckpt.append_evaluation(self.run_dir, entry)
 
     def read_events(self, check=None) -> list[dict[str, Any]]:
-        return ckpt.read_evaluations(self.run_dir, check, compact=True)
+        events = ckpt.read_evaluations(self.run_dir, check, compact=True)
+        self.logged_folders.update(e["folder"] for e in events if ckpt.is_evaluation(e) and e["folder"])
+        return events
 
     def write_state(self, status: str, **info: Any) -> None:
         ckpt.write_run_state(self.run_dir, status, **info)
@@ -128,11 +152,21 @@ class MemoryStore:
     def save_config(self, config: PinningConfig, resolved: dict[str, Any]) -> None:
         self.config = {"config": config.to_dict(), "resolved": resolved}
 
-    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None) -> None:
+    def save_images(self, name: str, images: torch.Tensor, ident: Optional[str] = None, traces=None) -> None:
         self.images[name] = (images, ident)
 
-    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> None:
+    def save_checkpoint(self, checkpoint: ckpt.Checkpoint, n: int) -> Optional[dict[str, Any]]:
         self.checkpoint = checkpoint
+        return None  # a memory run is never resumed: its journal needs no checkpoint lines
+
+    def drop_old_checkpoints(self, keep: str) -> None:
+        pass
+
+    def keep_images(self, ident: str, images: torch.Tensor, traces=None) -> None:
+        pass  # the run's state holds them; a memory run is never resumed
+
+    def drop_images(self, ident: str) -> None:
+        pass
 
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
         return None

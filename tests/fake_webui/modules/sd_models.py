@@ -16,3 +16,21 @@ class SdModelData:
 
 
 model_data = SdModelData()
+
+
+class CheckpointInfo:
+    """A checkpoint the host lists: its title and short hash (A1111 ``sd_models.CheckpointInfo``)."""
+
+    def __init__(self, title, shorthash):
+        self.title, self.shorthash = title, shorthash
+
+
+checkpoints_list = {}  # title -> CheckpointInfo; tests add to it
+
+
+def get_closet_checkpoint_match(search_string):
+    """The host's lookup of a checkpoint by (part of) its title, as an override names it."""
+    for title, info in sorted(checkpoints_list.items()):
+        if search_string in title:
+            return info
+    return None
