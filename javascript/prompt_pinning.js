@@ -31,21 +31,26 @@
         });
     }
 
-    var REPORT = /(?:Prompt pinning|Pinning) report: "?([^"\n<]*index\.html)/;
+    // The run's comment names the report as the host's file= route resolves it: relative to the
+    // WebUI's folder, or absolute (prompt_pinning_webui/links.py). The infotext's "Pinning report"
+    // (relative to the outputs folder) is not a served path and is never linked.
+    var REPORT = /Prompt pinning report: ([^\n<"]*?index\.html)/;
+
+    function reportHref(path) {
+        return "file=" + path.split("/").map(encodeURIComponent).join("/");
+    }
 
     function linkReport(app) {
         ["txt2img", "img2img"].forEach(function (tab) {
             var info = app.querySelector("#html_info_" + tab);
             if (!info) return;
-            var log = app.querySelector("#html_log_" + tab);
-            var text = (info.textContent || "") + "\n" + (log ? log.textContent || "" : "");
-            var match = REPORT.exec(text);
+            var match = REPORT.exec(info.textContent || "");
             var existing = info.querySelector(".prompt-pinning-report");
             if (!match) {
                 if (existing) existing.remove();
                 return;
             }
-            var href = "file=" + match[1].trim();
+            var href = reportHref(match[1].trim());
             if (existing && existing.getAttribute("href") === href) return;
             if (existing) existing.remove();
             var link = document.createElement("a");
@@ -54,7 +59,8 @@
             link.target = "_blank";
             link.rel = "noopener";
             link.textContent = "Open the prompt pinning report";
-            link.style.display = "block";
+            link.style.cssText = "display:inline-block;margin:0.4em 0;font-weight:normal;" +
+                "color:var(--link-text-color, #2563eb);text-decoration:underline;cursor:pointer";
             info.prepend(link);
         });
     }

@@ -239,6 +239,14 @@ def report_path(result: RunResult) -> str:
     return public_path(run_dir / "index.html", outputs_folders([run_dir.parent.parent]))
 
 
+def report_link(base: Any, result: RunResult) -> str:
+    """The comment that names the report where the host's ``file=`` route finds it."""
+    from .links import report_comment
+
+    return report_comment(Path(result.run_dir) / "index.html", report_path(result),
+                          is_api=bool(getattr(base, "is_api", False)))
+
+
 def run_params(result: RunResult) -> dict[str, Any]:
     """Infotext keys that describe the run and its paired result."""
     from prompt_pinning.reports.infotext import VALIDATION_LOSS_KEY
@@ -324,7 +332,7 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
     message = stop_message(result)
     if message:
         shown.comment(message)
-    shown.comment(f"Prompt pinning report: {report_path(result)}")
+    shown.comment(report_link(base, result))
     subseeds = [int(settings["subseed"]) + i for i in range(len(images))]
     return processing.Processed(
         shown, images, seed=best.seeds[0], info=texts[0], subseed=subseeds[0],
@@ -347,6 +355,7 @@ def _interrupted_before_any_image(base: Any, result: RunResult):
     shown = copy.copy(base)
     shown.comments = dict(base.comments)
     shown.comment("Prompt pinning was interrupted before its first image was finished.")
+    shown.comment(report_link(base, result))
     text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": result.stop_reason,
                             "Pinning report": report_path(result)})
     return processing.Processed(shown, [], seed=int(base.seed), info=text, subseed=int(base.subseed),

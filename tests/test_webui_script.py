@@ -148,7 +148,7 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, host, engine_
     assert seeds == {(first + 2 * k, first + 2 * k + 1) for k in range(4)}
     report = re.search(r"Pinning report: (\S+index\.html)", processed.infotexts[0]).group(1)
     assert "txt2img-images/prompt_pins/" in report
-    assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
+    assert "Pinning loss: " in processed.info and "Prompt pinning report" in processed.comments
     assert "Pinning validation loss: " in processed.info  # validation is on by default
     # each infotext describes its own image: the best prompt is also rendered on validation seeds
     assert [int(re.search(r"Seed: (\d+)", text).group(1)) for text in processed.infotexts] == processed.all_seeds
