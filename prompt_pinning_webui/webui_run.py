@@ -86,6 +86,7 @@ class HostProgress:
         self.renderer = renderer
         self.settings = settings
         self.steps_per_call = steps_per_call
+        self.done = 0  # individuals rendered (the panel's cost line times them)
 
     def plan(self, renders: list[tuple[int, int]]) -> None:
         """Size the job count and total bar from the engine's render calls still to come.
@@ -102,6 +103,7 @@ class HostProgress:
         from modules import shared
 
         # reported after each render: the stage named is the one just finished
+        self.done = done
         shared.state.textinfo = f"Prompt pinning: {done}/{total} individuals, last done: {stage}"
         if done >= total and 0 < shared.state.job_no < shared.state.job_count:
             # the plan counts the result's render even when the result is the baseline, whose
@@ -202,7 +204,11 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     settings = run_settings(config)
     # The engine reports its total before the first render, so the bar covers the baseline.
     progress = HostProgress(renderer, settings, steps_per_call(settings, is_img2img))
+    from .cost import Stopwatch, record_speed
+
+    clock = Stopwatch()
     result = _run_engine(config, renderer, progress)
+    record_speed(clock.seconds(), progress.done * settings.batch_size, progress.steps_per_call)
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)
     shared.state.textinfo = None

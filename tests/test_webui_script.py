@@ -13,7 +13,7 @@ webui_stand_in.install()
 import gradio  # noqa: E402  (the stand-in)
 from modules import processing, shared  # noqa: E402
 
-from prompt_pinning_webui.args import ARGUMENT_INDEX, ARGUMENTS, default_args  # noqa: E402
+from prompt_pinning_webui.args import ARGUMENT_INDEX, ARGUMENTS, default_args, parse_argument  # noqa: E402
 from prompt_pinning_webui.ui import elem_id, implied_defaults  # noqa: E402
 
 SCRIPT = webui_stand_in.REPO / "scripts" / "prompt_pinning.py"
@@ -47,35 +47,78 @@ def test_ui_returns_one_component_per_argument_in_order_and_is_repeatable(script
     second = script.ui(False)
     for components in (first, second):
         assert [c.kwargs["elem_id"] for c in components] == [elem_id("txt2img", s.name) for s in ARGUMENTS]
-        assert [c.value for c in components[1:]] == default_args()[1:]  # 0: a File has no value
-        assert [c.kind for c in components] == [s.widget for s in ARGUMENTS]
-    groups = [c for c in gradio.created if c.kind == "Accordion"]
-    assert [g.args[0] for g in groups[:6]] == ["Prompt pinning: " + g for g in
-                                               ("target", "loss", "optimizer", "size limiter", "hyperbatch",
-                                                "output")]
+        for component, option in zip(components[1:], ARGUMENTS[1:]):
+            if option.auto:  # shown empty with an "auto" placeholder: the same auto as script_args' 0
+                assert (component.kind, component.value, component.kwargs["placeholder"]) == ("Textbox", "", "auto")
+                assert parse_argument(0, option, component.value) is None
+            else:
+                assert (component.kind, component.value) == (option.widget, option.ui_default)
+    groups = [c.args[0] for c in gradio.created if c.kind == "Accordion"][:9]
+    assert groups == ["Basic", "More options", "Target details", "Scoring", "Search (CMA-ES)",
+                      "CMA-ES constants (experts)", "Stay close to your weights", "Hyperbatch", "Output and resume"]
+    opened = [c.kwargs.get("open") for c in gradio.created if c.kind == "Accordion"][:9]
+    assert opened == [True] + [False] * 8
+    assert not any("Prompt pinning" in title for title in groups)
 
 
-def test_every_argument_has_a_hover_hint_and_a_description(script):
-    script.ui(True)
-    hints_html = next(c for c in gradio.created if c.kind == "HTML" and "_hints" in c.args[0])
-    data = json.loads(re.search(r'data-hints="([^"]*)"', hints_html.args[0]).group(1).replace("&quot;", '"'))
-    assert set(data) == {elem_id("img2img", s.name) for s in ARGUMENTS}
-    assert all("Default:" in text for text in data.values())
-    inputs = [c for c in gradio.created if c.kwargs.get("elem_id", "").startswith("prompt_pinning_img2img_")
-              and c.kind not in ("HTML", "Button", "Accordion", "File")]
-    assert all(c.kwargs.get("info") for c in inputs)
+def test_the_open_group_holds_the_basics_and_every_option_has_a_plain_label(script):
+    script.ui(False)
+    basic_end = next(i for i, c in enumerate(gradio.created) if c.kind == "Accordion" and c.args[0] == "More options")
+    basic = [c.kwargs.get("elem_id", "") for c in gradio.created[:basic_end] if c.kind not in ("Accordion", "Row")]
+    names = [e[len("prompt_pinning_txt2img_"):] for e in basic if e.startswith("prompt_pinning_txt2img_")]
+    assert names == ["intro", "targets", "target_preview", "unit_mode", "generations", "cost"]
+    intro = next(c for c in gradio.created if c.kwargs.get("elem_id") == "prompt_pinning_txt2img_intro")
+    assert intro.args[0].count(".") <= 2 and "How it works" in intro.args[0]
+    fields = [c for c in gradio.created if c.kwargs.get("elem_id", "").startswith("prompt_pinning_txt2img_")
+              and c.kind not in ("HTML", "Accordion", "Row", "Gallery", "File")]
+    assert len(fields) == len(ARGUMENTS) - 2  # every option but the two uploads
+    for c in fields:
+        assert len(c.kwargs["info"]) <= 80, c.kwargs["info"]  # one short line; the rest is the tooltip
+    labels = {c.kwargs["elem_id"]: c.label for c in fields}
+    assert labels["prompt_pinning_txt2img_lambda_"] == "Candidates per generation (lambda_)"
+    assert labels["prompt_pinning_txt2img_cs"] == "Step-size cumulation (cs)"
 
 
-def test_units_button_is_wired_only_once_to_the_prompt_boxes(script):
-    prompt, negative = gradio.Textbox(), gradio.Textbox()
-    script.after_component(prompt, elem_id="txt2img_prompt")
-    script.after_component(negative, elem_id="txt2img_neg_prompt")
+def test_the_cost_line_is_wired_once_to_the_prompt_and_the_fields_that_set_the_cost(script):
+    boxes = {name: gradio.Textbox() for name in ("prompt", "neg_prompt", "batch_size", "steps")}
+    for name, box in boxes.items():
+        script.after_component(box, elem_id=f"txt2img_{name}")
     script.ui(False)
     script.ui(False)  # the API's second call adds no events
-    buttons = [c for c in gradio.created if c.kind == "Button"]
-    assert [len(b.events) for b in buttons] == [1, 0]
-    _, fn, inputs, _ = buttons[0].events[0]
-    assert inputs[:2] == [prompt, negative]
+    wired = [c for c in gradio.created if any(e[3] and e[3][0].kwargs.get("elem_id", "").endswith("_cost")
+                                              for e in c.events)]
+    assert len(wired) == 8
+    assert all(box in wired for box in boxes.values())
+    _, fn, inputs, _ = boxes["prompt"].events[0]
+    assert inputs[:2] == [boxes["prompt"], boxes["neg_prompt"]] and inputs[-2:] == [boxes["batch_size"], boxes["steps"]]
+
+
+@pytest.mark.parametrize("generations,lambda_", [("", ""), ("4", "6")])
+def test_the_cost_line_follows_the_prompt_and_the_typed_values(script, engine_ready, generations, lambda_):
+    from prompt_pinning_webui.cost import describe_cost, run_plan
+
+    line = describe_cost("a red circle on a blue square", "green", "word", generations, lambda_, 1, 8, 20)
+    n = int(re.search(r"<b>(\d+)</b> pinnable units", line).group(1))
+    assert n == 8  # seven words and "green"
+    plan = run_plan(n, generations, lambda_, 1)
+    assert f"{plan['generations']} generations of {plan['lambda_']} candidates" in line
+    assert f"about {plan['renders']:,} renders of batch 8" in line
+    if generations:
+        assert (plan["generations"], plan["lambda_"]) == (4, 6)
+    else:
+        assert (plan["generations"], plan["lambda_"]) == (32, 10)  # the formulas at N = 8
+    assert "Type a prompt" in describe_cost("", "", "word")
+
+
+def test_the_cost_line_gives_minutes_at_the_last_speed():
+    from prompt_pinning_webui import cost
+
+    cost._last_speed.clear()
+    plan = {"generations": 2, "lambda_": 3, "renders": 100}
+    assert "minutes" not in cost.cost_html(4, plan, 8, 20)
+    cost.record_speed(seconds=60.0, images=100, steps=20)  # 0.03 s per image-step
+    assert "about 8 minutes at your last speed" in cost.cost_html(4, plan, 8, 20)  # 100 x 8 x 20 x 0.03 s
+    cost._last_speed.clear()
 
 
 def test_implied_defaults_follow_the_seed_formulas():
