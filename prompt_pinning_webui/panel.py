@@ -7,7 +7,7 @@ differ; the schema's full hint stays as the field's tooltip.
 """
 from __future__ import annotations
 
-from prompt_pinning.options import OPTIONS
+from prompt_pinning.options import OPTION, OPTIONS
 
 INTRO = ("Searches the weight of every word of your prompt so that its images stay like the target "
          "from seed to seed; the result is the pinned prompt and a report.")
@@ -86,3 +86,29 @@ def label(name: str) -> str:
 
 def elem_suffix(group: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in group.lower()).strip("_")
+
+
+class InvalidSetting(ValueError):
+    """A bad setting as the panel shows it (the host prints the class name, then the message)."""
+
+
+def accepts(name: str) -> str:
+    """What the field takes, in the panel's words; empty when the reason says it all."""
+    option = OPTION.get(name)
+    if option is None:
+        return ""
+    if option.choices:
+        return "one of " + ", ".join(option.choices)
+    if option.kind in ("int", "float"):
+        kind = "a whole number" if option.kind == "int" else "a number"
+        limits = f" {option.range_text()}" if option.range_text() else ""
+        return kind + limits + (", or empty for auto" if option.auto else "")
+    return ""
+
+
+def setting_error(name: str, reason: str) -> InvalidSetting:
+    """The panel's error for a bad value of option ``name``: its label, the problem, what it takes."""
+    reason = reason.replace(" or 0 for auto", " or empty for auto")
+    accepted = accepts(name)
+    tail = f" It takes {accepted}." if accepted and "one of" not in reason else ""
+    return InvalidSetting(f"{label(name)}: {reason.rstrip('.')}.{tail}")

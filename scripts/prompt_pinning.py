@@ -71,7 +71,12 @@ class Script(scripts.Script):
             return run_from_script(p, args, is_img2img=self.is_img2img)
         except (ScriptArgumentError, ConfigError, ValueError) as error:
             if getattr(p, "is_api", False):
-                raise _http_error(error, 422) from None
+                raise _http_error(error, 422) from None  # the API names the argument by its index
+            if isinstance(error, (ScriptArgumentError, ConfigError)):  # the panel names the field's label
+                from prompt_pinning_webui.panel import setting_error
+
+                name = error.name if isinstance(error, ScriptArgumentError) else error.option
+                raise setting_error(name, error.reason) from None
             raise
         except HostFailure as error:  # out of memory at the caller's size is the caller's to change
             if getattr(p, "is_api", False):

@@ -381,3 +381,30 @@ def test_an_interrupt_before_the_first_image_returns_no_image_and_no_error(scrip
     assert processed.images == []
     assert "Pinning stop: interrupted" in processed.infotexts[0] and "Pinning report: " in processed.info
     assert "interrupted before its first image" in processed.comments
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("lambda_", 1, "Candidates per generation (lambda_): must be >= 2 (DEAP keeps int(lambda_ / 2) parents, "
+                   "so 1 leaves none) or empty for auto, got 1. It takes a whole number 0 .. 1,000, or empty for auto."),
+    ("initial_std", -1, "Initial step size (sigma): must be > 0, got -1. It takes a number > 0, <= 10."),
+    ("seed_schedule", "daily", "Seed schedule: must be one of fixed, rotating; got 'daily'."),
+])
+def test_a_bad_value_in_the_panel_names_the_fields_label_and_what_it_takes(script, name, value, expected):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
+    args = default_args()
+    args[ARGUMENT_INDEX[name]] = value
+    with pytest.raises(ValueError) as info:
+        script.run(p, *args)
+    assert type(info.value).__name__ == "InvalidSetting"
+    assert str(info.value) == expected
+    assert "script_args" not in str(info.value)
+
+
+def test_a_bad_value_over_the_api_keeps_its_index(script):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
+    p.is_api = True
+    args = default_args()
+    args[ARGUMENT_INDEX["lambda_"]] = 1
+    with pytest.raises(Exception) as info:
+        script.run(p, *args)
+    assert f"script_args[{ARGUMENT_INDEX['lambda_']}]" in str(getattr(info.value, "detail", info.value))
