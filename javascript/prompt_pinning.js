@@ -40,28 +40,49 @@
         return "file=" + path.split("/").map(encodeURIComponent).join("/");
     }
 
+    var RESULT = /Prompt pinning result: ([^\n<]*)/;
+
+    // The result line and the report link lead the info box: they are what a person reads first.
     function linkReport(app) {
         ["txt2img", "img2img"].forEach(function (tab) {
             var info = app.querySelector("#html_info_" + tab);
             if (!info) return;
-            var match = REPORT.exec(info.textContent || "");
-            var existing = info.querySelector(".prompt-pinning-report");
-            if (!match) {
+            var existing = info.querySelector(".prompt-pinning-header");
+            var text = (info.textContent || "").replace(existing ? existing.textContent : "", "");
+            var match = REPORT.exec(text);
+            var result = RESULT.exec(text);
+            if (!match && !result) {
                 if (existing) existing.remove();
                 return;
             }
-            var href = reportHref(match[1].trim());
-            if (existing && existing.getAttribute("href") === href) return;
+            var href = match ? reportHref(match[1].trim()) : "";
+            var line = result ? result[1].trim() : "";
+            if (existing && existing.dataset.href === href && existing.dataset.line === line) return;
             if (existing) existing.remove();
-            var link = document.createElement("a");
-            link.className = "prompt-pinning-report";
-            link.href = href;
-            link.target = "_blank";
-            link.rel = "noopener";
-            link.textContent = "Open the prompt pinning report";
-            link.style.cssText = "display:inline-block;margin:0.4em 0;font-weight:normal;" +
-                "color:var(--link-text-color, #2563eb);text-decoration:underline;cursor:pointer";
-            info.prepend(link);
+            var header = document.createElement("p");
+            header.className = "prompt-pinning-header";
+            header.dataset.href = href;
+            header.dataset.line = line;
+            header.style.cssText = "margin:0.4em 0;font-size:1.05em";
+            if (line) {
+                var strong = document.createElement("strong");
+                strong.className = "prompt-pinning-result";
+                strong.textContent = "Result: " + line;
+                header.appendChild(strong);
+                header.appendChild(document.createTextNode(" "));
+            }
+            if (href) {
+                var link = document.createElement("a");
+                link.className = "prompt-pinning-report";
+                link.href = href;
+                link.target = "_blank";
+                link.rel = "noopener";
+                link.textContent = "Open the prompt pinning report";
+                link.style.cssText = "font-weight:normal;color:var(--link-text-color, #2563eb);" +
+                    "text-decoration:underline;cursor:pointer";
+                header.appendChild(link);
+            }
+            info.prepend(header);
         });
     }
 

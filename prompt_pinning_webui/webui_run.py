@@ -335,6 +335,9 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
              for i, seed in enumerate(best.seeds)]
     shown = with_run_settings(base, settings, list(best.seeds))
     shown.prompt, shown.negative_prompt = best.positive, best.negative
+    from .result_line import pinned_lines
+
+    shown.comments = {**dict.fromkeys(pinned_lines(result), 1), **shown.comments}  # read first
     message = stop_message(result)
     if message:
         shown.comment(message)

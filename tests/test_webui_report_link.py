@@ -102,6 +102,10 @@ def test_the_link_the_page_builds_answers_200_from_the_file_route(webui, host, i
                             link["href"]), link["href"]
         assert link["text"] == "Open the prompt pinning report"
         assert link["line"] == "underline" and int(link["weight"]) < 600  # a link, not a heading
+        first = chrome.evaluate("document.querySelector('#html_info_txt2img').firstElementChild.textContent")
+        if processed.images:  # the result line leads the box, before the infotext
+            assert re.match(r"Result: (loss \d\.\d+ -> \d\.\d+( \([+-][\d.]+%\))? on your seeds |no improvement found)", first), first
+        assert first.endswith("Open the prompt pinning report")
         status = chrome.evaluate(f"fetch({link['href']!r}).then(r => r.status)")
         assert status == 200
         assert server.requests[-1][1] == 200

@@ -174,15 +174,19 @@ class RunState:
         if self.plan.validation_batches:
             if not self.validations:
                 return self.baseline
-            ident = min(self.validations, key=lambda i: (self.validations[i][0], self.by_id[i].loss))
-            return self.by_id[ident]
+            return self.by_id[min(self.validations, key=self._validation_rank)]
         latest = max((g for g, _ in self.by_slot), default=0)
         return self.block_leader(self.plan.training_block(latest))
+
+    def _validation_rank(self, ident: str) -> tuple:
+        """Lowest validation loss first; on a tie the unmodified prompt (the user's weights) wins."""
+        baseline = self.baseline.individual_id if self.baseline is not None else None
+        return self.validations[ident][0], ident != baseline, self.by_id[ident].loss
 
     def hall_of_fame(self) -> list[IndividualRecord]:
         """The best candidates, ranked on common seeds (validation, else the selected one's block)."""
         if self.plan.validation_batches:
-            ids = sorted(self.validations, key=lambda i: (self.validations[i][0], self.by_id[i].loss))
+            ids = sorted(self.validations, key=self._validation_rank)
             return [self.view(self.by_id[i]) for i in ids[:HALL_OF_FAME_SIZE]]
         chosen = self.selected()
         if chosen is None:
