@@ -79,32 +79,53 @@ def command_line_budget() -> Optional[int]:
     return value if isinstance(value, int) and value > 0 else None
 
 
+SCORED_STAGES = ("baseline", "centroid", "generation ")  # renders that add a row to the report's individuals
+
+
+def progress_line(stage: str, individuals: int, done: int, total: int, since: str = "") -> str:
+    """The job text: the stage, the individuals scored (the report's count) and the renders made."""
+    if stage in ("starting", "resumed"):
+        first = "rendering your prompt (baseline)" if stage == "starting" else "resuming"
+        return f"Prompt pinning: {first} · {done}/{total} renders"
+    plural = "" if individuals == 1 else "s"
+    return f"Prompt pinning: {stage} done · {individuals} individual{plural} scored{since} · {done}/{total} renders"
+
+
 class HostProgress:
-    """Engine progress -> A1111's job count, job text and console total bar."""
+    """Engine progress -> A1111's job count, job text, console total bar and ETA clock."""
 
     def __init__(self, renderer: A1111Renderer, settings: GenerationSettings, steps_per_call: int):
         self.renderer = renderer
         self.settings = settings
         self.steps_per_call = steps_per_call
-        self.done = 0  # individuals rendered (the panel's cost line times them)
+        self.done = 0  # renders made (the panel's cost line times them)
+        self.individuals = 0
+        self.since = ""  # " since resuming": the journal's earlier individuals are not counted here
 
     def plan(self, renders: list[tuple[int, int]]) -> None:
         """Size the job count and total bar from the engine's render calls still to come.
 
         ``renders``: (individuals, how many such render calls) pairs, a few whatever the run's length.
+        The host's ETA divides the time since ``state.time_start`` by the share of jobs done: it
+        starts here, at the first render, so the checks and set-up before it do not inflate it.
         """
+        import time
+
         from modules import shared
 
         calls = sum(self.renderer.calls_needed(n, self.settings) * count for n, count in renders)
         shared.state.job_count = calls
+        shared.state.time_start = time.time()
         shared.total_tqdm.updateTotal(calls * self.steps_per_call)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from modules import shared
 
         # reported after each render: the stage named is the one just finished
+        self.individuals += int(done > self.done and stage.startswith(SCORED_STAGES))
+        self.since = " since resuming" if stage == "resumed" else self.since
         self.done = done
-        shared.state.textinfo = f"Prompt pinning: {done}/{total} individuals, last done: {stage}"
+        shared.state.textinfo = progress_line(stage, self.individuals, done, total, self.since)
         if done >= total and 0 < shared.state.job_no < shared.state.job_count:
             # the plan counts the result's render even when the result is the baseline, whose
             # batch it already has: the job count and the console bar end at the calls made
@@ -189,6 +210,7 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     """The Script's ``run``: returns a ``modules.processing.Processed``."""
     from modules import processing, shared
 
+    shared.state.textinfo = "Prompt pinning: checking the prompt and the settings"  # from the first second
     parsed = parse_script_args(args)
     base = copy.copy(p)
     base.extra_generation_params = dict(getattr(p, "extra_generation_params", None) or {})

@@ -269,7 +269,7 @@ def test_the_job_count_and_bar_end_at_the_calls_made(script, engine_ready, tmp_p
     assert shared.state.job_count == shared.state.job_no == calls
     assert shared.total_tqdm.total == calls * 3  # 3 steps per call
     # the job text names the stage just finished, with the plan's count (the first render: the baseline)
-    assert texts[1] == f"Prompt pinning: 1/{planned} individuals, last done: baseline"
+    assert texts[1] == f"Prompt pinning: baseline done · 1 individual scored · 1/{planned} renders"
 
 
 def test_a_result_that_is_the_baseline_ends_the_job_count_one_short_of_the_plan(script):
@@ -408,3 +408,40 @@ def test_a_bad_value_over_the_api_keeps_its_index(script):
     with pytest.raises(Exception) as info:
         script.run(p, *args)
     assert f"script_args[{ARGUMENT_INDEX['lambda_']}]" in str(getattr(info.value, "detail", info.value))
+
+
+def test_progress_names_the_stage_from_the_first_second_and_counts_the_reports_individuals(script, engine_ready,
+                                                                                           tmp_path):
+    import time
+
+    seen = []
+
+    def watch(p, n):
+        seen.append((shared.state.textinfo, shared.state.job_count, shared.state.time_start))
+
+    processing.before_batch_hooks.append(watch)
+    shared.state.time_start = 0.0  # as state.begin() set it before the checks
+    started = time.time()
+    processed = script.run(txt2img_p(tmp_path), *run_args(validation_batches=0))
+    text, jobs, clock = seen[0]
+    assert text.startswith("Prompt pinning: rendering your prompt (baseline)") and "renders" in text
+    assert jobs > 0 and clock >= started  # the ETA's clock starts at the first render
+    later = [t for t, _, _ in seen[1:]]
+    assert any("generation 1/2 done" in t for t in later)
+    # baseline + 2 generations of 3, as the report's table of individuals counts them
+    run_dir = tmp_path / re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1)
+    from prompt_pinning.reports.writer import load_rows
+
+    rows = len(load_rows(run_dir))
+    counts = [int(re.search(r"(\d+) individuals? scored", t).group(1)) for t in later if "scored" in t]
+    assert counts[-1] == rows  # seen before the result's render on your seeds, which scores no one
+
+
+def test_the_job_text_is_set_before_the_arguments_are_checked(script):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
+    args = default_args()
+    args[ARGUMENT_INDEX["initial_std"]] = -1
+    shared.state.textinfo = None
+    with pytest.raises(ValueError):
+        script.run(p, *args)
+    assert shared.state.textinfo == "Prompt pinning: checking the prompt and the settings"
