@@ -52,13 +52,15 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     units, slots = strength.shape[:2]
     scale = float(np.percentile(strength, 99.5)) if strength.size else 0.0
     first = heat_cell(strength[0, 0], None, scale) if units and slots else Image.new("RGB", (CELL, CELL))
-    width, height = LABEL_WIDTH + slots * (first.width + 4) + 8, HEAD + units * (first.height + 4) + 8
+    font = ImageFont.load_default()
+    note = f"one colour scale for all units; brightest = {scale:.3g} per unit of weight"
+    text_width = max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(t, font=font) for t in (title, note))
+    width = max(LABEL_WIDTH + slots * (first.width + 4) + 8, int(np.ceil(text_width)) + 16)  # small images: fit the text
+    height = HEAD + units * (first.height + 4) + 8
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     draw.text((8, 6), title, fill="black", font=font)
-    draw.text((8, 18), f"one colour scale for all units; brightest = {scale:.3g} per unit of weight",
-              fill=(90, 90, 90), font=font)
+    draw.text((8, 18), note, fill=(90, 90, 90), font=font)
     for u in range(units):
         top = HEAD + u * (first.height + 4)
         draw.text((8, top + 4), labels[u][:30], fill="black", font=font)
