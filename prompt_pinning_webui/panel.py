@@ -110,5 +110,7 @@ def setting_error(name: str, reason: str) -> InvalidSetting:
     """The panel's error for a bad value of option ``name``: its label, the problem, what it takes."""
     reason = reason.replace(" or 0 for auto", " or empty for auto")
     accepted = accepts(name)
-    tail = f" It takes {accepted}." if accepted and "one of" not in reason else ""
+    # a value out of range or of the wrong kind: say what the field takes (a limit shared with
+    # other settings, such as images per generation, explains itself)
+    tail = f" It takes {accepted}." if accepted and "must be" in reason and "one of" not in reason else ""
     return InvalidSetting(f"{label(name)}: {reason.rstrip('.')}.{tail}")

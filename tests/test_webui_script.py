@@ -400,6 +400,16 @@ def test_a_bad_value_in_the_panel_names_the_fields_label_and_what_it_takes(scrip
     assert "script_args" not in str(info.value)
 
 
+def test_a_limit_shared_with_other_settings_names_the_field_and_explains_itself(script):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16, batch_size=4)
+    args = default_args()
+    args[ARGUMENT_INDEX["lambda_"]] = 300
+    with pytest.raises(ValueError) as info:
+        script.run(p, *args)
+    assert str(info.value).startswith("Candidates per generation (lambda_): batch size x lambda_ = 4 x 300")
+    assert "It takes" not in str(info.value)
+
+
 def test_a_bad_value_over_the_api_keeps_its_index(script):
     p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
     p.is_api = True
