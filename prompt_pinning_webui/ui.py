@@ -148,12 +148,3 @@ def _taggers_html() -> str:
 
     return taggers_html()
 
-
-def implied_defaults(n: int) -> dict[str, int]:
-    """The run's plan for N units with every option at its default."""
-    from .cost import run_plan
-
-    plan = run_plan(n)
-    training = 1 + plan["generations"] * plan["lambda_"]
-    return {"N": n, "generations": plan["generations"], "lambda_": plan["lambda_"], "mu": plan["mu"],
-            "evaluations": training, "other_renders": plan["renders"] - training}

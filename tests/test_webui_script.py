@@ -14,7 +14,8 @@ import gradio  # noqa: E402  (the stand-in)
 from modules import processing, shared  # noqa: E402
 
 from prompt_pinning_webui.args import ARGUMENT_INDEX, ARGUMENTS, default_args, parse_argument  # noqa: E402
-from prompt_pinning_webui.ui import elem_id, implied_defaults  # noqa: E402
+from prompt_pinning_webui.cost import run_plan  # noqa: E402
+from prompt_pinning_webui.ui import elem_id  # noqa: E402
 
 SCRIPT = webui_stand_in.REPO / "scripts" / "prompt_pinning.py"
 
@@ -121,14 +122,14 @@ def test_the_cost_line_gives_minutes_at_the_last_speed():
     cost._last_speed.clear()
 
 
-def test_implied_defaults_follow_the_seed_formulas():
-    d = implied_defaults(12)
-    # one validation batch: baseline + 32 validation points + the centroid and its validation,
-    # the result on the user's seeds, and the fade guard's reference on each generation's seeds
-    assert d == {"N": 12, "generations": 32, "lambda_": 11, "mu": 5, "evaluations": 1 + 32 * 11,
-                 "other_renders": 1 + 32 + 2 + 1 + 32}
-    tiny = implied_defaults(2)  # at least 16 generations; lambda_ 6 validates every 2nd
-    assert (tiny["generations"], tiny["evaluations"], tiny["other_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2 + 1 + 16)
+def test_the_cost_lines_plan_follows_the_seed_formulas():
+    d = run_plan(12)
+    # one validation batch: baseline + 32 x 11 candidates, then 32 validation points + the centroid and
+    # its validation, the result on the user's seeds, and the fade guard's reference on each generation's seeds
+    assert (d["generations"], d["lambda_"], d["mu"]) == (32, 11, 5)
+    assert d["renders"] == (1 + 32 * 11) + (1 + 32 + 2 + 1 + 32)
+    tiny = run_plan(2)  # at least 16 generations; lambda_ 6 validates every 2nd
+    assert (tiny["generations"], tiny["renders"]) == (16, (1 + 16 * 6) + (1 + 8 + 2 + 1 + 16))
 
 
 def test_bad_api_argument_is_an_http_error_naming_it(script, host):
