@@ -31,31 +31,58 @@
         });
     }
 
-    var REPORT = /(?:Prompt pinning|Pinning) report: "?([^"\n<]*index\.html)/;
+    // The run's comment names the report as the host's file= route resolves it: relative to the
+    // WebUI's folder, or absolute (prompt_pinning_webui/links.py). The infotext's "Pinning report"
+    // (relative to the outputs folder) is not a served path and is never linked.
+    var REPORT = /Prompt pinning report: ([^\n<"]*?index\.html)/;
 
+    function reportHref(path) {
+        return "file=" + path.split("/").map(encodeURIComponent).join("/");
+    }
+
+    var RESULT = /Prompt pinning result: ([^\n<]*)/;
+
+    // The result line and the report link lead the info box: they are what a person reads first.
     function linkReport(app) {
         ["txt2img", "img2img"].forEach(function (tab) {
             var info = app.querySelector("#html_info_" + tab);
             if (!info) return;
-            var log = app.querySelector("#html_log_" + tab);
-            var text = (info.textContent || "") + "\n" + (log ? log.textContent || "" : "");
+            var existing = info.querySelector(".prompt-pinning-header");
+            var text = (info.textContent || "").replace(existing ? existing.textContent : "", "");
             var match = REPORT.exec(text);
-            var existing = info.querySelector(".prompt-pinning-report");
-            if (!match) {
+            var result = RESULT.exec(text);
+            if (!match && !result) {
                 if (existing) existing.remove();
                 return;
             }
-            var href = "file=" + match[1].trim();
-            if (existing && existing.getAttribute("href") === href) return;
+            var href = match ? reportHref(match[1].trim()) : "";
+            var line = result ? result[1].trim() : "";
+            if (existing && existing.dataset.href === href && existing.dataset.line === line) return;
             if (existing) existing.remove();
-            var link = document.createElement("a");
-            link.className = "prompt-pinning-report";
-            link.href = href;
-            link.target = "_blank";
-            link.rel = "noopener";
-            link.textContent = "Open the prompt pinning report";
-            link.style.display = "block";
-            info.prepend(link);
+            var header = document.createElement("p");
+            header.className = "prompt-pinning-header";
+            header.dataset.href = href;
+            header.dataset.line = line;
+            header.style.cssText = "margin:0.4em 0;font-size:1.05em";
+            if (line) {
+                var strong = document.createElement("strong");
+                strong.className = "prompt-pinning-result";
+                strong.textContent = "Result: " + line;
+                header.appendChild(strong);
+                header.appendChild(document.createTextNode(" "));
+            }
+            if (href) {
+                var link = document.createElement("a");
+                link.className = "prompt-pinning-report";
+                link.href = href;
+                link.target = "_blank";
+                link.rel = "noopener";
+                link.textContent = "Open the prompt pinning report";
+                link.style.cssText = "font-weight:normal;color:var(--link-text-color, #2563eb);" +
+                    "text-decoration:underline;cursor:pointer";
+                header.appendChild(link);
+            }
+            info.prepend(header);
         });
     }
 

@@ -232,8 +232,9 @@ OPTIONS: tuple[Option, ...] = (
       formula="derived from the image seed and subseed", minimum=0, maximum=MAX_CMA_SEED,
       limit_reason="NumPy's random state takes 32-bit seeds"),
     O("generations", "int", None, "Number of generations", "Optimizer",
-      "CMA generations after the baseline; at least 16, so that CMA searches even for N <= 2, where "
-      "the seed's formula alone gives one generation of about 6 individuals.", cli="--generations",
+      "CMA generations after the baseline; any number from 1. The automatic value is at least 16, so "
+      "that CMA searches even for N <= 2, where the formula alone gives one generation of about 6 "
+      "individuals.", cli="--generations",
       formula="max(16, int(16 * floor(ln N)))", minimum=0, maximum=MAX_GENERATIONS,
       limit_reason="each generation renders lambda_ batches; 10,000 is days of rendering"),
     O("initial_std", "float", 0.1, "Initial population STD", "Optimizer",

@@ -27,6 +27,7 @@ class ScriptArgumentError(ValueError):
         super().__init__(f"script_args[{index}] ({option.label!r}, {option.name}): {message}")
         self.index = index
         self.name = option.name
+        self.reason = message
 
 
 def default_args() -> list[Any]:

@@ -43,6 +43,7 @@ class A1111Host:
     """AUTOMATIC1111 Stable Diffusion WebUI v1.10.1."""
 
     name = "AUTOMATIC1111 WebUI"
+    serves_working_dir = True  # Gradio 3.41's /file= also serves any file under the working directory
 
     def loaded_model(self, load: bool = True) -> Any:
         from modules import shared
@@ -84,6 +85,7 @@ class ForgeHost:
     """Stable Diffusion WebUI Forge (f2.0.1v1.10.1) and Forge Classic."""
 
     name = "Forge"
+    serves_working_dir = False  # Gradio 4.40's /file= serves only allowed paths (Forge adds its data folder)
 
     @staticmethod
     def is_loaded(sd_model: Any) -> bool:

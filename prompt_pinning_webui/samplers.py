@@ -38,15 +38,28 @@ logger = logging.getLogger(__name__)
 GROUP_SIZE_ATTR = "prompt_pinning_group_size"  # images per individual in a packed batch
 TRACES_ATTR = "prompt_pinning_traces"  # (rows, L) traces of the last hyperbatch call
 
+# The Sampling method list's entries, named as v1.10 names its own: the schedule is picked in
+# the Schedule type field ("Automatic" gives the entry's default, Karras) -> the spec each runs.
+LISTED = {"DPM++ 2M Hyperbatch": "DPM++ 2M Karras - Hyperbatch",
+          "DPM++ SDE Hyperbatch": "DPM++ SDE Karras - Hyperbatch"}
+# The engine's names (earlier entries): still found by name, for old infotexts and API calls, but
+# not listed; each keeps its own default schedule ("DPM++ SDE - Hyperbatch": the host's default).
+UNLISTED = tuple(spec.name for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch)
+
 # Hyperbatch entry -> (the host's plain entry, its k_diffusion.sampling function)
 _PLAIN_FALLBACK = {"DPM++ 2M Karras - Hyperbatch": ("DPM++ 2M", "sample_dpmpp_2m"),
                    "DPM++ SDE Karras - Hyperbatch": ("DPM++ SDE", "sample_dpmpp_sde"),
                    "DPM++ SDE - Hyperbatch": ("DPM++ SDE", "sample_dpmpp_sde")}
+_PLAIN_FALLBACK.update({listed: _PLAIN_FALLBACK[engine] for listed, engine in LISTED.items()})
 SDE_HOST_SETTINGS = ["s_noise"]  # what A1111 fills in from its settings for its SDE samplers
 
 
 def hyperbatch_specs() -> list[SamplerSpec]:
-    return [spec for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch]
+    """Every entry registered in the host: the listed ones first, then the unlisted engine names."""
+    import dataclasses
+
+    listed = [dataclasses.replace(hyperbatch.SAMPLERS[engine], name=name) for name, engine in LISTED.items()]
+    return listed + [hyperbatch.SAMPLERS[name] for name in UNLISTED]
 
 
 def sampler_options(spec: SamplerSpec) -> dict[str, Any]:
@@ -60,8 +73,9 @@ def sampler_options(spec: SamplerSpec) -> dict[str, Any]:
 
 
 def sampler_aliases(spec: SamplerSpec) -> list[str]:
+    """``k_<slug>``; a listed entry also answers to the engine name it runs (XYZ plot, API lists)."""
     slug = spec.name.lower().replace("++", "pp").replace(" - ", "_").replace(" ", "_")
-    return ["k_" + slug]
+    return ["k_" + slug] + ([LISTED[spec.name]] if spec.name in LISTED else [])
 
 
 def _fallback_reason(sampler, x) -> Optional[str]:
@@ -216,10 +230,10 @@ def register_samplers() -> list[str]:
         data = sd_samplers_common.SamplerData(spec.name, make_constructor(spec),
                                               sampler_aliases(spec), sampler_options(spec))
         existing = [i for i, s in enumerate(sd_samplers.all_samplers) if s.name == spec.name]
-        if existing:
-            sd_samplers.all_samplers[existing[0]] = data
-        else:
-            sd_samplers.all_samplers.append(data)
+        for i in reversed(existing):
+            del sd_samplers.all_samplers[i]
+        if spec.name in LISTED:  # listed: the dropdowns; unlisted: found by exact name only
+            sd_samplers.all_samplers.insert(existing[0] if existing else len(sd_samplers.all_samplers), data)
         sd_samplers.all_samplers_map[spec.name] = data
         kd_map = getattr(sd_samplers_kdiffusion, "k_diffusion_samplers_map", None)
         if isinstance(kd_map, dict):

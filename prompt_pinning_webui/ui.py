@@ -1,10 +1,12 @@
-"""Gradio components for the Script, built from the option schema.
+"""Gradio components for the Script: the panel (``panel.LAYOUT``) over the option schema.
 
-``build_components`` creates one input per argument, in argument order,
-inside one accordion per group, and returns them (A1111 passes their values
-to ``run`` in that order). It only creates components, so calling it again
-(the API does, to read defaults) is harmless. Hover hints travel to the page
-as a hidden JSON block that javascript/prompt_pinning.js reads.
+``build_components`` creates one input per argument inside the panel's groups
+(an open "Basic" group, then every other group folded under "More options")
+and returns them in argument order (A1111 passes their values to ``run`` in
+that order). It only creates components, so calling it again (the API does, to
+read defaults) is harmless. Each field shows a one-line help; the schema's full
+hint travels to the page as a hidden JSON block that javascript/prompt_pinning.js
+turns into tooltips.
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import html
 import json
 from typing import Any, Callable, Optional
 
-from prompt_pinning.options import GROUPS, Option
+from prompt_pinning.options import Option
 
+from . import panel
 from .args import ARGUMENTS
 
 ELEM_PREFIX = "prompt_pinning"
+AUTO = "auto"
 
 
 def elem_id(tab: str, name: str) -> str:
@@ -29,65 +33,114 @@ def default_text(option: Option) -> str:
     if option.kind == "mask":
         return "none (every pixel counts)"
     if option.auto:
-        return "0 = auto" if option.kind in ("int", "float") else "empty = auto"
+        return "empty = auto"
     if option.kind in ("path", "matrix", "text"):
         return "empty"
     return str(option.default)
 
 
 def hint(option: Option) -> str:
-    """The hover and info text: what it does, its computed default and its limits."""
+    """The tooltip: what it does, its computed default and its limits."""
     return f"{option.full_hint(api=True)} Default: {default_text(option)}."
 
 
 def hints_html(tab: str) -> str:
-    """Hidden element carrying every argument's hint, keyed by element id."""
+    """Hidden element carrying every argument's tooltip, keyed by element id."""
     data = {elem_id(tab, option.name): hint(option) for option in ARGUMENTS}
     return (f'<div id="{ELEM_PREFIX}_{tab}_hints" style="display:none" '
             f'data-hints="{html.escape(json.dumps(data), quote=True)}"></div>')
 
 
+def intro_html(docs_href: Optional[str]) -> str:
+    link = (f' <a href="{html.escape(docs_href, quote=True)}" target="_blank" rel="noopener" '
+            f'style="text-decoration:underline">How it works</a>' if docs_href else "")
+    return f"<p>{html.escape(panel.INTRO)}{link}</p>"
+
+
+def docs_href() -> Optional[str]:
+    """The extension's README as the host's file= route serves it (no network needed)."""
+    from pathlib import Path
+
+    from .links import served_path
+
+    try:
+        served = served_path(Path(__file__).resolve().parent.parent / "README.md")
+    except Exception:  # outside a WebUI: no link
+        return None
+    return f"file={served}" if served else None
+
+
 def make_component(gr, tab: str, option: Option):
-    """The schema's widget for this option, starting at its script_args default."""
-    common = {"label": option.label, "elem_id": elem_id(tab, option.name)}
+    """The panel's widget for this option; an auto number is a text box whose placeholder says "auto"."""
+    common = {"label": panel.label(option.name), "elem_id": elem_id(tab, option.name)}
+    info = panel.HELP.get(option.name) or option.hint
     widget = option.widget
     if widget == "File":
         return gr.File(file_count="single" if option.kind == "mask" else "multiple", file_types=["image"], **common)
     if widget == "Checkbox":
-        return gr.Checkbox(value=option.ui_default, info=option.hint, **common)
+        return gr.Checkbox(value=option.ui_default, info=info, **common)
     if widget == "Dropdown":
-        return gr.Dropdown(choices=list(option.choices), value=option.ui_default, info=option.hint, **common)
+        return gr.Dropdown(choices=list(option.choices), value=option.ui_default, info=info, **common)
+    if option.auto:  # empty means auto, as 0 does (args.parse_argument)
+        return gr.Textbox(value="", placeholder=AUTO, lines=2 if option.kind == "matrix" else 1, info=info, **common)
     if widget == "Number":
         whole = option.kind == "int"
         return gr.Number(value=option.ui_default, precision=0 if whole else None,
-                         step=1 if whole else 0.01, info=hint(option), **common)
-    return gr.Textbox(value=option.ui_default, lines=2 if option.kind == "matrix" else 1,
-                      info=hint(option), **common)
+                         step=1 if whole else 0.01, info=info, **common)
+    return gr.Textbox(value=option.ui_default, lines=1, info=info, **common)
 
 
-def build_components(gr, tab: str, describe: Optional[Callable] = None, prompts: tuple = ()) -> list:
-    """All argument components, grouped; returns them in argument order.
+def _group_fields(group: str, last: bool) -> list[Option]:
+    fields = [o for o in ARGUMENTS if panel.GROUP_OF.get(o.name) == group]
+    if last:  # an option the panel does not place yet
+        fields += [o for o in ARGUMENTS if o.name not in panel.GROUP_OF]
+    return fields
 
-    ``describe(prompt, negative, unit_mode) -> html`` fills the "N units"
-    display when the prompt boxes of this tab are given in ``prompts``.
+
+def build_components(gr, tab: str, describe: Optional[Callable] = None, inputs: tuple = ()) -> list:
+    """All argument components, in the panel's groups; returns them in argument order.
+
+    ``describe(prompt, negative, unit_mode, generations, lambda_, validation_batches, batch_size, steps)``
+    fills the live cost line when this tab's boxes are given in ``inputs``: (prompt, negative) or
+    (prompt, negative, batch size, steps).
     """
     components: dict[str, Any] = {}
-    units_info = None
     gr.HTML(hints_html(tab))
-    for group in GROUPS:
-        with gr.Accordion(f"Prompt pinning: {group.lower()}", open=group == "Target",
-                          elem_id=f"{ELEM_PREFIX}_{tab}_{group.lower().replace(' ', '_')}"):
-            if group == "Target":
-                units_info = gr.HTML(units_placeholder(), elem_id=f"{ELEM_PREFIX}_{tab}_units")
-                count = gr.Button("Count units (N)", elem_id=f"{ELEM_PREFIX}_{tab}_count_units")
-                gr.HTML(_taggers_html(), elem_id=f"{ELEM_PREFIX}_{tab}_taggers")
-            for option in ARGUMENTS:
-                if option.group == group:
+    gr.HTML(intro_html(docs_href()), elem_id=f"{ELEM_PREFIX}_{tab}_intro")
+    groups = [group for group, _ in panel.LAYOUT]
+    with gr.Accordion(panel.BASIC, open=True, elem_id=f"{ELEM_PREFIX}_{tab}_basic"):
+        fields = _group_fields(panel.BASIC, last=False)
+        components["targets"] = make_component(gr, tab, fields[0])
+        preview = gr.Gallery(label="Targets", show_label=False, visible=False, columns=6, height=120,
+                             elem_id=f"{ELEM_PREFIX}_{tab}_target_preview")
+        with gr.Row():
+            for option in fields[1:]:
+                components[option.name] = make_component(gr, tab, option)
+        cost = gr.HTML("<p class='prompt-pinning-cost'>Type a prompt to see what a run costs.</p>",
+                       elem_id=f"{ELEM_PREFIX}_{tab}_cost")
+    with gr.Accordion("More options", open=False, elem_id=f"{ELEM_PREFIX}_{tab}_more"):
+        for group in groups[1:]:
+            with gr.Accordion(group, open=False, elem_id=f"{ELEM_PREFIX}_{tab}_{panel.elem_suffix(group)}"):
+                for option in _group_fields(group, last=group == groups[-1]):
                     components[option.name] = make_component(gr, tab, option)
-    if describe is not None and len(prompts) == 2 and units_info is not None:
-        count.click(fn=describe, inputs=[prompts[0], prompts[1], components["unit_mode"]],
-                    outputs=[units_info], show_progress=False)
+                if group == "Target details":
+                    gr.HTML(_taggers_html(), elem_id=f"{ELEM_PREFIX}_{tab}_taggers")
+    components["targets"].change(fn=target_preview, inputs=[components["targets"]], outputs=[preview],
+                                 show_progress=False)
+    if describe is not None and len(inputs) >= 2:
+        watched = [inputs[0], inputs[1], components["unit_mode"], components["generations"],
+                   components["lambda_"], components["validation_batches"], *inputs[2:4]]
+        for source in watched:
+            source.change(fn=describe, inputs=watched, outputs=[cost], show_progress=False)
     return [components[option.name] for option in ARGUMENTS]
+
+
+def target_preview(files):
+    """Thumbnails of the uploaded target images (hidden while there are none)."""
+    import gradio as gr
+
+    names = [getattr(f, "name", f) for f in (files or [])]
+    return gr.update(value=names or None, visible=bool(names))
 
 
 def _taggers_html() -> str:
@@ -95,43 +148,3 @@ def _taggers_html() -> str:
 
     return taggers_html()
 
-
-def units_placeholder() -> str:
-    return ("<p>N (pinnable units) and the defaults it implies appear here: "
-            "press <b>Count units</b> (it needs a loaded model).</p>")
-
-
-def implied_defaults(n: int) -> dict[str, int]:
-    """The run's plan for N units with every option at its default."""
-    from prompt_pinning.config import PinningConfig
-    from prompt_pinning.search.optimizer import make_optimizer, resolve_generations
-    from prompt_pinning.run.plan import make_plan
-
-    config = PinningConfig(positive="")
-    optimizer = make_optimizer(config, n, 0)
-    plan = make_plan(config, n, optimizer, resolve_generations(config, n))
-    training = 1 + sum(size * count for size, count in plan.population_runs(1, plan.generations))
-    return {"N": n, "generations": plan.generations, "lambda_": plan.population, "mu": optimizer.resolved["mu"],
-            "evaluations": training, "other_renders": plan.total - training}
-
-
-def units_html(n: int) -> str:
-    d = implied_defaults(n)
-    return (f"<p><b>N = {n}</b> pinnable units. Defaults: {d['generations']} generations, "
-            f"lambda_ = {d['lambda_']}, mu = {d['mu']}, "
-            f"{d['evaluations']} individuals in all (baseline included), and {d['other_renders']} more "
-            f"renders to choose the result and show it on your seeds.</p>")
-
-
-def describe_units(positive: str, negative: str, unit_mode: str) -> str:
-    """HTML with N and its implied defaults, or the reason it cannot be computed."""
-    try:
-        from prompt_pinning.prompt.weights import PromptVector
-
-        from .tokenizer import HostTokenizer
-
-        # never loads a checkpoint from a UI event (Forge loads it at the first generation)
-        vector = PromptVector.from_prompts(positive, negative, HostTokenizer.from_model(load=False), unit_mode)
-        return units_html(vector.size)
-    except Exception as error:  # shown to the user, not raised
-        return f"<p>Cannot count units: {html.escape(str(error))}</p>"

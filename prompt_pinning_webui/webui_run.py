@@ -79,30 +79,53 @@ def command_line_budget() -> Optional[int]:
     return value if isinstance(value, int) and value > 0 else None
 
 
+SCORED_STAGES = ("baseline", "centroid", "generation ")  # renders that add a row to the report's individuals
+
+
+def progress_line(stage: str, individuals: int, done: int, total: int, since: str = "") -> str:
+    """The job text: the stage, the individuals scored (the report's count) and the renders made."""
+    if stage in ("starting", "resumed"):
+        first = "rendering your prompt (baseline)" if stage == "starting" else "resuming"
+        return f"Prompt pinning: {first} · {done}/{total} renders"
+    plural = "" if individuals == 1 else "s"
+    return f"Prompt pinning: {stage} done · {individuals} individual{plural} scored{since} · {done}/{total} renders"
+
+
 class HostProgress:
-    """Engine progress -> A1111's job count, job text and console total bar."""
+    """Engine progress -> A1111's job count, job text, console total bar and ETA clock."""
 
     def __init__(self, renderer: A1111Renderer, settings: GenerationSettings, steps_per_call: int):
         self.renderer = renderer
         self.settings = settings
         self.steps_per_call = steps_per_call
+        self.done = 0  # renders made (the panel's cost line times them)
+        self.individuals = 0
+        self.since = ""  # " since resuming": the journal's earlier individuals are not counted here
 
     def plan(self, renders: list[tuple[int, int]]) -> None:
         """Size the job count and total bar from the engine's render calls still to come.
 
         ``renders``: (individuals, how many such render calls) pairs, a few whatever the run's length.
+        The host's ETA divides the time since ``state.time_start`` by the share of jobs done: it
+        starts here, at the first render, so the checks and set-up before it do not inflate it.
         """
+        import time
+
         from modules import shared
 
         calls = sum(self.renderer.calls_needed(n, self.settings) * count for n, count in renders)
         shared.state.job_count = calls
+        shared.state.time_start = time.time()
         shared.total_tqdm.updateTotal(calls * self.steps_per_call)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from modules import shared
 
         # reported after each render: the stage named is the one just finished
-        shared.state.textinfo = f"Prompt pinning: {done}/{total} individuals, last done: {stage}"
+        self.individuals += int(done > self.done and stage.startswith(SCORED_STAGES))
+        self.since = " since resuming" if stage == "resumed" else self.since
+        self.done = done
+        shared.state.textinfo = progress_line(stage, self.individuals, done, total, self.since)
         if done >= total and 0 < shared.state.job_no < shared.state.job_count:
             # the plan counts the result's render even when the result is the baseline, whose
             # batch it already has: the job count and the console bar end at the calls made
@@ -189,6 +212,7 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     """The Script's ``run``: returns a ``modules.processing.Processed``."""
     from modules import processing, shared
 
+    shared.state.textinfo = "Prompt pinning: checking the prompt and the settings"  # from the first second
     parsed = parse_script_args(args)
     base = copy.copy(p)
     base.extra_generation_params = dict(getattr(p, "extra_generation_params", None) or {})
@@ -204,10 +228,14 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     settings = run_settings(config)
     # The engine reports its total before the first render, so the bar covers the baseline.
     progress = HostProgress(renderer, settings, steps_per_call(settings, is_img2img))
+    from .cost import Stopwatch, record_speed
+
+    clock = Stopwatch()
     try:
         result = _run_engine(config, renderer, progress)
     finally:
         renderer.release()
+    record_speed(clock.seconds(), progress.done * settings.batch_size, progress.steps_per_call)
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)
     shared.state.textinfo = None
@@ -242,6 +270,14 @@ def report_path(result: RunResult) -> str:
     """The report, named relative to the outputs folder (never the server's absolute path)."""
     run_dir = Path(result.run_dir).resolve()
     return public_path(run_dir / "index.html", outputs_folders([run_dir.parent.parent]))
+
+
+def report_link(base: Any, result: RunResult) -> str:
+    """The comment that names the report where the host's ``file=`` route finds it."""
+    from .links import report_comment
+
+    return report_comment(Path(result.run_dir) / "index.html", report_path(result),
+                          is_api=bool(getattr(base, "is_api", False)))
 
 
 def run_params(result: RunResult) -> dict[str, Any]:
@@ -338,10 +374,13 @@ def make_processed(base: Any, result: RunResult, renderer: A1111Renderer):
              for i, seed in enumerate(best.seeds)]
     shown = with_run_settings(base, settings, list(best.seeds))
     shown.prompt, shown.negative_prompt = best.positive, best.negative
+    from .result_line import pinned_lines
+
+    shown.comments = {**dict.fromkeys(pinned_lines(result), 1), **shown.comments}  # read first
     message = stop_message(result)
     if message:
         shown.comment(message)
-    shown.comment(f"Prompt pinning report: {report_path(result)}")
+    shown.comment(report_link(base, result))
     subseeds = [int(settings["subseed"]) + i for i in range(len(images))]
     return processing.Processed(
         shown, images, seed=best.seeds[0], info=texts[0], subseed=subseeds[0],
@@ -364,6 +403,7 @@ def _interrupted_before_any_image(base: Any, result: RunResult):
     shown = copy.copy(base)
     shown.comments = dict(base.comments)
     shown.comment("Prompt pinning was interrupted before its first image was finished.")
+    shown.comment(report_link(base, result))
     text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": result.stop_reason,
                             "Pinning report": report_path(result)})
     return processing.Processed(shown, [], seed=int(base.seed), info=text, subseed=int(base.subseed),

@@ -26,11 +26,14 @@ from modules import scripts  # noqa: E402
 
 from prompt_pinning_webui import samplers as pinning_samplers  # noqa: E402
 from prompt_pinning_webui.args import ScriptArgumentError  # noqa: E402
-from prompt_pinning_webui.ui import build_components, describe_units  # noqa: E402
+from prompt_pinning_webui.cost import describe_cost  # noqa: E402
+from prompt_pinning_webui.ui import build_components  # noqa: E402
 
 pinning_samplers.register_when_ready()
 
-PROMPT_IDS = {"txt2img_prompt", "txt2img_neg_prompt", "img2img_prompt", "img2img_neg_prompt"}
+# The host's boxes the live cost line reads: prompt, negative prompt, batch size, sampling steps.
+WATCHED = ("prompt", "neg_prompt", "batch_size", "steps")
+WATCHED_IDS = {f"{tab}_{name}" for tab in ("txt2img", "img2img") for name in WATCHED}
 
 
 class Script(scripts.Script):
@@ -46,16 +49,17 @@ class Script(scripts.Script):
         return True
 
     def after_component(self, component, **kwargs):
-        if kwargs.get("elem_id") in PROMPT_IDS:
+        if kwargs.get("elem_id") in WATCHED_IDS:
             self.prompt_boxes[kwargs["elem_id"]] = component
 
     def ui(self, is_img2img):
         tab = "img2img" if is_img2img else "txt2img"
-        prompts = (self.prompt_boxes.get(f"{tab}_prompt"), self.prompt_boxes.get(f"{tab}_neg_prompt"))
-        wire = tab not in self.wired_tabs and all(box is not None for box in prompts)
+        boxes = [self.prompt_boxes.get(f"{tab}_{name}") for name in WATCHED]
+        boxes = boxes[:2] if None in boxes[2:] else boxes  # the sliders are optional
+        wire = tab not in self.wired_tabs and None not in boxes
         if wire:  # events only in the first (real) UI build, never in the API's repeat call
             self.wired_tabs.add(tab)
-        return build_components(gr, tab, describe_units if wire else None, prompts if wire else ())
+        return build_components(gr, tab, describe_cost if wire else None, tuple(boxes) if wire else ())
 
     def run(self, p, *args):
         ensure_importable()
@@ -67,7 +71,12 @@ class Script(scripts.Script):
             return run_from_script(p, args, is_img2img=self.is_img2img)
         except (ScriptArgumentError, ConfigError, ValueError) as error:
             if getattr(p, "is_api", False):
-                raise _http_error(error, 422) from None
+                raise _http_error(error, 422) from None  # the API names the argument by its index
+            if isinstance(error, (ScriptArgumentError, ConfigError)):  # the panel names the field's label
+                from prompt_pinning_webui.panel import setting_error
+
+                name = error.name if isinstance(error, ScriptArgumentError) else error.option
+                raise setting_error(name, error.reason) from None
             raise
         except HostFailure as error:  # out of memory at the caller's size is the caller's to change
             if getattr(p, "is_api", False):

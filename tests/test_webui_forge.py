@@ -13,7 +13,7 @@ from prompt_pinning.config import PinningConfig  # noqa: E402
 from prompt_pinning.run.builders import build_vector  # noqa: E402
 from prompt_pinning_webui.hosts import A1111Host, ForgeHost, ModelNotLoaded, current_host  # noqa: E402
 from prompt_pinning_webui.tokenizer import HostTokenizer, text_encoders  # noqa: E402
-from prompt_pinning_webui.ui import describe_units  # noqa: E402
+from prompt_pinning_webui.cost import describe_cost  # noqa: E402
 
 HOSTS = ["a1111", "forge"]
 
@@ -64,14 +64,14 @@ def test_forges_first_use_loads_the_checkpoint_once_and_follows_a_new_selection(
     assert data.loads == 2 and len(second.encoders) == 2
 
 
-def test_the_units_button_never_loads_forges_checkpoint():
+def test_the_live_cost_line_never_loads_forges_checkpoint():
     forge_stand_in.install()
     with pytest.raises(ModelNotLoaded, match="not loaded yet"):
         HostTokenizer.from_model(load=False)
-    assert "Cannot count units: the checkpoint is not loaded yet" in describe_units("red circle", "", "word")
+    assert "Cannot count the cost yet: the checkpoint is not loaded yet" in describe_cost("red circle", "", "word")
     assert sd_models.model_data.loads == 0
     HostTokenizer.from_model()
-    assert "<b>N = 3</b>" in describe_units("red circle", "green", "word")
+    assert "<b>3</b> pinnable units" in describe_cost("red circle", "green", "word")
 
 
 def test_forges_placeholder_and_t5_models_are_refused_with_the_supported_kinds():

@@ -29,12 +29,35 @@ def test_registration_adds_each_sampler_once_and_is_idempotent():
     pinning_samplers.register_samplers()
     pinning_samplers.register_samplers()
     names = [s.name for s in sd_samplers.all_samplers]
-    for name in HYPER:
-        assert names.count(name) == 1
-        assert name in sd_samplers.all_samplers_map
+    assert [n for n in names if "Hyperbatch" in n] == ["DPM++ 2M Hyperbatch", "DPM++ SDE Hyperbatch"]
+    for name in ("DPM++ 2M Hyperbatch", "DPM++ SDE Hyperbatch"):
         assert name in sd_samplers.visible_sampler_names()
         assert sd_samplers.samplers_map[name.lower()] == name
+    for name in HYPER:  # the engine's (earlier) names: not listed, still found by name
+        assert name not in names and name not in sd_samplers.visible_sampler_names()
+        assert sd_samplers.all_samplers_map[name].name == name
         assert sd_samplers.get_sampler_and_scheduler(name, None)[0] == name  # cache was cleared
+    assert sd_samplers.samplers_map["dpm++ 2m karras - hyperbatch"] == "DPM++ 2M Hyperbatch"
+
+
+def test_the_listed_names_leave_the_schedule_to_the_schedule_type_field():
+    pinning_samplers.register_samplers()
+    listed = {name: sd_samplers.all_samplers_map[name] for name in pinning_samplers.LISTED}
+    for name, data in listed.items():
+        assert not any(label in name for label in ("Karras", "Exponential", "Uniform"))
+        assert data.options["scheduler"] == "karras"  # what "Automatic" gives, as for the host's DPM++ 2M
+        engine = sd_samplers.all_samplers_map[pinning_samplers.LISTED[name]]
+        assert data.options == engine.options  # an old name renders exactly as its listed entry
+
+
+@pytest.mark.parametrize("old,new", [("DPM++ 2M Karras - Hyperbatch", "DPM++ 2M Hyperbatch"),
+                                     ("DPM++ SDE Karras - Hyperbatch", "DPM++ SDE Hyperbatch")])
+def test_an_old_infotexts_sampler_renders_as_the_listed_entry(old, new):
+    pinning_samplers.register_samplers()
+    seeds = [11, 12]
+    images_old, _ = render(["red circle"] * 2, [""] * 2, seeds, old, group=2)
+    images_new, _ = render(["red circle"] * 2, [""] * 2, seeds, new, group=2)
+    assert torch.equal(images_old, images_new)
 
 
 def test_options_follow_the_host_conventions():

@@ -13,8 +13,9 @@ webui_stand_in.install()
 import gradio  # noqa: E402  (the stand-in)
 from modules import processing, shared  # noqa: E402
 
-from prompt_pinning_webui.args import ARGUMENT_INDEX, ARGUMENTS, default_args  # noqa: E402
-from prompt_pinning_webui.ui import elem_id, implied_defaults  # noqa: E402
+from prompt_pinning_webui.args import ARGUMENT_INDEX, ARGUMENTS, default_args, parse_argument  # noqa: E402
+from prompt_pinning_webui.cost import run_plan  # noqa: E402
+from prompt_pinning_webui.ui import elem_id  # noqa: E402
 
 SCRIPT = webui_stand_in.REPO / "scripts" / "prompt_pinning.py"
 
@@ -47,45 +48,88 @@ def test_ui_returns_one_component_per_argument_in_order_and_is_repeatable(script
     second = script.ui(False)
     for components in (first, second):
         assert [c.kwargs["elem_id"] for c in components] == [elem_id("txt2img", s.name) for s in ARGUMENTS]
-        assert [c.value for c in components[1:]] == default_args()[1:]  # 0: a File has no value
-        assert [c.kind for c in components] == [s.widget for s in ARGUMENTS]
-    groups = [c for c in gradio.created if c.kind == "Accordion"]
-    assert [g.args[0] for g in groups[:6]] == ["Prompt pinning: " + g for g in
-                                               ("target", "loss", "optimizer", "size limiter", "hyperbatch",
-                                                "output")]
+        for component, option in zip(components[1:], ARGUMENTS[1:]):
+            if option.auto:  # shown empty with an "auto" placeholder: the same auto as script_args' 0
+                assert (component.kind, component.value, component.kwargs["placeholder"]) == ("Textbox", "", "auto")
+                assert parse_argument(0, option, component.value) is None
+            else:
+                assert (component.kind, component.value) == (option.widget, option.ui_default)
+    groups = [c.args[0] for c in gradio.created if c.kind == "Accordion"][:9]
+    assert groups == ["Basic", "More options", "Target details", "Scoring", "Search (CMA-ES)",
+                      "CMA-ES constants (experts)", "Stay close to your weights", "Hyperbatch", "Output and resume"]
+    opened = [c.kwargs.get("open") for c in gradio.created if c.kind == "Accordion"][:9]
+    assert opened == [True] + [False] * 8
+    assert not any("Prompt pinning" in title for title in groups)
 
 
-def test_every_argument_has_a_hover_hint_and_a_description(script):
-    script.ui(True)
-    hints_html = next(c for c in gradio.created if c.kind == "HTML" and "_hints" in c.args[0])
-    data = json.loads(re.search(r'data-hints="([^"]*)"', hints_html.args[0]).group(1).replace("&quot;", '"'))
-    assert set(data) == {elem_id("img2img", s.name) for s in ARGUMENTS}
-    assert all("Default:" in text for text in data.values())
-    inputs = [c for c in gradio.created if c.kwargs.get("elem_id", "").startswith("prompt_pinning_img2img_")
-              and c.kind not in ("HTML", "Button", "Accordion", "File")]
-    assert all(c.kwargs.get("info") for c in inputs)
+def test_the_open_group_holds_the_basics_and_every_option_has_a_plain_label(script):
+    script.ui(False)
+    basic_end = next(i for i, c in enumerate(gradio.created) if c.kind == "Accordion" and c.args[0] == "More options")
+    basic = [c.kwargs.get("elem_id", "") for c in gradio.created[:basic_end] if c.kind not in ("Accordion", "Row")]
+    names = [e[len("prompt_pinning_txt2img_"):] for e in basic if e.startswith("prompt_pinning_txt2img_")]
+    assert names == ["intro", "targets", "target_preview", "unit_mode", "generations", "cost"]
+    intro = next(c for c in gradio.created if c.kwargs.get("elem_id") == "prompt_pinning_txt2img_intro")
+    assert intro.args[0].count(".") <= 2 and "How it works" in intro.args[0]
+    fields = [c for c in gradio.created if c.kwargs.get("elem_id", "").startswith("prompt_pinning_txt2img_")
+              and c.kind not in ("HTML", "Accordion", "Row", "Gallery", "File")]
+    assert len(fields) == len(ARGUMENTS) - 2  # every option but the two uploads
+    for c in fields:
+        assert len(c.kwargs["info"]) <= 80, c.kwargs["info"]  # one short line; the rest is the tooltip
+    labels = {c.kwargs["elem_id"]: c.label for c in fields}
+    assert labels["prompt_pinning_txt2img_lambda_"] == "Candidates per generation (lambda_)"
+    assert labels["prompt_pinning_txt2img_cs"] == "Step-size cumulation (cs)"
 
 
-def test_units_button_is_wired_only_once_to_the_prompt_boxes(script):
-    prompt, negative = gradio.Textbox(), gradio.Textbox()
-    script.after_component(prompt, elem_id="txt2img_prompt")
-    script.after_component(negative, elem_id="txt2img_neg_prompt")
+def test_the_cost_line_is_wired_once_to_the_prompt_and_the_fields_that_set_the_cost(script):
+    boxes = {name: gradio.Textbox() for name in ("prompt", "neg_prompt", "batch_size", "steps")}
+    for name, box in boxes.items():
+        script.after_component(box, elem_id=f"txt2img_{name}")
     script.ui(False)
     script.ui(False)  # the API's second call adds no events
-    buttons = [c for c in gradio.created if c.kind == "Button"]
-    assert [len(b.events) for b in buttons] == [1, 0]
-    _, fn, inputs, _ = buttons[0].events[0]
-    assert inputs[:2] == [prompt, negative]
+    wired = [c for c in gradio.created if any(e[3] and e[3][0].kwargs.get("elem_id", "").endswith("_cost")
+                                              for e in c.events)]
+    assert len(wired) == 8
+    assert all(box in wired for box in boxes.values())
+    _, fn, inputs, _ = boxes["prompt"].events[0]
+    assert inputs[:2] == [boxes["prompt"], boxes["neg_prompt"]] and inputs[-2:] == [boxes["batch_size"], boxes["steps"]]
 
 
-def test_implied_defaults_follow_the_seed_formulas():
-    d = implied_defaults(12)
-    # one validation batch: baseline + 32 validation points + the centroid and its validation,
-    # the result on the user's seeds, and the fade guard's reference on each generation's seeds
-    assert d == {"N": 12, "generations": 32, "lambda_": 11, "mu": 5, "evaluations": 1 + 32 * 11,
-                 "other_renders": 1 + 32 + 2 + 1 + 32}
-    tiny = implied_defaults(2)  # at least 16 generations; lambda_ 6 validates every 2nd
-    assert (tiny["generations"], tiny["evaluations"], tiny["other_renders"]) == (16, 1 + 16 * 6, 1 + 8 + 2 + 1 + 16)
+@pytest.mark.parametrize("generations,lambda_", [("", ""), ("4", "6")])
+def test_the_cost_line_follows_the_prompt_and_the_typed_values(script, engine_ready, generations, lambda_):
+    from prompt_pinning_webui.cost import describe_cost, run_plan
+
+    line = describe_cost("a red circle on a blue square", "green", "word", generations, lambda_, 1, 8, 20)
+    n = int(re.search(r"<b>(\d+)</b> pinnable units", line).group(1))
+    assert n == 8  # seven words and "green"
+    plan = run_plan(n, generations, lambda_, 1)
+    assert f"{plan['generations']} generations of {plan['lambda_']} candidates" in line
+    assert f"about {plan['renders']:,} renders of batch 8" in line
+    if generations:
+        assert (plan["generations"], plan["lambda_"]) == (4, 6)
+    else:
+        assert (plan["generations"], plan["lambda_"]) == (32, 10)  # the formulas at N = 8
+    assert "Type a prompt" in describe_cost("", "", "word")
+
+
+def test_the_cost_line_gives_minutes_at_the_last_speed():
+    from prompt_pinning_webui import cost
+
+    cost._last_speed.clear()
+    plan = {"generations": 2, "lambda_": 3, "renders": 100}
+    assert "minutes" not in cost.cost_html(4, plan, 8, 20)
+    cost.record_speed(seconds=60.0, images=100, steps=20)  # 0.03 s per image-step
+    assert "about 8 minutes at your last speed" in cost.cost_html(4, plan, 8, 20)  # 100 x 8 x 20 x 0.03 s
+    cost._last_speed.clear()
+
+
+def test_the_cost_lines_plan_follows_the_seed_formulas():
+    d = run_plan(12)
+    # one validation batch: baseline + 32 x 11 candidates, then 32 validation points + the centroid and
+    # its validation, the result on the user's seeds, and the fade guard's reference on each generation's seeds
+    assert (d["generations"], d["lambda_"], d["mu"]) == (32, 11, 5)
+    assert d["renders"] == (1 + 32 * 11) + (1 + 32 + 2 + 1 + 32)
+    tiny = run_plan(2)  # at least 16 generations; lambda_ 6 validates every 2nd
+    assert (tiny["generations"], tiny["renders"]) == (16, (1 + 16 * 6) + (1 + 8 + 2 + 1 + 16))
 
 
 def test_bad_api_argument_is_an_http_error_naming_it(script, host):
@@ -148,7 +192,7 @@ def test_run_returns_the_best_images_with_pinning_infotext(script, host, engine_
     assert seeds == {(first + 2 * k, first + 2 * k + 1) for k in range(4)}
     report = re.search(r"Pinning report: (\S+index\.html)", processed.infotexts[0]).group(1)
     assert "txt2img-images/prompt_pins/" in report
-    assert "Pinning loss: " in processed.info and "Prompt pinning report:" in processed.comments
+    assert "Pinning loss: " in processed.info and "Prompt pinning report" in processed.comments
     assert "Pinning validation loss: " in processed.info  # validation is on by default
     info = processed.info
     assert re.search(r"Pinning loss seeds: validation seeds \(seeds \d+-\d+\)", info)
@@ -237,7 +281,7 @@ def test_the_job_count_and_bar_end_at_the_calls_made(script, engine_ready, tmp_p
     assert shared.state.job_count == shared.state.job_no == calls
     assert shared.total_tqdm.total == calls * 3  # 3 steps per call
     # the job text names the stage just finished, with the plan's count (the first render: the baseline)
-    assert texts[1] == f"Prompt pinning: 1/{planned} individuals, last done: baseline"
+    assert texts[1] == f"Prompt pinning: baseline done · 1 individual scored · 1/{planned} renders"
 
 
 def test_a_result_that_is_the_baseline_ends_the_job_count_one_short_of_the_plan(script):
@@ -349,3 +393,77 @@ def test_an_interrupt_before_the_first_image_returns_no_image_and_no_error(scrip
     assert processed.images == []
     assert "Pinning stop: interrupted" in processed.infotexts[0] and "Pinning report: " in processed.info
     assert "interrupted before its first image" in processed.comments
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("lambda_", 1, "Candidates per generation (lambda_): must be >= 2 (DEAP keeps int(lambda_ / 2) parents, "
+                   "so 1 leaves none) or empty for auto, got 1. It takes a whole number 0 .. 1,000, or empty for auto."),
+    ("initial_std", -1, "Initial step size (sigma): must be > 0, got -1. It takes a number > 0, <= 10."),
+    ("seed_schedule", "daily", "Seed schedule: must be one of fixed, rotating; got 'daily'."),
+])
+def test_a_bad_value_in_the_panel_names_the_fields_label_and_what_it_takes(script, name, value, expected):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
+    args = default_args()
+    args[ARGUMENT_INDEX[name]] = value
+    with pytest.raises(ValueError) as info:
+        script.run(p, *args)
+    assert type(info.value).__name__ == "InvalidSetting"
+    assert str(info.value) == expected
+    assert "script_args" not in str(info.value)
+
+
+def test_a_limit_shared_with_other_settings_names_the_field_and_explains_itself(script):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16, batch_size=4)
+    args = default_args()
+    args[ARGUMENT_INDEX["lambda_"]] = 300
+    with pytest.raises(ValueError) as info:
+        script.run(p, *args)
+    assert str(info.value).startswith("Candidates per generation (lambda_): batch size x lambda_ = 4 x 300")
+    assert "It takes" not in str(info.value)
+
+
+def test_a_bad_value_over_the_api_keeps_its_index(script):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
+    p.is_api = True
+    args = default_args()
+    args[ARGUMENT_INDEX["lambda_"]] = 1
+    with pytest.raises(Exception) as info:
+        script.run(p, *args)
+    assert f"script_args[{ARGUMENT_INDEX['lambda_']}]" in str(getattr(info.value, "detail", info.value))
+
+
+def test_progress_names_the_stage_from_the_first_second_and_counts_the_reports_individuals(script, engine_ready,
+                                                                                           tmp_path):
+    import time
+
+    seen = []
+
+    def watch(p, n):
+        seen.append((shared.state.textinfo, shared.state.job_count, shared.state.time_start))
+
+    processing.before_batch_hooks.append(watch)
+    shared.state.time_start = 0.0  # as state.begin() set it before the checks
+    started = time.time()
+    processed = script.run(txt2img_p(tmp_path), *run_args(validation_batches=0))
+    text, jobs, clock = seen[0]
+    assert text.startswith("Prompt pinning: rendering your prompt (baseline)") and "renders" in text
+    assert jobs > 0 and clock >= started  # the ETA's clock starts at the first render
+    later = [t for t, _, _ in seen[1:]]
+    assert any("generation 1/2 done" in t for t in later)
+    # baseline + 2 generations of 3, as the report's table of individuals counts them
+    run_dir = tmp_path / re.search(r"Pinning report: (\S+)index\.html", processed.infotexts[0]).group(1)
+    from prompt_pinning.reports.writer import load_rows
+
+    rows = len(load_rows(run_dir))
+    counts = [int(re.search(r"(\d+) individuals? scored", t).group(1)) for t in later if "scored" in t]
+    assert counts[-1] == rows  # seen before the result's render on your seeds, which scores no one
+
+
+def test_the_job_text_is_set_before_the_arguments_are_checked(script):
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
+    args = default_args()
+    args[ARGUMENT_INDEX["initial_std"]] = -1
+    shared.state.textinfo = None
+    with pytest.raises(ValueError):
+        script.run(p, *args)
+    assert shared.state.textinfo == "Prompt pinning: checking the prompt and the settings"

@@ -55,12 +55,12 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     first = heat_cell(strength[0, 0], None, scale) if units and slots else Image.new("RGB", (CELL, CELL))
     font = ImageFont.load_default()
     width, height = LABEL_WIDTH + slots * (first.width + 4) + 8, HEAD + units * (first.height + 4) + 8
-    width = max(width, int(font.getlength(title)) + 16)  # the title is never cut
+    note = "one colour scale for all units (per unit of weight; the top 0.5% clipped):"
+    width = max(width, int(max(font.getlength(title), font.getlength(note))) + 16)  # text is never cut
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((8, 6), title, fill="black", font=font)
-    draw.text((8, 18), "one colour scale for all units (per unit of weight; the top 0.5% clipped):",
-              fill=(90, 90, 90), font=font)
+    draw.text((8, 18), note, fill=(90, 90, 90), font=font)
     bar = ramp(np.linspace(0.0, 1.0, BAR_WIDTH)[None, :].repeat(10, axis=0), HEAT_STOPS)
     canvas.paste(Image.fromarray(bar, "RGB"), (30, 34))
     draw.rectangle((29, 33, 30 + BAR_WIDTH, 44), outline=(120, 120, 120))

@@ -218,11 +218,12 @@ class RunState:
         loss = self.training_loss(record)
         return improvement(self.unmodified(loss.block), loss)
 
-    def _tie(self, ident: str) -> tuple[float, int, int]:
-        """Equal validation losses: the larger gain on its own training block, then the earlier."""
+    def _tie(self, ident: str) -> tuple[bool, float, int, int]:
+        """Equal validation losses: the unmodified prompt (the user's weights) first, then the larger
+        gain on its own training block, then the earlier."""
         record = self.by_id[ident]
         gain = self.gain(record)
-        return (-gain if gain is not None else float("inf"), *_order(record))
+        return (record is not self.baseline, -gain if gain is not None else float("inf"), *_order(record))
 
     # -- questions ----------------------------------------------------------------
     @property

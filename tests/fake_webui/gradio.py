@@ -60,3 +60,11 @@ class App:
             handle.write(data)
         self.temp_file_sets[0].add(os.path.abspath(handle.name))
         return handle
+
+
+class Gallery(Component): pass
+class Row(Component): pass
+
+
+def update(**kwargs):
+    return {"__type__": "update", **kwargs}
