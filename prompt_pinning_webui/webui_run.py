@@ -8,6 +8,7 @@ best individual's images. ``modules.*`` is imported inside functions only.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from pathlib import Path
@@ -242,23 +243,34 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
     return processed
 
 
-def _show_cma_log(enabled: bool) -> None:
-    """The WebUI's root logger hides INFO: give the engine's log its own console handler."""
+@contextlib.contextmanager
+def _cma_log_shown(enabled: bool):
+    """The WebUI's root logger hides INFO: for the run, the engine's log gets its own console
+    handler (and does not also go to the root); the logger is left as it was afterwards."""
     engine_log = logging.getLogger("prompt_pinning")
-    if enabled and not engine_log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("prompt pinning: %(message)s"))
-        engine_log.addHandler(handler)
-        engine_log.setLevel(logging.INFO)
-        engine_log.propagate = False
+    if not enabled or engine_log.handlers:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("prompt pinning: %(message)s"))
+    level, propagate = engine_log.level, engine_log.propagate
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.INFO)
+    engine_log.propagate = False
+    try:
+        yield
+    finally:
+        engine_log.removeHandler(handler)
+        engine_log.setLevel(level)
+        engine_log.propagate = propagate
 
 
 def _run_engine(config: PinningConfig, renderer: A1111Renderer, progress: HostProgress) -> RunResult:
     from prompt_pinning.run import run_pinning
 
-    _show_cma_log(config.cma_logging)
-    return run_pinning(config, renderer, sink=make_report_writer(), should_stop=stop_requested,
-                       progress=progress, raise_errors=False)
+    with _cma_log_shown(config.cma_logging):
+        return run_pinning(config, renderer, sink=make_report_writer(), should_stop=stop_requested,
+                           progress=progress, raise_errors=False)
 
 
 def tensor_to_pil(images) -> list[Image.Image]:
