@@ -21,10 +21,16 @@ from pathlib import Path
 from prompt_pinning.options import OPTION
 
 
-def settings(record: dict) -> str:
-    """form, weight, tolerance, initial std as the runs used them ('?' where the file does not say)."""
+def settings(record: dict, config: str) -> str:
+    """form, weight, tolerance, initial std as the runs used them ('?' where the file does not say;
+    'off' for a configuration that turns the guard off)."""
     used = {**record.get("options", {}), **dict(record.get("settings", {}).get("set", []))}
     used.setdefault("fade_guard_form", "batch")  # files from before the forms
+    named = [part[6:] for part in config.split(":") if part.startswith("guard=")]
+    if named:
+        used["fade_guard"] = float(named[0])
+    if used.get("fade_guard") == 0:
+        return "off (FLIP alone)"
     return " ".join(f"{used[k]:g}" if isinstance(used.get(k), (int, float)) else str(used.get(k, "?"))
                     for k in ("fade_guard_form", "fade_guard", "fade_tolerance", "initial_std"))
 
@@ -44,7 +50,7 @@ def rows(paths: list[Path]) -> list[str]:
             lost = s.get("prompts_losing_subject")
             lost = "n/a" if lost is None else f"{lost}/{s['prompts']}"
             out.append(
-                f"| {path.name} | {config} | {settings(record)} | {s['runs']} "
+                f"| {path.name} | {config} | {settings(record, config)} | {s['runs']} "
                 f"| {100 * s['mean_heldout_improvement']:.1f}% | {100 * s['beats_random']:.1f}% "
                 f"| {s['prompts_faded']}/{s['prompts']} | {100 * s['worst_contrast_change']:+.1f}% / "
                 f"{100 * s['worst_colour_change']:+.1f}% | {s['mean_subject_kept']:.2f}, {s['worst_subject_kept']:.2f} "
