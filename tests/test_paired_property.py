@@ -37,7 +37,7 @@ def journal_truth(run_dir):
                 unmodified[e["block"]] = e["loss"]
         elif e.get("final") is True:
             final = e
-        elif e.get("closed") is not True:
+        elif ckpt.is_evaluation(e):
             block, rest = divmod(e["seeds"][0] - SEED, BATCH)
             assert rest == 0
             individuals[(e["generation"], e["index"])] = (block, e["loss"], e["id"])

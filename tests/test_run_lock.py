@@ -51,8 +51,10 @@ def test_a_resume_is_refused_while_another_process_holds_the_folder(stopped):
 
 
 def test_a_refused_resume_releases_the_lock(stopped):
-    (stopped / ckpt.CHECKPOINT_FILE).write_text("{")
+    log = stopped / ckpt.EVALUATIONS_FILE
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("{\n" + "".join(lines[1:]))  # a damaged first line: the journal cannot be replayed
     for _ in range(2):  # the second attempt gets the same refusal, not "in progress"
-        with pytest.raises(ckpt.ResumeError, match=ckpt.CHECKPOINT_FILE):
+        with pytest.raises(ckpt.ResumeError, match=ckpt.EVALUATIONS_FILE):
             resume_pinning(stopped, FakeRenderer())
     FolderStore.open(stopped).close()
