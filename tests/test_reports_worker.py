@@ -92,3 +92,25 @@ def test_process_worker_runs_jobs_coalesces_and_reports_failures(tmp_path):
     assert not worker.alive
     with pytest.raises(RuntimeError, match="closed"):
         worker.submit(time.sleep, 0)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "getpgid"), reason="process groups are POSIX")
+def test_a_terminals_ctrl_c_never_reaches_the_report_process_even_while_it_starts():
+    import os
+    import signal
+
+    from prompt_pinning.reports.process_worker import ProcessWorker
+
+    worker = ProcessWorker()
+    try:
+        # its own process group: a Ctrl-C sent to the terminal's group (ours) does not reach it,
+        # not even before its main() has set SIGINT aside (it is still importing torch then)
+        assert os.getpgid(worker._child.pid) != os.getpgid(0)
+        worker.submit(time.sleep, 0)
+        worker.flush()
+        os.kill(worker._child.pid, signal.SIGINT)  # and once running, it ignores one sent to it alone
+        worker.submit(time.sleep, 0)
+        worker.flush()
+        assert worker.alive and not worker.errors
+    finally:
+        worker.close()

@@ -67,9 +67,13 @@ class ProcessWorker:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         paths = [package_root, *(p for p in sys.path if p and p != package_root)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+        # A session of its own: a terminal's Ctrl-C is the parent's to handle, and must not reach
+        # the child even while it is still importing (before main() can ignore it); the child
+        # ends when the parent closes its stdin.
         self._child = subprocess.Popen(
             [sys.executable, "-m", "prompt_pinning.reports.process_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+            start_new_session=os.name == "posix")
         self._send_lock = threading.Lock()
         self._state = threading.Condition()
         self._unconfirmed: collections.deque = collections.deque()  # (sequence number, job)
