@@ -48,7 +48,7 @@ HALL_OF_FAME_SIZE = 10
 
 
 def event_kind(entry: dict[str, Any]) -> str:
-    for kind in ("validation", "closed", "final", "reference", "checkpoint"):
+    for kind in ("validation", "closed", "final", "reference", "checkpoint", "fingerprint"):
         if entry.get(kind) is True:
             return kind
     return "evaluated"
@@ -63,6 +63,7 @@ class RunState:
         self.centroid: Optional[IndividualRecord] = None
         self.by_slot: dict[tuple[int, int], IndividualRecord] = {}  # (generation, index) -> record
         self.by_id: dict[str, IndividualRecord] = {}
+        self.fingerprint: Optional[str] = None
         self.validations: dict[str, tuple[float, list[float]]] = {}  # id -> (mean, per block)
         self.validated_at: dict[int, str] = {}  # point (0: baseline, G + 1: centroid) -> id
         self.generation_records: list[GenerationRecord] = []
@@ -175,6 +176,9 @@ class RunState:
 
     def _apply_checkpoint(self, entry: dict[str, Any]) -> None:
         pass  # the optimizer's state, restored from its file on resume (setup)
+
+    def _apply_fingerprint(self, entry: dict[str, Any]) -> None:
+        self.fingerprint = entry["hash"]  # the last journaled; later lines name it
 
     def _apply_reference(self, entry: dict[str, Any]) -> None:
         profile = entry.get("subject")
