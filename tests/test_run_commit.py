@@ -165,6 +165,26 @@ def test_run_state_keeps_its_leaders_as_records_arrive_and_holds_no_pair_losses(
     assert len({id(r.seeds) for r in state.by_slot.values()}) <= len({plan.training_block(g) for g in range(13)})
 
 
+def test_the_reports_table_of_a_resumed_run_is_the_journals_individuals(outdir):
+    from prompt_pinning.reports import ReportWriter
+    from prompt_pinning.reports.writer import load_rows
+
+    result = run_pinning(make_config(outdir, generations=2), FakeRenderer(), sink=ReportWriter(worker="thread"))
+    run_dir = result.run_dir
+    path = run_dir / ckpt.EVALUATIONS_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if '"offsets"' in line)
+    path.write_text("".join(lines[:last] + lines[last + 1:]))  # a crash after its folder, before its line
+    entries = ckpt.read_individuals(run_dir)
+    (run_dir / entries[1]["folder"] / "batch_stats.json").unlink()  # the journal's line is what counts
+    rows = load_rows(run_dir)
+    assert sorted(rows) == [(e["generation"], e["index"]) for e in entries]
+    for e in entries:
+        row = rows[(e["generation"], e["index"])]
+        assert (row["id"], row["loss"], row["pos"], row["n"]) == (e["id"], e["loss"], e["positive"], len(e["seeds"]))
+        assert row["dir"].rstrip("/").endswith(e["folder"])
+
+
 def test_the_drivers_done_question_is_whether_the_journal_holds_the_event(outdir):
     from prompt_pinning.run.setup import resumed_run
     from test_run import FAKES, resume_pinning
