@@ -325,7 +325,12 @@ def _model_hash(title: Optional[str]) -> Any:
             return _plain(title)
         if info is None:
             return _plain(title)
-    return _plain(getattr(info, "shorthash", None) or getattr(info, "hash", None) or getattr(info, "title", None))
+    shorthash = getattr(info, "shorthash", None)
+    if shorthash is None and callable(getattr(info, "calculate_shorthash", None)):
+        # not hashed yet (a checkpoint not loaded so far): the hash its load computes, so every
+        # render call's fingerprint names it alike (the host caches it for the load)
+        shorthash = info.calculate_shorthash()
+    return _plain(shorthash or getattr(info, "hash", None) or getattr(info, "title", None))
 
 
 def _image_hash(image) -> Optional[str]:

@@ -161,3 +161,144 @@ def test_a_part_the_renderer_cannot_know_is_recorded_as_unknown_and_shown_in_the
     assert saved_host(result.run_dir) == {"renderer": "fake", "model": "abc123", "vae": "unknown"}
     page = (result.run_dir / "index.html").read_text(encoding="utf-8")
     assert '"vae": "unknown"' in page or '"vae":"unknown"' in page
+
+
+def _journal(run_dir):
+    return [json.loads(line) for line in (run_dir / ckpt.EVALUATIONS_FILE).read_text().splitlines()]
+
+
+class _Swappable:
+    """A fake renderer whose model is swapped after ``swap_after`` render calls (a host changed mid-run)."""
+
+    def __new__(cls, swap_after=None):
+        from test_run import FakeRenderer
+
+        class Renderer(FakeRenderer):
+            model = "aaaa1111"
+
+            def host_settings(self):
+                return {"model": self.model}
+
+            def render(self, prompts, settings, progress=None):
+                out = super().render(prompts, settings, progress)
+                if swap_after is not None and len(self.calls) == swap_after:
+                    self.model = "bbbb2222"
+                return out
+        return Renderer()
+
+
+def test_every_render_line_names_the_journaled_fingerprint(outdir):
+    from test_run import make_config
+    from test_run import run_pinning as run_fake
+
+    from prompt_pinning.run.fingerprint import fingerprint_hash
+
+    result = run_fake(make_config(outdir, generations=2, validation_batches=1), _Swappable())
+    assert result.stop_reason == "completed"
+    lines = _journal(result.run_dir)
+    prints = [e for e in lines if e.get("fingerprint") is True]
+    parts = {"renderer": "fake", "model": "aaaa1111"}
+    assert prints == [{"fingerprint": True, "hash": fingerprint_hash(parts), "parts": parts}]
+    assert lines.index(prints[0]) < min(i for i, e in enumerate(lines) if "offsets" in e)
+    rendered = [e for e in lines if "offsets" in e or e.get("validation") is True
+                or (e.get("final") is True and e["of"][0] > 0)]  # the baseline's result is not rendered again
+    assert len(rendered) > 5 and all(e["fingerprint"] == prints[0]["hash"] for e in rendered)
+
+
+def test_a_model_changed_mid_run_stops_the_run_before_it_renders_and_resumes_once_put_back(outdir):
+    from test_run import make_config, resume_pinning as resume_fake
+    from test_run import run_pinning as run_fake
+
+    from prompt_pinning.run.fingerprint import FingerprintChanged
+
+    renderer = _Swappable(swap_after=2)
+    with pytest.raises(FingerprintChanged, match=r"model: the run used 'aaaa1111', this renderer has 'bbbb2222'") \
+            as caught:
+        run_fake(make_config(outdir, generations=3), renderer)
+    assert len(renderer.calls) == 2  # refused before its third render call: nothing rendered is lost
+    stopped = caught.value.pinning_result
+    assert stopped.stop_reason.startswith("error: FingerprintChanged")
+    logged = [e for e in _journal(stopped.run_dir) if "offsets" in e]
+    assert [e["generation"] for e in logged] == [0] + [1] * (len(logged) - 1) and len(logged) > 1
+    assert {e["fingerprint"] for e in logged} == {e["hash"] for e in _journal(stopped.run_dir)
+                                                  if e.get("fingerprint") is True}
+    with pytest.raises(ckpt.ResumeError, match=r"model: the run used 'aaaa1111', this renderer has 'bbbb2222'"):
+        resume_fake(stopped.run_dir, renderer)  # still the other model
+    renderer.model = "aaaa1111"
+    assert resume_fake(stopped.run_dir, renderer).stop_reason == "completed"
+
+
+def test_a_journal_whose_fingerprint_changed_mid_run_is_refused_by_line(outdir):
+    from test_run import make_config, resume_pinning as resume_fake
+    from test_run import run_pinning as run_fake
+
+    from prompt_pinning.run.fingerprint import fingerprint_hash
+
+    renderer = _Swappable()
+    stopped = run_fake(make_config(outdir, generations=3), renderer, should_stop=_after(renderer, 3))
+    assert stopped.stop_reason == "interrupted"
+    path = stopped.run_dir / ckpt.EVALUATIONS_FILE
+    lines = _journal(stopped.run_dir)
+    other = {"renderer": "fake", "model": "bbbb2222"}  # what an engine that did not refuse would have written
+    swapped = next(i for i, e in enumerate(lines) if "offsets" in e and e["generation"] == 1)
+    lines.insert(swapped, {"fingerprint": True, "hash": fingerprint_hash(other), "parts": other})
+    for entry in lines[swapped + 1:]:
+        if "fingerprint" in entry:
+            entry["fingerprint"] = fingerprint_hash(other)
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    with pytest.raises(ckpt.ResumeError, match=rf"line {swapped + 1}: the renderer's settings changed during the run"
+                                               r".*model: the run used 'aaaa1111', this renderer has 'bbbb2222'"):
+        resume_fake(stopped.run_dir, _Swappable())
+    del lines[swapped]  # a line naming a fingerprint no line records
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    with pytest.raises(ckpt.ResumeError, match=rf"line {swapped + 1}: names render fingerprint [0-9a-f]{{16}}, "
+                                               "which no earlier line records"):
+        resume_fake(stopped.run_dir, _Swappable())
+
+
+def test_a_journal_written_before_fingerprints_were_journaled_resumes_and_gains_them(outdir):
+    from test_run import make_config, resume_pinning as resume_fake
+    from test_run import run_pinning as run_fake
+
+    renderer = _Swappable()
+    stopped = run_fake(make_config(outdir, generations=2), renderer, should_stop=_after(renderer, 2))
+    path = stopped.run_dir / ckpt.EVALUATIONS_FILE
+    old = [{k: v for k, v in e.items() if k != "fingerprint"} for e in _journal(stopped.run_dir)
+           if e.get("fingerprint") is not True]
+    path.write_text("".join(json.dumps(e) + "\n" for e in old))
+    assert resume_fake(stopped.run_dir, _Swappable()).stop_reason == "completed"
+    lines = _journal(stopped.run_dir)
+    assert lines[:len(old)] == old
+    new = lines[len(old):]
+    assert new[0].get("fingerprint") is True or new[0].get("checkpoint") is True
+    assert all("fingerprint" in e for e in new if "offsets" in e) and any("offsets" in e for e in new)
+
+
+def _after(renderer, calls):
+    return lambda: len(renderer.calls) >= calls
+
+
+def test_a_checkpoint_not_hashed_yet_is_named_by_the_hash_its_load_computes():
+    import webui_stand_in
+
+    webui_stand_in.install()
+    from modules import processing, sd_models
+
+    from prompt_pinning_webui.renderer import A1111Renderer
+
+    class NotHashedYet(sd_models.CheckpointInfo):  # A1111 computes a new checkpoint's short hash on load
+        def calculate_shorthash(self):
+            self.shorthash = "cccc3333"
+            return self.shorthash
+
+    webui_stand_in.reset()
+    sd_models.checkpoints_list["new.safetensors"] = NotHashedYet("new.safetensors", None)
+    try:
+        p = processing.StableDiffusionProcessingTxt2Img(prompt="red", seed=1, batch_size=2, steps=3, width=16,
+                                                        height=16, outpath_samples="unused",
+                                                        override_settings={"sd_model_checkpoint": "new.safetensors"})
+        renderer = A1111Renderer(p, max_images_per_call=2, tokenizer=object())
+        assert renderer.host_settings()["model"] == "cccc3333" == renderer.host_settings()["model"]
+    finally:
+        sd_models.checkpoints_list.clear()
+        webui_stand_in.reset()

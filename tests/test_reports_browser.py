@@ -23,7 +23,6 @@ from synthetic_run import synthetic_run
 from prompt_pinning.reports.jobs import write_run_reports
 from prompt_pinning.reports.plot_data import RunPlotData
 from prompt_pinning.reports.page_data import page_data
-from prompt_pinning.reports.writer import load_rows
 
 pytestmark = pytest.mark.browser
 
@@ -252,7 +251,10 @@ def test_injected_prompt_is_shown_as_text_and_never_runs(browser, small_run):
 
 @needs_chromium
 def test_two_thousand_individuals_page_and_filter(browser, small_run, tmp_path):
-    rows = list(load_rows(small_run).values())
+    writer = ReportWriter(worker="thread")  # small_run's table rows, made again (a made-up run keeps no journal)
+    synthetic_run(tmp_path / "rows", writer, generations=3, population=4, batch=4, side=32,
+                  positive=INJECTED, negative="blurry <i>dark</i>", size_limit=0.5)
+    rows = list(writer._rows.values())
     many = []
     for k in range(2000):
         row = dict(rows[k % len(rows)])

@@ -163,3 +163,53 @@ def test_run_state_keeps_its_leaders_as_records_arrive_and_holds_no_pair_losses(
                 [r.individual_id for r in sorted(pool, key=lambda r: r.loss)[:HALL_OF_FAME_SIZE]]
     assert all(r.pair_losses.size == 0 and "image_losses" not in r.extra for r in state.by_slot.values())
     assert len({id(r.seeds) for r in state.by_slot.values()}) <= len({plan.training_block(g) for g in range(13)})
+
+
+def test_the_reports_table_of_a_resumed_run_is_the_journals_individuals(outdir):
+    from prompt_pinning.reports import ReportWriter
+    from prompt_pinning.reports.writer import load_rows
+
+    result = run_pinning(make_config(outdir, generations=2), FakeRenderer(), sink=ReportWriter(worker="thread"))
+    run_dir = result.run_dir
+    path = run_dir / ckpt.EVALUATIONS_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if '"offsets"' in line)
+    path.write_text("".join(lines[:last] + lines[last + 1:]))  # a crash after its folder, before its line
+    entries = ckpt.read_individuals(run_dir)
+    (run_dir / entries[1]["folder"] / "batch_stats.json").unlink()  # the journal's line is what counts
+    rows = load_rows(run_dir)
+    assert sorted(rows) == [(e["generation"], e["index"]) for e in entries]
+    for e in entries:
+        row = rows[(e["generation"], e["index"])]
+        assert (row["id"], row["loss"], row["pos"], row["n"]) == (e["id"], e["loss"], e["positive"], len(e["seeds"]))
+        assert row["dir"].rstrip("/").endswith(e["folder"])
+
+
+def test_the_drivers_done_question_is_whether_the_journal_holds_the_event(outdir):
+    from prompt_pinning.run.setup import resumed_run
+    from test_run import FAKES, resume_pinning
+
+    result = run_pinning(make_config(outdir, generations=2, validation_batches=1), FakeRenderer())
+    events = ckpt.read_evaluations(result.run_dir)
+    run = resumed_run(result.run_dir, FakeRenderer(), FAKES, None, None, None)
+    try:
+        state = run.state
+        for e in events:
+            kind = next((k for k in ("validation", "closed", "final", "reference", "checkpoint", "fingerprint")
+                         if e.get(k) is True), "evaluated")
+            key = {"evaluated": (e.get("generation"), e.get("index")), "final": None, "reference": e.get("block"),
+                   "fingerprint": e.get("hash")}.get(kind, e.get("generation"))
+            assert state.holds(kind, key), (kind, key)
+        assert not state.holds("closed", 3) and not state.holds("validation", 5)
+        assert not state.holds("evaluated", (2, 99)) and not state.holds("reference", 0)
+    finally:
+        run.journal.store.close()
+    renderer = FakeRenderer()
+    assert resume_pinning(result.run_dir, renderer).stop_reason == "completed" and renderer.calls == []
+    path = result.run_dir / ckpt.EVALUATIONS_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if '"final": true' not in line))  # the result's line only
+    renderer = FakeRenderer()
+    assert resume_pinning(result.run_dir, renderer).stop_reason == "completed"
+    final = [e for e in ckpt.read_evaluations(result.run_dir) if e.get("final") is True]
+    assert len(final) == 1 and renderer.calls == ([] if final[0]["of"][0] == 0 else [1])  # the baseline: no render

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
+import torch
 
 from ..run.records import GenerationRecord, IndividualRecord, RunResult, UnitRow
-from ..run.files import read_json
+from ..run.checks import ResumeError
+from ..run.evaluation_log import read_individuals, record_from_entry
 from ..search.start_from import map_labels
 from .files import dump_json, jsonable
 from .generation import generation_folder_name, generation_summary, write_generation_plot, write_generation_summary
-from .individual import BATCH_STATS, batch_stats, image_file_names, image_infotext, write_batch_stats, write_images
+from .individual import batch_stats, image_file_names, image_infotext, write_batch_stats, write_images
 from .individual import write_loss_plot, write_summary_gif
 from .influence import Member
 from .jobs import INDEX_HTML, write_run_reports
@@ -313,44 +315,13 @@ def _training_seeds(result: RunResult) -> Optional[list[int]]:
 
 
 def load_rows(run_dir: Path) -> dict[tuple[int, int], dict[str, Any]]:
-    """Table rows for individuals already on disk (a resumed run), read from batch_stats.json."""
-    rows: dict[tuple[int, int], dict[str, Any]] = {}
-    root = Path(run_dir).resolve()
-    for stats_path in sorted(Path(run_dir).glob(f"*/*/{BATCH_STATS}")):
-        try:  # files on disk are user input: only this run's own, plain files and values
-            if stats_path.is_symlink() or root not in stats_path.resolve().parents:
-                raise ValueError("not a file of this run folder")
-            stats = read_json(stats_path, MAX_STATS_BYTES)
-            key = (int(stats["generation"]), int(stats["index"]))
-            _check_row_values(stats)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            logger.warning("skipping unreadable %s: %s", stats_path, error)
-            continue
-        rows[key] = {
-            "g": key[0],
-            "i": key[1],
-            "id": stats.get("individual_id"),
-            "loss": stats.get("loss"),
-            "size": stats.get("size"),
-            "pos": stats.get("prompt", ""),
-            "neg": stats.get("negative_prompt", ""),
-            "dir": relative_url(stats_path.parent, run_dir),
-            "n": len(stats.get("seeds") or []),
-            "sec": (stats.get("render_seconds") or 0.0) + (stats.get("loss_seconds") or 0.0),
-        }
-    return rows
-
-
-MAX_STATS_BYTES = 16 * 2**20
-
-
-def _check_row_values(stats: dict[str, Any]) -> None:
-    for name in ("loss", "size", "render_seconds", "loss_seconds"):
-        value = stats.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{name} must be a number, got {type(value).__name__}")
-    for name in ("individual_id", "prompt", "negative_prompt"):
-        if not isinstance(stats.get(name, ""), (str, type(None))):
-            raise ValueError(f"{name} must be a string")
-    if not isinstance(stats.get("seeds") or [], list):
-        raise ValueError("seeds must be a list")
+    """Table rows for the individuals a resumed run's journal holds (the one record of what was evaluated:
+    an individual's folder left by a crash before its journal line is not in the table)."""
+    empty = torch.empty(0)
+    try:
+        entries = read_individuals(run_dir)
+    except ResumeError as error:
+        logger.warning("no table rows from %s: %s", run_dir, error)
+        return {}
+    return {(e["generation"], e["index"]): individual_row(record_from_entry(e, Path(run_dir), empty), run_dir)
+            for e in entries}

@@ -110,15 +110,17 @@ def execute(run: Run, raise_errors: bool) -> RunResult:
 
 
 def drive(run: Run) -> None:
-    """The algorithm. Each step is skipped when the journal already holds it (a resume)."""
+    """The algorithm. Each step is skipped when the journal already holds its event (a resume):
+    ``state.holds`` is the only "done?" question; ``run.next_generation`` is the journal's last checkpoint."""
     state, plan = run.state, run.plan
-    if state.baseline is None:
+    if not state.holds("evaluated", (0, 0)):
         evaluate(run, 0, [(np.zeros(plan.units), 0.0, None)])
         run.journal.checkpoint(1, run.optimizer.state())
         run.next_generation = 1
     validate(run, state.baseline, 0)
-    if state.closed < run.next_generation - 1:  # stopped between a generation's tell and its end
-        finish_generation(run, run.next_generation - 1)
+    last = run.next_generation - 1
+    if last >= 1 and not state.holds("closed", last):  # stopped between a generation's tell and its end
+        finish_generation(run, last)
     references = set(plan.reference_generations())
     for g in range(run.next_generation, plan.generations + 1):
         if g in references:
@@ -131,11 +133,11 @@ def drive(run: Run) -> None:
         run.journal.checkpoint(g + 1, run.optimizer.state())
         finish_generation(run, g)
     if plan.with_centroid:
-        if state.centroid is None:
+        if not state.holds("evaluated", (plan.generations, plan.population_size(plan.generations))):
             centroid = np.asarray(run.optimizer.distribution().centroid, dtype=np.float64)
             evaluate(run, plan.generations, [(*clipped(run, centroid), None)], centroid=True)
         validate(run, state.centroid, plan.generations + 1)
-    if state.final is None:
+    if not state.holds("final"):
         render_result(run)
 
 
@@ -193,7 +195,7 @@ def evaluate(run: Run, g: int, items: list[tuple[np.ndarray, float, object]],
 
 def validate(run: Run, record: Optional[IndividualRecord], point: int) -> None:
     """Render ``record`` on every validation block; log its losses (once per point)."""
-    if not run.plan.validation_batches or record is None or point in run.state.validated_at:
+    if not run.plan.validation_batches or record is None or run.state.holds("validation", point):
         return
     def rendered(block: int):  # the baseline's validation renders are the guard's reference there
         return None if record.generation else (
@@ -218,7 +220,7 @@ def baseline_rendered(run: Run, images) -> None:
 
 def record_reference(run: Run, block: int, images, source: str, generation: int = 0) -> None:
     """Journal the unmodified prompt's fade guard reference on ``block`` (once; only when the guard uses it)."""
-    if run.same_seed_reference and block not in run.state.references:
+    if run.same_seed_reference and not run.state.holds("reference", block):
         reference = Reference.of(on_device(images, run.evaluator.device), run.mask, run.config.fade_guard_form)
         run.journal.reference(block, reference, source, generation)
 
@@ -227,7 +229,7 @@ def render_reference(run: Run, g: int) -> None:
     """The unmodified prompt on generation ``g``'s block, for the fade guard (a render the plan counts),
     scored too: its loss is what the report compares that block's candidates with."""
     block = run.plan.training_block(g)
-    if block in run.state.references:
+    if run.state.holds("reference", block):
         return
     baseline = run.state.baseline
     staged = []

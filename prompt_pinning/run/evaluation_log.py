@@ -4,8 +4,11 @@ Lines are appended and fsynced at once, so a crash loses at most the individual
 in flight. The log is the run's journal (see ``run_state``): evaluation lines,
 validation lines (``"validation": true``: an individual's losses on the
 validation seeds), generation ends (``"closed": true``) and the result on the
-user's seeds (``"final": true``) and the fade guard's reference (statistics and subject) of a seed
-block (``"reference": true``). On a resume every line is checked as user input.
+user's seeds (``"final": true``), the fade guard's reference (statistics and subject) of a seed
+block (``"reference": true``), the optimizer's checkpoint and the render fingerprint
+(``"fingerprint": true``, written when it first appears or changes; every line from a render
+names it by ``"fingerprint": <hash>``; logs written before have neither). On a resume every
+line is checked as user input.
 """
 from __future__ import annotations
 
@@ -121,8 +124,8 @@ def read_evaluations(run_dir: Path, check: Optional[EntryCheck] = None,
             key = ("validation", entry["generation"], entry["id"])
         elif special == "reference":
             key = ("reference", "block", entry["block"])
-        elif special == "checkpoint":
-            key = ("checkpoint", len(entries))  # a resume may write a generation's again after a crash
+        elif special in ("checkpoint", "fingerprint"):
+            key = (special, len(entries))  # a resume may write a generation's again after a crash
         elif special is not None:
             key = (special, entry.get("generation"))
         else:
@@ -213,14 +216,39 @@ def _entry_problem(e: Any) -> Optional[str]:
     for name in ("size", "render_seconds", "loss_seconds"):
         if not is_finite(e[name]) or e[name] < 0:
             return f"{name} must be a finite number >= 0, got {e[name]!r}"
-    return _extra_problem(e["extra"])
+    return _named_fingerprint_problem(e) or _extra_problem(e["extra"])
+
+
+def _named_fingerprint_problem(e: dict[str, Any]) -> Optional[str]:
+    if "fingerprint" in e and not (isinstance(e["fingerprint"], str) and _HASH.fullmatch(e["fingerprint"])):
+        return f"fingerprint must name a fingerprint line by its 16 hexadecimal digits, got {e['fingerprint']!r}"
+    return None
+
+
+_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def _fingerprint_problem(e: dict[str, Any]) -> Optional[str]:
+    """What is wrong with a fingerprint line: {fingerprint, hash, parts}."""
+    from .fingerprint import fingerprint_hash
+
+    unknown = set(e) - {"fingerprint", "hash", "parts"}
+    if unknown:
+        return f"fingerprint line has unknown keys {sorted(unknown)}"
+    if not isinstance(e.get("parts"), dict) or not isinstance(e.get("parts").get("renderer"), str):
+        return "parts must be an object naming its renderer"
+    if e.get("hash") != fingerprint_hash(e["parts"]):
+        return f"hash {e.get('hash')!r} is not the hash of its parts"
+    return None
 
 
 def _validation_problem(e: dict[str, Any]) -> Optional[str]:
     """What is wrong with a validation line: {validation, generation, id, of, loss, losses}."""
-    unknown = set(e) - {"validation", "generation", "id", "of", "loss", "losses"}
+    unknown = set(e) - {"validation", "generation", "id", "of", "loss", "losses", "fingerprint"}
     if unknown:
         return f"validation line has unknown keys {sorted(unknown)}"
+    if _named_fingerprint_problem(e):
+        return _named_fingerprint_problem(e)
     if not is_int(e.get("generation")) or not 0 <= e["generation"] < 10**8:
         return f"generation must be a whole number >= 0, got {e.get('generation')!r}"
     if not is_id(e.get("id")):
@@ -259,9 +287,11 @@ def _closed_problem(e: dict[str, Any]) -> Optional[str]:
 
 def _final_problem(e: dict[str, Any]) -> Optional[str]:
     """What is wrong with the result's line: {final, generation, id, of, seeds, loss}."""
-    unknown = set(e) - {"final", "generation", "id", "of", "seeds", "loss"}
+    unknown = set(e) - {"final", "generation", "id", "of", "seeds", "loss", "fingerprint"}
     if unknown:
         return f"result line has unknown keys {sorted(unknown)}"
+    if _named_fingerprint_problem(e):
+        return _named_fingerprint_problem(e)
     if e.get("generation") is not None:
         return "generation must be null on the result line"
     if not is_id(e.get("id")):
@@ -282,9 +312,11 @@ REFERENCE_SOURCES = ("baseline", "validation", "reference")
 
 def _reference_problem(e: dict[str, Any]) -> Optional[str]:
     """What is wrong with a reference line: {reference, generation, block, source, stats}."""
-    unknown = set(e) - {"reference", "generation", "block", "source", "stats", "subject", "loss"}
+    unknown = set(e) - {"reference", "generation", "block", "source", "stats", "subject", "loss", "fingerprint"}
     if unknown:
         return f"reference line has unknown keys {sorted(unknown)}"
+    if _named_fingerprint_problem(e):
+        return _named_fingerprint_problem(e)
     for name in ("generation", "block"):
         if not is_int(e.get(name)) or not 0 <= e[name] < 10**8:
             return f"{name} must be a whole number >= 0, got {e.get(name)!r}"
@@ -317,7 +349,8 @@ def _checkpoint_problem(e: dict[str, Any]) -> Optional[str]:
 
 
 _SPECIAL = {"validation": _validation_problem, "closed": _closed_problem, "final": _final_problem,
-            "reference": _reference_problem, "checkpoint": _checkpoint_problem}
+            "reference": _reference_problem, "checkpoint": _checkpoint_problem,
+            "fingerprint": _fingerprint_problem}
 
 
 def _extra_problem(extra: Any) -> Optional[str]:

@@ -48,6 +48,7 @@ class Evaluator:
         self.settings = settings  # block 0: the user's seeds
         self.should_stop = should_stop or (lambda: False)
         self.device = loss_device(renderer)
+        self.before_render: Optional[Callable[[], None]] = None  # the run's fingerprint check (journal)
 
     def use_loss(self, loss) -> None:
         """Score with ``loss``; it checks for a stop between its own chunks of work too."""
@@ -64,6 +65,8 @@ class Evaluator:
     def render(self, prompts: list[tuple[str, str]], block: int) -> tuple[list[RenderedBatch], float]:
         """One render call; the seconds are per prompt pair."""
         self.check_stop()
+        if self.before_render is not None:
+            self.before_render()
         started = time.perf_counter()
         batches = self.renderer.render(prompts, self.block(block), self.check_stop)
         if len(batches) != len(prompts):

@@ -17,6 +17,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .evaluation_log import evaluation_entry
+from .fingerprint import changed_during_run, fingerprint_hash
 from .records import GenerationRecord, IndividualRecord, ReportSink, RunResult
 from .state import RESULT_FOLDER, RunState
 from .store import RunStore
@@ -31,10 +32,29 @@ class Journal:
         self.state = state
         self.cma_logging = False  # the logbook line at INFO (the cma_logging option), else DEBUG
         self._on_disk: set[str] = set()  # ids whose images the store keeps
+        self.expected: dict[str, Any] = {}  # the run's fingerprint: every render call must match it
+        self._current: Optional[tuple[str, dict[str, Any]]] = None  # (hash, parts) of the last render call
 
     @property
     def run_dir(self) -> Optional[Path]:
         return self.store.run_dir
+
+    def rendering(self, parts: dict[str, Any]) -> None:
+        """A render call is about to be made with fingerprint ``parts``: refused if it differs from the
+        run's (``FingerprintChanged``, before any image), else named by the lines it leads to."""
+        changed_during_run(self.expected, parts)
+        self._current = (fingerprint_hash(parts), parts)
+
+    def _stamp(self) -> dict[str, Any]:
+        """``{"fingerprint": hash}`` of the last render call; its parts are journaled first when new."""
+        if self._current is None:
+            return {}
+        ident, parts = self._current
+        if ident != self.state.fingerprint:
+            entry = {"fingerprint": True, "hash": ident, "parts": parts}
+            self.store.append_event(entry)
+            self.state.apply(entry)
+        return {"fingerprint": ident}
 
     def evaluated(self, record: IndividualRecord) -> None:
         if record.generation == 0:
@@ -43,14 +63,14 @@ class Journal:
             self.sink.on_individual(record)
         self.state.apply(evaluation_entry(record, self.run_dir), record.images, record.traces)
         self._keep_images()
-        self.store.append_evaluation(record)
+        self.store.append_evaluation(record, **self._stamp())
         self._drop_images()
 
     def validated(self, record: IndividualRecord, point: int, losses: list[float], shown=None) -> None:
         """``shown``: (images, seeds) of the first validation block, for the report's side-by-side view."""
         entry = {"validation": True, "generation": point, "id": record.individual_id,
                  "of": [record.generation, record.index], "loss": float(np.mean(losses)),
-                 "losses": [float(x) for x in losses]}
+                 "losses": [float(x) for x in losses], **self._stamp()}
         if shown is not None and self.sink is not None and hasattr(self.sink, "on_validation_images"):
             self.sink.on_validation_images(record, shown[0], list(shown[1]), float(losses[0]))
         self.state.apply(entry)
@@ -77,7 +97,8 @@ class Journal:
         """The result rendered (or, for the baseline, already rendered) on the user's seeds."""
         self.store.save_images("result", images, record.individual_id, traces)
         entry = {"final": True, "generation": None, "id": record.individual_id,
-                 "of": [record.generation, record.index], "seeds": [int(s) for s in seeds], "loss": float(loss)}
+                 "of": [record.generation, record.index], "seeds": [int(s) for s in seeds], "loss": float(loss),
+                 **(self._stamp() if record.generation else {})}  # the baseline's result is not rendered again
         if self.sink is not None and hasattr(self.sink, "on_result"):
             folder = Path(self.run_dir) / RESULT_FOLDER if self.run_dir is not None else None
             shown = IndividualRecord(**{**record.__dict__, "images": images, "traces": traces, "seeds": list(seeds),
@@ -97,6 +118,7 @@ class Journal:
             entry["subject"] = reference.subject.to_json()
         if loss is not None:
             entry["loss"] = float(loss)
+        entry.update(self._stamp())
         self.store.append_event(entry)
         self.state.apply(entry)
 
@@ -129,7 +151,7 @@ class Journal:
         for entry in events:
             key = "final" if entry.get("final") is True else entry.get("id")
             kept = images.get(key) if not any(entry.get(k) is True for k in ("validation", "closed", "reference",
-                                                                             "checkpoint")) \
+                                                                             "checkpoint", "fingerprint")) \
                 else None
             if entry.get("final") is True and kept is not None and kept[1] != entry["id"]:
                 kept = None

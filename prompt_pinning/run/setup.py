@@ -125,9 +125,11 @@ def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, ope
     evaluator = Evaluator(renderer, None, config.generation, should_stop)
     journal = Journal(store, sink, state)
     journal.cma_logging = bool(config.cma_logging)
+    journal.expected = host = host_settings(renderer)
+    evaluator.before_render = lambda: journal.rendering(host_settings(renderer))  # every call's fingerprint
     return Run(config, renderer, vector, optimizer, plan, evaluator, state, journal,
                progress, cma_seed, has_targets=has_targets,
-               same_seed_reference=same_seed_reference(config, has_targets), host=host_settings(renderer))
+               same_seed_reference=same_seed_reference(config, has_targets), host=host)
 
 
 def new_run(config: PinningConfig, renderer: Renderer, builders: Builders, store: Optional[RunStore],
@@ -186,6 +188,7 @@ def _replayed(store: FolderStore, renderer: Renderer, builders: Builders, sink, 
     _check_same(config_file, "the renderer's settings", fingerprint_differences(saved_host, run.host))
     run.exclude_same_seed = resolved.get("same_seed_pairs") == "excluded"
     events = store.read_events(_entry_check(run))
+    _check_fingerprints(folder / ckpt.EVALUATIONS_FILE, events, saved_host)
     named = next((e for e in reversed(events) if e.get("checkpoint") is True), None)  # the journal's word
     checkpoint = ckpt.load_checkpoint(folder, run.optimizer, run.plan.units, run.plan.generations, named)
     beyond = next((i for i, e in enumerate(events)
@@ -305,6 +308,22 @@ def _check_events(path: Path, events: list[dict[str, Any]], run: Run, generation
             problem = _reference_problem(entry, run, references, generation)
             if problem:
                 raise ckpt.ResumeError(f"{path}: the reference of seed block {entry['block']} {problem}")
+
+
+def _check_fingerprints(path: Path, events: list[dict[str, Any]], saved: dict[str, Any]) -> None:
+    """Every journaled render fingerprint is the run's, and each line names one journaled before it
+    (a log written before fingerprints were journaled has none: nothing to check)."""
+    known: set[str] = set()
+    for number, entry in enumerate(events, 1):  # one event per line: its number is its place
+        if entry.get("fingerprint") is True:
+            differences = fingerprint_differences(saved, entry["parts"])
+            if differences:
+                raise ckpt.ResumeError(f"{path}, line {number}: the renderer's settings changed during the run "
+                                       "(its images do not pair with the earlier ones): " + "; ".join(differences))
+            known.add(entry["hash"])
+        elif "fingerprint" in entry and entry["fingerprint"] not in known:
+            raise ckpt.ResumeError(f"{path}, line {number}: names render fingerprint {entry['fingerprint']}, "
+                                   "which no earlier line records")
 
 
 def _reference_problem(entry: dict[str, Any], run: Run, references: set[int], generation: int) -> Optional[str]:

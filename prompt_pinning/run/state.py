@@ -48,10 +48,16 @@ HALL_OF_FAME_SIZE = 10
 
 
 def event_kind(entry: dict[str, Any]) -> str:
-    for kind in ("validation", "closed", "final", "reference", "checkpoint"):
+    for kind in ("validation", "closed", "final", "reference", "checkpoint", "fingerprint"):
         if entry.get(kind) is True:
             return kind
     return "evaluated"
+
+
+# what names an event among those of its kind: a generation, a validation point, a seed block, a hash
+_EVENT_KEYS = {"validation": lambda e: e["generation"], "closed": lambda e: e["generation"],
+               "final": lambda e: None, "reference": lambda e: int(e["block"]),
+               "checkpoint": lambda e: e["generation"], "fingerprint": lambda e: e["hash"]}
 
 
 class RunState:
@@ -63,6 +69,8 @@ class RunState:
         self.centroid: Optional[IndividualRecord] = None
         self.by_slot: dict[tuple[int, int], IndividualRecord] = {}  # (generation, index) -> record
         self.by_id: dict[str, IndividualRecord] = {}
+        self.fingerprint: Optional[str] = None
+        self._held: set[tuple[str, Any]] = set()  # (kind, key) of every other journaled event
         self.validations: dict[str, tuple[float, list[float]]] = {}  # id -> (mean, per block)
         self.validated_at: dict[int, str] = {}  # point (0: baseline, G + 1: centroid) -> id
         self.generation_records: list[GenerationRecord] = []
@@ -87,6 +95,8 @@ class RunState:
         """Apply one journal event; ``images`` are its render, when at hand (kept only if needed)."""
         kind = event_kind(entry)
         getattr(self, f"_apply_{kind}")(entry)
+        if kind != "evaluated":  # an evaluation is held by its slot (by_slot)
+            self._held.add((kind, _EVENT_KEYS[kind](entry)))
         if images is not None and images.numel():
             ident = entry["id"]
             seeds = list(entry["seeds"]) if "seeds" in entry else list(self.by_id[ident].seeds)
@@ -176,6 +186,9 @@ class RunState:
     def _apply_checkpoint(self, entry: dict[str, Any]) -> None:
         pass  # the optimizer's state, restored from its file on resume (setup)
 
+    def _apply_fingerprint(self, entry: dict[str, Any]) -> None:
+        self.fingerprint = entry["hash"]  # the last journaled; later lines name it
+
     def _apply_reference(self, entry: dict[str, Any]) -> None:
         profile = entry.get("subject")
         self.references[int(entry["block"])] = Reference(
@@ -185,6 +198,12 @@ class RunState:
         if entry["source"] == "reference":
             self.references_rendered += 1
             self.done += 1
+
+    def holds(self, kind: str, key: Any = None) -> bool:
+        """Whether the journal holds this event: ``("evaluated", (generation, index))``,
+        ``("validation", point)``, ``("closed", generation)``, ``("reference", block)``, ``("final",)``,
+        ``("checkpoint", generation)`` or ``("fingerprint", hash)``. The driver's only "done?" question."""
+        return key in self.by_slot if kind == "evaluated" else (kind, key) in self._held
 
     def stage_reference(self, block: int, reference: Reference) -> None:
         """The fade guard's reference of a render being scored, before its event is journaled

@@ -42,7 +42,7 @@ class RunStore(Protocol):
 
     def generation_folder(self, generation: int) -> Optional[Path]: ...
 
-    def append_evaluation(self, record: IndividualRecord) -> None: ...
+    def append_evaluation(self, record: IndividualRecord, **marks: Any) -> None: ...
 
     def append_event(self, entry: dict[str, Any]) -> None: ...
 
@@ -119,8 +119,8 @@ class FolderStore:
     def generation_folder(self, generation: int) -> Optional[Path]:
         return generation_dir(self.run_dir, generation)
 
-    def append_evaluation(self, record: IndividualRecord) -> None:
-        entry = ckpt.evaluation_entry(record, self.run_dir)
+    def append_evaluation(self, record: IndividualRecord, **marks: Any) -> None:
+        entry = {**ckpt.evaluation_entry(record, self.run_dir), **marks}
         ckpt.append_evaluation(self.run_dir, entry)
         if entry["folder"]:
             self.logged_folders.add(entry["folder"])
@@ -174,8 +174,8 @@ class MemoryStore:
     def generation_folder(self, generation: int) -> Optional[Path]:
         return None
 
-    def append_evaluation(self, record: IndividualRecord) -> None:
-        self.evaluations.append(ckpt.evaluation_entry(record, None))
+    def append_evaluation(self, record: IndividualRecord, **marks: Any) -> None:
+        self.evaluations.append({**ckpt.evaluation_entry(record, None), **marks})
 
     def append_event(self, entry: dict[str, Any]) -> None:
         self.evaluations.append(dict(entry))
