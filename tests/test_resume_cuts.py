@@ -37,7 +37,8 @@ def snapshots_of_a_run(outdir, monkeypatch, settings=None, start=None, every=1):
     def append(path, value):
         if len(lines) % every == 0:
             copy = outdir / "cuts" / f"{len(lines):04d}"
-            shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
+            # the report thread may be writing a plot: its temporary files come and go
+            shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock", ".*.tmp"))
             cuts.append((copy, (json.dumps(value, ensure_ascii=False, allow_nan=False) + "\n").encode()))
         lines.append(value)
         real_append(path, value)
@@ -119,7 +120,8 @@ def test_a_fan_out_run_cut_anywhere_resumes_on_alike_instances_and_refuses_one_t
     def append(path, value):
         if len(cuts) % 3 == 0:  # every third event: each resume here costs a fan-out run's tail
             copy = tmp_path / "cuts" / f"{len(cuts):04d}"
-            shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
+            # the report thread may be writing a plot: its temporary files come and go
+            shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock", ".*.tmp"))
             cuts.append(copy)
         else:
             cuts.append(None)
