@@ -229,18 +229,30 @@ def test_embedded_json_has_no_characters_that_end_a_script():
 
 
 def test_interrupted_run_says_so_and_a_resumed_writer_keeps_old_individuals(tmp_path):
-    run_dir = tmp_path / "run"
-    synthetic_run(run_dir, ReportWriter(), generations=1, population=2, batch=2, side=8,
-                  stop_reason="interrupted")
+    from prompt_pinning.builtin import BuiltinRenderer
+    from prompt_pinning.config import PinningConfig
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning.run import run_pinning
+    from prompt_pinning.run.evaluation_log import read_individuals
+
+    config = PinningConfig(positive="a red circle", generation=GenerationSettings(seed=3, batch_size=2, steps=3,
+                           width=16, height=16), cma_seed=1, generations=3, lambda_=2, cma_logging=False,
+                           fade_guard=0.0, validation_batches=0, outdir=tmp_path)
+    done = []
+    result = run_pinning(config, BuiltinRenderer(), sink=ReportWriter(),
+                         should_stop=lambda: bool(done) and done[-1] >= 3, progress=lambda s, d, t: done.append(d))
+    run_dir = result.run_dir
     final = json.loads((run_dir / FINAL_JSON).read_text())
     assert final["stop_reason"] == "interrupted"
     assert (run_dir / "cma_plot.png").is_file() and not (run_dir / "cma_mo_plot.png").exists()  # limiter off
     assert _page_data((run_dir / INDEX_HTML).read_text())["run"]["status"] == "interrupted"
+    journaled = sorted((e["generation"], e["index"]) for e in read_individuals(run_dir))
+    assert len(journaled) >= 3
     resumed = ReportWriter()
     resumed.on_run_start(run_dir, {}, [])
-    assert sorted(resumed._rows) == [(0, 0), (1, 0), (1, 1)]
-    resumed.on_finish(_result_for(run_dir))
-    assert len(_page_data((run_dir / INDEX_HTML).read_text())["rows"]) == 3
+    assert sorted(resumed._rows) == journaled  # the table of a resumed run: the journal's individuals
+    resumed.on_finish(result)
+    assert len(_page_data((run_dir / INDEX_HTML).read_text())["rows"]) == len(journaled)
 
 
 def test_reports_are_complete_even_if_the_report_process_dies(tmp_path):
