@@ -161,10 +161,13 @@ def check_strengths(units: Sequence[NetworkUnit], low: float, high: float) -> No
 def check_names(units: Sequence[NetworkUnit], available: Mapping[str, Sequence[str]]) -> None:
     """Refuse a network the renderer does not have, naming the ones it has.
 
-    ``available``: kind ("lora", "hypernet") -> names; LyCORIS tags look among the LoRAs.
+    ``available``: kind ("lora", "hypernet") -> names; LyCORIS tags look among the LoRAs. A kind
+    the mapping leaves out is not checked (the renderer cannot list it).
     """
     for unit in units:
         kind = "lora" if unit.kind.startswith("lora") else HYPERNET
+        if kind not in available:
+            continue
         names = list(available.get(kind, ()))
         if unit.name not in names:
             listed = ", ".join(sorted(names)[:40]) + (" ..." if len(names) > 40 else "") if names else "none"
