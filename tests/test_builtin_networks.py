@@ -13,14 +13,6 @@ from prompt_pinning.rendering import GenerationSettings
 from prompt_pinning.run.builders import build_vector
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_tags_are_removed_and_te_unet_act_with_their_mean():
     text, strengths = network_strengths("a circle <lora:size:0.5:1.5> <lora:palette:0.25> <lora:other:3>")
     assert text == "a circle   "
