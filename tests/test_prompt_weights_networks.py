@@ -114,7 +114,8 @@ def test_unknown_name_names_what_the_renderer_has(clip):
                                           r"it has: palette, size"):
         check_names(v.network_units(), {"lora": ["size", "palette"]})
     with pytest.raises(PromptError, match=r"no hypernetwork named 'grain'; it has: none"):
-        check_names(v.network_units(), {"lora": ["palette", "pallete"]})
+        check_names(v.network_units(), {"lora": ["palette", "pallete"], "hypernet": []})
+    check_names(v.network_units(), {"lora": ["palette", "pallete"]})  # a kind not listed is not checked
 
 
 def test_twenty_networks_stay_within_the_unit_cap(clip):
@@ -139,3 +140,12 @@ def test_table_shows_the_kind(clip):
     lines = v.table([0.0, 0.1, 0.0]).splitlines()
     assert lines[0].split() == ["#", "prompt", "kind", "unit", "base", "offset", "weight"]
     assert lines[2].split() == ["1", "positive", "lora", "te", "style", "0.8", "+0.1000", "0.9"]
+
+
+def test_maps_and_plots_label_a_strength_with_its_kind(clip):
+    from prompt_pinning.reports.plot_data import unit_labels
+    from prompt_pinning.search.start_from import map_labels
+
+    rows = vector(clip, "circle <lora:style:0.8:0.5>", "blur <hypernet:grain:1>").unit_rows()
+    assert map_labels(rows) == ["circle", "lora te style", "lora unet style", "blur (neg)", "hypernet grain (neg)"]
+    assert unit_labels(rows)[1:3] == ["2:lora te style", "3:lora unet style"]

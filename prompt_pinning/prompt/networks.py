@@ -82,6 +82,13 @@ def _value(tag: str, arg: tuple[str, int], which: str, position: int, named: boo
     return value, (start + lead, start + lead + len(text.strip()))
 
 
+def unit_text(unit) -> str:
+    """A unit's text as labels show it (``text``, maybe ``kind``): a network strength after its kind
+    ("lora te style")."""
+    kind = getattr(unit, "kind", "word")
+    return unit.text if kind == "word" else f"{kind} {unit.text}"
+
+
 def tag_units(tag: str, position: int, which: str) -> list[NetworkUnit]:
     """The pinnable strengths of one tag (none for kinds other than LoRA and hypernetwork)."""
     kind = tag[1:tag.index(":")]
