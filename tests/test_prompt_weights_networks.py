@@ -88,6 +88,10 @@ def test_bounds_fit_strengths(clip):
     assert narrow.offset_bounds()[0][-1] == pytest.approx(-0.3)
 
 
+def test_strengths_at_the_ends_of_the_range_pass_the_zero_offset_check(clip):
+    check_zero_offsets(vector(clip, "a circle <lora:style:10> <lora:low:-10>"), clip)
+
+
 def test_strength_outside_the_range_is_refused(clip):
     with pytest.raises(PromptError, match=r"<lora:style:12>.*outside the renderer's range -10 .. 10"):
         vector(clip, "a circle <lora:style:12>")

@@ -360,6 +360,7 @@ def check_zero_offsets(
     renders = {"zero offsets": vector.render()}
     if check_offsets and vector.size:
         distinct = 0.0123 * (1 + np.arange(vector.size) % 7)
+        distinct[vector._is_network] = 0.0  # strengths change no tokens, and one may sit at its range's end
         renders["distinct nonzero offsets"] = vector.render(distinct)
     originals = {POSITIVE: vector.positive, NEGATIVE: vector.negative}
     for what, texts in renders.items():
