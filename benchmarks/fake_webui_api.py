@@ -50,7 +50,7 @@ class FakeWebUI:
     def __init__(self, *, delay: float = 0.0, fail_after: Optional[int] = None, fail_mode: str = "error",
                  options: Optional[dict] = None, samplers=SAMPLERS, auth: Optional[tuple[str, str]] = None,
                  vae_hash: str = "fedcba9876", hang_seconds: float = 30.0, max_requests: int = 2000,
-                 drift: int = 0):
+                 drift: int = 0, loras: Optional[list[dict]] = None):
         if fail_mode not in ("error", "hang", "gone"):
             raise ValueError(f"fail_mode must be error, hang or gone, got {fail_mode!r}")
         self.delay, self.fail_after, self.fail_mode = delay, fail_after, fail_mode
@@ -58,6 +58,7 @@ class FakeWebUI:
         self.samplers, self.auth, self.vae_hash = list(samplers), auth, vae_hash
         self.hang_seconds, self.max_requests = hang_seconds, max_requests
         self.drift = drift
+        self.loras = None if loras is None else list(loras)  # /sdapi/v1/loras entries; None: 404 (extension off)
         self.requests = 0
         self.renders: list[tuple[str, str, int]] = []  # (prompt, negative, first seed) per answered render
         self.bodies: list[dict[str, Any]] = []  # the answered render requests, with their path
@@ -124,6 +125,8 @@ class FakeWebUI:
             return self._send(request, 200, [{"name": n, "label": label} for n, label in SCHEDULERS])
         if method == "GET" and path == "/sdapi/v1/embeddings":
             return self._send(request, 200, {"loaded": {}, "skipped": {}})
+        if method == "GET" and path == "/sdapi/v1/loras" and self.loras is not None:
+            return self._send(request, 200, self.loras)
         if method == "POST" and path == "/sdapi/v1/interrupt":
             with self.lock:
                 self.interrupts += 1

@@ -339,6 +339,7 @@ def format_result(result, unfinished: bool = False) -> str:
             f"pinned prompt:   {result.best.positive}",
             f"pinned neg.:     {result.best.negative}",
         ]
+    lines += _strength_lines(result.units)
     lines += [f"{score.basis + ':':<18}unmodified {score.baseline:.6f}, pinned {score.result:.6f}, "
               f"improvement {_percent(score.improvement)} on {seed_ranges(score.seeds) if score.seeds else 'them'}"
               + ("  (headline)" if score is result.paired else "")
@@ -351,6 +352,15 @@ def format_result(result, unfinished: bool = False) -> str:
                      f"python -m prompt_pinning report {result.run_dir}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _strength_lines(units) -> list[str]:
+    """One line per pinned extra-network strength: "lora te palette: 0.8 -> 1.05 (positive)"."""
+    from .prompt.weights import DEFAULT_DECIMALS, format_weight
+
+    return [f"{'strength:' if i == 0 else '':<17}{u.kind} {u.text}: {format_weight(u.base_weight)} -> "
+            f"{format_weight(round(u.pinned_weight, DEFAULT_DECIMALS))} ({u.prompt})"
+            for i, u in enumerate(u for u in units if u.kind != "word")]
 
 
 def _unfinished(reports) -> bool:

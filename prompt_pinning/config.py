@@ -85,6 +85,7 @@ class PinningConfig:
     fade_guard: float = _default("fade_guard")
     fade_tolerance: float = _default("fade_tolerance")
     fade_guard_form: str = _default("fade_guard_form")
+    network_units: bool = _default("network_units")  # extra-network strengths as units (prompt/networks.py)
 
     def validate(self) -> "PinningConfig":
         """Raise ConfigError for the first bad option; return self.

@@ -372,6 +372,12 @@ OPTIONS: tuple[Option, ...] = (
       "shortfall), windows (each cell of a 4x4 grid) or batch (contrast and colour of the whole "
       "batch, the first form; a deeper background can pay for a faded subject there).",
       cli="--fade-guard-form", choices=FADE_GUARD_FORMS),
+    O("network_units", "bool", False, "Pin extra-network strengths", "Target",
+      "Make the strengths of the prompts' <lora:name:w> and <hypernet:name:w> tags pinnable too: one unit "
+      "per LoRA, two where its te and unet strengths are given apart, one per hypernetwork, each searched "
+      "within 1 of the user's value and the renderer's strength range (-10 .. 10 unless it says "
+      "otherwise); a network the renderer does not have is refused before the first render.",
+      cli="--network-units"),
 )
 del O
 

@@ -120,6 +120,28 @@ class ForgeHost:
         return FORGE_COMMA_PADDING_BACKTRACK
 
 
+def host_networks() -> dict[str, list[str]]:
+    """The host's extra networks by kind, for the name check of network units: LoRAs (names and
+    aliases) from the Lora extension's ``networks`` module, as loaded, and hypernetworks from
+    ``shared.hypernetworks``. A kind the host does not expose is left out (not checked)."""
+    import sys
+
+    found: dict[str, list[str]] = {}
+    lora = sys.modules.get("networks")
+    available = getattr(lora, "available_networks", None)
+    if isinstance(available, dict):
+        aliases = getattr(lora, "available_network_aliases", None) or {}
+        found["lora"] = sorted(set(available) | set(aliases))
+    try:
+        from modules import shared
+    except ImportError:
+        return found
+    hypernetworks = getattr(shared, "hypernetworks", None)
+    if isinstance(hypernetworks, dict):
+        found["hypernet"] = sorted(hypernetworks)
+    return found
+
+
 def current_host() -> A1111Host | ForgeHost:
     """The running WebUI's host; A1111 when there is no ``modules`` (tests, scripts)."""
     try:

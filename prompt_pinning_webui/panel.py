@@ -29,6 +29,7 @@ LAYOUT: tuple[tuple[str, dict[str, tuple[str, str]]], ...] = (
         "tag_loss_weight": ("Tag loss weight", "How much the tags count against the images."),
         "tag_loss_only": ("Tags only", "Score by the tags alone, not the images."),
         "tagger": ("Tagger", "What reads the tags from the images."),
+        "network_units": ("Pin LoRA strengths", "Also pin the strengths of <lora:...> and <hypernet:...> tags."),
     }),
     ("Scoring", {
         "validation_batches": ("Validation batches", "Held-out seed batches that choose the result; 0 = none."),

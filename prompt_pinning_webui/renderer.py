@@ -118,6 +118,12 @@ class A1111Renderer:
             return getattr(devices, "device", None)
         return self._device
 
+    def extra_networks(self) -> dict[str, list[str]]:
+        """The host's LoRAs and hypernetworks, where it exposes them (hosts.host_networks)."""
+        from .hosts import host_networks
+
+        return host_networks()
+
     def tagger(self, name: str = "auto"):
         """A tagger for tag targets: DeepBooru ("auto") or the WD14 extension (taggers.py)."""
         from .taggers import make_tagger

@@ -300,3 +300,23 @@ def test_cma_logging_prints_the_logbook_line_and_the_flag_turns_it_off(tmp_path)
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert ("gen 1  min " in result.stderr) is shown, result.stderr
+
+
+@pytest.mark.slow
+def test_network_strengths_are_units_of_a_cli_run_and_its_summary(tmp_path, capsys):
+    code = main([*SMALL, "--generations", "1", "--validation-batches", "0", "--outdir", str(tmp_path),
+                 "--prompt", "a red circle <lora:size:0.5:0.7>", "--negative", "blue", "--network-units"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    run_dir = tmp_path / "txt2img-images" / "prompt_pins" / "00000000"
+    final = json.loads((run_dir / "final_result.json").read_text())
+    units = [(u["kind"], u["text"], u["base_weight"]) for u in final["units"]]
+    assert units == [("word", "a", 1.0), ("word", "red", 1.0), ("word", "circle", 1.0),
+                     ("lora te", "size", 0.5), ("lora unet", "size", 0.7), ("word", "blue", 1.0)]
+    te, unet = final["units"][3:5]
+    assert te["pinned_weight"] == pytest.approx(0.5 + te["offset"])  # signed, not |base + offset|
+    assert abs(te["offset"]) <= 1.0 and abs(unet["offset"]) <= 1.0  # within reach of the user's value
+    lines = [line for line in out.splitlines() if " size: " in line]
+    assert lines == [f"strength:        lora te size: 0.5 -> {round(0.5 + te['offset'], 4):g} (positive)",
+                     f"                 lora unet size: 0.7 -> {round(0.7 + unet['offset'], 4):g} (positive)"]
+    assert re.search(r"^pinned prompt: .*<lora:size:[-0-9.]+:[-0-9.]+>$", out, re.MULTILINE)

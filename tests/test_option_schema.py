@@ -54,7 +54,7 @@ def test_every_option_reaches_the_config_from_its_command_line_flag(tmp_path):
             "--seed-schedule", "fixed", "--loss-variant", "consistency", "--start-from", "run:2",
             "--target-mask", "m.png", "--target-mask-source", "inpaint mask", "--wanted-tags", "red",
             "--unwanted-tags", "blue", "--tag-loss-weight", "2", "--tag-loss-only", "--tagger", "builtin",
-            "--fade-guard", "3.5", "--fade-tolerance", "0.2", "--fade-guard-form", "windows"]
+            "--fade-guard", "3.5", "--fade-tolerance", "0.2", "--fade-guard-form", "windows", "--network-units"]
     config = config_from_args(build_parser().parse_args(argv))
     changed = {option.name for option in OPTIONS if option.name == "cmatrix"
                or getattr(config, option.name) != option.default}

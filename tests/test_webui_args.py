@@ -47,9 +47,10 @@ def test_the_first_25_keep_their_positions_and_new_options_are_appended():
     assert names[25:29] == ("validation_batches", "seed_schedule", "loss_variant", "start_from")
     assert default_args()[25:29] == [1, "rotating", "union", ""]
     assert names[29:] == ("target_mask", "target_mask_source", "wanted_tags", "unwanted_tags", "tag_loss_weight",
-                          "tag_loss_only", "tagger", "fade_guard", "fade_tolerance", "fade_guard_form")
+                          "tag_loss_only", "tagger", "fade_guard", "fade_tolerance", "fade_guard_form",
+                          "network_units")
     assert default_args()[29:] == [None, "mask image", "", "", 1.0, False, "auto", OPTION["fade_guard"].default,
-                                   OPTION["fade_tolerance"].default, OPTION["fade_guard_form"].default]
+                                   OPTION["fade_tolerance"].default, OPTION["fade_guard_form"].default, False]
 
 
 def test_an_older_clients_25_arguments_take_the_defaults_for_the_rest():

@@ -30,6 +30,8 @@ colour-weight * background-weight. The effective tag weights give
 The denoiser gets one row per image: cond = colour means of the positive
 prompt + spreads + geometry, uncond = colour means of the negative prompt +
 the same spreads and geometry. Unknown words change nothing but the emphasis normalisation.
+Extra-network tags are removed before parsing; the model's own LoRAs
+(networks.py) add their strengths to the tag weights.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from ..prompt.attention import parse_prompt_attention
 from . import layouts as geo
 from .latents import untone
 from .layouts import PALETTE, SHAPES, SIDE_TARGETS
+from .networks import network_strengths, with_networks
 from .tokenizer import split_words
 from .vocabulary import BACKGROUND_WORDS, COLOUR_WORDS, WORD_TAGS, background_tag
 
@@ -180,7 +183,9 @@ def pair_conditioning(positive: str, negative: str = "") -> tuple[torch.Tensor, 
 
 @lru_cache(maxsize=1024)
 def _cached_pair(positive: str, negative: str) -> tuple[torch.Tensor, torch.Tensor]:
-    pos, neg = prompt_tags(positive), prompt_tags(negative)
+    (positive, pos_networks), (negative, neg_networks) = network_strengths(positive), network_strengths(negative)
+    pos = with_networks(prompt_tags(positive), pos_networks)
+    neg = with_networks(prompt_tags(negative), neg_networks)
     geometry = geometry_features(pos, neg)
     cond = torch.cat([colour_features(pos), geometry])
     uncond = torch.cat([colour_features(neg), geometry])

@@ -120,6 +120,17 @@ class BuiltinRenderer:
         """The run's fingerprint here: the built-in model has no options; its weights are the code's."""
         return {"model": "builtin"}
 
+    def extra_networks(self) -> dict[str, tuple[str, ...]]:
+        """The model's own networks by kind (builtin/networks.py); it has no hypernetworks."""
+        from .networks import NETWORKS
+
+        return {"lora": tuple(NETWORKS), "hypernet": ()}
+
+    def network_strength_range(self) -> tuple[float, float]:
+        from .networks import STRENGTH_RANGE
+
+        return STRENGTH_RANGE
+
     def tagger(self, name: str = "auto"):
         """The exact tagger of this model (``name`` "auto" or "builtin"); turns the tag posteriors on."""
         from ..score.tags import TaggerUnavailable

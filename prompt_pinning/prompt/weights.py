@@ -6,15 +6,22 @@ offset rounded to ``decimals`` places, and the weight written as the shortest
 decimal that gives the same float32 (the host keeps weights as float32).
 Offsets of zero give the host exactly the token ids and weights of the
 user's original prompt; ``check_zero_offsets`` proves it for a tokenizer.
+
+With ``networks`` the strengths of the prompts' LoRA and hypernetwork tags are
+units too (networks.py), after each prompt's word units: a strength is written
+as ``base + offset`` (signed, within the renderer's range), and a tag whose
+offsets are all zero is written exactly as the user wrote it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from .attention import PromptError, parse_prompt_attention
+from .networks import (MAX_NETWORK_STRENGTH, NETWORK_REACH, NetworkUnit, check_strengths,
+                       prompt_network_units, render_tag)
 from .units import MAX_PROMPT_WEIGHT, NEGATIVE, POSITIVE, RAW, UNIT, Item, prompt_items
 from ..run.records import UnitRow
 from ..rendering import Tokenizer
@@ -48,6 +55,7 @@ class Unit:
     base_weight: float
     prompt: str  # "positive" or "negative"
     position: int  # character index in its prompt
+    kind: str = "word"  # "word" (a word or phrase) or a network strength: "lora", "lora te", "lora unet", "hypernet"
 
 
 def format_weight(weight: float) -> str:
@@ -63,16 +71,21 @@ class PromptVector:
     """The units of a positive and a negative prompt, in that order."""
 
     def __init__(self, positive: str, negative: str, items: Mapping[str, list[Item]],
-                 unit_mode: str, decimals: int):
+                 unit_mode: str, decimals: int, networks: Optional[Mapping[str, list[NetworkUnit]]] = None,
+                 strength_range: tuple[float, float] = (-MAX_NETWORK_STRENGTH, MAX_NETWORK_STRENGTH)):
         self.positive = positive
         self.negative = negative
         self.unit_mode = unit_mode
         self.decimals = decimals
+        self.strength_range = strength_range
         self._items = {which: list(items[which]) for which in (POSITIVE, NEGATIVE)}
-        self._unit_items = [item for which in (POSITIVE, NEGATIVE) for item in self._items[which]
-                            if item.kind == UNIT]
-        self.units = [Unit(item.text, item.weight, which, item.position)
-                      for which in (POSITIVE, NEGATIVE) for item in self._items[which] if item.kind == UNIT]
+        self._networks = {which: list((networks or {}).get(which, ())) for which in (POSITIVE, NEGATIVE)}
+        self.units = []
+        for which in (POSITIVE, NEGATIVE):
+            self.units += [Unit(item.text, item.weight, which, item.position)
+                           for item in self._items[which] if item.kind == UNIT]
+            self.units += [Unit(n.name, n.base, which, n.position, n.kind) for n in self._networks[which]]
+        self._is_network = np.array([u.kind != "word" for u in self.units], dtype=bool)
 
     @classmethod
     def from_prompts(
@@ -84,8 +97,11 @@ class PromptVector:
         *,
         embeddings: Iterable[str] = (),
         decimals: int = DEFAULT_DECIMALS,
+        networks: bool = False,
+        strength_range: tuple[float, float] = (-MAX_NETWORK_STRENGTH, MAX_NETWORK_STRENGTH),
     ) -> "PromptVector":
-        """Parse both prompts. ``embeddings``: textual-inversion names, kept whole."""
+        """Parse both prompts. ``embeddings``: textual-inversion names, kept whole. ``networks``:
+        pin the strengths of LoRA and hypernetwork tags too, within ``strength_range``."""
         if unit_mode not in UNIT_MODES:
             raise ValueError(f"unit_mode must be one of {UNIT_MODES}, got {unit_mode!r}")
         if not isinstance(tokenizer, Tokenizer):
@@ -97,13 +113,20 @@ class PromptVector:
             POSITIVE: prompt_items(positive, POSITIVE, tokenizer, unit_mode, names),
             NEGATIVE: prompt_items(negative, NEGATIVE, tokenizer, unit_mode, names),
         }
-        if not any(item.kind == UNIT for item in items[POSITIVE]):
+        found = {which: prompt_network_units(text, which) if networks else []
+                 for which, text in ((POSITIVE, positive), (NEGATIVE, negative))}
+        if not any(item.kind == UNIT for item in items[POSITIVE]) and not found[POSITIVE]:
             raise PromptError(
                 f"positive prompt: nothing to pin in {positive!r}: it is empty or holds only "
                 "extra-network tags, BREAK or text the tokenizer ignores"
             )
-        _check_unit_count(items, positive, negative, tokenizer, unit_mode, names)
-        return cls(positive, negative, items, unit_mode, decimals)
+        check_strengths(found[POSITIVE] + found[NEGATIVE], *strength_range)
+        _check_unit_count(items, positive, negative, tokenizer, unit_mode, names,
+                          len(found[POSITIVE]) + len(found[NEGATIVE]))
+        return cls(positive, negative, items, unit_mode, decimals, found, strength_range)
+
+    def network_units(self) -> list[NetworkUnit]:
+        return self._networks[POSITIVE] + self._networks[NEGATIVE]
 
     @property
     def size(self) -> int:
@@ -114,10 +137,22 @@ class PromptVector:
         return np.array([unit.base_weight for unit in self.units], dtype=np.float64)
 
     def weights(self, offsets: Optional[Sequence[float]] = None) -> np.ndarray:
-        """The weight each unit is rendered with: |base + offset rounded to decimals|."""
-        with np.errstate(over="ignore"):  # a huge offset gives inf, which render() refuses
+        """The weight each unit is rendered with: |base + offset rounded to decimals| (a network
+        strength keeps its sign)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge offset gives inf, which render() refuses
             steps = np.round(self._offsets(offsets) * 10**self.decimals)
-            return np.abs(self.base_weights + steps / 10**self.decimals)
+            values = self.base_weights + steps / 10**self.decimals
+            return np.where(self._is_network, values, np.abs(values))
+
+    def offset_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lowest, highest) offset per unit: word weights up to MAX_PROMPT_WEIGHT; network
+        strengths within NETWORK_REACH of the user's value and within the strength range."""
+        base = self.base_weights
+        low, high = -MAX_PROMPT_WEIGHT - base, MAX_PROMPT_WEIGHT - base
+        least, most = self.strength_range
+        low = np.where(self._is_network, np.maximum(-NETWORK_REACH, least - base), low)
+        high = np.where(self._is_network, np.minimum(NETWORK_REACH, most - base), high)
+        return low, high
 
     def render(self, offsets: Optional[Sequence[float]] = None) -> tuple[str, str]:
         """The (positive, negative) prompt texts for these offsets.
@@ -127,22 +162,29 @@ class PromptVector:
         """
         values = self.weights(offsets)
         self._check_weights(values)
+        moved = iter(np.round(self._offsets(offsets) * 10**self.decimals) != 0)
         weights = iter(values)
         rendered = {}
         for which in (POSITIVE, NEGATIVE):
             unit_weights = [next(weights) for item in self._items[which] if item.kind == UNIT]
-            rendered[which] = _render_items(self._items[which], unit_weights)
+            for _ in range(len(unit_weights)):
+                next(moved)
+            strengths = [(n, format_weight(w) if m else None)
+                         for n, w, m in zip(self._networks[which], weights, moved)]
+            rendered[which] = _render_items(_with_strengths(self._items[which], strengths), unit_weights)
         return rendered[POSITIVE], rendered[NEGATIVE]
 
     def unit_rows(self, offsets: Optional[Sequence[float]] = None) -> list[UnitRow]:
         values = self._offsets(offsets)
-        return [UnitRow(text=u.text, prompt=u.prompt, base_weight=u.base_weight, offset=float(o))
+        return [UnitRow(text=u.text, prompt=u.prompt, base_weight=u.base_weight, offset=float(o), kind=u.kind)
                 for u, o in zip(self.units, values)]
 
     def table(self, offsets: Optional[Sequence[float]] = None) -> str:
         """A plain-text table of the units (with offsets and weights when given)."""
-        header = ["#", "prompt", "unit", "base"]
-        rows = [[str(i), u.prompt, u.text, format_weight(u.base_weight)] for i, u in enumerate(self.units)]
+        kinds = bool(self._is_network.any())  # a kind column only where there are network strengths
+        header = ["#", "prompt", *(["kind"] if kinds else []), "unit", "base"]
+        rows = [[str(i), u.prompt, *([u.kind] if kinds else []), u.text, format_weight(u.base_weight)]
+                for i, u in enumerate(self.units)]
         if offsets is not None:
             header += ["offset", "weight"]
             for row, offset, weight in zip(rows, self._offsets(offsets), self.weights(offsets)):
@@ -152,7 +194,17 @@ class PromptVector:
         return "\n".join(lines)
 
     def _check_weights(self, weights: np.ndarray) -> None:
-        bad = ~np.isfinite(weights) | (weights > MAX_PROMPT_WEIGHT)
+        least, most = self.strength_range
+        with np.errstate(invalid="ignore"):
+            outside = self._is_network & ((weights < least) | (weights > most))
+        bad = ~np.isfinite(weights) | (~self._is_network & (weights > MAX_PROMPT_WEIGHT))
+        if outside.any():
+            index = int(np.argmax(outside))
+            unit = self.units[index]
+            raise PromptError(
+                f"{unit.prompt} prompt: {unit.kind} {unit.text!r} at character {unit.position} would be "
+                f"written with strength {weights[index]:g}, outside the renderer's range {least:g} .. {most:g}",
+                unit.position)
         if not bad.any():
             return
         index = int(np.argmax(bad))
@@ -177,22 +229,37 @@ def _unit_count(items: Mapping[str, list[Item]]) -> int:
     return sum(item.kind == UNIT for which in (POSITIVE, NEGATIVE) for item in items[which])
 
 
+def _with_strengths(items: list[Item], strengths: list[tuple[NetworkUnit, Optional[str]]]) -> list[Item]:
+    """The items with each tag whose strengths moved written anew."""
+    by_tag: dict[int, list[tuple[NetworkUnit, Optional[str]]]] = {}
+    for unit, text in strengths:
+        by_tag.setdefault(unit.position, []).append((unit, text))
+    out = []
+    for item in items:
+        found = by_tag.get(item.position) if item.kind == RAW and not item.is_break else None
+        if found and any(text is not None for _, text in found):
+            item = replace(item, text=render_tag(item.text, [u for u, _ in found], [t for _, t in found]))
+        out.append(item)
+    return out
+
+
 def _check_unit_count(items: Mapping[str, list[Item]], positive: str, negative: str,
-                      tokenizer: Tokenizer, unit_mode: str, names: list[str]) -> None:
+                      tokenizer: Tokenizer, unit_mode: str, names: list[str], networks: int = 0) -> None:
     """Refuse prompts with more than MAX_UNITS units, saying what phrase mode would give."""
-    count = _unit_count(items)
+    count = _unit_count(items) + networks
     if count <= MAX_UNITS:
         return
     counts = {which: sum(item.kind == UNIT for item in items[which]) for which in (POSITIVE, NEGATIVE)}
     advice = "shorten the prompts"
     if unit_mode == "word":
-        phrases = _unit_count({which: prompt_items(text, which, tokenizer, "phrase", names)
-                               for which, text in ((POSITIVE, positive), (NEGATIVE, negative))})
+        phrases = networks + _unit_count({which: prompt_items(text, which, tokenizer, "phrase", names)
+                                          for which, text in ((POSITIVE, positive), (NEGATIVE, negative))})
         advice = (f"use unit_mode 'phrase' (one unit per comma-separated phrase: {phrases} units "
                   f"here{'' if phrases <= MAX_UNITS else ', still too many'}) or shorten the prompts")
+    strengths = f", and {networks} network strengths" if networks else ""
     raise PromptError(
         f"the prompts have {count} pinnable units ({counts[POSITIVE]} positive, {counts[NEGATIVE]} "
-        f"negative in {unit_mode} mode); at most {MAX_UNITS} are accepted, because every unit "
+        f"negative in {unit_mode} mode{strengths}); at most {MAX_UNITS} are accepted, because every unit "
         f"becomes its own weighted group and the host's prompt parsing slows down sharply with "
         f"their number. {advice[0].upper()}{advice[1:]}.")
 
@@ -293,6 +360,7 @@ def check_zero_offsets(
     renders = {"zero offsets": vector.render()}
     if check_offsets and vector.size:
         distinct = 0.0123 * (1 + np.arange(vector.size) % 7)
+        distinct[vector._is_network] = 0.0  # strengths change no tokens, and one may sit at its range's end
         renders["distinct nonzero offsets"] = vector.render(distinct)
     originals = {POSITIVE: vector.positive, NEGATIVE: vector.negative}
     for what, texts in renders.items():

@@ -8,6 +8,7 @@ individual per ``/sdapi/v1/txt2img`` (or img2img) request. HTTP goes through
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import time
@@ -123,6 +124,20 @@ class InstanceInfo:
     samplers: set[str]
     schedulers: Optional[set[str]]  # None: the WebUI has no /sdapi/v1/schedulers (before 1.9)
     embeddings: dict[str, int] = field(default_factory=dict)
+    loras: Optional[dict[str, str]] = None  # name -> fingerprint (lora_fingerprint); None: not listed
+    hypernetworks: Optional[set[str]] = None
+    lora_aliases: set[str] = field(default_factory=set)  # a tag may name a LoRA by its alias too
+
+
+def lora_fingerprint(entry: dict) -> str:
+    """What stands for a LoRA file's hash: the hosts' /sdapi/v1/loras gives name, alias, path and the
+    file's own metadata, no hash; kohya's ``sshs_model_hash`` where the metadata has it, else a
+    digest of the whole metadata and the alias."""
+    metadata = entry.get("metadata") or {}
+    if isinstance(metadata, dict) and metadata.get("sshs_model_hash"):
+        return f"sshs_model_hash {metadata['sshs_model_hash']}"
+    text = json.dumps([entry.get("alias"), metadata], sort_keys=True, default=str)
+    return "metadata " + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class WebUIInstance:
@@ -191,7 +206,24 @@ class WebUIInstance:
         except InstanceFault:
             loaded = {}
         embeddings = {name: int((entry or {}).get("vectors") or 1) for name, entry in loaded.items()}
-        return InstanceInfo({k: options.get(k) for k in IMAGE_OPTIONS}, samplers, schedulers, embeddings)
+        loras = self._listing("/sdapi/v1/loras")
+        hypernetworks = self._listing("/sdapi/v1/hypernetworks")
+        return InstanceInfo({k: options.get(k) for k in IMAGE_OPTIONS}, samplers, schedulers, embeddings,
+                            None if loras is None else {str(e.get("name")): lora_fingerprint(e) for e in loras},
+                            None if hypernetworks is None else {str(e.get("name")) for e in hypernetworks},
+                            {str(e["alias"]) for e in loras or () if e.get("alias")})
+
+    def _listing(self, path: str) -> Optional[list[dict]]:
+        """A list of networks, or None where the host has no such list (its extension is off)."""
+        try:
+            found = self.get(path)
+        except InstanceFault as error:
+            if "HTTP 404" not in str(error):
+                raise
+            return None
+        if not isinstance(found, list) or not all(isinstance(e, dict) for e in found):
+            raise InstanceFault(f"{path}: expected a list of objects")
+        return found
 
     def interrupt(self) -> None:
         """Ask the instance to stop its current job; failures are ignored (it may be gone)."""

@@ -141,9 +141,21 @@ class WebUIApiRenderer:
             if info.embeddings != first.embeddings:
                 raise InstanceMismatch(f"webui {instance.url}: its textual-inversion embeddings differ from "
                                        f"{self.instances[0].url}'s ({sorted(info.embeddings)} vs {sorted(first.embeddings)})")
+            _compare_loras(instance.url, info, self.instances[0].url, first)
         self._infos = dict(zip((i.url for i in self.instances), infos))
         self._info = first
         return first
+
+    def extra_networks(self) -> dict[str, list[str]]:
+        """The networks the instances have, by kind (names and aliases of LoRAs); a kind an
+        instance does not list is left out."""
+        info = self.connect()
+        found: dict[str, list[str]] = {}
+        if info.loras is not None:
+            found["lora"] = sorted(set(info.loras) | info.lora_aliases)
+        if info.hypernetworks is not None:
+            found["hypernet"] = sorted(info.hypernetworks)
+        return found
 
     def check(self, settings: GenerationSettings) -> None:
         """Before the run (the command line calls it): refuse a sampler or scheduler that an instance
@@ -307,6 +319,26 @@ class WebUIApiRenderer:
     def _nothing_left(self) -> str:
         said = "; ".join(f"{f['instance']} at {f['time']}: {f['reason']}" for f in self.faults)
         return f"every WebUI instance failed ({said}); the run keeps what was done and can be resumed"
+
+
+def _compare_loras(url: str, info: InstanceInfo, first_url: str, first: InstanceInfo) -> None:
+    """Refuse an instance whose LoRA files differ from the first's, by name."""
+    if info.loras is None and first.loras is None:
+        return
+    differ = f"webui {url}: its LoRAs differ from {first_url}'s: "
+    if info.loras is None or first.loras is None:
+        where = url if info.loras is None else first_url
+        raise InstanceMismatch(f"{differ}no LoRA list on {where} (/sdapi/v1/loras answers 404: its Lora extension "
+                               "is off?). Every instance needs the same LoRA files")
+    mine, theirs = info.loras, first.loras
+    missing, extra = sorted(set(theirs) - set(mine)), sorted(set(mine) - set(theirs))
+    changed = sorted(name for name in set(mine) & set(theirs) if mine[name] != theirs[name])
+    if missing or extra or changed:
+        parts = [f"missing {', '.join(missing[:20])}" if missing else "",
+                 f"extra {', '.join(extra[:20])}" if extra else "",
+                 f"other files for {', '.join(changed[:20])} ({mine[changed[0]]} there, {theirs[changed[0]]} on "
+                 f"{first_url})" if changed else ""]
+        raise InstanceMismatch(f"{differ}{'; '.join(p for p in parts if p)}. Every instance needs the same LoRA files")
 
 
 def hyperbatch_traces(settings: GenerationSettings):

@@ -136,10 +136,12 @@ def _units_table(units: list[dict[str, Any]]) -> str:
         meter = f'<meter min="0" max="1" value="{share:.4f}"></meter>' if share is not None else ""
         change, offset = u.get("change"), u.get("offset")
         change_class = "up" if change and change > 0 else "down" if change and change < 0 else ""
+        kind = u.get("kind", "word")  # a network strength shows its kind: "lora te: name"
+        label = u["text"] if kind == "word" else f"{kind}: {u['text']}"
         body.append(
             "<tr>"
             f'<td data-v="{u["n"]}">{u["n"]}</td>'
-            f'<td data-v="{esc(u["text"])}" class="unit-text">{esc(u["text"])}</td>'
+            f'<td data-v="{esc(label)}" class="unit-text">{esc(label)}</td>'
             f'<td data-v="{esc(u["prompt"])}">{esc(u["prompt"])}</td>'
             f'<td data-v="{_sort_value(u.get("base"))}">{_number(u.get("base"), 3)}</td>'
             f'<td data-v="{_sort_value(u.get("pinned"))}"><strong>{_number(u.get("pinned"), 3)}</strong></td>'

@@ -6,6 +6,8 @@ Written at once, on the run's path: the PNG images (with infotext) and
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -121,9 +123,10 @@ def batch_stats(
             {
                 "text": u.text,
                 "prompt": u.prompt,
+                "kind": u.kind,
                 "base_weight": u.base_weight,
                 "offset": float(o),
-                "weight": abs(u.base_weight + float(o)),
+                "weight": replace(u, offset=float(o)).pinned_weight,
             }
             for u, o in zip(units, offsets)
         ]

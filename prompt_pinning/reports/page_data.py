@@ -72,6 +72,7 @@ def unit_entries(units: Sequence[UnitRow]) -> list[dict[str, Any]]:
                 "n": number,
                 "text": u.text,
                 "prompt": u.prompt,
+                "kind": u.kind,
                 "base": u.base_weight,
                 "pinned": u.pinned_weight,
                 "change": u.pinned_weight - u.base_weight,

@@ -8,6 +8,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ..prompt.networks import unit_text
+
 UNIT_TEXT_CHARS = 16
 
 
@@ -69,8 +71,8 @@ def unit_label(number: int, text: str, prompt: str = "positive") -> str:
 
 
 def unit_labels(units: Sequence[Any]) -> list[str]:
-    """Labels for units (objects with ``text`` and ``prompt``), numbered from 1."""
-    return [unit_label(k, u.text, getattr(u, "prompt", "positive")) for k, u in enumerate(units, start=1)]
+    """Labels for units (objects with ``text``, ``prompt`` and maybe ``kind``), numbered from 1."""
+    return [unit_label(k, unit_text(u), getattr(u, "prompt", "positive")) for k, u in enumerate(units, start=1)]
 
 
 def stack(records: Sequence[Any], name: str) -> Optional[np.ndarray]:

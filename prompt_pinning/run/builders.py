@@ -21,16 +21,31 @@ from ..rendering import Renderer
 def build_vector(config: PinningConfig, renderer: Renderer):
     from ..prompt.weights import PromptVector, check_zero_offsets
     from ..prompt.tokenizers import COMMA_PADDING_BACKTRACK
+    from ..prompt.networks import strength_range
 
     tokenizer = renderer.tokenizer
     # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole,
     # and the user's comma-padding backtrack (how the host chunks long prompts).
     embeddings = dict(getattr(tokenizer, "embeddings", dict)())
     backtrack = getattr(tokenizer, "comma_padding_backtrack", COMMA_PADDING_BACKTRACK)
+    networks = bool(getattr(config, "network_units", False))
     vector = PromptVector.from_prompts(config.positive, config.negative, tokenizer,
-                                       config.unit_mode, embeddings=list(embeddings))
+                                       config.unit_mode, embeddings=list(embeddings),
+                                       networks=networks, strength_range=strength_range(renderer))
+    if networks:
+        check_network_names(vector, renderer)
     check_zero_offsets(vector, tokenizer, embeddings=embeddings or None, comma_padding_backtrack=backtrack)
     return vector
+
+
+def check_network_names(vector, renderer: Renderer) -> None:
+    """Refuse a network the renderer does not have, where it lists them (``extra_networks()``:
+    kind -> names); a renderer without the list leaves the check to its host."""
+    from ..prompt.networks import check_names
+
+    listing = getattr(renderer, "extra_networks", None)
+    if callable(listing):
+        check_names(vector.network_units(), listing())
 
 
 def build_targets(config: PinningConfig) -> Optional[torch.Tensor]:

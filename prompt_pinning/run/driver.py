@@ -147,12 +147,19 @@ def finish_generation(run: Run, g: int) -> None:
     run.journal.closed(g, run.optimizer.distribution(), lambda: run.result("running"))
 
 
+def offset_bounds(vector) -> tuple[np.ndarray, np.ndarray]:
+    """The vector's own bounds (network strengths have narrower ones), else the weight limit."""
+    if hasattr(vector, "offset_bounds"):
+        return vector.offset_bounds()
+    base = np.asarray(vector.base_weights, dtype=np.float64)
+    return -MAX_PROMPT_WEIGHT - base, MAX_PROMPT_WEIGHT - base
+
+
 def clipped(run: Run, offsets: np.ndarray) -> tuple[np.ndarray, float]:
     """Offsets that keep every weight within the prompt's bound, and the penalty for the cut
     (a CMA sample beyond it is moved to the bound, as the size limiter does). The optimizer
     adds its own penalty (the size limiter's) in ``assign``; the log records both."""
-    base = np.asarray(run.vector.base_weights, dtype=np.float64)
-    inside = np.clip(offsets, -MAX_PROMPT_WEIGHT - base, MAX_PROMPT_WEIGHT - base)
+    inside = np.clip(offsets, *offset_bounds(run.vector))
     return inside, float(np.linalg.norm(offsets - inside))
 
 

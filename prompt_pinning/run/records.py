@@ -22,10 +22,13 @@ class UnitRow:
     base_weight: float
     offset: float = 0.0
     tightness: Optional[float] = None  # final search std along this unit
+    kind: str = "word"  # or a network strength: "lora", "lora te", "lora unet", "hypernet"
 
     @property
     def pinned_weight(self) -> float:
-        return abs(self.base_weight + self.offset)
+        """The weight written: |base + offset| for a word; a network strength keeps its sign."""
+        value = self.base_weight + self.offset
+        return value if self.kind != "word" else abs(value)
 
 
 @dataclass

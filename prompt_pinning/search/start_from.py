@@ -19,6 +19,7 @@ import numpy as np
 
 from ..run.files import FileFormatError, read_json
 from ..run.rundir import public_run_dir
+from ..prompt.networks import unit_text
 from ..options import ConfigError
 
 WEIGHT_MAP_FILE = "weight_map.json"
@@ -43,8 +44,9 @@ class StartPoint:
 
 
 def map_labels(units: Sequence[Any]) -> list[str]:
-    """Units (with ``text`` and ``prompt``) as the maps name them: the text, "(neg)" for the negative prompt."""
-    return [f"{u.text} (neg)" if u.prompt == "negative" else u.text for u in units]
+    """Units (with ``text`` and ``prompt``) as the maps name them: the text (a network strength
+    after its kind: "lora te style"), "(neg)" for the negative prompt."""
+    return [f"{unit_text(u)} (neg)" if u.prompt == "negative" else unit_text(u) for u in units]
 
 
 def parse_start_from(value: Any) -> tuple[Path, int]:

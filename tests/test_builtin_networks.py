@@ -1,0 +1,68 @@
+"""The built-in model's LoRAs: conditioning and images move continuously with the strength."""
+import numpy as np
+import pytest
+import torch
+
+from prompt_pinning.builtin import layouts as geo
+from prompt_pinning.builtin.conditioning import BG_MEAN, FG_MEAN, GEOMETRY, pair_conditioning
+from prompt_pinning.builtin.networks import NETWORKS, network_strengths
+from prompt_pinning.builtin.renderer import BuiltinRenderer
+from prompt_pinning.config import PinningConfig
+from prompt_pinning.prompt.attention import PromptError
+from prompt_pinning.rendering import GenerationSettings
+from prompt_pinning.run.builders import build_vector
+
+
+def test_tags_are_removed_and_te_unet_act_with_their_mean():
+    text, strengths = network_strengths("a circle <lora:size:0.5:1.5> <lora:palette:0.25> <lora:other:3>")
+    assert text == "a circle   "
+    assert strengths == {"size": 1.0, "palette": 0.25}
+    # A tag's name is no longer read as a word: "red" here is a network name, not a colour.
+    assert torch.equal(pair_conditioning("a circle <lora:red:1>")[0], pair_conditioning("a circle")[0])
+
+
+def _placement(g):
+    """What the centre depends on: pull and pull x target per axis (the target alone means nothing at pull 0)."""
+    return torch.stack([g[geo.PULL_X], g[geo.PULL_X] * g[geo.TARGET_X], g[geo.PULL_Y], g[geo.PULL_Y] * g[geo.TARGET_Y]])
+
+
+@pytest.mark.parametrize("name, part", [("palette", FG_MEAN), ("palette", BG_MEAN), ("size", GEOMETRY),
+                                        ("placement", GEOMETRY)])
+def test_each_network_moves_its_part_of_the_conditioning_continuously(name, part):
+    rows = [pair_conditioning(f"a circle <lora:{name}:{s:.3f}>")[0][part] for s in np.linspace(0, 1.5, 16)]
+    if name == "placement":
+        rows = [_placement(g) for g in rows]
+    steps = [float((b - a).abs().max()) for a, b in zip(rows, rows[1:])]
+    total = float((rows[-1] - rows[0]).abs().max())
+    assert total > 0.05  # the network does something
+    assert max(steps) < total / 4  # and no single step of 0.1 does most of it
+
+
+def test_size_and_placement_move_the_geometry_the_named_way():
+    geometry = lambda s, name: pair_conditioning(f"a circle <lora:{name}:{s}>")[0][GEOMETRY]
+    assert geometry(1, "size")[geo.LOG_SCALE] > 0 > geometry(-1, "size")[geo.LOG_SCALE]
+    assert geometry(1, "placement")[geo.PULL_X] > geometry(0.2, "placement")[geo.PULL_X] > 0
+
+
+def test_images_change_continuously_with_the_strength():
+    settings = GenerationSettings(seed=5, batch_size=2, steps=8, sampler="DPM++ 2M")
+    strengths = [0.0, 0.05, 0.1, 0.5, 1.0]
+    batches = BuiltinRenderer().render([(f"a red circle <lora:size:{s}>", "") for s in strengths], settings)
+    images = [b.images for b in batches]
+    change = [float((im - images[0]).abs().mean()) for im in images]
+    assert change[1] < change[2] < change[3] < change[4]
+    assert change[4] > 0.01  # a visible change at strength 1
+    assert change[1] < change[4] / 5  # a small strength makes a small change
+
+
+def test_a_run_refuses_an_unknown_network_before_rendering():
+    renderer = BuiltinRenderer()
+    config = PinningConfig("a red circle <lora:pallete:1>", network_units=True)
+    with pytest.raises(PromptError, match=r"no LoRA named 'pallete'; it has: palette, placement, size"):
+        build_vector(config, renderer)
+    with pytest.raises(PromptError, match=r"outside the renderer's range -4 .. 4"):
+        build_vector(PinningConfig("a red circle <lora:size:5>", network_units=True), renderer)
+    vector = build_vector(PinningConfig("a red circle <lora:size:0.5> <lora:palette:1>", network_units=True),
+                          renderer)
+    assert [u.kind for u in vector.units] == ["word"] * 3 + ["lora"] * 2
+    assert sorted(NETWORKS) == ["palette", "placement", "size"]
