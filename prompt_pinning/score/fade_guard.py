@@ -46,9 +46,9 @@ import numpy as np
 import torch
 
 from . import subject
+from .subject import LUMA
 from ..options import FADE_GUARD_FORMS as FORMS
 
-LUMA = (0.2126, 0.7152, 0.0722)
 STATS = ("contrast", "colourfulness")
 SUBJECT_FORMS = ("subject", "windows", "relative")  # the forms that need each seed's subject
 MIN_REFERENCE = 1e-4  # targets flatter than this have nothing to lose: no penalty

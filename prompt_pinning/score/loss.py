@@ -100,7 +100,6 @@ class LossResult:
     n_targets: int = 0
     replaced: bool = False  # True when a non-finite value was replaced by the worst value
     fade_penalty: float = 0.0  # the fade guard's term, included in value
-    flip_value: Optional[float] = None  # value before the fade guard's term (None: no term)
 
 
 class PinningLoss:
@@ -362,7 +361,6 @@ class PinningLoss:
             paired = self.seed_reference(seeds)
             reference = reference if paired is None else paired
         if reference is not None:
-            result.flip_value = result.value
             result.fade_penalty = guard.penalty(self.fade_guard_form, images, reference, self.fade_guard,
                                                 self.fade_tolerance, result.value, self._mask.on(images.device))
             result.value += result.fade_penalty
