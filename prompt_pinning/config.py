@@ -126,9 +126,11 @@ class PinningConfig:
             if f.name == "generation":
                 value = value.to_dict()
             elif f.name == "targets":
-                value = [str(t) if isinstance(t, (str, Path)) else type(t).__name__ for t in value]
+                value = [Path(t).name if isinstance(t, (str, Path)) else type(t).__name__ for t in value]
             elif f.name == "target_mask" and value is not None:
-                value = str(value) if isinstance(value, (str, Path)) else type(value).__name__
+                value = Path(value).name if isinstance(value, (str, Path)) else type(value).__name__
+            elif f.name == "resume" and value:
+                value = public_run_dir(value)
             elif f.name == "outdir":  # relative to the outputs folder: the server's own paths stay private
                 value = Path(value).name
             elif f.name == "start_from" and value:

@@ -45,8 +45,9 @@ def run_plan(n: int, generations: Any = None, lambda_: Any = None, validation_ba
         batches = max(0, int(float(validation_batches)))
     except (TypeError, ValueError):
         batches = 1  # the option's default
+    # the option schema's limits first: a typed 10^8 must not plan a run of 10^8 generations
     config = PinningConfig(positive="", generations=_whole(generations), lambda_=_whole(lambda_),
-                           validation_batches=batches)
+                           validation_batches=batches).validate()
     optimizer = make_optimizer(config, n, 0)
     plan = make_plan(config, n, optimizer, resolve_generations(config, n))
     return {"N": n, "generations": plan.generations, "lambda_": plan.population, "mu": optimizer.resolved["mu"],

@@ -416,7 +416,7 @@ def _interrupted_before_any_image(base: Any, result: RunResult):
     shown.comments = dict(base.comments)
     shown.comment("Prompt pinning was interrupted before its first image was finished.")
     shown.comment(report_link(base, result))
-    text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": result.stop_reason,
+    text = with_params("", {"Prompt pinning": Path(result.run_dir).name, "Pinning stop": public_message(result.stop_reason),
                             "Pinning report": report_path(result)})
     return processing.Processed(shown, [], seed=int(base.seed), info=text, subseed=int(base.subseed),
                                 infotexts=[text])

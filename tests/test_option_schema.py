@@ -151,3 +151,12 @@ def test_a_deeply_nested_cmatrix_is_a_clear_error_not_a_recursion_error():
         with pytest.raises(ConfigError, match="^cmatrix: ") as error:
             PinningConfig(positive="x", cmatrix=value).validate()
         assert len(str(error.value)) < 300
+
+
+def test_the_saved_config_names_no_server_path(tmp_path):
+    config = PinningConfig(positive="x", targets=[tmp_path / "secret" / "t.png"], target_mask=str(tmp_path / "m.png"),
+                           resume=tmp_path / "outputs" / "txt2img-images" / "prompt_pins" / "00000003")
+    saved = config.to_dict()
+    assert saved["targets"] == ["t.png"] and saved["target_mask"] == "m.png"
+    assert saved["resume"] == "txt2img-images/prompt_pins/00000003"
+    assert str(tmp_path) not in __import__("json").dumps(saved)

@@ -41,6 +41,9 @@ def test_a_missing_or_too_old_requirement_reinstalls_the_package_but_never_torch
     for version in (without("matplotlib"), without("deap", "1.3.0"), without(setup_env.DISTRIBUTION)):
         (step,) = setup_env.plan(["plots"], torch_present=True, version=version)
         assert step == ["-e", f"{REPO}[plots]"]
+    # a dependency whose name starts with "torch" is still the package's to install
+    (step,) = setup_env.plan([], torch_present=True, version=without("torchsde"))
+    assert step == ["-e", str(REPO)]
     nodeps = REPO / "requirements-nodeps.txt"
     (step,) = setup_env.plan([], nodeps, torch_present=True, version=without("k-diffusion"))
     assert step == ["--no-deps", "-r", str(nodeps)]

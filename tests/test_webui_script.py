@@ -132,6 +132,18 @@ def test_the_cost_lines_plan_follows_the_seed_formulas():
     assert (tiny["generations"], tiny["renders"]) == (16, (1 + 16 * 6) + (1 + 8 + 2 + 1 + 16))
 
 
+def test_the_cost_line_keeps_to_the_option_limits_before_planning():
+    import time
+
+    from prompt_pinning.config import ConfigError
+
+    started = time.perf_counter()
+    for typed in ({"generations": "100000000"}, {"validation_batches": "100000000"}):
+        with pytest.raises(ConfigError, match="generations|validation_batches"):
+            run_plan(10, **typed)
+    assert time.perf_counter() - started < 5  # refused, not planned (a plan of 10^8 took 36 s and 9 GB)
+
+
 def test_bad_api_argument_is_an_http_error_naming_it(script, host):
     p = processing.StableDiffusionProcessingTxt2Img(prompt="red circle", steps=2, width=16, height=16)
     p.is_api = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,11 @@ def file_requirements(path: Path) -> list[str]:
     return [line for line in lines if line]
 
 
+def requirement_name(requirement: str) -> str:
+    """The distribution name of a requirement line ("torchsde>=0.2.6" -> "torchsde")."""
+    return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0].lower()
+
+
 def plan(extras: list[str], nodeps: Optional[Path] = None, *, torch_present: Optional[bool] = None,
          cuda: Optional[bool] = None, version: Callable[[str], Optional[str]] = install.installed_version
          ) -> list[list[str]]:
@@ -80,7 +86,7 @@ def plan(extras: list[str], nodeps: Optional[Path] = None, *, torch_present: Opt
     if not (torch_importable() if torch_present is None else torch_present):
         steps.append([f"torch=={TORCH_VERSION}", *([] if (has_cuda() if cuda is None else cuda)
                                                    else ["--index-url", CPU_WHEELS])])
-    needed = [r for r in project_requirements(extras) if not r.startswith("torch")]
+    needed = [r for r in project_requirements(extras) if requirement_name(r) != "torch"]
     if version(DISTRIBUTION) is None or unmet(needed, version):
         steps.append(["-e", f"{REPO}[{','.join(extras)}]" if extras else str(REPO)])
     if nodeps is not None and unmet(file_requirements(nodeps), version):

@@ -237,12 +237,11 @@ class RunState:
         loss = self.training_loss(record)
         return improvement(self.unmodified(loss.block), loss)
 
-    def _tie(self, ident: str) -> tuple[bool, float, int, int]:
-        """Equal validation losses: the unmodified prompt (the user's weights) first, then the larger
-        gain on its own training block, then the earlier."""
+    def _tie(self, ident: str) -> tuple[bool, int, int]:
+        """Equal validation losses: the unmodified prompt (the user's weights) first, then the earlier.
+        Nothing from the training blocks: they differ between candidates, so they cannot break a tie."""
         record = self.by_id[ident]
-        gain = self.gain(record)
-        return (record is not self.baseline, -gain if gain is not None else float("inf"), *_order(record))
+        return (record is not self.baseline, *_order(record))
 
     # -- questions ----------------------------------------------------------------
     @property
