@@ -2,23 +2,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
+
+from prompt_pinning.run.paired import seed_span
 
 NO_IMPROVEMENT = "no improvement found: your prompt is kept"
 RESULT_LABEL = "Prompt pinning result: "
 # ")(" between two weighted groups: the renderer leaves the blank out (prompt.weights._render_items)
 _JOINED_GROUPS = re.compile(r"(?<!\\)\)\(")
-
-
-def seed_ranges(seeds: Sequence[int]) -> str:
-    """``57-64`` or ``57-64, 81-88``: runs of consecutive seeds."""
-    runs: list[list[int]] = []
-    for seed in sorted(set(int(s) for s in seeds)):
-        if runs and seed == runs[-1][1] + 1:
-            runs[-1][1] = seed
-        else:
-            runs.append([seed, seed])
-    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
 
 
 def _pair(a: float, b: float) -> tuple[str, str]:
@@ -42,7 +33,7 @@ def result_line(result: Any) -> str:
     if paired.improvement is not None:  # None: a baseline loss of 0 (or not finite)
         change = -paired.improvement * 100
         percent = f" ({change:+.0f}%)" if abs(change) >= 1 else f" ({change:+.1f}%)"
-    line = f"loss {before} -> {after}{percent} on {paired.basis} {seed_ranges(seeds)}"
+    line = f"loss {before} -> {after}{percent} on {paired.basis} {seed_span(seeds)}"
     return line if paired.result < paired.baseline else f"{line}: not better than your prompt"
 
 

@@ -9,10 +9,11 @@ import webui_stand_in
 
 webui_stand_in.install()
 
+from prompt_pinning.run.paired import seed_span  # noqa: E402
 from prompt_pinning.run.records import IndividualRecord, PairedScore  # noqa: E402
 from prompt_pinning.run.state import RunState  # noqa: E402
 from prompt_pinning_webui.result_line import (NO_IMPROVEMENT, RESULT_LABEL, host_same_tokens,  # noqa: E402
-                                              pinned_lines, readable_prompt, result_line, seed_ranges)
+                                              pinned_lines, readable_prompt, result_line)
 
 
 def record(generation, ident, loss, positive="red circle", seeds=(1, 2)):
@@ -53,7 +54,7 @@ def test_the_result_line_names_both_losses_the_change_and_the_seeds():
     assert result_line(result(after=0.7)).endswith("(+11%) on validation seeds 57-64: not better than your prompt")
     assert result_line(result(basis="your seeds", baseline=0.0, after=0.95)) == (
         "loss 0.00 -> 0.95 on your seeds 1-2: not better than your prompt")
-    assert seed_ranges([64, 57, 58, 81, 82, 90]) == "57-58, 64, 81-82, 90"
+    assert seed_span([64, 57, 58, 81, 82, 90]) == "57-58, 64, 81-82, 90"
 
 
 def test_the_comments_lead_with_the_result_then_the_readable_pinned_prompt():

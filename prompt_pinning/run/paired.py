@@ -135,13 +135,17 @@ def gains(baseline: Optional[SeedLoss], losses: Iterable[SeedLoss]) -> dict[str,
     return {"best": on(summary["min"]), "median": on(summary["median"]), "worst": on(summary["max"])}
 
 
-def seed_ranges(seeds) -> str:
-    """``seeds 1-8, 17-24``: consecutive seeds as ranges."""
+def seed_span(seeds) -> str:
+    """``57-64`` or ``1-8, 17-24``: the seeds, sorted, with consecutive ones as ranges."""
     runs: list[list[int]] = []
-    for seed in seeds:
+    for seed in sorted(set(int(s) for s in seeds)):
         if runs and seed == runs[-1][1] + 1:
             runs[-1][1] = seed
         else:
             runs.append([seed, seed])
-    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs]
-    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(parts)
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def seed_ranges(seeds) -> str:
+    """``seeds 1-8, 17-24`` (``seed 5`` for one)."""
+    return ("seed " if len(seeds) == 1 else "seeds ") + seed_span(seeds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def individual_id(offsets: np.ndarray) -> str:
     return hashlib.sha256(data).hexdigest()[:ID_LENGTH]
 
 
-def create_individual_dir(run_dir: Path, generation: int, ident: str, logged: frozenset[str] = frozenset()) -> Path:
+def create_individual_dir(run_dir: Path, generation: int, ident: str, logged: Collection[str] = frozenset()) -> Path:
     """Create the individual's folder; a repeat of the same id gets a suffix. A folder that no
     logged evaluation names (``logged``: relative paths) was left by a crash before its line: reused."""
     parent = generation_dir(run_dir, generation)

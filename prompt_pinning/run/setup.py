@@ -120,12 +120,13 @@ def _assemble(config: PinningConfig, renderer: Renderer, builders: Builders, ope
              if resolved is None else saved_start(resolved, vector.size))
     optimizer = builders.optimizer(config, vector.size, cma_seed, start)
     plan = make_plan(config, vector.size, optimizer, generations, has_targets)
+    host = host_settings(renderer)  # before the folder: a renderer that cannot say leaves none behind
     store = open_store()
     state = RunState(plan, config.generation, store.run_dir)
     evaluator = Evaluator(renderer, None, config.generation, should_stop)
     journal = Journal(store, sink, state)
     journal.cma_logging = bool(config.cma_logging)
-    journal.expected = host = host_settings(renderer)
+    journal.expected = host
     evaluator.before_render = lambda: journal.rendering(host_settings(renderer))  # every call's fingerprint
     return Run(config, renderer, vector, optimizer, plan, evaluator, state, journal,
                progress, cma_seed, has_targets=has_targets,

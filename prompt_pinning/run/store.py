@@ -114,7 +114,7 @@ class FolderStore:
         return ckpt.kept_ids(self.run_dir)
 
     def individual_folder(self, generation: int, ident: str) -> Optional[Path]:
-        return create_individual_dir(self.run_dir, generation, ident, frozenset(self.logged_folders))
+        return create_individual_dir(self.run_dir, generation, ident, self.logged_folders)
 
     def generation_folder(self, generation: int) -> Optional[Path]:
         return generation_dir(self.run_dir, generation)
