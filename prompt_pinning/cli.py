@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_webui_arguments(p)
+    from .distributed.cli_ray import add_ray_arguments
+
+    add_ray_arguments(p)
     return p
 
 
@@ -224,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 # Flags that a resume still uses; every other one is the run's saved setting.
 RESUME_FLAGS = {"resume", "threads", "progress", "verbose", "list_samplers", "webui", "webui_auth_file",
-                "webui_timeout", "webui_tokenizer", "webui_vocab"}
+                "webui_timeout", "webui_tokenizer", "webui_vocab", "ray", "ray_actors"}
 CONFIG_KEYS = {"positive": "prompt"}  # config keys whose flag has another name
 
 
@@ -282,7 +285,13 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, rep
     from .builtin import BuiltinRenderer
     from .run import run_pinning
 
-    if args.webui:
+    if args.ray is not None:
+        if not (args.webui or getattr(args, "diffusers", None)):
+            _check_sampler(config.generation.sampler, config.generation.scheduler)
+        from .distributed.cli_ray import ray_renderer
+
+        renderer = ray_renderer(args, config)
+    elif args.webui:
         renderer = webui_renderer(args, config)
     else:
         _check_sampler(config.generation.sampler, config.generation.scheduler)
@@ -301,6 +310,9 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, rep
         return run_pinning(config, renderer, sink=reports, should_stop=stop.is_set, progress=bar)
     finally:
         signal.signal(signal.SIGINT, previous)
+        shutdown = getattr(renderer, "shutdown", None)  # Ray actors: their resources go back now
+        if callable(shutdown):
+            shutdown()
 
 
 def webui_renderer(args: argparse.Namespace, config: PinningConfig):
