@@ -53,3 +53,11 @@ def test_the_readme_says_what_make_installs():
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "installs torch only when it cannot be imported" in readme
     assert "CPU wheels" in readme and "nothing to do" in readme
+
+
+def test_make_test_installs_the_ray_extra_so_the_ray_tests_run():
+    makefile = (REPO / "Makefile").read_text()
+    assert "--extras plots,test,ray " in makefile.split("setup-test:")[1].split("\n\n")[0]
+    present = setup_env.install.installed_version
+    (step,) = setup_env.plan(["ray"], torch_present=True, version=lambda n: None if n == "ray" else present(n))
+    assert step == ["-e", f"{REPO}[ray]"]
