@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-KINDS = ("builtin", "diffusers", "webui")
+KINDS = ("builtin", "diffusers", "webui", "factory")
 
 
 @dataclass(frozen=True)
 class RendererSpec:
     """``kind`` "builtin" (``target`` unused), "diffusers" (``target``: the pipeline folder or
-    checkpoint file) or "webui" (``target``: the instance URLs, one actor each). ``options``:
-    builtin ``max_images_per_call``, ``threads``; diffusers ``device``, ``dtype``, ``threads``;
-    webui ``tokenizer``, ``vocab``, ``auth_file``, ``timeout``."""
+    checkpoint file), "webui" (``target``: the instance URLs, one actor each) or "factory"
+    (``target``: "package.module:callable", a renderer of your own, importable on every node,
+    called with ``options["kwargs"]``). ``options``: builtin ``max_images_per_call``,
+    ``threads``; diffusers ``device``, ``dtype``, ``threads``; webui ``tokenizer``, ``vocab``,
+    ``auth_file``, ``timeout``; any kind ``threads`` (torch threads in the actor)."""
 
     kind: str
     target: Any = None
@@ -30,6 +32,9 @@ class RendererSpec:
             raise ValueError("renderer kind diffusers: give the pipeline folder or checkpoint file")
         if self.kind == "webui" and (isinstance(self.target, str) or not self.target):
             raise ValueError("renderer kind webui: give a list of one or more WebUI URLs")
+        if self.kind == "factory" and not (isinstance(self.target, str) and
+                                           all(part.strip() for part in self.target.partition(":")[::2])):
+            raise ValueError(f"renderer kind factory: give 'package.module:callable', got {self.target!r}")
 
     @property
     def uses_gpu(self) -> bool:
@@ -58,6 +63,11 @@ class RendererSpec:
 
             return load_diffusers_renderer(self.target, device=self.options.get("device"),
                                            dtype=self.options.get("dtype"))
+        if self.kind == "factory":
+            import importlib
+
+            module, _, name = self.target.partition(":")
+            return getattr(importlib.import_module(module), name)(**self.options.get("kwargs", {}))
         return self.webui_renderer(list(self.target))
 
     def webui_renderer(self, urls: list[str]):
