@@ -193,6 +193,8 @@ def test_a_stop_request_stops_the_parts_in_flight(pair):
 def test_bad_actor_counts_are_refused_naming_the_flag():
     with pytest.raises(ValueError, match="--ray-actors"):
         RayRenderer(BUILTIN, 0)
+    with pytest.raises(ValueError, match="--ray-actors: 3 actors need 3 CPUs; the Ray cluster has 2"):
+        RayRenderer(BUILTIN, 3)
     assert main([*RUN, "--ray", "local", "--ray-actors", "-1"]) == 2
 
 
@@ -210,3 +212,38 @@ def test_the_same_run_on_tiny_diffusers_through_ray(tmp_path):
         [u["pinned_weight"] for u in plain["units"]], abs=1e-6)
     for key in ("baseline_loss", "result_loss"):
         assert through_ray["improvement"][key] == pytest.approx(plain["improvement"][key], rel=1e-5)
+
+
+def test_each_webui_instance_gets_an_actor_and_a_failed_one_leaves_its_part_to_another():
+    from fake_webui_api import FakeWebUI
+
+    from prompt_pinning.remote import WebUIApiRenderer
+
+    prompts = [(f"a red circle {k}", "green") for k in range(4)]
+    with FakeWebUI() as a, FakeWebUI(fail_after=1) as b:  # b answers once, then with errors
+        renderer = RayRenderer(RendererSpec("webui", [a.url, b.url], {"timeout": 10}))
+        try:
+            assert len(renderer.actors) == 2 and renderer.resources == {"num_cpus": 0}
+            assert renderer.host_settings()["instances"] == [a.url, b.url]
+            batches = renderer.render(prompts, SETTINGS)
+        finally:
+            renderer.shutdown()
+        alone = WebUIApiRenderer([a.url], timeout=10).render(prompts, SETTINGS)
+    assert all(torch.equal(x.images, y.images) for x, y in zip(batches, alone))
+    (fault,) = renderer.faults
+    assert fault["actor"] == 1 and fault["individuals_rerendered"] == [2, 4] and renderer.live == [0]
+    assert len(b.renders) == 1 and renderer.rendered == [4, 0]
+
+
+def test_renderer_specs_travel_and_refuse_what_they_cannot_build():
+    import pickle
+
+    spec = RendererSpec("factory", "prompt_pinning.builtin:BuiltinRenderer", {"kwargs": {"max_images_per_call": 4}})
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert spec.build().max_images_per_call == 4
+    for kind, target, said in (("gpu", None, "not one of builtin, diffusers, webui, factory"),
+                               ("webui", "http://127.0.0.1:7860", "a list of one or more WebUI URLs"),
+                               ("diffusers", None, "the pipeline folder"),
+                               ("factory", "prompt_pinning.builtin", "'package.module:callable'")):
+        with pytest.raises(ValueError, match=said):
+            RendererSpec(kind, target)

@@ -30,10 +30,11 @@ class RenderActor:
         self.rendering: Optional[int] = None
         self.renders = 0
 
-    def describe(self) -> dict[str, Any]:
-        """What the driver shows of this renderer: name, tokenizer, fingerprint, what it offers."""
+    def describe(self, tokenizer: bool = True) -> dict[str, Any]:
+        """What the driver shows of this renderer: name, tokenizer (where it asks for it),
+        fingerprint, what it offers."""
         settings = getattr(self.renderer, "host_settings", None)
-        return {"name": self.renderer.name, "tokenizer": self.renderer.tokenizer,
+        return {"name": self.renderer.name, "tokenizer": self.renderer.tokenizer if tokenizer else None,
                 "host_settings": dict(settings()) if callable(settings) else None,
                 "methods": [m for m in FORWARDED if callable(getattr(self.renderer, m, None))],
                 "pid": os.getpid()}

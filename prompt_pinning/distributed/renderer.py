@@ -42,13 +42,37 @@ class NoActorLeft(ConnectionError):
 
 
 def default_actor_count(spec: RendererSpec) -> int:
-    """One per WebUI instance; one per GPU of the cluster for a GPU renderer; else CPU_ACTORS."""
+    """One per WebUI instance; one per GPU of the cluster for a GPU renderer; else CPU_ACTORS
+    (fewer on a smaller cluster)."""
     import ray
 
     if spec.kind == "webui":
         return len(spec.target)
-    gpus = int(ray.cluster_resources().get("GPU", 0)) if spec.uses_gpu else 0
-    return gpus or CPU_ACTORS
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if spec.uses_gpu else 0
+    return gpus or max(1, min(CPU_ACTORS, int(resources.get("CPU", 1))))
+
+
+def actor_resources(spec: RendererSpec, num_cpus: float = 1.0) -> dict[str, float]:
+    """One GPU for a GPU renderer where the cluster has GPUs; no CPU for a WebUI client (its
+    instance renders); else ``num_cpus``."""
+    import ray
+
+    if spec.uses_gpu and ray.cluster_resources().get("GPU", 0) >= 1:
+        return {"num_gpus": 1}
+    return {"num_cpus": 0 if spec.kind == "webui" else num_cpus}
+
+
+def _check_room(resources: dict[str, float], count: int) -> None:
+    """Refuse more actors than the cluster can ever place (they would wait for ever)."""
+    import ray
+
+    total = ray.cluster_resources()
+    for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+        need = resources.get(key, 0) * count
+        if need > total.get(name, 0) + 1e-9:
+            raise ValueError(f"--ray-actors: {count} actors need {need:g} {name}s; the Ray cluster has "
+                             f"{total.get(name, 0):g}")
 
 
 def split(count: int, parts: int) -> list[range]:
@@ -84,13 +108,14 @@ class RayRenderer:
             raise ValueError(f"parts_per_actor: must be >= 1, got {parts_per_actor!r}")
         self.spec, self.parts_per_actor = spec, parts_per_actor
         self.view = spec.driver_view()
-        resources = {"num_gpus": 1} if spec.uses_gpu else {"num_cpus": 0 if spec.kind == "webui" else num_cpus}
+        resources = actor_resources(spec, num_cpus)
+        _check_room(resources, count)
         self.resources = resources
         actor_class = remote_class().options(max_restarts=max_restarts, max_task_retries=max_task_retries,
                                              **resources)
         self.actors = [actor_class.remote(per_instance[k] if per_instance else spec) for k in range(count)]
         self.live = list(range(count))
-        described = ray.get([actor.describe.remote() for actor in self.actors])
+        described = ray.get([actor.describe.remote(self.view is None) for actor in self.actors])
         self._described = described[0]
         self._check_alike(described)
         self.name = self.view.name if self.view is not None else self._described["name"]
@@ -103,11 +128,17 @@ class RayRenderer:
         self.last_call: Optional[int] = None  # the id the actors know the latest render call by
 
     def _check_alike(self, described: list[dict[str, Any]]) -> None:
-        first = described[0]["host_settings"]
+        """Refuse actors whose fingerprints differ (which instance each serves may)."""
+        from ..run.fingerprint import fingerprint_differences
+
+        first = described[0]["host_settings"] or {}
         for k, info in enumerate(described[1:], start=1):
-            if info["host_settings"] != first:
-                raise ValueError(f"ray: actor {k} renders with {info['host_settings']!r}, actor 0 with {first!r}; "
-                                 "every node needs the same model and settings")
+            differences = fingerprint_differences(first, info["host_settings"] or {})
+            if differences:
+                raise ValueError(f"ray: actor {k} would render other images than actor 0 ("
+                                 + "; ".join(d.replace("the run used", "actor 0 has").replace("this renderer", "this one")
+                                             for d in differences)
+                                 + "); every node needs the same model and settings")
 
     # -- what the engine asks of a renderer ------------------------------------------
     def host_settings(self) -> dict[str, Any]:
@@ -186,11 +217,16 @@ class RayRenderer:
     def _collect(self, ref, k: int, part: range, pending: deque) -> Optional[list[RenderedBatch]]:
         """A part's batches; None when its actor is gone (the part goes back to ``pending``)."""
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
         try:
             batches = ray.get(ref)
-        except RayActorError as error:  # Ray's restarts and retries are used up
+        except (RayActorError, RayTaskError) as error:
+            # gone: Ray's restarts and retries are used up, or the actor's WebUI instance failed
+            # (its client drops it for good, as the work queue without Ray does)
+            if isinstance(error, RayTaskError) and not (self.spec.kind == "webui"
+                                                       and isinstance(error.cause, ConnectionError)):
+                raise
             pending.appendleft(part)
             self._lost(k, part, error)
             return None
@@ -201,7 +237,8 @@ class RayRenderer:
     def _lost(self, k: int, part: range, error: BaseException) -> None:
         if k in self.live:
             self.live.remove(k)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        cause = getattr(error, "cause", None) or error
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
         self.faults.append({"actor": k, "time": _now(), "reason": reason,
                             "individuals_rerendered": [part.start, part.stop]})
         log.warning("ray actor %d is gone (%s); individuals %d-%d rendered again elsewhere, %d actor(s) left",

@@ -155,13 +155,15 @@ def run_sweep(config, prompts: list[str], folder: Path, args) -> list[dict[str, 
     """Every prompt as a Ray task, at most ``--ray-actors`` at once (default: as resources allow)."""
     from .cli_ray import renderer_spec
     from .cluster import connect
+    from .renderer import actor_resources
 
     import ray
 
     spec = renderer_spec(args, config)
     connect(args.ray or "local")
-    gpus = spec.uses_gpu and ray.cluster_resources().get("GPU", 0) >= 1
-    task = ray.remote(pin_prompt).options(**({"num_gpus": 1} if gpus else {"num_cpus": 1}), max_retries=2)
+    resources = actor_resources(spec)
+    task = ray.remote(pin_prompt).options(**(resources if "num_gpus" in resources else {"num_cpus": 1}),
+                                          max_retries=2)
     limit = args.ray_actors or len(prompts)
     rows: dict[int, dict[str, Any]] = {}
     waiting = list(enumerate(prompts))
