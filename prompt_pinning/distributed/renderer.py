@@ -4,7 +4,9 @@ A render call splits its prompt pairs into contiguous parts, one per actor by de
 and hands the next part to whichever actor is free; every part's batches go back to
 their own places, so the call returns them in the order given. Renderers are
 deterministic per seed (image i of every individual comes from seed + i, whatever else
-shares its sampler call), so the images do not depend on which actor rendered what.
+shares its sampler call), so the images do not depend on which actor rendered what. The
+parts depend only on the call and the actor count, so a part rendered again after a fault
+is the same sampler batch (what a GPU needs to repeat its last bits).
 
 The losses are not computed on the actors: the run scores the returned images in the
 driver process (the one that called ``run_pinning``), on its GPU for a GPU renderer when
@@ -183,7 +185,8 @@ class RayRenderer:
             return []
         call = self.last_call = next(self._calls)
         results: list[Optional[RenderedBatch]] = [None] * len(prompts)
-        pending = deque(split(len(prompts), len(self.live) * self.parts_per_actor))
+        # the parts follow from the call alone, never from which actors are left
+        pending = deque(split(len(prompts), len(self.actors) * self.parts_per_actor))
         idle = deque(self.live)
         running: dict[Any, tuple[int, range]] = {}
         done, per = 0, settings.batch_size * settings.steps
