@@ -20,9 +20,19 @@ FORWARDED = ("extra_networks", "network_strength_range", "tagger", "check")
 Setup = tuple[tuple[str, tuple], ...]
 
 
+def set_worker_threads(spec: RendererSpec) -> None:
+    """Torch threads of a Ray worker process (ours alone, as the command line's is), from the spec."""
+    threads = spec.options.get("threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 class RenderActor:
     def __init__(self, spec: RendererSpec):
         self.spec = spec
+        set_worker_threads(spec)
         self.renderer = spec.build()
         self.applied: set[tuple[str, tuple]] = set()
         self.stopped: set[int] = set()

@@ -19,7 +19,7 @@ class RendererSpec:
     (``target``: "package.module:callable", a renderer of your own, importable on every node,
     called with ``options["kwargs"]``). ``options``: builtin ``max_images_per_call``,
     ``threads``; diffusers ``device``, ``dtype``, ``threads``; webui ``tokenizer``, ``vocab``,
-    ``auth_file``, ``timeout``; any kind ``threads`` (torch threads in the actor)."""
+    ``auth_file``, ``timeout``; any kind ``threads`` (torch threads of the Ray worker process)."""
 
     kind: str
     target: Any = None
@@ -49,11 +49,6 @@ class RendererSpec:
 
     def build(self):
         """The renderer this spec describes (in the process that calls it)."""
-        threads = self.options.get("threads")
-        if threads:
-            import torch
-
-            torch.set_num_threads(int(threads))
         if self.kind == "builtin":
             from ..builtin import BuiltinRenderer
 

@@ -74,6 +74,7 @@ def pin_prompt(config, spec, home: str) -> dict[str, Any]:
     """One prompt's run (a Ray task): skipped when finished, resumed when begun, else started."""
     from ..reports.writer import ReportWriter
     from ..run import run_pinning
+    from .actor import set_worker_threads
 
     home_path = Path(home)
     found = latest_run(home_path)
@@ -81,6 +82,7 @@ def pin_prompt(config, spec, home: str) -> dict[str, Any]:
         return summary_row(config.positive, found, "done before")
     resume = found if found is not None and (found / CONFIG_FILE).is_file() else None
     try:
+        set_worker_threads(spec)
         renderer = spec.build()
         run_config = replace(config, outdir=home_path, resume=resume)
         result = run_pinning(run_config, renderer, sink=ReportWriter(worker="thread"), raise_errors=False)
