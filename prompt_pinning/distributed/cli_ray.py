@@ -22,7 +22,11 @@ def renderer_spec(args: argparse.Namespace, config) -> RendererSpec:
     if diffusers and args.webui:
         raise ValueError("--diffusers: give either --diffusers or --webui, not both")
     if diffusers:
-        return RendererSpec("diffusers", str(diffusers), {"threads": args.threads})
+        config_folder = getattr(args, "diffusers_config", None)
+        return RendererSpec("diffusers", str(diffusers), {
+            "threads": args.threads, "device": getattr(args, "diffusers_device", None),
+            "config": None if config_folder is None else str(config_folder),
+            "max_images_per_call": config.max_images_per_call})
     if args.webui:
         return RendererSpec("webui", list(args.webui), {
             "tokenizer": args.webui_tokenizer, "vocab": args.webui_vocab, "auth_file": args.webui_auth_file,

@@ -18,7 +18,8 @@ class RendererSpec:
     checkpoint file), "webui" (``target``: the instance URLs, one actor each) or "factory"
     (``target``: "package.module:callable", a renderer of your own, importable on every node,
     called with ``options["kwargs"]``). ``options``: builtin ``max_images_per_call``,
-    ``threads``; diffusers ``device``, ``dtype``, ``threads``; webui ``tokenizer``, ``vocab``,
+    ``threads``; diffusers ``device``, ``dtype``, ``config`` (a single file's configs folder),
+    ``max_images_per_call``; webui ``tokenizer``, ``vocab``,
     ``auth_file``, ``timeout``; any kind ``threads`` (torch threads of the Ray worker process)."""
 
     kind: str
@@ -56,8 +57,9 @@ class RendererSpec:
         if self.kind == "diffusers":
             from ..diffusers import load_diffusers_renderer
 
+            more = {k: self.options[k] for k in ("config", "max_images_per_call") if self.options.get(k) is not None}
             return load_diffusers_renderer(self.target, device=self.options.get("device"),
-                                           dtype=self.options.get("dtype"))
+                                           dtype=self.options.get("dtype"), **more)
         if self.kind == "factory":
             import importlib
 
