@@ -286,7 +286,7 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, rep
     from .run import run_pinning
 
     if args.ray is not None:
-        if not (args.webui or getattr(args, "diffusers", None)):
+        if not args.webui:  # the built-in model and diffusers sample with hyperbatch's samplers
             _check_sampler(config.generation.sampler, config.generation.scheduler)
         from .distributed.cli_ray import ray_renderer
 

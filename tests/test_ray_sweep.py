@@ -90,3 +90,8 @@ def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, ca
     assert "holds no prompt" in capsys.readouterr().err
     assert sweep_main([str(prompts), "--prompt", "x"]) == 2
     assert "--prompt: a sweep takes its prompts from PROMPTS" in capsys.readouterr().err
+    prompts.write_text("red circle\n", encoding="utf-8")
+    assert sweep_main([str(prompts), "--outdir", str(tmp_path), "--sampler", "Nope"]) == 2
+    assert "Nope" in capsys.readouterr().err
+    assert sweep_main([str(prompts), "--outdir", str(tmp_path), "--ray-actors", "0"]) == 2
+    assert "--ray-actors: must be >= 1" in capsys.readouterr().err

@@ -107,6 +107,7 @@ def sweep_parser():
 
 def sweep_main(argv: Optional[Sequence[str]] = None) -> int:
     from ..cli import EXAMPLE_POSITIVE, config_from_args, flag_names, with_flag
+    from ..cli import _check_sampler as check_sampler
 
     parser = sweep_parser()
     args = parser.parse_args(argv)
@@ -117,8 +118,12 @@ def sweep_main(argv: Optional[Sequence[str]] = None) -> int:
             raise ValueError("--prompt: a sweep takes its prompts from PROMPTS, one per line")
         if args.resume is not None:
             raise ValueError("--resume: rerun the same sweep command instead; it resumes every unfinished run")
+        if args.ray_actors is not None and args.ray_actors < 1:
+            raise ValueError(f"--ray-actors: must be >= 1, got {args.ray_actors}")
         prompts = read_prompts(args.prompts)
         config = config_from_args(args)
+        if not args.webui:
+            check_sampler(config.generation.sampler, config.generation.scheduler)
         folder = args.outdir / "sweeps" / args.prompts.stem
         check_options(folder, config, prompts)
         rows = run_sweep(config, prompts, folder, args)
