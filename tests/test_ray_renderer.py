@@ -250,3 +250,9 @@ def test_renderer_specs_travel_and_refuse_what_they_cannot_build():
                                ("factory", "prompt_pinning.builtin", "'package.module:callable'")):
         with pytest.raises(ValueError, match=said):
             RendererSpec(kind, target)
+
+
+def test_a_renderers_own_error_reaches_the_run_as_it_would_without_ray(pair):
+    with pytest.raises(ValueError, match="^unknown sampler 'Nope'; valid: Euler") as raised:
+        pair.render([("red circle", "")], SETTINGS.with_(sampler="Nope"))
+    assert not isinstance(raised.value, ray.exceptions.RayError)

@@ -227,9 +227,11 @@ class RayRenderer:
         except (RayActorError, RayTaskError) as error:
             # gone: Ray's restarts and retries are used up, or the actor's WebUI instance failed
             # (its client drops it for good, as the work queue without Ray does)
+            cause = getattr(error, "cause", None)
             if isinstance(error, RayTaskError) and not (self.spec.kind == "webui"
-                                                       and isinstance(error.cause, ConnectionError)):
-                raise
+                                                       and isinstance(cause, ConnectionError)):
+                # the renderer's own error, as it would be raised without Ray
+                raise (cause if isinstance(cause, Exception) else error) from None
             pending.appendleft(part)
             self._lost(k, part, error)
             return None
