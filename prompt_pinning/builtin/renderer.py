@@ -165,7 +165,7 @@ class BuiltinRenderer:
         """
         prompts = check_prompt_pairs(prompts)
         spec = hyperbatch.get_sampler(settings.sampler)
-        start = _check_settings(settings, init_images)
+        start = check_render_settings(settings, init_images)
         if not prompts:
             return []
         with one_thread():  # small operations: threads would only synchronise
@@ -259,13 +259,12 @@ def _call_image_steps(rows: int, batch: int, steps: int, is_hyperbatch: bool) ->
     return rows * steps
 
 
-
-
-def _check_settings(settings: GenerationSettings, init_images: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Validate what this renderer needs; return init images as (B or 1, 3, H, W) or None."""
+def check_render_settings(settings: GenerationSettings, init_images: Optional[torch.Tensor],
+                          min_size: int = 8) -> Optional[torch.Tensor]:
+    """Validate sizes, steps and img2img input; return init images as (B or 1, 3, H, W) or None."""
     for name in ("batch_size", "steps", "width", "height"):
         value = getattr(settings, name)
-        low = 8 if name in ("width", "height") else 1
+        low = min_size if name in ("width", "height") else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     if not 0.0 < settings.denoising_strength <= 1.0:

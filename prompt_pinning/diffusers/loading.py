@@ -1,0 +1,93 @@
+"""Loading a DiffusersRenderer from a local pipeline folder or a single-file checkpoint.
+
+Nothing is downloaded. A folder is a diffusers pipeline (``model_index.json``,
+``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, and for SDXL
+``text_encoder_2/``, ``tokenizer_2/``). A single ``.safetensors``/``.ckpt``
+file (A1111's format) is read by diffusers' ``from_single_file``, which needs the
+pipeline's configs: from ``config`` (a local diffusers folder of the same model
+kind), else from the local Hugging Face cache.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .renderer import DiffusersRenderer
+from .text import HFTokenizer, PromptEncoder, TextEncoder
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+
+def _pipeline_class(sdxl: bool):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+
+
+def _is_sdxl_folder(folder: Path) -> bool:
+    index = folder / "model_index.json"
+    if index.is_file():
+        return "text_encoder_2" in json.loads(index.read_text(encoding="utf-8"))
+    return (folder / "text_encoder_2").is_dir()
+
+
+def _is_sdxl_file(path: Path) -> bool:
+    """SDXL checkpoints hold a second text encoder (``conditioner.embedders.1``)."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return any(k.startswith("conditioner.embedders.1") for k in f.keys())
+    return False  # a .ckpt would have to be unpickled to tell: SD1.x unless a config says otherwise
+
+
+def load_pipeline(path, dtype: torch.dtype, config: Optional[str] = None):
+    path = Path(path)
+    options = dict(torch_dtype=dtype, local_files_only=True)
+    if path.is_dir():
+        if not (path / "unet").is_dir():
+            raise ValueError(f"diffusers path {str(path)!r} is a folder without unet/: give a diffusers pipeline "
+                             "folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/) or a "
+                             ".safetensors/.ckpt checkpoint file")
+        return _pipeline_class(_is_sdxl_folder(path)).from_pretrained(str(path), **options), _is_sdxl_folder(path)
+    if path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
+        sdxl = _is_sdxl_folder(Path(config)) if config else _is_sdxl_file(path)
+        try:
+            pipeline = _pipeline_class(sdxl).from_single_file(str(path), config=config, **options)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"diffusers path {str(path)!r}: the checkpoint could not be read offline ({error}); "
+                             "give config= a local diffusers folder of the same model kind (its configs and "
+                             "tokenizers are used), or convert the checkpoint to a diffusers folder") from error
+        return pipeline, sdxl
+    raise ValueError(f"diffusers path {str(path)!r} is neither a pipeline folder nor a "
+                     f"{'/'.join(SINGLE_FILE_SUFFIXES)} file")
+
+
+def load_diffusers_renderer(path, device=None, dtype: Optional[torch.dtype] = None, *,
+                            config: Optional[str] = None, clip_skip: int = 1, **options) -> DiffusersRenderer:
+    """A DiffusersRenderer for the SD1.x or SDXL model at ``path`` (folder or single file).
+
+    ``device``: None gives cuda when available, else cpu; ``dtype``: None gives
+    float16 on cuda, float32 elsewhere. ``clip_skip`` (SD1.x): as A1111's "Clip
+    skip" setting. ``options`` go to DiffusersRenderer (max_images_per_call, ...).
+    """
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip < 1:
+        raise ValueError(f"clip_skip must be a whole number >= 1, got {clip_skip!r}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    pipeline, sdxl = load_pipeline(path, dtype, config)
+    modules = [pipeline.unet, pipeline.vae, pipeline.text_encoder] + ([pipeline.text_encoder_2] if sdxl else [])
+    for module in modules:
+        module.to(device).eval().requires_grad_(False)
+    first = HFTokenizer(pipeline.tokenizer)
+    if sdxl:
+        encoders = [TextEncoder(pipeline.text_encoder, first, layer="penultimate"),
+                    TextEncoder(pipeline.text_encoder_2, HFTokenizer(pipeline.tokenizer_2), layer="penultimate",
+                                pooled=True)]
+    else:
+        encoders = [TextEncoder(pipeline.text_encoder, first, layer="last" if clip_skip == 1 else -clip_skip)]
+    return DiffusersRenderer(pipeline.unet, pipeline.vae, PromptEncoder(encoders), dict(pipeline.scheduler.config),
+                             model_name=Path(path).name, device=device, dtype=dtype, **options)
