@@ -10,6 +10,7 @@ kind), else from the local Hugging Face cache.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -45,7 +46,13 @@ def _is_sdxl_file(path: Path) -> bool:
 
 
 def load_pipeline(path, dtype: torch.dtype, config: Optional[str] = None):
-    path = Path(path)
+    """(pipeline, is_sdxl) from a folder or a single file, offline."""
+    with warnings.catch_warnings():  # diffusers 0.42 renamed torch_dtype, which older versions need
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        return _load_pipeline(Path(path), dtype, config)
+
+
+def _load_pipeline(path: Path, dtype: torch.dtype, config: Optional[str]):
     options = dict(torch_dtype=dtype, local_files_only=True)
     if path.is_dir():
         if not (path / "unet").is_dir():

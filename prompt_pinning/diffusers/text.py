@@ -45,21 +45,22 @@ class Encoded:
 
 
 class TextEncoder:
-    """One CLIP text encoder. ``layer``: "last" (after the final norm), "penultimate" (SDXL,
+    """One CLIP text encoder with its tokenizer (an HFTokenizer, or any project Tokenizer with
+    ``start_id`` and ``end_id``, and ``pad_id`` where padding differs from the end token). ``layer``: "last" (after the final norm), "penultimate" (SDXL,
     no final norm) or a negative index ``-k`` (clip skip k: hidden state -k, then the final norm)."""
 
-    def __init__(self, model, tokenizer: HFTokenizer, layer="last", pooled: bool = False):
+    def __init__(self, model, tokenizer, layer="last", pooled: bool = False):
         if layer not in ("last", "penultimate") and not (isinstance(layer, int) and layer < 0):
             raise ValueError(f"layer must be 'last', 'penultimate' or a negative index, got {layer!r}")
         self.model, self.tokenizer, self.layer, self.pooled = model, tokenizer, layer, pooled
 
     def chunks(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.tokenizer
-        return prompt_chunks(prompt, t, t.start_id, t.end_id, t.pad_id)
+        return prompt_chunks(prompt, t, t.start_id, t.end_id, getattr(t, "pad_id", None))
 
     def empty(self) -> list[int]:
         t = self.tokenizer
-        return empty_chunk(t.start_id, t.end_id, t.pad_id)
+        return empty_chunk(t.start_id, t.end_id, getattr(t, "pad_id", None))
 
     @torch.no_grad()
     def __call__(self, ids: torch.Tensor, weights: torch.Tensor):
