@@ -26,7 +26,7 @@ def test_a_run_on_the_tiny_pipeline_writes_its_result(tiny_diffusers, tmp_path, 
 
 
 @pytest.mark.parametrize("extra,fragment", [
-    (["--sampler", "Heun"], "unknown sampler 'Heun'; valid: Euler, DPM++ 2M"),
+    (["--sampler", "Heun"], "unknown sampler 'Heun'; valid: Euler, Euler a, DPM++ 2M"),
     (["--webui", "http://127.0.0.1:9"], "--diffusers: renders on this machine"),
 ])
 def test_bad_diffusers_runs_are_one_line_errors(tiny_diffusers, tmp_path, capsys, extra, fragment):

@@ -143,7 +143,7 @@ def test_every_project_sampler_renders_and_unknown_ones_are_refused(renderer):
     for name in hyperbatch.SAMPLERS:
         (out,) = renderer.render(PROMPTS[:1], small.with_(sampler=name))
         assert torch.isfinite(out.images).all() and out.images.std() > 0.05
-    with pytest.raises(ValueError, match=r"sampler: 'LMS' is not available .*accepted: Euler, DPM\+\+ 2M"):
+    with pytest.raises(ValueError, match=r"sampler: 'LMS' is not available .*accepted: Euler, Euler a, DPM\+\+ 2M"):
         renderer.render(PROMPTS[:1], small.with_(sampler="LMS"))
 
 
