@@ -35,25 +35,21 @@ def _report(callback, bar, x, i, sigma, denoised, done, total):
 @torch.no_grad()
 def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None):
     """Euler steps of the probability-flow ODE (no churn)."""
-    check_sigmas(sigmas)
-    extra_args = {} if extra_args is None else extra_args
-    ones = x.new_ones([x.shape[0]])
-    steps, rows = len(sigmas) - 1, x.shape[0]
-    with _progress(steps * rows, disable) as bar:
-        for i in range(steps):
-            denoised = model(x, sigmas[i] * ones, **extra_args)
-            _report(callback, bar, x, i, sigmas[i], denoised, (i + 1) * rows, steps * rows)
-            x = euler_step(x, sigmas[i], sigmas[i + 1], denoised)
-    return x
+    return _euler(model, x, sigmas, extra_args, callback, disable, eta=0.0)
 
 
 @torch.no_grad()
 def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None,
                            eta=1.0, s_noise=1.0, noise_sampler=None):
     """Euler steps down to sigma_down, then fresh noise of std sigma_up ("Euler a")."""
+    if eta and noise_sampler is None:
+        noise_sampler = default_brownian_noise(x, sigmas)
+    return _euler(model, x, sigmas, extra_args, callback, disable, eta, s_noise, noise_sampler)
+
+
+def _euler(model, x, sigmas, extra_args, callback, disable, eta, s_noise=1.0, noise_sampler=None):
     check_sigmas(sigmas)
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = default_brownian_noise(x, sigmas) if noise_sampler is None else noise_sampler
     ones = x.new_ones([x.shape[0]])
     steps, rows = len(sigmas) - 1, x.shape[0]
     with _progress(steps * rows, disable) as bar:
@@ -62,7 +58,7 @@ def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
             _report(callback, bar, x, i, sigmas[i], denoised, (i + 1) * rows, steps * rows)
             down, up = ancestral_split(sigmas[i], sigmas[i + 1], eta)
             x = euler_step(x, sigmas[i], down, denoised)
-            if sigmas[i + 1] > 0:
+            if eta and sigmas[i + 1] > 0:
                 x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * up
     return x
 

@@ -33,10 +33,9 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 import hyperbatch
-from hyperbatch.noise import BrownianNoise
 from hyperbatch.schedule import image_steps
 
-from ..builtin.renderer import check_render_settings, sde_tol, truncated_sigmas
+from ..builtin.renderer import check_render_settings, run_sigmas, sampler_kwargs
 from ..builtin.seeds import batch_noise
 from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
                          basic_infotext, check_prompt_pairs)
@@ -150,12 +149,7 @@ class DiffusersRenderer:
 
     # -- rendering --------------------------------------------------------
     def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
-        scheduler = str(settings.scheduler).lower()
-        if scheduler == "automatic":
-            scheduler = spec.scheduler or "karras"
-        full = hyperbatch.make_sigmas(scheduler, settings.steps, self.model.sigma_min, self.model.sigma_max,
-                                      device=self.device)
-        return truncated_sigmas(full, settings.denoising_strength)
+        return run_sigmas(settings, spec, self.model.sigma_min, self.model.sigma_max, self.device)
 
     def max_images(self, settings: GenerationSettings) -> int:
         if self.max_images_per_call is not None:
@@ -167,11 +161,7 @@ class DiffusersRenderer:
     def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
                progress: Optional[ProgressCallback] = None, init_images: Optional[torch.Tensor] = None,
                should_stop: Optional[Callable[[], bool]] = None) -> list[RenderedBatch]:
-        """One RenderedBatch per (positive, negative) pair, images float32 on the CPU in seed order.
-
-        ``init_images`` ((B, 3, H, W) or (3, H, W), [0, 1]) with
-        ``settings.denoising_strength`` < 1 gives img2img.
-        """
+        """As ``BuiltinRenderer.render`` (img2img with ``init_images``); images float32 on the CPU."""
         prompts = check_prompt_pairs(prompts)
         spec = self._sampler(settings.sampler)
         init = self._check_settings(settings, init_images)
@@ -233,14 +223,8 @@ class DiffusersRenderer:
     def _sample_and_decode(self, call, spec, sigmas, unit, start_latents, cond, uncond, settings, traces, callback):
         which = torch.tensor([i for _, i in call], device=self.device)
         x = start_latents[which] + unit[which] * sigmas[0]
-        kwargs = {}
-        if spec.needs_noise_sampler:
-            positive = sigmas[sigmas > 0]
-            low, high = float(positive.min()), max(float(positive.max()), 2.0 * float(positive.min()))
-            kwargs["noise_sampler"] = BrownianNoise(x, low, high, seeds=[settings.seed + i for _, i in call],
-                                                    tol=sde_tol(positive.cpu()))
-        if spec.hyperbatch:
-            kwargs.update(group_size=settings.batch_size, branch_noise=unit[which], trace_out=traces)
+        kwargs = sampler_kwargs(spec, x, sigmas, [settings.seed + i for _, i in call], settings.batch_size,
+                                unit[which], traces)
         extra = {"cond": [cond[p] for p, _ in call], "uncond": [uncond[p] for p, _ in call],
                  "cond_scale": float(settings.cfg_scale)}
         with self.clock.stage("sampler"):
