@@ -180,6 +180,9 @@ def test_is_a_renderer_and_rejects_bad_input(renderer, tmp_path):
         DiffusersRenderer(renderer.unet, renderer.vae, renderer.text, max_images_per_call=0)
     with pytest.raises(ValueError, match="width must be a multiple of 8"):
         renderer.render(PROMPTS[:1], SETTINGS.with_(width=68))
+    with pytest.raises(ValueError, match="negative prompt: <lora:grain:0.5> at character 5: .* loads no LoRA"):
+        renderer.render([("a fox", "dull <lora:grain:0.5>")], SETTINGS)
+    assert renderer.extra_networks() == {"lora": (), "hypernet": ()}
     with pytest.raises(ValueError, match=r"prompts\[0\]"):
         renderer.render(["just a string"], SETTINGS)
     assert renderer.render([], SETTINGS) == []

@@ -37,6 +37,7 @@ from hyperbatch.schedule import image_steps
 
 from ..builtin.renderer import check_render_settings, run_sigmas, sampler_kwargs
 from ..builtin.seeds import batch_noise
+from ..prompt.attention import strip_extra_networks
 from ..rendering import (GenerationSettings, ProgressCallback, RenderedBatch, RenderInterrupted,
                          basic_infotext, check_prompt_pairs)
 from .denoiser import UNetDenoiser
@@ -91,6 +92,14 @@ def images_per_call(max_images: int, batch: int, whole_individuals: bool) -> int
     return max(1, max_images // batch) * batch if whole_individuals else max(1, max_images)
 
 
+def _refuse_extra_networks(text: str, which: str) -> None:
+    _, _, tags = strip_extra_networks(text)
+    if tags:
+        position, tag = tags[0]
+        raise ValueError(f"{which}: {tag} at character {position}: the diffusers renderer loads no LoRA or "
+                         "hypernetwork files; remove the tag (or render through a WebUI)")
+
+
 def _whole_number(name: str, value, low: int = 1, none_ok: bool = False) -> None:
     if none_ok and value is None:
         return
@@ -134,12 +143,18 @@ class DiffusersRenderer:
         return {"model": self.model_name, "kind": "sdxl" if self.sdxl else "sd1",
                 "dtype": str(self.dtype).replace("torch.", "")}
 
+    def extra_networks(self) -> dict[str, tuple[str, ...]]:
+        """No LoRA or hypernetwork files are loaded here: pinning their strengths is refused up front."""
+        return {"lora": (), "hypernet": ()}
+
     # -- conditioning -----------------------------------------------------
     def encode_pairs(self, prompts: Sequence[tuple[str, str]]) -> tuple[list[Encoded], list[Encoded]]:
         """Each pair's positive and negative conditioning, padded to the pair's chunk count."""
         cache: dict[tuple[str, int], Encoded] = {}
         cond, uncond = [], []
         for positive, negative in prompts:
+            _refuse_extra_networks(positive, "prompt")
+            _refuse_extra_networks(negative, "negative prompt")
             count = max(self.text.chunk_count(positive), self.text.chunk_count(negative))
             for text, out in ((positive, cond), (negative, uncond)):
                 if (text, count) not in cache:
