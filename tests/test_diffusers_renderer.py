@@ -192,3 +192,24 @@ def test_is_a_renderer_and_rejects_bad_input(renderer, tmp_path):
         load_diffusers_renderer(tmp_path)
     with pytest.raises(ValueError, match="clip_skip"):
         load_diffusers_renderer(tmp_path, clip_skip=0)
+
+
+def test_single_files_need_local_configs_and_say_so(tiny_diffusers, tmp_path, monkeypatch):
+    """An A1111-format single file is read by diffusers with a local config folder; a tiny one cannot be
+    made here (diffusers converts that format to its own, not back), so only the refusals are tested."""
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    from prompt_pinning.diffusers.loading import _is_sdxl_file
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    odd = tmp_path / "odd.safetensors"
+    save_file({"model.diffusion_model.out.0.weight": torch.zeros(2)}, str(odd))
+    xl = tmp_path / "xl.safetensors"
+    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2)}, str(xl))
+    assert not _is_sdxl_file(odd) and _is_sdxl_file(xl)
+    with pytest.raises(ValueError, match="needs the model's configs and tokenizers: .*--diffusers-config DIR"
+                                         ".*stabilityai/stable-diffusion-xl-base-1.0 in the local"):
+        load_diffusers_renderer(xl, device="cpu")
+    with pytest.raises(ValueError, match=r"could not be read with the configs of .*sd15.*\(SingleFileComponentError"):
+        load_diffusers_renderer(odd, device="cpu", config=str(tiny_diffusers["sd15"]))

@@ -20,6 +20,8 @@ from .renderer import DiffusersRenderer
 from .text import HFTokenizer, PromptEncoder, TextEncoder
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+# Where diffusers looks up a single file's configs, by kind (SD1.x, SDXL); only the local cache is read.
+DEFAULT_REPOS = {False: "stable-diffusion-v1-5/stable-diffusion-v1-5", True: "stabilityai/stable-diffusion-xl-base-1.0"}
 
 
 def _pipeline_class(sdxl: bool):
@@ -45,6 +47,14 @@ def _is_sdxl_file(path: Path) -> bool:
     return False  # a .ckpt would have to be unpickled to tell: SD1.x unless a config says otherwise
 
 
+def _cached_config(sdxl: bool) -> Optional[str]:
+    """The local Hugging Face cache's snapshot folder of the kind's default pipeline, if it is there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(DEFAULT_REPOS[sdxl], "model_index.json")
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
 def load_pipeline(path, dtype: torch.dtype, config: Optional[str] = None):
     """(pipeline, is_sdxl) from a folder or a single file, offline."""
     with warnings.catch_warnings():  # diffusers 0.42 renamed torch_dtype, which older versions need
@@ -62,12 +72,16 @@ def _load_pipeline(path: Path, dtype: torch.dtype, config: Optional[str]):
         return _pipeline_class(_is_sdxl_folder(path)).from_pretrained(str(path), **options), _is_sdxl_folder(path)
     if path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
         sdxl = _is_sdxl_folder(Path(config)) if config else _is_sdxl_file(path)
+        config = config or _cached_config(sdxl)
+        if config is None:  # diffusers would try the Hub for the configs: never at run time
+            raise ValueError(f"diffusers path {str(path)!r}: a single-file checkpoint needs the model's configs and "
+                             f"tokenizers: give a local diffusers folder of the same kind with --diffusers-config "
+                             f"DIR (config= in Python), or have {DEFAULT_REPOS[sdxl]} in the local Hugging Face cache")
         try:
             pipeline = _pipeline_class(sdxl).from_single_file(str(path), config=config, **options)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"diffusers path {str(path)!r}: the checkpoint could not be read offline ({error}); "
-                             "give config= a local diffusers folder of the same model kind (its configs and "
-                             "tokenizers are used), or convert the checkpoint to a diffusers folder") from error
+        except Exception as error:  # diffusers raises its own kinds (SingleFileComponentError, ...)
+            raise ValueError(f"diffusers path {str(path)!r}: the checkpoint could not be read with the configs of "
+                             f"{config!r} ({type(error).__name__}: {error})") from error
         return pipeline, sdxl
     raise ValueError(f"diffusers path {str(path)!r} is neither a pipeline folder nor a "
                      f"{'/'.join(SINGLE_FILE_SUFFIXES)} file")
