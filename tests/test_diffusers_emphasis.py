@@ -85,6 +85,11 @@ def test_sdxl_weights_each_encoder_and_keeps_the_pooled_vector(sdxl):
     np.testing.assert_allclose(got.pooled.numpy(), out.text_embeds[0].numpy(), rtol=1e-5, atol=1e-6)
     plain = sdxl.text.encode("a red fox")
     torch.testing.assert_close(plain.pooled, got.pooled)  # weights never reach the pooled vector
+    (cond,), (uncond,) = sdxl.encode_pairs([("a (red:1.4) (fox:0.8)", "")])
+    torch.testing.assert_close(cond.context, got.context)
+    assert not uncond.context.any() and not uncond.pooled.any()  # A1111 zeroes an empty SDXL negative
+    (_,), (blurry,) = sdxl.encode_pairs([("a fox", "blurry")])
+    assert blurry.context.abs().sum() > 0 and blurry.pooled.abs().sum() > 0
 
 
 @pytest.mark.skipif(not os.environ.get("PP_A1111_DIR"), reason="PP_A1111_DIR (an A1111 checkout) not set")

@@ -18,7 +18,9 @@ few sampler calls as ``max_images_per_call`` allows (whole individuals for
 hyperbatch samplers); out of GPU memory, a call is retried at half the size.
 A prompt and its negative are padded with empty chunks to the same number of
 75-token chunks (A1111's "pad prompt/negative prompt to the same length"
-option; by default the WebUI instead runs them in separate UNet calls).
+option; by default the WebUI instead runs them in separate UNet calls). SDXL,
+as in A1111: an empty negative prompt gives zero embeddings (context and
+pooled), and the size conditioning is (height, width), crop (0, 0), (height, width).
 img2img: ``init_images`` with ``settings.denoising_strength`` below 1; the start
 latents are the VAE encoder's mean (A1111 samples from that distribution).
 """
@@ -150,17 +152,24 @@ class DiffusersRenderer:
     # -- conditioning -----------------------------------------------------
     def encode_pairs(self, prompts: Sequence[tuple[str, str]]) -> tuple[list[Encoded], list[Encoded]]:
         """Each pair's positive and negative conditioning, padded to the pair's chunk count."""
-        cache: dict[tuple[str, int], Encoded] = {}
+        cache: dict[tuple[str, int, bool], Encoded] = {}
         cond, uncond = [], []
         for positive, negative in prompts:
             _refuse_extra_networks(positive, "prompt")
             _refuse_extra_networks(negative, "negative prompt")
             count = max(self.text.chunk_count(positive), self.text.chunk_count(negative))
-            for text, out in ((positive, cond), (negative, uncond)):
-                if (text, count) not in cache:
-                    cache[text, count] = self.text.encode(text, count)
-                out.append(cache[text, count])
+            for text, out, is_negative in ((positive, cond, False), (negative, uncond, True)):
+                key = (text, count, is_negative)
+                if key not in cache:
+                    cache[key] = self._encode(text, count, is_negative)
+                out.append(cache[key])
         return cond, uncond
+
+    def _encode(self, text: str, chunks: int, is_negative: bool) -> Encoded:
+        encoded = self.text.encode(text, chunks)
+        if self.sdxl and is_negative and text == "":  # A1111 zeroes SDXL's text conditioning for an empty negative
+            return Encoded(torch.zeros_like(encoded.context), torch.zeros_like(encoded.pooled))
+        return encoded
 
     # -- rendering --------------------------------------------------------
     def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
