@@ -21,7 +21,9 @@ def test_a_run_on_the_tiny_pipeline_writes_its_result(tiny_diffusers, tmp_path, 
     assert final["your_seeds"]["seeds"] == [1, 2]
     assert final["your_seeds"]["baseline_loss"] > 0
     saved = json.loads((run_dir / "run_config.json").read_text())
-    assert saved["resolved"]["host"] == {"renderer": "diffusers", "model": "sd15", "kind": "sd1", "dtype": "float32"}
+    host = saved["resolved"]["host"]
+    assert host == {"renderer": "diffusers", "model": "sd15", "weights": host["weights"], "kind": "sd1",
+                    "dtype": "float32"}
     assert "pinned prompt:" in out
 
 

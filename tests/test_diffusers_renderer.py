@@ -64,8 +64,13 @@ def test_packing_equals_one_call_per_individual(renderer, per_individual, sample
     assert not torch.equal(packed[0].images, packed[1].images)  # individuals differ by weights only
 
 
-def test_same_seeds_same_images_from_a_fresh_renderer(tiny_diffusers, per_individual):
+def test_same_seeds_same_images_from_a_fresh_renderer(tiny_diffusers, renderer, per_individual, tmp_path):
     again = load_diffusers_renderer(tiny_diffusers["sd15"], device="cpu")
+    assert again.host_settings() == renderer.host_settings()
+    from make_tiny_diffusers import make_tiny  # tools/ is on the path (conftest)
+
+    other = load_diffusers_renderer(make_tiny(tmp_path / "sd15", seed=1), device="cpu")
+    assert other.host_settings()["weights"] != renderer.host_settings()["weights"]  # same name, other weights
     for sampler in ("DPM++ 2M", HYPER):
         image = again.render(PROMPTS[:1], SETTINGS.with_(sampler=sampler))[0].images
         assert torch.equal(image, per_individual[sampler][0].images)
@@ -175,7 +180,9 @@ def test_sdxl_renders_and_depends_on_the_prompt(tiny_diffusers):
 
 def test_is_a_renderer_and_rejects_bad_input(renderer, tmp_path):
     assert isinstance(renderer, Renderer) and renderer.name == "diffusers"
-    assert renderer.host_settings() == {"model": "sd15", "kind": "sd1", "dtype": "float32"}
+    fingerprint = renderer.host_settings()
+    assert fingerprint == {"model": "sd15", "weights": fingerprint["weights"], "kind": "sd1", "dtype": "float32"}
+    assert len(fingerprint["weights"]) == 16
     with pytest.raises(ValueError, match="max_images_per_call"):
         DiffusersRenderer(renderer.unet, renderer.vae, renderer.text, max_images_per_call=0)
     with pytest.raises(ValueError, match="width must be a multiple of 8"):

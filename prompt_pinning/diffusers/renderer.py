@@ -27,6 +27,7 @@ latents are the VAE encoder's mean (A1111 samples from that distribution).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -94,6 +95,19 @@ def images_per_call(max_images: int, batch: int, whole_individuals: bool) -> int
     return max(1, max_images // batch) * batch if whole_individuals else max(1, max_images)
 
 
+def weights_hash(modules, values: int = 4096) -> str:
+    """A short hash of the first and last ``values`` numbers of every module's first and last parameter:
+    cheap on any model size, and different for different weights."""
+    digest = hashlib.sha256()
+    for module in modules:
+        parameters = list(module.parameters())
+        for parameter in (parameters[0], parameters[-1]):
+            flat = parameter.detach().flatten()
+            picked = torch.cat([flat[:values], flat[-values:]]).float().cpu().numpy()
+            digest.update(picked.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _refuse_extra_networks(text: str, which: str) -> None:
     _, _, tags = strip_extra_networks(text)
     if tags:
@@ -139,10 +153,13 @@ class DiffusersRenderer:
         self.tokenizer = text.tokenizer
         self.clock = StageClock(self.device)
         self.last_call_sizes: list[int] = []  # images per sampler call in the last render
+        self._weights_hash: Optional[str] = None
 
     def host_settings(self) -> dict[str, Any]:
-        """The run's fingerprint: model, kind and precision (what changes the images)."""
-        return {"model": self.model_name, "kind": "sdxl" if self.sdxl else "sd1",
+        """The run's fingerprint: model, a hash of sampled weights, kind and precision."""
+        if self._weights_hash is None:
+            self._weights_hash = weights_hash([self.unet, self.vae, *(e.model for e in self.text.encoders)])
+        return {"model": self.model_name, "weights": self._weights_hash, "kind": "sdxl" if self.sdxl else "sd1",
                 "dtype": str(self.dtype).replace("torch.", "")}
 
     def extra_networks(self) -> dict[str, tuple[str, ...]]:
