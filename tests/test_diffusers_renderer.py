@@ -99,9 +99,11 @@ def test_zero_offsets_reproduce_the_plain_prompt(renderer):
     vector = PromptVector.from_prompts(positive, negative, renderer.tokenizer)
     at_zero = vector.render(np.zeros(vector.size))
     moved = vector.render(np.full(vector.size, 0.1))
-    plain, zero, other = renderer.render([(positive, negative), at_zero, moved], SETTINGS)
-    assert torch.equal(plain.images, zero.images)
-    assert distance(plain, other) > 0
+    assert moved[0].startswith("(a:1.1) (red:1.1) (fox:1.1)(,:1.1)")
+    explicit = (moved[0].replace("1.1", "1"), moved[1].replace("1.1", "1"))  # every unit weighted 1, written out
+    plain, zero, ones, other = renderer.render([(positive, negative), at_zero, explicit, moved], SETTINGS)
+    assert torch.equal(plain.images, zero.images) and torch.equal(plain.images, ones.images)
+    assert distance(plain, other) > 0.001
 
 
 def test_prompts_of_different_lengths_share_a_render(renderer):
