@@ -9,6 +9,7 @@ kind), else from the local Hugging Face cache.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -69,7 +70,10 @@ def _load_pipeline(path: Path, dtype: torch.dtype, config: Optional[str]):
             raise ValueError(f"diffusers path {str(path)!r} is a folder without unet/: give a diffusers pipeline "
                              "folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/) or a "
                              ".safetensors/.ckpt checkpoint file")
-        return _pipeline_class(_is_sdxl_folder(path)).from_pretrained(str(path), **options), _is_sdxl_folder(path)
+        # Without accelerate, say so to diffusers rather than have it warn on every load.
+        lean = importlib.util.find_spec("accelerate") is not None
+        pipeline = _pipeline_class(_is_sdxl_folder(path)).from_pretrained(str(path), low_cpu_mem_usage=lean, **options)
+        return pipeline, _is_sdxl_folder(path)
     if path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
         sdxl = _is_sdxl_folder(Path(config)) if config else _is_sdxl_file(path)
         config = config or _cached_config(sdxl)
