@@ -26,7 +26,7 @@ class HFTokenizer:
         self.pad_id = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else self.end_id
 
     def encode(self, text: str) -> list[int]:
-        return list(self.hf(text, add_special_tokens=False, truncation=False)["input_ids"])
+        return list(self.hf(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])  # long is fine
 
     def token_strings(self, ids: Sequence[int]) -> list[str]:
         return list(self.hf.convert_ids_to_tokens(list(ids)))
