@@ -298,6 +298,9 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, rep
 
     if args.webui and args.diffusers:
         raise ConfigError("--diffusers", "renders on this machine; leave out --webui (or --diffusers)")
+    for flag, value in (("--diffusers-config", args.diffusers_config), ("--diffusers-device", args.diffusers_device)):
+        if value is not None and not args.diffusers:
+            raise ConfigError(flag, "applies to --diffusers PATH only; give the model's path too")
     if args.webui:
         renderer = webui_renderer(args, config)
     elif args.diffusers:

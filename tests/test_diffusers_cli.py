@@ -38,6 +38,11 @@ def test_bad_diffusers_runs_are_one_line_errors(tiny_diffusers, tmp_path, capsys
     assert not (tmp_path / "txt2img-images").exists()
 
 
+def test_diffusers_options_without_a_model_are_refused(tmp_path, capsys):
+    code = main([*SMALL, "--diffusers-device", "cpu", "--outdir", str(tmp_path)])
+    assert code == 2 and "--diffusers-device: applies to --diffusers PATH only" in capsys.readouterr().err
+
+
 def test_a_path_that_is_no_model_is_refused(tmp_path, capsys):
     code = main([*SMALL, "--diffusers", str(tmp_path / "nothing.bin"), "--outdir", str(tmp_path)])
     assert code == 2 and "neither a pipeline folder nor a .safetensors/.ckpt file" in capsys.readouterr().err
