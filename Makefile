@@ -10,7 +10,7 @@ setup:
 	$(PYTHON) tools/setup_env.py --extras plots
 
 setup-test:
-	$(PYTHON) tools/setup_env.py --extras plots,test,ray --nodeps requirements-nodeps.txt
+	$(PYTHON) tools/setup_env.py --extras plots,test,diffusers,ray --nodeps requirements-nodeps.txt
 	bash tools/install_chromium.sh
 
 demo: setup

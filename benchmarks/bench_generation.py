@@ -37,7 +37,8 @@ import prompt_pinning.run as run_module  # noqa: E402
 from prompt_pinning.run.builders import Builders, build_loss  # noqa: E402
 from prompt_pinning.search.optimizer import make_optimizer  # noqa: E402
 from prompt_pinning.config import PinningConfig  # noqa: E402
-from diffusers_renderer import DiffusersRenderer, StageClock  # noqa: E402
+from diffusers_renderer import StageClock, build_renderer  # noqa: E402
+from prompt_pinning.diffusers import DiffusersRenderer  # noqa: E402
 from prompt_pinning.rendering import GenerationSettings  # noqa: E402
 
 PLAIN, HYPER = "DPM++ 2M", "DPM++ 2M Karras - Hyperbatch"
@@ -228,7 +229,7 @@ def main(argv=None) -> dict:
         parser.add_argument(f"--{name}", type=int, help=f"override the {name} (full: {FULL.get(name, FULL.get('lambda_'))}, "
                                                          f"tiny: {TINY.get(name, TINY.get('lambda_'))})")
     parser.add_argument("--max-images", type=int, help="images per call when population batched (default: auto)")
-    parser.add_argument("--checkpoint", help="local diffusers-format SD1.5 folder (default: random weights)")
+    parser.add_argument("--checkpoint", help="local SD1.5 pipeline folder or checkpoint file (default: random weights)")
     parser.add_argument("--no-reports", action="store_true", help="a sink that writes nothing")
     args = parser.parse_args(argv)
 
@@ -240,7 +241,7 @@ def main(argv=None) -> dict:
     device = "cpu" if tiny else "cuda"
     if tiny:
         torch.set_num_threads(1)  # tiny tensors: more threads only add synchronisation
-    renderer = DiffusersRenderer("tiny" if tiny else "sd15", device=device, checkpoint=args.checkpoint)
+    renderer = build_renderer("tiny" if tiny else "sd15", device=device, checkpoint=args.checkpoint)
     modes = {}
     with tempfile.TemporaryDirectory() as workdir:
         for key in args.modes:

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from .hyper_samplers import sample_dpmpp_2m_hyperbatch, sample_dpmpp_sde_hyperbatch
 from .rows import register_row_selector, select_rows, unregister_row_selector
-from .samplers import sample_dpmpp_2m, sample_dpmpp_sde, sample_euler
+from .samplers import sample_dpmpp_2m, sample_dpmpp_sde, sample_euler, sample_euler_ancestral
 from .schedule import active_rows, batch_schedule, image_step_ratio, image_steps, traces
 from .sigmas import exponential_sigmas, karras_sigmas, make_sigmas
 
@@ -30,6 +30,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     spec.name: spec
     for spec in (
         SamplerSpec("Euler", sample_euler, False, False, None),
+        SamplerSpec("Euler a", sample_euler_ancestral, False, True, None),
         SamplerSpec("DPM++ 2M", sample_dpmpp_2m, False, False, "karras"),
         SamplerSpec("DPM++ SDE", sample_dpmpp_sde, False, True, "karras"),
         SamplerSpec("DPM++ 2M Karras - Hyperbatch", sample_dpmpp_2m_hyperbatch, True, False, "karras"),
@@ -49,7 +50,7 @@ def get_sampler(name: str) -> SamplerSpec:
 
 __all__ = [
     "SAMPLERS", "SamplerSpec", "get_sampler",
-    "sample_euler", "sample_dpmpp_2m", "sample_dpmpp_sde",
+    "sample_euler", "sample_euler_ancestral", "sample_dpmpp_2m", "sample_dpmpp_sde",
     "sample_dpmpp_2m_hyperbatch", "sample_dpmpp_sde_hyperbatch",
     "karras_sigmas", "exponential_sigmas", "make_sigmas",
     "batch_schedule", "traces", "active_rows", "image_steps", "image_step_ratio",

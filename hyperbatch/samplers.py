@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .noise import default_brownian_noise
-from .steps import dpmpp_2m_step, dpmpp_sde_step, euler_step
+from .steps import ancestral_split, dpmpp_2m_step, dpmpp_sde_step, euler_step
 
 
 def check_sigmas(sigmas: torch.Tensor) -> None:
@@ -35,6 +35,19 @@ def _report(callback, bar, x, i, sigma, denoised, done, total):
 @torch.no_grad()
 def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None):
     """Euler steps of the probability-flow ODE (no churn)."""
+    return _euler(model, x, sigmas, extra_args, callback, disable, eta=0.0)
+
+
+@torch.no_grad()
+def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None,
+                           eta=1.0, s_noise=1.0, noise_sampler=None):
+    """Euler steps down to sigma_down, then fresh noise of std sigma_up ("Euler a")."""
+    if eta and noise_sampler is None:
+        noise_sampler = default_brownian_noise(x, sigmas)
+    return _euler(model, x, sigmas, extra_args, callback, disable, eta, s_noise, noise_sampler)
+
+
+def _euler(model, x, sigmas, extra_args, callback, disable, eta, s_noise=1.0, noise_sampler=None):
     check_sigmas(sigmas)
     extra_args = {} if extra_args is None else extra_args
     ones = x.new_ones([x.shape[0]])
@@ -43,7 +56,10 @@ def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None)
         for i in range(steps):
             denoised = model(x, sigmas[i] * ones, **extra_args)
             _report(callback, bar, x, i, sigmas[i], denoised, (i + 1) * rows, steps * rows)
-            x = euler_step(x, sigmas[i], sigmas[i + 1], denoised)
+            down, up = ancestral_split(sigmas[i], sigmas[i + 1], eta)
+            x = euler_step(x, sigmas[i], down, denoised)
+            if eta and sigmas[i + 1] > 0:
+                x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * up
     return x
 
 

@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_webui_arguments(p)
+    add_diffusers_arguments(p)
     from .distributed.cli_ray import add_ray_arguments
 
     add_ray_arguments(p)
@@ -126,6 +127,18 @@ def add_webui_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--webui-vocab", type=Path, default=None, metavar="FILE",
                    help="CLIP's BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) for splitting the prompt; "
                         "default: the one open-clip-torch ships (pip install --no-deps open-clip-torch)")
+
+
+def add_diffusers_arguments(p: argparse.ArgumentParser) -> None:
+    """Render with a diffusers Stable Diffusion model (pip install ".[diffusers]")."""
+    g = p.add_argument_group("diffusers model (render with a local SD1.x or SDXL model, no WebUI)")
+    g.add_argument("--diffusers", type=Path, default=None, metavar="PATH",
+                   help="a diffusers pipeline folder, or a .safetensors/.ckpt checkpoint (with --diffusers-config)")
+    g.add_argument("--diffusers-config", type=Path, default=None, metavar="DIR",
+                   help="for a single-file checkpoint: a local diffusers folder of the same model kind (its "
+                        "configs and tokenizers); default: the local Hugging Face cache")
+    g.add_argument("--diffusers-device", default=None, metavar="DEVICE",
+                   help="torch device, e.g. cuda:1 or cpu (default: cuda when available)")
 
 
 def read_cmatrix(text: Optional[str]) -> Optional[list]:
@@ -227,7 +240,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 # Flags that a resume still uses; every other one is the run's saved setting.
 RESUME_FLAGS = {"resume", "threads", "progress", "verbose", "list_samplers", "webui", "webui_auth_file",
-                "webui_timeout", "webui_tokenizer", "webui_vocab", "ray", "ray_actors"}
+                "webui_timeout", "webui_tokenizer", "webui_vocab", "diffusers", "diffusers_config",
+                "diffusers_device", "ray", "ray_actors"}
 CONFIG_KEYS = {"positive": "prompt"}  # config keys whose flag has another name
 
 
@@ -285,6 +299,11 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, rep
     from .builtin import BuiltinRenderer
     from .run import run_pinning
 
+    if args.webui and args.diffusers:
+        raise ConfigError("--diffusers", "renders on this machine; leave out --webui (or --diffusers)")
+    for flag, value in (("--diffusers-config", args.diffusers_config), ("--diffusers-device", args.diffusers_device)):
+        if value is not None and not args.diffusers:
+            raise ConfigError(flag, "applies to --diffusers PATH only; give the model's path too")
     if args.ray is not None:
         if not args.webui:  # the built-in model and diffusers sample with hyperbatch's samplers
             _check_sampler(config.generation.sampler, config.generation.scheduler)
@@ -293,6 +312,8 @@ def _run(config: PinningConfig, args: argparse.Namespace, bar: _ProgressBar, rep
         renderer = ray_renderer(args, config)
     elif args.webui:
         renderer = webui_renderer(args, config)
+    elif args.diffusers:
+        renderer = diffusers_renderer(args, config)
     else:
         _check_sampler(config.generation.sampler, config.generation.scheduler)
         renderer = BuiltinRenderer(max_images_per_call=config.max_images_per_call)
@@ -324,6 +345,18 @@ def webui_renderer(args: argparse.Namespace, config: PinningConfig):
     if config.resume is None:  # a resume renders with the run's saved settings; checked at its first render
         renderer.check(config.generation)
     return renderer
+
+
+def diffusers_renderer(args: argparse.Namespace, config: PinningConfig):
+    """The --diffusers model, its sampler and schedule checked before it loads."""
+    _check_sampler(config.generation.sampler, config.generation.scheduler)
+    try:
+        from .diffusers import load_diffusers_renderer
+    except ImportError as error:
+        raise ConfigError("--diffusers", f"needs the diffusers extra ({error}): pip install \".[diffusers]\"") from None
+    return load_diffusers_renderer(args.diffusers, device=args.diffusers_device,
+                                   config=None if args.diffusers_config is None else str(args.diffusers_config),
+                                   max_images_per_call=config.max_images_per_call)
 
 
 def _check_sampler(sampler: str, scheduler: str) -> None:

@@ -31,3 +31,15 @@ def crops():
     photo = skdata.astronaut().astype(np.float32) / 255.0
     tiles = [photo[40 * k + 100:40 * k + 100 + CROP_SIZE, 30 * k + 50:30 * k + 50 + CROP_SIZE] for k in range(10)]
     return torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusers(tmp_path_factory):
+    """Folders of the tiny random SD1.5 and SDXL pipelines (tools/make_tiny_diffusers.py), by kind."""
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    if str(tools) not in sys.path:
+        sys.path.insert(0, str(tools))
+    from make_tiny_diffusers import make_tiny
+
+    root = tmp_path_factory.mktemp("tiny_diffusers")
+    return {"sd15": make_tiny(root / "sd15", seed=0), "sdxl": make_tiny(root / "sdxl", seed=0, sdxl=True)}

@@ -49,7 +49,9 @@ def test_cli_run_renders_every_generation_and_its_report_matches_the_evaluations
     paired = final["your_seeds"]
     assert final["improvement"] == paired and paired["basis"] == "your seeds"
     assert paired["baseline_loss"] == pytest.approx(evaluations[0]["loss"])
-    assert paired["result_loss"] == pytest.approx(result_line["loss"])
+    kept = result_line["loss"] < paired["baseline_loss"]  # else the user's prompt is the result
+    assert paired["result_loss"] == pytest.approx(result_line["loss"] if kept else paired["baseline_loss"])
+    assert final["best"]["id"] == (result_line["id"] if kept else evaluations[0]["id"])
     assert result_line["seeds"] == evaluations[0]["seeds"]  # shown on the user's seeds
     assert _paired(out, "your seeds") == pytest.approx((paired["baseline_loss"], paired["result_loss"]), abs=1e-6)
     assert paired["seeds"] == [1, 2] and re.search(r"your seeds: .* on seeds 1-2 ", out)

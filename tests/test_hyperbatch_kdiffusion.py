@@ -64,6 +64,20 @@ def test_sde_with_one_image_equals_kdiffusion_brownian(kd, function, eta):
     assert (ours - theirs).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("eta", [0.0, 0.7, 1.0])
+def test_euler_ancestral_equals_kdiffusion_brownian(kd, eta):
+    x, sigmas, args = _problem(rows=2, steps=8)
+    noise = kd.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=99)
+    ours = hb.sample_euler_ancestral(smooth_denoiser, x, sigmas, extra_args=args, disable=True, eta=eta,
+                                     noise_sampler=noise, s_noise=0.9)
+    theirs = kd.sample_euler_ancestral(smooth_denoiser, x, sigmas, extra_args=args, disable=True, eta=eta,
+                                       noise_sampler=noise, s_noise=0.9)
+    assert (ours - theirs).abs().max() < 1e-5
+    if eta:
+        plain = hb.sample_euler(smooth_denoiser, x, sigmas, extra_args=args, disable=True)
+        assert (ours - plain).abs().max() > 1e-3  # the fresh noise matters
+
+
 def test_sde_hyperbatch_one_image_equals_kdiffusion_with_explicit_noise(kd):
     x, sigmas, args = _problem(rows=1, steps=9, seed=3)
     draws = torch.Generator().manual_seed(7)

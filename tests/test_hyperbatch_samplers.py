@@ -150,7 +150,7 @@ def test_progress_counts_image_steps_and_img2img_scales_the_splits():
 
 def test_registry_names_and_lookup():
     assert set(hb.SAMPLERS) == {
-        "Euler", "DPM++ 2M", "DPM++ SDE", "DPM++ 2M Karras - Hyperbatch",
+        "Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DPM++ 2M Karras - Hyperbatch",
         "DPM++ SDE Karras - Hyperbatch", "DPM++ SDE - Hyperbatch"}
     spec = hb.get_sampler("DPM++ SDE Karras - Hyperbatch")
     assert spec.hyperbatch and spec.needs_noise_sampler and spec.scheduler == "karras"

@@ -84,3 +84,11 @@ def test_the_influence_title_is_never_cut():
     title = "influence maps from 320 individuals; rotating seeds: each column pools its slot's seeds; " * 2
     picture = influence_grid(np.zeros((1, 2, 8, 8)), ["1:a"], [""], [None] * 2, title)
     assert picture.width >= ImageFont.load_default().getlength(title) + 8
+
+
+def test_a_seed_caption_never_spans_seeds_that_were_not_used():
+    from prompt_pinning.reports.html import _seed_span
+
+    assert _seed_span([5, 6]) == "seeds 5–6"
+    assert _seed_span([17, 1, 2, 3, 18]) == "seeds 1–3, 17–18"  # two validation blocks, not 1–18
+    assert _seed_span([7]) == "seed 7" and _seed_span([]) == "no seeds"

@@ -209,11 +209,15 @@ def test_page_renders_sorts_and_stays_offline(browser, small_run):
     assert browser.evaluate("document.querySelectorAll('#convergence svg path').length") >= 2
     assert browser.evaluate("document.querySelectorAll('#units-table tbody tr').length") == 11
 
-    click_header(browser, "#ind-table", "Loss")
-    ascending = column_values(browser, "#ind-table tbody td.loss")
-    assert ascending == sorted(ascending) and len(ascending) == 13
-    click_header(browser, "#ind-table", "Loss")
-    assert column_values(browser, "#ind-table tbody td.loss") == sorted(ascending, reverse=True)
+    headings = browser.evaluate("[...document.querySelectorAll('#ind-table thead button')].map(b => b.textContent)")
+    assert not any(h.startswith("Loss (own seeds)") for h in headings)  # raw losses of different seed blocks
+    click_header(browser, "#ind-table", "Loss vs original")  # paired: each row against its own seeds' baseline
+    values = column_values(browser, "#ind-table tbody td.delta")
+    scored = [v for v in values if v == v]
+    assert scored == sorted(scored) and len(scored) >= 10 and values[:len(scored)] == scored  # unscored last
+    click_header(browser, "#ind-table", "Loss vs original")
+    values = column_values(browser, "#ind-table tbody td.delta")
+    assert [v for v in values if v == v] == sorted(scored, reverse=True)
 
     click_header(browser, "#units-table", "Tightness")
     tightness = column_values(browser, "#units-table tbody td:nth-child(8)")

@@ -494,13 +494,15 @@ def test_validation_off_never_picks_across_seed_blocks(outdir, schedule):
     renderer = FakeRenderer()
     result = run_pinning(make_config(outdir, validation_batches=0, seed_schedule=schedule), renderer)
     lam = result.config["resolved"]["lambda_"]
-    assert renderer.calls == [1] + [lam] * 4 + [1] + [1] * (result.best.generation != 0)
+    (final,) = [e for e in ckpt.read_evaluations(result.run_dir) if e.get("final")]
+    assert renderer.calls == [1] + [lam] * 4 + [1] + [1] * (final["of"][0] != 0)
+    assert result.best.individual_id in (final["id"], result.baseline.individual_id)
     assert not validation_entries(result)
     assert result.selected_by == "training" and result.best.validation_loss is None
     entries = all_entries(result)
     # fixed: every render is on the user's seeds, so all are paired; rotating: only the last block
     pool = entries if schedule == "fixed" else [e for e in entries if e["generation"] == 4]
-    assert result.best.individual_id == min(pool, key=lambda e: e["loss"])["id"]
+    assert final["id"] == min(pool, key=lambda e: e["loss"])["id"]  # the pick tried on the user's seeds
     assert renderer.first_seeds[-1] == 5 and result.best.seeds == [5, 6]
     assert result.paired.basis == "your seeds" and result.paired.baseline == result.baseline.loss
 

@@ -80,8 +80,10 @@ def test_no_candidate_wins_by_its_lucky_seed_block(outdir, validation):
         for record in result.generations:
             if record.validated_id is not None:
                 assert points[record.generation]["of"][0] == record.generation
-    else:
-        assert result.best.generation == 4 and not lucky
+    else:  # the latest block's leader is the one tried on the user's seeds; it is kept only if it wins there
+        final = [e for e in ckpt.read_evaluations(result.run_dir) if e.get("final")][0]
+        assert final["of"][0] == 4 and not lucky
+        assert result.best.generation == (4 if final["loss"] < result.baseline.loss else 0)
     assert result.best.generation != 2 or validation
     assert all(line["best"] == line["min"] for line in result.logbook)  # rotating: no best across blocks
 
@@ -228,3 +230,35 @@ def test_target_images_stay_the_target_through_a_resume(outdir):
     result = run_pinning(make_config(outdir, targets=["t.png"], generations=2), FakeRenderer())
     assert torch.equal(ckpt.load_images(result.run_dir / ckpt.TARGETS_FILE, make_config(outdir).generation)[0],
                        TARGET)
+
+
+class UsersSeedsFavourTheirPromptLoss(FakeLoss):
+    """On the user's seeds (block 0) any image other than the unmodified prompt's scores badly."""
+
+    def evaluate_many(self, images_list, traces_list, seeds_list=None):
+        results = super().evaluate_many(images_list, traces_list, seeds_list)
+        for result, images, seeds in zip(results, images_list, seeds_list or [None] * len(results)):
+            if seeds and seeds[0] == 5 and not torch.equal(images, self.targets):
+                result.value += 1.0
+        return results
+
+
+def test_without_validation_a_pick_that_loses_on_the_users_seeds_keeps_their_prompt(outdir):
+    from prompt_pinning_webui.result_line import NO_IMPROVEMENT, result_line
+
+    from prompt_pinning.reports import ReportWriter
+
+    result = run_pinning(make_config(outdir, validation_batches=0, seed_schedule="rotating", generations=3),
+                         FakeRenderer(), builders=fake_builders(loss=UsersSeedsFavourTheirPromptLoss),
+                         sink=ReportWriter())
+    final_lines = [e for e in ckpt.read_evaluations(result.run_dir) if e.get("final")]
+    assert len(final_lines) == 1 and final_lines[0]["id"] != result.baseline.individual_id
+    assert final_lines[0]["loss"] > result.baseline.loss  # the search's pick, rendered on the user's seeds
+    assert result.best.individual_id == result.baseline.individual_id
+    assert not np.any(result.best.offsets)
+    assert result_line(result) == NO_IMPROVEMENT
+    assert result.user_seeds.improvement == 0.0
+    saved = json.loads((result.run_dir / "final_result.json").read_text())
+    assert saved["best"]["id"] == result.baseline.individual_id
+    again = resume_pinning(result.run_dir, FakeRenderer(), builders=fake_builders(loss=UsersSeedsFavourTheirPromptLoss))
+    assert again.best.individual_id == result.baseline.individual_id  # a replay keeps the same choice

@@ -5,12 +5,11 @@ CLIPTokenizer.from_pretrained and for building CLIPTextModel from its config.
 The BPE merges come from the copy that ships inside the open-clip-torch package.
 """
 import gzip
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
-
-import open_clip
 
 REPO_ID = "openai/clip-vit-large-patch14"
 SNAPSHOT = "0" * 40  # any 40-hex name works for an offline snapshot
@@ -33,7 +32,10 @@ def byte_alphabet():
 
 
 def read_merges():
-    bpe_path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    spec = importlib.util.find_spec("open_clip")  # found, not imported: it needs torchvision
+    if spec is None:
+        sys.exit("open-clip-torch is not installed: it ships the CLIP BPE (pip install --no-deps open-clip-torch)")
+    bpe_path = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz"
     lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
     merges = lines[1:1 + N_MERGES]
     if len(merges) != N_MERGES:
@@ -75,6 +77,15 @@ TOKENIZER_CONFIG = dict(SPECIAL, errors="replace", add_prefix_space=False, do_lo
                         model_max_length=77, tokenizer_class="CLIPTokenizer")
 
 
+def write_tokenizer(folder: Path) -> None:
+    """A CLIPTokenizer's files (vocab, merges, configs) in ``folder``."""
+    merges = read_merges()
+    (folder / "vocab.json").write_text(json.dumps(build_vocab(merges), ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    for name, obj in [("tokenizer_config.json", TOKENIZER_CONFIG), ("special_tokens_map.json", SPECIAL)]:
+        (folder / name).write_text(json.dumps(obj, indent=2))
+
+
 def main():
     hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub")
     repo_dir = hub / ("models--" + REPO_ID.replace("/", "--"))
@@ -82,12 +93,8 @@ def main():
     snap.mkdir(parents=True, exist_ok=True)
     (repo_dir / "refs").mkdir(exist_ok=True)
     (repo_dir / "refs" / "main").write_text(SNAPSHOT)
-    merges = read_merges()
-    (snap / "vocab.json").write_text(json.dumps(build_vocab(merges), ensure_ascii=False))
-    (snap / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    for name, obj in [("config.json", MODEL_CONFIG), ("tokenizer_config.json", TOKENIZER_CONFIG),
-                      ("special_tokens_map.json", SPECIAL)]:
-        (snap / name).write_text(json.dumps(obj, indent=2))
+    write_tokenizer(snap)
+    (snap / "config.json").write_text(json.dumps(MODEL_CONFIG, indent=2))
     print(f"wrote {snap}")
 
 

@@ -255,7 +255,8 @@
   var columns = [
     { key: "g", label: "Gen", type: "num" },
     { key: "i", label: "#", type: "num" },
-    { key: "loss", label: "Loss (own seeds)", type: "num" },
+    // not sortable: rows of different generations were scored on different seeds
+    { key: "loss", label: "Loss (own seeds)" },
     { key: "delta", label: "Loss vs original, same seeds", type: "num" },
   ];
   if (hasSize) columns.push({ key: "size", label: "Size", type: "num" });
@@ -321,8 +322,9 @@
     line.appendChild(el("td", "num", row.g));
     line.appendChild(el("td", "num", row.i));
     line.appendChild(el("td", "num loss", fixed(row.loss, 5)));
-    var delta = el("td", "num " + (row.delta < 0 ? "down" : row.delta > 0 ? "up" : ""),
+    var delta = el("td", "num delta " + (row.delta < 0 ? "down" : row.delta > 0 ? "up" : ""),
                    isMissing(row.delta) ? "\u2014" : signed(row.delta, 1) + "%");
+    if (!isMissing(row.delta)) delta.dataset.v = String(row.delta);
     line.appendChild(delta);
     if (hasSize) line.appendChild(el("td", "num", fixed(row.size, 3)));
     if (hasTags) line.appendChild(el("td", "tag-cell", row.tagtext || "\u2014"));

@@ -98,6 +98,30 @@ def truncated_sigmas(full: torch.Tensor, denoising_strength: float) -> torch.Ten
     return full[steps - kept:]
 
 
+def run_sigmas(settings: GenerationSettings, spec: "hyperbatch.SamplerSpec", sigma_min: float, sigma_max: float,
+               device="cpu") -> torch.Tensor:
+    """The run's schedule ("automatic": the sampler's own, else Karras), cut for img2img."""
+    scheduler = str(settings.scheduler).lower()
+    if scheduler == "automatic":
+        scheduler = spec.scheduler or "karras"
+    full = hyperbatch.make_sigmas(scheduler, settings.steps, sigma_min, sigma_max, device=device)
+    return truncated_sigmas(full, settings.denoising_strength)
+
+
+def sampler_kwargs(spec: "hyperbatch.SamplerSpec", x: torch.Tensor, sigmas: torch.Tensor, seeds: Sequence[int],
+                   batch_size: int, branch_noise: torch.Tensor, traces: Optional[list]) -> dict:
+    """A call's sampler keywords: per-image seeded noise (SDE, ancestral) and the hyperbatch ones."""
+    kwargs = {}
+    if spec.needs_noise_sampler:
+        positive = sigmas[sigmas > 0]
+        # One positive sigma (a one-step img2img) steps to 0 without noise: any range will do.
+        low, high = float(positive.min()), max(float(positive.max()), 2.0 * float(positive.min()))
+        kwargs["noise_sampler"] = BrownianNoise(x, low, high, seeds=list(seeds), tol=sde_tol(positive.cpu()))
+    if spec.hyperbatch:
+        kwargs.update(group_size=batch_size, branch_noise=branch_noise, trace_out=traces)
+    return kwargs
+
+
 class BuiltinRenderer:
     """Renders with the exact denoiser of the built-in image set (CPU by default)."""
 
@@ -148,12 +172,8 @@ class BuiltinRenderer:
         return _shared_denoiser(width, height)
 
     def sigmas(self, settings: GenerationSettings, spec: "hyperbatch.SamplerSpec") -> torch.Tensor:
-        scheduler = str(settings.scheduler).lower()
-        if scheduler == "automatic":
-            scheduler = spec.scheduler or "karras"
         model = self.denoiser(settings.width, settings.height)
-        full = hyperbatch.make_sigmas(scheduler, settings.steps, model.sigma_min, model.sigma_max)
-        return truncated_sigmas(full, settings.denoising_strength)
+        return run_sigmas(settings, spec, model.sigma_min, model.sigma_max)
 
     def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
                progress: Optional[ProgressCallback] = None, init_images: Optional[torch.Tensor] = None,
@@ -165,7 +185,7 @@ class BuiltinRenderer:
         """
         prompts = check_prompt_pairs(prompts)
         spec = hyperbatch.get_sampler(settings.sampler)
-        start = _check_settings(settings, init_images)
+        start = check_render_settings(settings, init_images)
         if not prompts:
             return []
         with one_thread():  # small operations: threads would only synchronise
@@ -199,16 +219,8 @@ class BuiltinRenderer:
             who = torch.tensor([p for p, _ in call])
             which = torch.tensor([i for _, i in call])
             x = start[which] + unit[which] * sigmas[0]
-            kwargs = {}
-            if spec.needs_noise_sampler:
-                positive = sigmas[sigmas > 0]
-                # One positive sigma (a one-step img2img) steps to 0 without noise:
-                # any range will do.
-                low, high = float(positive.min()), max(float(positive.max()), 2.0 * float(positive.min()))
-                kwargs["noise_sampler"] = BrownianNoise(x, low, high, seeds=[settings.seed + i for _, i in call],
-                                                        tol=sde_tol(positive))
-            if spec.hyperbatch:
-                kwargs.update(group_size=batch, branch_noise=unit[which], trace_out=traces)
+            kwargs = sampler_kwargs(spec, x, sigmas, [settings.seed + i for _, i in call], batch, unit[which],
+                                    traces)
             extra = {"cond": cond[who], "uncond": uncond[who], "cond_scale": float(settings.cfg_scale)}
             result = spec.function(model, x, sigmas, extra_args=extra, callback=ticker.callback,
                                    disable=True, **kwargs)
@@ -259,13 +271,12 @@ def _call_image_steps(rows: int, batch: int, steps: int, is_hyperbatch: bool) ->
     return rows * steps
 
 
-
-
-def _check_settings(settings: GenerationSettings, init_images: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Validate what this renderer needs; return init images as (B or 1, 3, H, W) or None."""
+def check_render_settings(settings: GenerationSettings, init_images: Optional[torch.Tensor],
+                          min_size: int = 8) -> Optional[torch.Tensor]:
+    """Validate sizes, steps and img2img input; return init images as (B or 1, 3, H, W) or None."""
     for name in ("batch_size", "steps", "width", "height"):
         value = getattr(settings, name)
-        low = 8 if name in ("width", "height") else 1
+        low = min_size if name in ("width", "height") else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     if not 0.0 < settings.denoising_strength <= 1.0:

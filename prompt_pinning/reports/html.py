@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Optional
 
+from ..run.paired import seed_ranges
 from .files import jsonable
 from .html_maps import maps_section
 
@@ -107,9 +108,8 @@ def _batch_block(title: str, entry: Optional[dict[str, Any]]) -> str:
 
 
 def _seed_span(seeds: list[int]) -> str:
-    if not seeds:
-        return "no seeds"
-    return esc(f"seed {seeds[0]}" if len(set(seeds)) == 1 else f"seeds {min(seeds)}–{max(seeds)}")
+    """``seeds 5–6`` or ``seeds 1–8, 17–24``: never one range over seeds that were not all used."""
+    return esc(seed_ranges(seeds).replace("-", "–")) if seeds else "no seeds"
 
 
 def _units_table(units: list[dict[str, Any]]) -> str:

@@ -290,13 +290,24 @@ class RunState:
 
     def selected(self) -> Optional[IndividualRecord]:
         """The result so far: the lowest validation loss when the run validates, else the
-        leader of the latest generation's seed block (centroid included)."""
+        leader of the latest generation's seed block (centroid included), unless its final
+        render on the user's seeds is not better than their prompt (ties keep the prompt)."""
         if self.plan.validation_batches:
             if not self.validations:
                 return self.baseline
             ident = lowest(self.validations, self.validation_loss, tie=self._tie)
             return self.by_id[ident]
-        return self.block_leader(self.plan.training_block(self._latest))
+        leader = self.block_leader(self.plan.training_block(self._latest))
+        if self._not_better_on_user_seeds(leader):
+            return self.baseline
+        return leader
+
+    def _not_better_on_user_seeds(self, leader: Optional[IndividualRecord]) -> bool:
+        """Without validation, the final render is the only paired test of a leader from another
+        seed block: one that does not beat the user's prompt on the user's seeds gives way to it."""
+        if leader is None or self.baseline is None or self.final is None:
+            return False
+        return self.final["id"] == leader.individual_id and float(self.final["loss"]) >= self.baseline.loss
 
     def hall_of_fame(self) -> list[IndividualRecord]:
         """The best candidates, ranked on common seeds (validation, else the selected one's block)."""
@@ -341,6 +352,8 @@ class RunState:
         if self.final is not None and self.final["id"] == chosen.individual_id:
             user = PairedScore.of("your seeds", self.unmodified(0), SeedLoss(float(self.final["loss"]), 0),
                                   self.block_seeds(0))
+        elif self.final is not None and chosen is baseline:  # the search's pick lost on the user's seeds
+            user = PairedScore.of("your seeds", self.unmodified(0), self.unmodified(0), self.block_seeds(0))
         if self.plan.validation_batches and chosen.individual_id in self.validations \
                 and baseline.individual_id in self.validations:
             return PairedScore.of("validation seeds", self.unmodified(VALIDATION),
