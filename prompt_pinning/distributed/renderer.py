@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05  # how often a render call looks at the stop request
 STOP_SECONDS = 10.0  # how long a stopped call waits for its parts in flight to end
 CPU_ACTORS = 2  # default actor count without GPUs
+START_NOTICE_SECONDS = 60  # actors not up by then are said to wait (loading a model, or no room)
 
 
 class NoActorLeft(ConnectionError):
@@ -75,6 +76,17 @@ def _check_room(resources: dict[str, float], count: int) -> None:
         if need > total.get(name, 0) + 1e-9:
             raise ValueError(f"--ray-actors: {count} actors need {need:g} {name}s; the Ray cluster has "
                              f"{total.get(name, 0):g}")
+
+
+def _started(refs: list, resources: dict[str, float]) -> list:
+    """The actors' first answers; a log line while Ray cannot place them all (resources in use)."""
+    import ray
+
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=START_NOTICE_SECONDS)
+    if len(ready) < len(refs):
+        log.warning("ray: %d of %d actors are up after %d s; each needs %s, the cluster has %s free",
+                    len(ready), len(refs), START_NOTICE_SECONDS, resources, ray.available_resources())
+    return ray.get(refs)
 
 
 def split(count: int, parts: int) -> list[range]:
@@ -117,7 +129,7 @@ class RayRenderer:
                                              **resources)
         self.actors = [actor_class.remote(per_instance[k] if per_instance else spec) for k in range(count)]
         self.live = list(range(count))
-        described = ray.get([actor.describe.remote(self.view is None) for actor in self.actors])
+        described = _started([actor.describe.remote(self.view is None) for actor in self.actors], resources)
         self._described = described[0]
         self._check_alike(described)
         self.name = self.view.name if self.view is not None else self._described["name"]
