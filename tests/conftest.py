@@ -43,3 +43,16 @@ def tiny_diffusers(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_diffusers")
     return {"sd15": make_tiny(root / "sd15", seed=0), "sdxl": make_tiny(root / "sdxl", seed=0, sdxl=True)}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray on 2 CPUs for one test module (its start takes seconds: once per module)."""
+    ray = pytest.importorskip("ray")
+    # Ray's memory monitor kills workers when the whole machine is short of memory, whoever uses it;
+    # a retried task then resumes its run, which the tests would see as another path. Off here.
+    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    del os.environ["RAY_memory_monitor_refresh_ms"]

@@ -1,6 +1,5 @@
 """Rendering on Ray actors: the same run as without Ray, whatever actor rendered what or died."""
 import json
-import os
 import time
 from pathlib import Path
 
@@ -18,23 +17,13 @@ from prompt_pinning.rendering import GenerationSettings, RenderInterrupted  # no
 from prompt_pinning.run import run_pinning  # noqa: E402
 from prompt_pinning.run.store import MemoryStore  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("ray_session")  # one local Ray per module (conftest)
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = GenerationSettings(seed=3, batch_size=2, steps=4, width=32, height=32)
 LOOSE = "circle square triangle red blue"
 RUN = ["--prompt", LOOSE, "--batch-size", "2", "--steps", "4", "--width", "32", "--height", "32",
        "--generations", "3", "--lambda", "4", "--initial-std", "0.3", "--validation-batches", "1", "--no-progress"]
 BUILTIN = RendererSpec("builtin", options={"threads": 1})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    # Ray's memory monitor kills workers when the whole machine is short of memory, whoever uses it;
-    # a retried task then resumes its run, which these tests would see as another path. Off here.
-    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-    del os.environ["RAY_memory_monitor_refresh_ms"]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The sweep command: one run per prompt as Ray tasks, a summary table, and a rerun that resumes."""
 import csv
 import json
-import os
 from dataclasses import replace
 
 import pytest
@@ -15,19 +14,9 @@ from prompt_pinning.reports.writer import ReportWriter  # noqa: E402
 from prompt_pinning.run import run_pinning  # noqa: E402
 from prompt_pinning.run.checkpoint import read_individuals  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("ray_session")  # one local Ray per module (conftest)
 SMALL = ["--batch-size", "2", "--steps", "4", "--width", "32", "--height", "32", "--generations", "2",
          "--lambda", "3", "--initial-std", "0.3", "--validation-batches", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    # Ray's memory monitor kills workers when the whole machine is short of memory, whoever uses it;
-    # a retried task then resumes its run, which these tests would see as another path. Off here.
-    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-    del os.environ["RAY_memory_monitor_refresh_ms"]
 
 
 def table(folder):
