@@ -250,3 +250,18 @@ def test_a_renderers_own_error_reaches_the_run_as_it_would_without_ray(pair):
     with pytest.raises(ValueError, match="^unknown sampler 'Nope'; valid: Euler") as raised:
         pair.render([("red circle", "")], SETTINGS.with_(sampler="Nope"))
     assert not isinstance(raised.value, ray.exceptions.RayError)
+
+
+def test_a_tagger_turns_tags_on_in_every_actor_restarted_ones_too(pair):  # last: it leaves tags on
+    assert pair.tagger("builtin").name == "builtin"
+    prompts = [("red circle", ""), ("blue square", "")]
+    tagged = pair.render(prompts, SETTINGS)
+    assert all(b.tag_probabilities for b in tagged) and pair.rendered[0] and pair.rendered[1]
+    pid = ray.get(pair.actors[1].state.remote())["pid"]
+    ray.kill(pair.actors[1], no_restart=False)  # Ray restarts it from its spec: tags off there
+    again = pair.render(prompts, SETTINGS)
+    assert ray.get(pair.actors[1].state.remote())["pid"] != pid
+    for before, after in zip(tagged, again):
+        assert before.tag_probabilities.keys() == after.tag_probabilities.keys()
+        assert all(np.array_equal(before.tag_probabilities[t], after.tag_probabilities[t])
+                   for t in before.tag_probabilities)
