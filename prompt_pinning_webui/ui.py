@@ -58,13 +58,14 @@ def intro_html(docs_href: Optional[str]) -> str:
 
 
 def docs_href() -> Optional[str]:
-    """The extension's README as the host's file= route serves it (no network needed)."""
-    from pathlib import Path
+    """The extension's README as the host's file= route serves it (no network needed); the
+    folder as the host loaded it, which may be a link into its extensions folder."""
+    import os
 
     from .links import served_path
 
     try:
-        served = served_path(Path(__file__).resolve().parent.parent / "README.md")
+        served = served_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"))
     except Exception:  # outside a WebUI: no link
         return None
     return f"file={served}" if served else None

@@ -124,3 +124,18 @@ def test_the_route_stand_in_refuses_what_gradio_refuses(tmp_path):
     assert file_status("txt2img-images/a.html", webui, [webui], serves_working_dir=True) == 404  # the old link
     assert file_status(str(tmp_path / "other.html"), webui, [webui], serves_working_dir=True) == 403
     assert file_status(str(tmp_path / "other.html"), webui, [tmp_path], serves_working_dir=False) == 200
+
+
+def test_a_linked_extension_is_served_under_the_webui_folder(webui, tmp_path):
+    """An extension linked into extensions/ from elsewhere: Gradio keeps the link in the path."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "README.md").write_text("docs")
+    (webui / "extensions").mkdir()
+    (webui / "extensions" / "sd-prompt-pinning").symlink_to(checkout)
+    readme = webui / "extensions" / "sd-prompt-pinning" / "README.md"
+    assert served_path(readme) == "extensions/sd-prompt-pinning/README.md"
+    assert file_status(served_path(readme), webui, [webui], serves_working_dir=True) == 200
+    # the same file named by its real place is outside every served folder
+    assert served_path(readme.resolve()) is None
+    assert file_status(str(readme.resolve()), webui, [webui], serves_working_dir=True) == 403
