@@ -80,4 +80,10 @@ def describe_cost(positive: str, negative: str, unit_mode: str, generations: Any
         plan = run_plan(vector.size, generations, lambda_, validation_batches)
         return cost_html(vector.size, plan, _whole(batch_size) or 1, _whole(steps) or 1)
     except Exception as error:  # shown to the user, not raised
+        from prompt_pinning.options import ConfigError
+
+        from .panel import setting_error
+
+        if isinstance(error, ConfigError):  # in the panel's words: the field's label, what it takes
+            error = setting_error(error.option, error.reason)
         return f"<p class='prompt-pinning-cost'>Cannot count the cost yet: {html.escape(str(error))}</p>"

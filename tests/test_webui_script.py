@@ -111,6 +111,14 @@ def test_the_cost_line_follows_the_prompt_and_the_typed_values(script, engine_re
     assert "Type a prompt" in describe_cost("", "", "word")
 
 
+def test_a_bad_typed_value_in_the_cost_line_names_the_fields_label(script, engine_ready):
+    from prompt_pinning_webui.cost import describe_cost
+
+    line = describe_cost("a red circle", "", "word", "", "1", 1, 2, 20)
+    assert "Cannot count the cost yet: Candidates per generation (lambda_): must be &gt;= 2" in line
+    assert "or empty for auto" in line and "or 0 for auto" not in line
+
+
 def test_the_cost_line_gives_minutes_at_the_last_speed():
     from prompt_pinning_webui import cost
 
