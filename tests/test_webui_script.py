@@ -452,6 +452,40 @@ def test_a_bad_value_over_the_api_keeps_its_index(script):
     assert f"script_args[{ARGUMENT_INDEX['lambda_']}]" in str(getattr(info.value, "detail", info.value))
 
 
+def test_the_eta_after_each_render_is_the_time_per_call_still_to_come(monkeypatch):
+    import time
+
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning_webui.webui_run import HostProgress
+
+    class Renderer:
+        def calls_needed(self, individuals, settings):
+            return individuals
+
+    def host_eta():  # modules/progress.py: elapsed / share done - elapsed
+        state = shared.state
+        share = state.job_no / state.job_count + state.sampling_step / max(1, state.sampling_steps) / state.job_count
+        elapsed = clock[0] - state.time_start
+        return elapsed / share - elapsed
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    progress = HostProgress(Renderer(), GenerationSettings(seed=1, batch_size=2), steps_per_call=2)
+    shared.state.begin()
+    progress.plan([(1, 10)])
+    etas = []
+    for done, seconds in enumerate([30, 10, 10, 12, 8], start=1):  # the first render carries a warm-up
+        clock[0] += seconds
+        shared.state.nextjob()
+        progress("baseline" if done == 1 else "generation 1/9", done, 10)
+        etas.append(round(host_eta(), 6))
+    assert etas[0] == 30 * 9  # only the first render is known yet
+    assert etas[1:] == [10 * 8, 10 * 7, 32 / 3 * 6, 10 * 5]  # the mean call since the first render
+    shared.state.sampling_steps, shared.state.sampling_step = 2, 1  # half way into the next call, 5 s in
+    clock[0] += 5
+    assert host_eta() == pytest.approx(55 * 4.5 / 5.5, rel=1e-9)  # the host's own share: near 10 x 4.5
+
+
 def test_progress_names_the_stage_from_the_first_second_and_counts_the_reports_individuals(script, engine_ready,
                                                                                            tmp_path):
     import time
