@@ -101,9 +101,9 @@ def _group_fields(group: str, last: bool) -> list[Option]:
 def build_components(gr, tab: str, describe: Optional[Callable] = None, inputs: tuple = ()) -> list:
     """All argument components, in the panel's groups; returns them in argument order.
 
-    ``describe(prompt, negative, unit_mode, generations, lambda_, validation_batches, batch_size, steps)``
-    fills the live cost line when this tab's boxes are given in ``inputs``: (prompt, negative) or
-    (prompt, negative, batch size, steps).
+    ``describe(prompt, negative, unit_mode, generations, lambda_, validation_batches, batch_size, steps,
+    width, height)`` fills the live cost line when this tab's boxes are given in ``inputs``:
+    (prompt, negative) or (prompt, negative, batch size, steps, width, height).
     """
     components: dict[str, Any] = {}
     gr.HTML(hints_html(tab))
@@ -130,7 +130,7 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, inputs: 
                                  show_progress=False)
     if describe is not None and len(inputs) >= 2:
         watched = [inputs[0], inputs[1], components["unit_mode"], components["generations"],
-                   components["lambda_"], components["validation_batches"], *inputs[2:4]]
+                   components["lambda_"], components["validation_batches"], *inputs[2:6]]
         for source in watched:
             source.change(fn=describe, inputs=watched, outputs=[cost], show_progress=False)
     return [components[option.name] for option in ARGUMENTS]

@@ -265,7 +265,8 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
         result = _run_engine(config, renderer, progress)
     finally:
         renderer.release()
-    record_speed(clock.seconds(), progress.done * settings.batch_size, progress.steps_per_call)
+    record_speed(clock.seconds(), progress.done * settings.batch_size, progress.steps_per_call,
+                 (settings.width, settings.height))
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)
     shared.state.textinfo = None

@@ -81,17 +81,18 @@ def test_the_open_group_holds_the_basics_and_every_option_has_a_plain_label(scri
 
 
 def test_the_cost_line_is_wired_once_to_the_prompt_and_the_fields_that_set_the_cost(script):
-    boxes = {name: gradio.Textbox() for name in ("prompt", "neg_prompt", "batch_size", "steps")}
+    boxes = {name: gradio.Textbox() for name in ("prompt", "neg_prompt", "batch_size", "steps", "width", "height")}
     for name, box in boxes.items():
         script.after_component(box, elem_id=f"txt2img_{name}")
     script.ui(False)
     script.ui(False)  # the API's second call adds no events
     wired = [c for c in gradio.created if any(e[3] and e[3][0].kwargs.get("elem_id", "").endswith("_cost")
                                               for e in c.events)]
-    assert len(wired) == 8
+    assert len(wired) == 10
     assert all(box in wired for box in boxes.values())
     _, fn, inputs, _ = boxes["prompt"].events[0]
-    assert inputs[:2] == [boxes["prompt"], boxes["neg_prompt"]] and inputs[-2:] == [boxes["batch_size"], boxes["steps"]]
+    assert inputs[:2] == [boxes["prompt"], boxes["neg_prompt"]]
+    assert inputs[-4:] == [boxes["batch_size"], boxes["steps"], boxes["width"], boxes["height"]]
 
 
 @pytest.mark.parametrize("generations,lambda_", [("", ""), ("4", "6")])
@@ -125,8 +126,13 @@ def test_the_cost_line_gives_minutes_at_the_last_speed():
     cost._last_speed.clear()
     plan = {"generations": 2, "lambda_": 3, "renders": 100}
     assert "minutes" not in cost.cost_html(4, plan, 8, 20)
-    cost.record_speed(seconds=60.0, images=100, steps=20)  # 0.03 s per image-step
-    assert "about 8 minutes at your last speed" in cost.cost_html(4, plan, 8, 20)  # 100 x 8 x 20 x 0.03 s
+    cost.record_speed(seconds=60.0, images=100, steps=20, size=(64, 64))  # 0.03 s per image-step
+    assert "about 8 minutes at your last speed" in cost.cost_html(4, plan, 8, 20, (64, 64))  # 100 x 8 x 20 x 0.03 s
+    # a speed measured at 64x64 gives no time for 512x512
+    other = cost.cost_html(4, plan, 8, 20, (512, 512))
+    assert "minutes" not in other and "no time yet at 512x512 (last run: 64x64)" in other
+    line = cost.describe_cost("a red circle", "", "word", "2", "3", 1, 8, 20, 512, 768)
+    assert "last run: 64x64" in line and "minutes" not in line
     cost._last_speed.clear()
 
 
