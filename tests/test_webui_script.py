@@ -422,8 +422,12 @@ def test_an_interrupt_before_the_first_image_returns_no_image_and_no_error(scrip
 
 
 @pytest.mark.parametrize("name,value,expected", [
-    ("lambda_", 1, "Candidates per generation (lambda_): must be >= 2 (DEAP keeps int(lambda_ / 2) parents, "
-                   "so 1 leaves none) or empty for auto, got 1. It takes a whole number 0 .. 1,000, or empty for auto."),
+    ("lambda_", 1, "Candidates per generation (lambda_): must be >= 2 (half of the candidates, rounded down, become "
+                   "parents: 1 leaves none) or empty for auto, got 1. It takes a whole number from 2 to 1,000, or "
+                   "empty for auto."),
+    ("generations", 10**5, "Generations: must be <= 10,000 (each generation renders lambda_ batches; 10,000 is days "
+                           "of rendering), got 100000. It takes a whole number from 1 to 10,000, or empty for auto."),
+    ("cs", 2, "Step-size cumulation (cs): must be <= 1, got 2. It takes a number above 0, up to 1, or empty for auto."),
     ("initial_std", -1, "Initial step size (sigma): must be > 0, got -1. It takes a number > 0, <= 10."),
     ("seed_schedule", "daily", "Seed schedule: must be one of fixed, rotating; got 'daily'."),
 ])
