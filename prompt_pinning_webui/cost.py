@@ -68,8 +68,9 @@ def cost_html(n: int, plan: dict[str, int], batch_size: int, steps: int,
         minutes = f"; about {max(1, round(estimate))} minutes at your last speed"
     elif _last_speed.get("size") and size:
         minutes = "; no time yet at {}x{} (last run: {}x{})".format(*size, *_last_speed["size"])
-    return (f"<p class='prompt-pinning-cost'><b>{n}</b> pinnable units &rarr; auto: "
-            f"{plan['generations']} generations of {plan['lambda_']} candidates. "
+    generations = f"{plan['generations']} generation" + ("" if plan["generations"] == 1 else "s")
+    return (f"<p class='prompt-pinning-cost'><b>{n}</b> pinnable unit{'' if n == 1 else 's'} &rarr; auto: "
+            f"{generations} of {plan['lambda_']} candidates. "
             f"Cost: about {plan['renders']:,} renders of batch {batch_size}{minutes}.</p>")
 
 

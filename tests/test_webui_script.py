@@ -126,6 +126,7 @@ def test_the_cost_line_gives_minutes_at_the_last_speed():
     cost._last_speed.clear()
     plan = {"generations": 2, "lambda_": 3, "renders": 100}
     assert "minutes" not in cost.cost_html(4, plan, 8, 20)
+    assert "<b>1</b> pinnable unit &rarr; auto: 1 generation of 3" in cost.cost_html(1, dict(plan, generations=1), 8, 20)
     cost.record_speed(seconds=60.0, images=100, steps=20, size=(64, 64))  # 0.03 s per image-step
     assert "about 8 minutes at your last speed" in cost.cost_html(4, plan, 8, 20, (64, 64))  # 100 x 8 x 20 x 0.03 s
     # a speed measured at 64x64 gives no time for 512x512
