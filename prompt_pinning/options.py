@@ -454,8 +454,8 @@ def check_range(option: Option, value: float) -> None:
         why = f" ({option.limit_reason})" if option.limit_reason else ""
         raise ConfigError(name, f"must be <= {_num(option.maximum)}{why}, got {value!r}")
     if name == "lambda_" and value < MIN_LAMBDA:
-        raise ConfigError(name, f"must be >= {MIN_LAMBDA} (DEAP keeps int(lambda_ / 2) parents, "
-                                f"so 1 leaves none) or 0 for auto, got {value!r}")
+        raise ConfigError(name, f"must be >= {MIN_LAMBDA} (half of the candidates, rounded down, become "
+                                f"parents: 1 leaves none) or 0 for auto, got {value!r}")
 
 
 def check_images_per_generation(batch_size: int, population: int, what: str = "lambda_",

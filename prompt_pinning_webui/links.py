@@ -5,9 +5,12 @@ WebUI's working directory (its folder) and serves it only from allowed places:
 Gradio 3.41 (A1111 v1.10.1) any file under that folder or an allowed path;
 Gradio 4.40 (Forge) only allowed paths. Allowed paths are
 ``--gradio-allowed-path`` (default: the WebUI's data folder).
+Gradio compares paths without resolving symbolic links, so an extension linked into
+``extensions/`` from elsewhere is served under the WebUI's folder: so are paths here.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -24,20 +27,25 @@ def allowed_folders() -> list[Path]:
         paths = getattr(shared.cmd_opts, "gradio_allowed_path", None) or []
     except ImportError:
         paths = []
-    folders = [Path(p).resolve() for p in paths if isinstance(p, str) and p.strip()]
+    folders = [_absolute(p) for p in paths if isinstance(p, str) and p.strip()]
     if current_host().serves_working_dir:
-        folders.append(Path.cwd().resolve())
+        folders.append(_absolute(os.getcwd()))
     return folders
+
+
+def _absolute(path: Path | str) -> Path:
+    """Absolute and without ``..``, symbolic links kept (as Gradio compares paths)."""
+    return Path(os.path.abspath(path))
 
 
 def served_path(path: Path | str) -> Optional[str]:
     """``path`` as ``file=`` takes it: relative to the working directory when inside it,
     else absolute; None when the host would refuse it."""
-    resolved = Path(path).resolve()
-    if not any(resolved.is_relative_to(folder) for folder in allowed_folders()):
+    absolute = _absolute(path)
+    if not any(absolute.is_relative_to(folder) for folder in allowed_folders()):
         return None
-    cwd = Path.cwd().resolve()
-    return resolved.relative_to(cwd).as_posix() if resolved.is_relative_to(cwd) else resolved.as_posix()
+    cwd = _absolute(os.getcwd())
+    return absolute.relative_to(cwd).as_posix() if absolute.is_relative_to(cwd) else absolute.as_posix()
 
 
 def report_comment(report: Path | str, public_name: str, is_api: bool) -> str:

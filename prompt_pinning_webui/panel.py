@@ -7,7 +7,7 @@ differ; the schema's full hint stays as the field's tooltip.
 """
 from __future__ import annotations
 
-from prompt_pinning.options import OPTION, OPTIONS
+from prompt_pinning.options import MIN_LAMBDA, OPTION, OPTIONS
 
 INTRO = ("Searches the weight of every word of your prompt so that its images stay like the target "
          "from seed to seed; the result is the pinned prompt and a report.")
@@ -103,8 +103,16 @@ def accepts(name: str) -> str:
     if option.kind in ("int", "float"):
         kind = "a whole number" if option.kind == "int" else "a number"
         limits = f" {option.range_text()}" if option.range_text() else ""
+        if option.auto and option.minimum == 0 and option.maximum is not None:  # 0 is auto: the range is above it
+            top = _plain(option.maximum)
+            low = MIN_LAMBDA if name == "lambda_" else 1
+            limits = f" from {low} to {top}" if option.kind == "int" else f" above 0, up to {top}"
         return kind + limits + (", or empty for auto" if option.auto else "")
     return ""
+
+
+def _plain(number: float) -> str:
+    return f"{int(number):,}" if float(number).is_integer() else f"{number:g}"
 
 
 def setting_error(name: str, reason: str) -> InvalidSetting:

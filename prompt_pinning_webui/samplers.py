@@ -46,6 +46,10 @@ LISTED = {"DPM++ 2M Hyperbatch": "DPM++ 2M Karras - Hyperbatch",
 # not listed; each keeps its own default schedule ("DPM++ SDE - Hyperbatch": the host's default).
 UNLISTED = tuple(spec.name for spec in hyperbatch.SAMPLERS.values() if spec.hyperbatch)
 
+# An old infotext's sampler, pasted into the UI -> the listed entry that renders the same
+# (its "Automatic" schedule is Karras), so the Sampling method field shows one of its choices.
+PASTED_AS = {engine: listed for listed, engine in LISTED.items()}
+
 # Hyperbatch entry -> (the host's plain entry, its k_diffusion.sampling function)
 _PLAIN_FALLBACK = {"DPM++ 2M Karras - Hyperbatch": ("DPM++ 2M", "sample_dpmpp_2m"),
                    "DPM++ SDE Karras - Hyperbatch": ("DPM++ SDE", "sample_dpmpp_sde"),
@@ -256,3 +260,12 @@ def register_when_ready() -> None:
     if getattr(shared, "opts", None) is not None:
         register_samplers()
     script_callbacks.on_before_ui(register_samplers)
+    if hasattr(script_callbacks, "on_infotext_pasted"):
+        script_callbacks.on_infotext_pasted(paste_listed_names)
+
+
+def paste_listed_names(infotext: str, params: dict) -> None:
+    """Before the UI applies a pasted infotext: old hyperbatch names become the listed ones."""
+    for key in ("Sampler", "Hires sampler"):
+        if params.get(key) in PASTED_AS:
+            params[key] = PASTED_AS[params[key]]

@@ -58,13 +58,14 @@ def intro_html(docs_href: Optional[str]) -> str:
 
 
 def docs_href() -> Optional[str]:
-    """The extension's README as the host's file= route serves it (no network needed)."""
-    from pathlib import Path
+    """The extension's README as the host's file= route serves it (no network needed); the
+    folder as the host loaded it, which may be a link into its extensions folder."""
+    import os
 
     from .links import served_path
 
     try:
-        served = served_path(Path(__file__).resolve().parent.parent / "README.md")
+        served = served_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"))
     except Exception:  # outside a WebUI: no link
         return None
     return f"file={served}" if served else None
@@ -100,9 +101,9 @@ def _group_fields(group: str, last: bool) -> list[Option]:
 def build_components(gr, tab: str, describe: Optional[Callable] = None, inputs: tuple = ()) -> list:
     """All argument components, in the panel's groups; returns them in argument order.
 
-    ``describe(prompt, negative, unit_mode, generations, lambda_, validation_batches, batch_size, steps)``
-    fills the live cost line when this tab's boxes are given in ``inputs``: (prompt, negative) or
-    (prompt, negative, batch size, steps).
+    ``describe(prompt, negative, unit_mode, generations, lambda_, validation_batches, batch_size, steps,
+    width, height)`` fills the live cost line when this tab's boxes are given in ``inputs``:
+    (prompt, negative) or (prompt, negative, batch size, steps, width, height).
     """
     components: dict[str, Any] = {}
     gr.HTML(hints_html(tab))
@@ -129,7 +130,7 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, inputs: 
                                  show_progress=False)
     if describe is not None and len(inputs) >= 2:
         watched = [inputs[0], inputs[1], components["unit_mode"], components["generations"],
-                   components["lambda_"], components["validation_batches"], *inputs[2:4]]
+                   components["lambda_"], components["validation_batches"], *inputs[2:6]]
         for source in watched:
             source.change(fn=describe, inputs=watched, outputs=[cost], show_progress=False)
     return [components[option.name] for option in ARGUMENTS]

@@ -102,6 +102,7 @@ class HostProgress:
         self.done = 0  # renders made (the panel's cost line times them)
         self.individuals = 0
         self.since = ""  # " since resuming": the journal's earlier individuals are not counted here
+        self.first_done: Optional[tuple[float, int]] = None  # (time, host calls) when the first render ended
 
     def plan(self, renders: list[tuple[int, int]]) -> None:
         """Size the job count and total bar from the engine's render calls still to come.
@@ -117,7 +118,33 @@ class HostProgress:
         calls = sum(self.renderer.calls_needed(n, self.settings) * count for n, count in renders)
         shared.state.job_count = calls
         shared.state.time_start = time.time()
+        self.first_done = None
         shared.total_tqdm.updateTotal(calls * self.steps_per_call)
+
+    def steady_clock(self) -> None:
+        """After a render: set the host's ETA clock to the seconds per sampler call, so that its ETA
+        is that time per call still to come.
+
+        The host counts a call as half done after the first of two steps, while most of a small
+        render's time is spent before that step (conditioning); and the first render also carries
+        the warm-up. So the time per call is taken over whole calls, after the first render once
+        there are more.
+        """
+        import time
+
+        from modules import shared
+
+        now, calls = time.time(), shared.state.job_no
+        if calls <= 0:
+            return
+        if self.first_done is None:
+            self.first_done = (now, calls)
+            per_call = (now - shared.state.time_start) / calls
+        elif calls > self.first_done[1]:
+            per_call = (now - self.first_done[0]) / (calls - self.first_done[1])
+        else:
+            return
+        shared.state.time_start = now - per_call * calls
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from modules import shared
@@ -125,6 +152,8 @@ class HostProgress:
         # reported after each render: the stage named is the one just finished
         self.individuals += int(done > self.done and stage.startswith(SCORED_STAGES))
         self.since = " since resuming" if stage == "resumed" else self.since
+        if done > self.done:
+            self.steady_clock()
         self.done = done
         shared.state.textinfo = progress_line(stage, self.individuals, done, total, self.since)
         if done >= total and 0 < shared.state.job_no < shared.state.job_count:
@@ -236,7 +265,8 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
         result = _run_engine(config, renderer, progress)
     finally:
         renderer.release()
-    record_speed(clock.seconds(), progress.done * settings.batch_size, progress.steps_per_call)
+    record_speed(clock.seconds(), progress.done * settings.batch_size, progress.steps_per_call,
+                 (settings.width, settings.height))
     processed = make_processed(base, result, renderer)
     _save_best_images(base, processed)
     shared.state.textinfo = None

@@ -31,8 +31,8 @@ from prompt_pinning_webui.ui import build_components  # noqa: E402
 
 pinning_samplers.register_when_ready()
 
-# The host's boxes the live cost line reads: prompt, negative prompt, batch size, sampling steps.
-WATCHED = ("prompt", "neg_prompt", "batch_size", "steps")
+# The host's boxes the live cost line reads: prompt, negative prompt, batch size, sampling steps, size.
+WATCHED = ("prompt", "neg_prompt", "batch_size", "steps", "width", "height")
 WATCHED_IDS = {f"{tab}_{name}" for tab in ("txt2img", "img2img") for name in WATCHED}
 
 

@@ -15,15 +15,33 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 
-def file_status(route_path: str, webui_dir: Path, allowed: list[Path], serves_working_dir: bool) -> int:
+def gradio_abspath(route_path: str, webui_dir: Path) -> Path:
+    """Gradio's ``utils.abspath``: an absolute path as given; a relative one joined to the working
+    directory, resolved only when no part of it is a symbolic link."""
     path = Path(route_path)
-    resolved = (path if path.is_absolute() else webui_dir / path).resolve()
-    if any(part.startswith(".") for part in resolved.parts) or resolved.is_dir():
+    if path.is_absolute():
+        return path
+    joined = webui_dir / path
+    if joined.is_symlink() or any(parent.is_symlink() for parent in joined.parents):
+        return joined
+    return joined.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return not str(path.relative_to(folder)).startswith("..")
+    except ValueError:
+        return False
+
+
+def file_status(route_path: str, webui_dir: Path, allowed: list[Path], serves_working_dir: bool) -> int:
+    path = gradio_abspath(route_path, webui_dir)
+    if any(part.startswith(".") for part in path.parts) or path.is_dir():
         return 403
-    if not resolved.is_file():
+    if not path.is_file():
         return 404
-    places = [p.resolve() for p in allowed] + ([webui_dir.resolve()] if serves_working_dir else [])
-    return 200 if any(resolved.is_relative_to(place) for place in places) else 403
+    places = [Path(p) for p in allowed] + ([webui_dir] if serves_working_dir else [])
+    return 200 if any(_inside(path, place) for place in places) else 403
 
 
 class FileRouteServer:

@@ -56,3 +56,17 @@ def test_a_webui_without_sysinfo_is_reported_not_failed(sysinfo_server, capsys):
     url, _ = sysinfo_server
     assert load_tool().show_host(url) is None
     assert "HTTP 404; version unknown" in capsys.readouterr().out
+
+
+def test_arguments_are_found_by_option_name_under_the_panel_labels():
+    from prompt_pinning.options import OPTIONS
+    from prompt_pinning_webui.panel import label
+
+    tool = load_tool()
+    info = {"args": [{"label": label(option.name), "value": option.ui_default} for option in OPTIONS]}
+    args = tool.script_args_from(info, {"initial_std": -1, "resume": "run"})
+    assert args[5] == -1 and args[24] == "run"
+    assert [i for i, (a, o) in enumerate(zip(args, OPTIONS)) if a != o.ui_default] == [5, 24]
+    info["args"][24]["label"] = "Something else"
+    with pytest.raises(SystemExit, match="argument 24 \\(resume\\)"):
+        tool.arg_index(info, "resume")

@@ -52,12 +52,15 @@ def test_served_path_is_relative_to_the_webui_folder_or_absolute_where_allowed(w
     assert (served_path(inside) is None) == (host == "forge")
 
 
-def a1111_html_info(processed) -> str:
-    """What A1111 puts in #html_info_txt2img: the infotext, then the comments, as plain text."""
-    def as_html(text):
-        return "<p>" + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
+def a1111_result_boxes(processed) -> str:
+    """A1111's result boxes: the infotext in #html_info_txt2img, the comments under it in
+    #html_log_txt2img (modules/txt2img.py), each as plain text turned into a paragraph."""
+    def as_html(text, classname=""):
+        lines = "<br>\n".join(html.escape(line) for line in text.split("\n"))
+        return f"<p class='{classname}'>{lines}</p>" if classname else f"<p>{lines}</p>"
 
-    return as_html(processed.info) + as_html(processed.comments).replace("<p>", '<p class="comments">', 1)
+    return (f'<div id="html_info_txt2img">{as_html(processed.info)}</div>'
+            f'<div id="html_log_txt2img">{as_html(processed.comments, "comments")}</div>')
 
 
 def run_in_webui(interrupt: str = ""):
@@ -85,7 +88,7 @@ def test_the_link_the_page_builds_answers_200_from_the_file_route(webui, host, i
         forge_stand_in.install()
     processed = run_in_webui(interrupt)
     assert REPORT_LABEL in processed.comments
-    page = (f'<!doctype html><html><body><div id="html_info_txt2img">{a1111_html_info(processed)}</div>'
+    page = (f'<!doctype html><html><body>{a1111_result_boxes(processed)}'
             f'<script src="/prompt_pinning.js"></script></body></html>').encode()
     server = FileRouteServer(webui, [webui], serves_working_dir=host == "a1111",
                              pages={"/": page, "/prompt_pinning.js": JS.read_bytes()})
@@ -124,3 +127,18 @@ def test_the_route_stand_in_refuses_what_gradio_refuses(tmp_path):
     assert file_status("txt2img-images/a.html", webui, [webui], serves_working_dir=True) == 404  # the old link
     assert file_status(str(tmp_path / "other.html"), webui, [webui], serves_working_dir=True) == 403
     assert file_status(str(tmp_path / "other.html"), webui, [tmp_path], serves_working_dir=False) == 200
+
+
+def test_a_linked_extension_is_served_under_the_webui_folder(webui, tmp_path):
+    """An extension linked into extensions/ from elsewhere: Gradio keeps the link in the path."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "README.md").write_text("docs")
+    (webui / "extensions").mkdir()
+    (webui / "extensions" / "sd-prompt-pinning").symlink_to(checkout)
+    readme = webui / "extensions" / "sd-prompt-pinning" / "README.md"
+    assert served_path(readme) == "extensions/sd-prompt-pinning/README.md"
+    assert file_status(served_path(readme), webui, [webui], serves_working_dir=True) == 200
+    # the same file named by its real place is outside every served folder
+    assert served_path(readme.resolve()) is None
+    assert file_status(str(readme.resolve()), webui, [webui], serves_working_dir=True) == 403

@@ -248,3 +248,17 @@ def test_plain_sampler_callbacks_pass_through_unchanged(monkeypatch):
     seen = host_callbacks(monkeypatch)
     render(["red circle"] * 2, ["blue"] * 2, [1, 2], "DPM++ 2M")
     assert [d["i"] for d in seen] == list(range(8))
+
+
+@pytest.mark.parametrize("old,new", [("DPM++ 2M Karras - Hyperbatch", "DPM++ 2M Hyperbatch"),
+                                     ("DPM++ SDE Karras - Hyperbatch", "DPM++ SDE Hyperbatch")])
+def test_a_pasted_old_infotext_fills_in_the_listed_sampler(old, new):
+    pinning_samplers.register_when_ready()
+    params = {"Sampler": old, "Schedule type": "Automatic", "Hires sampler": old, "Steps": "3"}
+    script_callbacks.infotext_pasted_callback(f"red circle\nSteps: 3, Sampler: {old}", params)
+    assert params == {"Sampler": new, "Schedule type": "Automatic", "Hires sampler": new, "Steps": "3"}
+    assert new in sd_samplers.visible_sampler_names()  # a choice of the Sampling method field
+    assert sd_samplers.get_sampler_and_scheduler(params["Sampler"], params["Schedule type"]) == (new, "Automatic")
+    plain = {"Sampler": "Euler a", "Schedule type": "Automatic"}
+    script_callbacks.infotext_pasted_callback("x", plain)
+    assert plain == {"Sampler": "Euler a", "Schedule type": "Automatic"}

@@ -81,17 +81,18 @@ def test_the_open_group_holds_the_basics_and_every_option_has_a_plain_label(scri
 
 
 def test_the_cost_line_is_wired_once_to_the_prompt_and_the_fields_that_set_the_cost(script):
-    boxes = {name: gradio.Textbox() for name in ("prompt", "neg_prompt", "batch_size", "steps")}
+    boxes = {name: gradio.Textbox() for name in ("prompt", "neg_prompt", "batch_size", "steps", "width", "height")}
     for name, box in boxes.items():
         script.after_component(box, elem_id=f"txt2img_{name}")
     script.ui(False)
     script.ui(False)  # the API's second call adds no events
     wired = [c for c in gradio.created if any(e[3] and e[3][0].kwargs.get("elem_id", "").endswith("_cost")
                                               for e in c.events)]
-    assert len(wired) == 8
+    assert len(wired) == 10
     assert all(box in wired for box in boxes.values())
     _, fn, inputs, _ = boxes["prompt"].events[0]
-    assert inputs[:2] == [boxes["prompt"], boxes["neg_prompt"]] and inputs[-2:] == [boxes["batch_size"], boxes["steps"]]
+    assert inputs[:2] == [boxes["prompt"], boxes["neg_prompt"]]
+    assert inputs[-4:] == [boxes["batch_size"], boxes["steps"], boxes["width"], boxes["height"]]
 
 
 @pytest.mark.parametrize("generations,lambda_", [("", ""), ("4", "6")])
@@ -111,14 +112,28 @@ def test_the_cost_line_follows_the_prompt_and_the_typed_values(script, engine_re
     assert "Type a prompt" in describe_cost("", "", "word")
 
 
+def test_a_bad_typed_value_in_the_cost_line_names_the_fields_label(script, engine_ready):
+    from prompt_pinning_webui.cost import describe_cost
+
+    line = describe_cost("a red circle", "", "word", "", "1", 1, 2, 20)
+    assert "Cannot count the cost yet: Candidates per generation (lambda_): must be &gt;= 2" in line
+    assert "or empty for auto" in line and "or 0 for auto" not in line
+
+
 def test_the_cost_line_gives_minutes_at_the_last_speed():
     from prompt_pinning_webui import cost
 
     cost._last_speed.clear()
     plan = {"generations": 2, "lambda_": 3, "renders": 100}
     assert "minutes" not in cost.cost_html(4, plan, 8, 20)
-    cost.record_speed(seconds=60.0, images=100, steps=20)  # 0.03 s per image-step
-    assert "about 8 minutes at your last speed" in cost.cost_html(4, plan, 8, 20)  # 100 x 8 x 20 x 0.03 s
+    assert "<b>1</b> pinnable unit &rarr; auto: 1 generation of 3" in cost.cost_html(1, dict(plan, generations=1), 8, 20)
+    cost.record_speed(seconds=60.0, images=100, steps=20, size=(64, 64))  # 0.03 s per image-step
+    assert "about 8 minutes at your last speed" in cost.cost_html(4, plan, 8, 20, (64, 64))  # 100 x 8 x 20 x 0.03 s
+    # a speed measured at 64x64 gives no time for 512x512
+    other = cost.cost_html(4, plan, 8, 20, (512, 512))
+    assert "minutes" not in other and "no time yet at 512x512 (last run: 64x64)" in other
+    line = cost.describe_cost("a red circle", "", "word", "2", "3", 1, 8, 20, 512, 768)
+    assert "last run: 64x64" in line and "minutes" not in line
     cost._last_speed.clear()
 
 
@@ -408,8 +423,12 @@ def test_an_interrupt_before_the_first_image_returns_no_image_and_no_error(scrip
 
 
 @pytest.mark.parametrize("name,value,expected", [
-    ("lambda_", 1, "Candidates per generation (lambda_): must be >= 2 (DEAP keeps int(lambda_ / 2) parents, "
-                   "so 1 leaves none) or empty for auto, got 1. It takes a whole number 0 .. 1,000, or empty for auto."),
+    ("lambda_", 1, "Candidates per generation (lambda_): must be >= 2 (half of the candidates, rounded down, become "
+                   "parents: 1 leaves none) or empty for auto, got 1. It takes a whole number from 2 to 1,000, or "
+                   "empty for auto."),
+    ("generations", 10**5, "Generations: must be <= 10,000 (each generation renders lambda_ batches; 10,000 is days "
+                           "of rendering), got 100000. It takes a whole number from 1 to 10,000, or empty for auto."),
+    ("cs", 2, "Step-size cumulation (cs): must be <= 1, got 2. It takes a number above 0, up to 1, or empty for auto."),
     ("initial_std", -1, "Initial step size (sigma): must be > 0, got -1. It takes a number > 0, <= 10."),
     ("seed_schedule", "daily", "Seed schedule: must be one of fixed, rotating; got 'daily'."),
 ])
@@ -442,6 +461,40 @@ def test_a_bad_value_over_the_api_keeps_its_index(script):
     with pytest.raises(Exception) as info:
         script.run(p, *args)
     assert f"script_args[{ARGUMENT_INDEX['lambda_']}]" in str(getattr(info.value, "detail", info.value))
+
+
+def test_the_eta_after_each_render_is_the_time_per_call_still_to_come(monkeypatch):
+    import time
+
+    from prompt_pinning.rendering import GenerationSettings
+    from prompt_pinning_webui.webui_run import HostProgress
+
+    class Renderer:
+        def calls_needed(self, individuals, settings):
+            return individuals
+
+    def host_eta():  # modules/progress.py: elapsed / share done - elapsed
+        state = shared.state
+        share = state.job_no / state.job_count + state.sampling_step / max(1, state.sampling_steps) / state.job_count
+        elapsed = clock[0] - state.time_start
+        return elapsed / share - elapsed
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    progress = HostProgress(Renderer(), GenerationSettings(seed=1, batch_size=2), steps_per_call=2)
+    shared.state.begin()
+    progress.plan([(1, 10)])
+    etas = []
+    for done, seconds in enumerate([30, 10, 10, 12, 8], start=1):  # the first render carries a warm-up
+        clock[0] += seconds
+        shared.state.nextjob()
+        progress("baseline" if done == 1 else "generation 1/9", done, 10)
+        etas.append(round(host_eta(), 6))
+    assert etas[0] == 30 * 9  # only the first render is known yet
+    assert etas[1:] == [10 * 8, 10 * 7, 32 / 3 * 6, 10 * 5]  # the mean call since the first render
+    shared.state.sampling_steps, shared.state.sampling_step = 2, 1  # half way into the next call, 5 s in
+    clock[0] += 5
+    assert host_eta() == pytest.approx(55 * 4.5 / 5.5, rel=1e-9)  # the host's own share: near 10 x 4.5
 
 
 def test_progress_names_the_stage_from_the_first_second_and_counts_the_reports_individuals(script, engine_ready,

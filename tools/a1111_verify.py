@@ -56,9 +56,11 @@ INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning loss seeds", "Pin
              "Pinning validation loss", "Pinning stop", "Pinning report")
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the engine's option schema
 from prompt_pinning.options import OPTIONS  # noqa: E402
+from prompt_pinning_webui.panel import label as panel_label  # noqa: E402
 
-# script_args 25-27, 36 and 37 and their defaults, as the extension declares them (its option schema)
-NEWER_ARGS = {i: (OPTIONS[i].label, OPTIONS[i].ui_default) for i in (25, 26, 27, 36, 37)}
+# script_args 25-27, 36 and 37, their panel labels and defaults, as the extension declares them
+NEWER_ARGS = {i: (panel_label(OPTIONS[i].name), OPTIONS[i].ui_default) for i in (25, 26, 27, 36, 37)}
+ARG_INDEX = {option.name: i for i, option in enumerate(OPTIONS)}
 # file kinds a run folder may hold: data formats only, nothing that is unpickled
 RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".gif", ".js", ".css",
                      ".txt", ".csv", ".tmp")
@@ -107,19 +109,22 @@ def find_script_info(infos, is_img2img):
     return None
 
 
-def arg_index(info, prefix):
-    """The position of the one script argument whose label starts with ``prefix``."""
-    matches = [i for i, arg in enumerate(info["args"]) if arg["label"].startswith(prefix)]
-    if len(matches) != 1:
-        raise SystemExit(f"script-info: expected one argument labelled '{prefix}...', found {len(matches)}")
-    return matches[0]
+def arg_index(info, name):
+    """The script_args position of option ``name``; script-info must show the panel's label there."""
+    index = ARG_INDEX[name]
+    args = info["args"]
+    found = args[index]["label"] if index < len(args) else None
+    if found != panel_label(name):
+        raise SystemExit(f"script-info: expected argument {index} ({name}) labelled {panel_label(name)!r}, "
+                         f"found {found!r}")
+    return index
 
 
 def script_args_from(info, overrides):
-    """Defaults from /sdapi/v1/script-info, with values replaced by label prefix."""
+    """Defaults from /sdapi/v1/script-info, with values replaced by option name."""
     args = [arg.get("value") for arg in info["args"]]
-    for prefix, value in overrides.items():
-        args[arg_index(info, prefix)] = value
+    for name, value in overrides.items():
+        args[arg_index(info, name)] = value
     return args
 
 
@@ -175,7 +180,7 @@ def check_listing(url, check):
         args = found["txt2img"]["args"]
         seen = {i: (args[i]["label"], args[i]["value"]) if i < len(args) else None for i in NEWER_ARGS}
         check.record("script-info: newer script_args", all(
-            seen[i] and seen[i][0].startswith(label) and seen[i][1] == value
+            seen[i] and seen[i][0] == label and seen[i][1] == value
             for i, (label, value) in NEWER_ARGS.items()), f"{seen}")
         for i, arg in enumerate(found["txt2img"]["args"]):
             choices = f" choices={arg['choices']}" if arg.get("choices") else ""
@@ -203,14 +208,14 @@ def check_errors(url, opts, info, check):
     status, payload, _ = call(url, "/sdapi/v1/txt2img", base_request(opts, PLAIN_SAMPLER, args[:3]))
     check.record("errors: short script_args refused", 400 <= status < 500,
                  f"HTTP {status}: {str(payload)[:300]}")
-    bad = script_args_from(info, {"Initial population STD": -1})
+    bad = script_args_from(info, {"initial_std": -1})
     status, payload, _ = call(url, "/sdapi/v1/txt2img", base_request(opts, PLAIN_SAMPLER, bad))
     check.record("errors: negative STD refused", 400 <= status < 500,
                  f"HTTP {status}: {str(payload)[:300]}")
 
 
 def pinning_args(info, opts):
-    return script_args_from(info, {"CMA seed": opts.cma_seed, "Number of generations": opts.generations,
+    return script_args_from(info, {"cma_seed": opts.cma_seed, "generations": opts.generations,
                                    "lambda_": opts.lambda_})
 
 
@@ -235,7 +240,7 @@ def run_pinning(url, path, request, name, opts, check):
 
 def check_interrupt(url, opts, info, check):
     """Start a run of many generations, interrupt it, expect the best-so-far images."""
-    args = script_args_from(info, {"CMA seed": opts.cma_seed, "Number of generations": 50,
+    args = script_args_from(info, {"cma_seed": opts.cma_seed, "generations": 50,
                                    "lambda_": opts.lambda_})
     request = base_request(opts, PLAIN_SAMPLER, args)
     result = {}
@@ -285,7 +290,7 @@ def infotext_seeds(payload):
 
 def check_resume(url, opts, info, check):
     """Interrupt a run pinned to a target, resume it, compare with an uninterrupted run."""
-    overrides = {"CMA seed": opts.cma_seed, "Number of generations": max(2, opts.generations),
+    overrides = {"cma_seed": opts.cma_seed, "generations": max(2, opts.generations),
                  "lambda_": opts.lambda_}
     request = base_request(opts, PLAIN_SAMPLER, script_args_from(info, overrides))
     target = _grey_png(opts.size, level=0x30)
@@ -307,7 +312,7 @@ def check_resume(url, opts, info, check):
         return check.record("resume", False, f"interrupted run: HTTP {status}: {str(cut)[:300]}")
     run_dir = report[: -len("index.html")].rstrip("/")  # relative to the outputs folder
     print(f"    interrupted run: {info_value(cut, 'Pinning stop')}, folder {run_dir}")
-    resume_index = arg_index(info, "Resume run folder")
+    resume_index = arg_index(info, "resume")
     resumed_args = list(request["script_args"])
     resumed_args[0], resumed_args[resume_index] = None, run_dir  # no target given: the run keeps its own
     status, resumed, seconds = call(url, "/sdapi/v1/txt2img", dict(request, script_args=resumed_args),
@@ -359,7 +364,7 @@ def check_paths(url, opts, info, check):
              "'..' path": os.path.join(folder, "..", os.path.basename(folder), "outside.png")}
     details = {}
     for label, name in names.items():
-        args = script_args_from(info, {"Target images": [{"name": name}], "Number of generations": 1,
+        args = script_args_from(info, {"targets": [{"name": name}], "generations": 1,
                                        "lambda_": 2})
         status, payload, seconds = call(url, "/sdapi/v1/txt2img", base_request(opts, PLAIN_SAMPLER, args),
                                         timeout=120)
@@ -375,7 +380,7 @@ def check_paths(url, opts, info, check):
 
 def check_hang(url, opts, info, check):
     """10^9 generations: refused, or interruptible within seconds of the current render."""
-    args = script_args_from(info, {"CMA seed": opts.cma_seed, "Number of generations": 10**9,
+    args = script_args_from(info, {"cma_seed": opts.cma_seed, "generations": 10**9,
                                    "lambda_": opts.lambda_})
     request = base_request(opts, PLAIN_SAMPLER, args)
     request.update(batch_size=1)

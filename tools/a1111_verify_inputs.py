@@ -68,7 +68,7 @@ def check_decoders(v, url, opts, info, check):
     for fmt, data in OTHER_FORMATS.items():
         encoded = base64.b64encode(data).decode()
         for form, target in (("base64", encoded), ("data dict", {"data": "data:image/png;base64," + encoded})):
-            args = v.script_args_from(info, {"Target images": [target], "Number of generations": 1, "lambda_": 2})
+            args = v.script_args_from(info, {"targets": [target], "generations": 1, "lambda_": 2})
             status, payload, seconds = v.call(url, "/sdapi/v1/txt2img", v.base_request(opts, v.PLAIN_SAMPLER, args),
                                               timeout=120)
             detail = str(v._detail(payload))
@@ -104,7 +104,7 @@ def _no_server_paths(text):
 
 def check_public(v, url, opts, info, check):
     """No absolute server path or traceback in answers; a failed render names its cause."""
-    resume = v.arg_index(info, "Resume run folder")
+    resume = v.arg_index(info, "resume")
     for name, folder in (("outside the outputs", "/etc"), ("missing", "txt2img-images/prompt_pins/99999999")):
         args = v.pinning_args(info, opts)
         args[resume] = folder
@@ -119,7 +119,7 @@ def check_public(v, url, opts, info, check):
     check.record("public: infotext names the report relative to the outputs",
                  bool(report) and not report.startswith("/") and "prompt_pins/" in report, f"{report}")
     request = v.base_request(opts, v.PLAIN_SAMPLER, v.script_args_from(
-        info, {"Number of generations": 1, "lambda_": 2, "Validation batches": 0}))
+        info, {"generations": 1, "lambda_": 2, "validation_batches": 0}))
     request.update(width=opts.fail_size, height=opts.fail_size, batch_size=1, steps=1)
     started = time.monotonic()
     status, payload, seconds = v.call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)

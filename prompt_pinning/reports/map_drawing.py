@@ -54,7 +54,10 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     scale = float(np.percentile(strength, 99.5)) if strength.size else 0.0
     first = heat_cell(strength[0, 0], None, scale) if units and slots else Image.new("RGB", (CELL, CELL))
     font = ImageFont.load_default()
-    width, height = LABEL_WIDTH + slots * (first.width + 4) + 8, HEAD + units * (first.height + 4) + 8
+    labels = [label if len(label) <= 30 else label[:29] + "\u2026" for label in labels]  # a long phrase
+    # the text column fits each unit's label and note, whole
+    left = max([LABEL_WIDTH] + [int(font.getlength(text)) + 16 for text in (*labels[:units], *notes[:units])])
+    width, height = left + slots * (first.width + 4) + 8, HEAD + units * (first.height + 4) + 8
     note = "one colour scale for all units (per unit of weight; the top 0.5% clipped):"
     width = max(width, int(max(font.getlength(title), font.getlength(note))) + 16)  # text is never cut
     canvas = Image.new("RGB", (width, height), "white")
@@ -68,11 +71,11 @@ def influence_grid(strength: np.ndarray, labels: Sequence[str], notes: Sequence[
     draw.text((36 + BAR_WIDTH, 34), f"{scale:.3g}", fill="black", font=font)
     for u in range(units):
         top = HEAD + u * (first.height + 4)
-        draw.text((8, top + 4), labels[u][:30], fill="black", font=font)
-        draw.text((8, top + 18), notes[u][:30], fill=(90, 90, 90), font=font)
+        draw.text((8, top + 4), labels[u], fill="black", font=font)
+        draw.text((8, top + 18), notes[u], fill=(90, 90, 90), font=font)
         for k in range(slots):
             backdrop = backdrops[k] if k < len(backdrops) else None
-            canvas.paste(heat_cell(strength[u, k], backdrop, scale), (LABEL_WIDTH + k * (first.width + 4), top))
+            canvas.paste(heat_cell(strength[u, k], backdrop, scale), (left + k * (first.width + 4), top))
     return canvas
 
 
