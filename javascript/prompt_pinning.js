@@ -43,12 +43,15 @@
     var RESULT = /Prompt pinning result: ([^\n<]*)/;
 
     // The result line and the report link lead the info box: they are what a person reads first.
+    // Both hosts show the run's comments in the log box under it (#html_log_<tab>), not in the info box.
     function linkReport(app) {
         ["txt2img", "img2img"].forEach(function (tab) {
             var info = app.querySelector("#html_info_" + tab);
             if (!info) return;
+            var log = app.querySelector("#html_log_" + tab);
             var existing = info.querySelector(".prompt-pinning-header");
-            var text = (info.textContent || "").replace(existing ? existing.textContent : "", "");
+            var text = (info.textContent || "").replace(existing ? existing.textContent : "", "") +
+                "\n" + (log ? log.textContent || "" : "");
             var match = REPORT.exec(text);
             var result = RESULT.exec(text);
             if (!match && !result) {
