@@ -66,3 +66,15 @@ def test_a_run_refuses_an_unknown_network_before_rendering():
                           renderer)
     assert [u.kind for u in vector.units] == ["word"] * 3 + ["lora"] * 2
     assert sorted(NETWORKS) == ["palette", "placement", "size"]
+
+
+def test_an_unreadable_tag_is_ignored_as_the_hosts_do_and_refused_with_network_units():
+    settings = GenerationSettings(seed=5, batch_size=1, steps=4, sampler="DPM++ 2M")
+    plain, bad, bad_known = BuiltinRenderer().render(
+        [("a red circle", ""), ("a red circle <lora:x:abc>", ""), ("a red circle <lora:size:abc>", "")], settings)
+    assert torch.equal(bad.images, plain.images) and torch.equal(bad_known.images, plain.images)
+    text, strengths = network_strengths("a circle <lora:size:abc> <lora:palette:0.5>")
+    assert (text, strengths) == ("a circle  ", {"palette": 0.5})  # the readable tag still acts
+    with pytest.raises(PromptError, match=r"<lora:size:abc> at character 13: strength 'abc' is not a number"):
+        build_vector(PinningConfig("a red circle <lora:size:abc>", network_units=True), BuiltinRenderer())
+    build_vector(PinningConfig("a red circle <lora:size:abc>"), BuiltinRenderer())  # units off: left as written

@@ -61,3 +61,24 @@ def test_each_individuals_infotext_names_its_own_strength_and_the_lora_hash():
         for text in batch.infotexts:
             assert text.startswith(positive + "\n")
             assert ('Lora hashes: "style: 0123abcd"' in text) == ("<lora:" in positive)
+
+
+def test_negative_prompt_tags_stay_as_written_on_the_host(caplog):
+    from prompt_pinning.config import PinningConfig
+    from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer
+    from prompt_pinning.run.builders import build_vector
+
+    renderer = A1111Renderer(base_p(), tokenizer=ClipBpeTokenizer())
+    negative = "blurry <lora:style:0.5>, dark"
+    config = PinningConfig(positive="red circle <lora:style:0.8>", negative=negative, network_units=True)
+    vector = build_vector(config, renderer)
+    assert [(u.kind, u.prompt) for u in vector.units if u.kind != "word"] == [("lora", "positive")]
+    offsets = [0.3] * vector.size
+    assert vector.render(offsets)[1].count("<lora:style:0.5>") == 1  # written as typed, whatever the offsets
+    assert "does not apply extra networks of the negative prompt" in caplog.text
+    # the built-in model applies them: there they are units
+    from prompt_pinning.builtin.renderer import BuiltinRenderer
+
+    builtin = build_vector(PinningConfig(positive="a red circle <lora:size:0.8>", negative="<lora:palette:0.5>",
+                                         network_units=True), BuiltinRenderer())
+    assert [u.prompt for u in builtin.units if u.kind != "word"] == ["positive", "negative"]
