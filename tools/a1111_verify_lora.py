@@ -4,7 +4,8 @@
   strengths    plain txt2img (no script) of the same seed with ``<lora:NAME:w>`` at w = 0, 0.5 and 1,
                and at te only / unet only: the host's own extra-network code applies the strength,
                so the images differ from each other, and w = 0 matches the prompt without the tag
-  pinning      a tiny pinning run with network_units on (script_args[39]) on a prompt with
+  pinning      a tiny pinning run with network_units on (script_args[39]), room for a generation per
+               sampler call (script_args[23]), on a prompt with
                ``<lora:NAME:0.8>``: the infotext's pinned prompt carries the pinned strength in the host's
                syntax, its "Lora hashes" names the LoRA, the returned images are what the host renders
                for the pinned prompt alone, and (with --outputs) final_result.json lists a unit of
@@ -140,6 +141,8 @@ def check_pinning(v, url, opts, info, check, name):
     """A pinning run with network units: the pinned strength reaches the host and the records."""
     request = v.base_request(opts, v.PLAIN_SAMPLER, v.pinning_args(info, opts))
     request["script_args"][NETWORK_UNITS] = True
+    # room for a whole generation per sampler call, as on a GPU: individuals must still not share one
+    request["script_args"][v.arg_index(info, "Images per sampler call")] = opts.batch * (opts.lambda_ + 1)
     request["prompt"] = f"{opts.prompt} {_tag(name, opts.lora_strength)}"
     print(f"--- lora pinning: {request['prompt']!r}, network_units on", flush=True)
     status, payload, seconds = v.call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)
