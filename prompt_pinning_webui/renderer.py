@@ -85,6 +85,9 @@ class A1111Renderer:
     """Render prompt pairs with the WebUI's loaded model and settings of ``base_p``."""
 
     name = "a1111"
+    # The host activates the networks of positive prompts only: a tag in the negative prompt
+    # reaches the text encoder as text, so its strength is no unit (network_units).
+    negative_networks = False
 
     def __init__(self, base_p: Any, *, max_images_per_call: Optional[int] = None, tokenizer=None,
                  process_images: Callable = _host_process_images,

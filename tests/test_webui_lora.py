@@ -61,3 +61,52 @@ def test_each_individuals_infotext_names_its_own_strength_and_the_lora_hash():
         for text in batch.infotexts:
             assert text.startswith(positive + "\n")
             assert ('Lora hashes: "style: 0123abcd"' in text) == ("<lora:" in positive)
+
+
+def test_negative_prompt_tags_stay_as_written_on_the_host(caplog):
+    from prompt_pinning.config import PinningConfig
+    from prompt_pinning.prompt.tokenizers import ClipBpeTokenizer
+    from prompt_pinning.run.builders import build_vector
+
+    renderer = A1111Renderer(base_p(), tokenizer=ClipBpeTokenizer())
+    negative = "blurry <lora:style:0.5>, dark"
+    config = PinningConfig(positive="red circle <lora:style:0.8>", negative=negative, network_units=True)
+    vector = build_vector(config, renderer)
+    assert [(u.kind, u.prompt) for u in vector.units if u.kind != "word"] == [("lora", "positive")]
+    offsets = [0.3] * vector.size
+    assert vector.render(offsets)[1].count("<lora:style:0.5>") == 1  # written as typed, whatever the offsets
+    assert "does not apply extra networks of the negative prompt" in caplog.text
+    # the built-in model applies them: there they are units
+    from prompt_pinning.builtin.renderer import BuiltinRenderer
+
+    builtin = build_vector(PinningConfig(positive="a red circle <lora:size:0.8>", negative="<lora:palette:0.5>",
+                                         network_units=True), BuiltinRenderer())
+    assert [u.prompt for u in builtin.units if u.kind != "word"] == ["positive", "negative"]
+
+
+def test_an_infotext_the_host_did_not_write_still_names_the_lora_hashes(monkeypatch):
+    import sys
+    import types
+
+    from modules import shared
+
+    from prompt_pinning_webui.webui_run import fallback_infotext
+
+    class OnDisk:  # the Lora extension's NetworkOnDisk: the hash is read when first needed
+        def __init__(self, shorthash):
+            self.shorthash, self.hash_to_read = "", shorthash
+
+        def read_hash(self):
+            self.shorthash = self.hash_to_read
+
+    lora = types.ModuleType("networks")
+    lora.available_networks = {"style_v2": OnDisk("0123abcd"), "grain": OnDisk("")}
+    lora.available_network_aliases = {"style": lora.available_networks["style_v2"]}
+    monkeypatch.setitem(sys.modules, "networks", lora)
+    settings = {"steps": 3, "sampler": "Euler", "cfg_scale": 7, "width": 16, "height": 16}
+    text = fallback_infotext("red <lora:style:0.7> <lora:grain:1> <lora:gone:1> <hypernet:style:1>", "",
+                             settings, 5)
+    assert 'Lora hashes: "style: 0123abcd"' in text  # grain has no hash (--no-hashing), gone no file
+    assert "Lora hashes" not in fallback_infotext("red circle", "", settings, 5)
+    monkeypatch.setattr(shared.opts, "lora_add_hashes_to_infotext", False, raising=False)
+    assert "Lora hashes" not in fallback_infotext("red <lora:style:0.7>", "", settings, 5)

@@ -4,15 +4,19 @@
   strengths    plain txt2img (no script) of the same seed with ``<lora:NAME:w>`` at w = 0, 0.5 and 1,
                and at te only / unet only: the host's own extra-network code applies the strength,
                so the images differ from each other, and w = 0 matches the prompt without the tag
-  pinning      a tiny pinning run with network_units on (script_args[39]) on a prompt with
+  pinning      a tiny pinning run with network_units on (script_args[39]), room for a generation per
+               sampler call (script_args[23]), on a prompt with
                ``<lora:NAME:0.8>``: the infotext's pinned prompt carries the pinned strength in the host's
                syntax, its "Lora hashes" names the LoRA, the returned images are what the host renders
-               for the pinned prompt alone, and final_result.json (with --outputs) lists a unit of
-               kind lora with that strength
+               for the pinned prompt alone, and (with --outputs) final_result.json lists a unit of
+               kind lora with that strength and the first individuals' saved images are what the host
+               renders for each one's own prompt (none took another's strength)
   refusals     with network_units on, an unknown LoRA name is refused with HTTP 4xx naming the LoRAs
                the host has, and a strength outside the range is refused, both before any render
 The host needs LoRA hashing for "Lora hashes" (A1111: do not pass --no-hashing). Standard library only.
 """
+import argparse
+import base64
 import json
 import os
 import re
@@ -33,8 +37,6 @@ def add_options(parser):
 
 def png_pixels(encoded):
     """(width, height, bytes per pixel, pixel bytes) of an 8-bit, non-interlaced PNG (base64)."""
-    import base64
-
     data = base64.b64decode(encoded.split(",", 1)[-1])
     pos, chunks, header = 8, [], None
     while pos < len(data):
@@ -139,6 +141,8 @@ def check_pinning(v, url, opts, info, check, name):
     """A pinning run with network units: the pinned strength reaches the host and the records."""
     request = v.base_request(opts, v.PLAIN_SAMPLER, v.pinning_args(info, opts))
     request["script_args"][NETWORK_UNITS] = True
+    # room for a whole generation per sampler call, as on a GPU: individuals must still not share one
+    request["script_args"][v.arg_index(info, "Images per sampler call")] = opts.batch * (opts.lambda_ + 1)
     request["prompt"] = f"{opts.prompt} {_tag(name, opts.lora_strength)}"
     print(f"--- lora pinning: {request['prompt']!r}, network_units on", flush=True)
     status, payload, seconds = v.call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)
@@ -170,7 +174,35 @@ def check_pinning(v, url, opts, info, check, name):
     pinned_weight = lora[0].get("pinned_weight") if lora else None
     check.record("lora: final_result.json lists the LoRA unit", len(lora) == 1 and strength is not None
                  and abs(float(pinned_weight) - strength) < 1e-6, f"{lora}")
+    check_individuals(v, url, opts, check, os.path.dirname(path))
     return True
+
+
+def check_individuals(v, url, opts, check, run_dir, most=2):
+    """Individuals with other strengths, rendered in one run, each match the host's render of their own
+    prompt: none took another's networks (the host applies a batch's first prompt's to all of it)."""
+    found = []
+    for root, _, files in sorted(os.walk(run_dir)):
+        if "batch_stats.json" in files and os.path.basename(os.path.dirname(root)).isdigit():
+            with open(os.path.join(root, "batch_stats.json"), encoding="utf-8") as handle:
+                stats = json.load(handle)
+            if stats.get("generation") and "<lora:" in stats.get("prompt", ""):
+                found.append((root, stats))
+    diffs = []
+    for root, stats in found[:most]:
+        seeds = stats["seeds"]
+        request_opts = argparse.Namespace(**{**vars(opts), "seed": seeds[0]})
+        _, again, _ = _plain(v, url, request_opts, stats["prompt"], stats["negative_prompt"], batch=len(seeds))
+        saved = []
+        for image in stats["images"]:
+            with open(os.path.join(root, image), "rb") as handle:
+                saved.append(base64.b64encode(handle.read()).decode())
+        diff = max((difference(a, b) for a, b in zip(saved, again)), default=float("inf"))
+        diffs.append(diff)
+        strength = re.search(r"<lora:[^>]*>", stats["prompt"]).group(0)
+        print(f"    individual {stats['individual_id']} {strength}: mean |difference| from its own render {diff:.2f}")
+    check.record("lora: each individual was rendered with its own strength", len(diffs) == min(most, len(found))
+                 and len(diffs) > 0 and max(diffs) < CHANGED, f"{len(found)} individuals, differences {diffs}")
 
 
 def check_refusals(v, url, opts, info, check, name):

@@ -8,12 +8,14 @@ module>`` for the UNet (the host maps diffusers block names to its own), each wi
 ``.lora_down.weight`` (rank x in), ``.lora_up.weight`` (out x rank) and ``.alpha`` (= rank,
 so the host's alpha / rank scale is 1). Convolutions (proj_in, proj_out) get 1x1 kernels.
 
-Targets: every text-encoder layer's attention projections and MLP, and every UNet transformer
-block's two attentions, feed-forward and projections, so that both the te and the unet
-strength of ``<lora:name:te:unet>`` change the image. ``--scale`` sizes the update against the
-layer's own default-initialised weights (their standard deviation is 1/sqrt(3 * fan_in); the
-update's is scale/sqrt(fan_in)): the default 1 changes a random-weight model's image clearly
-at strength 1. Needs only torch and safetensors.
+Targets: every text-encoder layer's attention projections, and in every UNet transformer block the
+projections in and out and the cross-attention's keys and values, so that both the te and the
+unet strength of ``<lora:name:te:unet>`` change the image. Few and small modules on purpose: the
+host keeps a copy of every weight a LoRA changes (about 300 MB here in float32; all attention and
+feed-forward weights would be 1.3 GB, too much beside a CPU WebUI's 7 GB on a small machine).
+``--scale`` sizes the update against the layer's own default-initialised weights (their standard
+deviation is 1/sqrt(3 * fan_in); the update's is scale/sqrt(fan_in)): the default 1 changes a
+random-weight model's image clearly at strength 1. Needs only torch and safetensors.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 # SD1.5 (configs/v1-inference.yaml, the CLIP ViT-L/14 text tower)
-TEXT_LAYERS, TEXT_WIDTH, TEXT_MLP = 12, 768, 3072
+TEXT_LAYERS, TEXT_WIDTH = 12, 768
 CONTEXT_DIM = 768
 # diffusers names of the UNet's transformer blocks and their channels (model_channels 320, mult 1, 2, 4, 4)
 ATTENTION_BLOCKS = (
@@ -42,20 +44,12 @@ def lora_modules() -> dict[str, tuple[int, int, bool]]:
         base = f"lora_te_text_model_encoder_layers_{layer}_"
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
             out[f"{base}self_attn_{proj}"] = (TEXT_WIDTH, TEXT_WIDTH, False)
-        out[f"{base}mlp_fc1"] = (TEXT_WIDTH, TEXT_MLP, False)
-        out[f"{base}mlp_fc2"] = (TEXT_MLP, TEXT_WIDTH, False)
     for block, c in ATTENTION_BLOCKS:
         base = f"lora_unet_{block}_"
         out[f"{base}proj_in"] = (c, c, True)
         out[f"{base}proj_out"] = (c, c, True)
-        inner = f"{base}transformer_blocks_0_"
-        for attn, context in (("attn1", c), ("attn2", CONTEXT_DIM)):
-            out[f"{inner}{attn}_to_q"] = (c, c, False)
-            out[f"{inner}{attn}_to_k"] = (context, c, False)
-            out[f"{inner}{attn}_to_v"] = (context, c, False)
-            out[f"{inner}{attn}_to_out_0"] = (c, c, False)
-        out[f"{inner}ff_net_0_proj"] = (c, 8 * c, False)  # GEGLU: two halves of 4c
-        out[f"{inner}ff_net_2"] = (4 * c, c, False)
+        out[f"{base}transformer_blocks_0_attn2_to_k"] = (CONTEXT_DIM, c, False)
+        out[f"{base}transformer_blocks_0_attn2_to_v"] = (CONTEXT_DIM, c, False)
     return out
 
 

@@ -215,8 +215,8 @@ def process_images(p):
         cond, uncond = p.c, p.uc
         image_cond = torch.zeros(len(p.prompts), 5, 1, 1)
         p.sampler = sd_samplers.create_sampler(p.sampler_name, shared.sd_model)
-        noise = _noise(p.seeds, shape) + sum(
-            (unet * extra_networks.lora_vector(name, "unet")[:, None, None] for name, _, unet in extra_networks.active), 0)
+        lora_shift = [unet * extra_networks.lora_vector(name, "unet") for name, _, unet in extra_networks.active]
+        noise = _noise(p.seeds, shape) + sum(lora_shift, torch.zeros(4))[:, None, None]
         if init is None:
             samples = p.sampler.sample(p, noise, cond, uncond, image_conditioning=image_cond)
         else:
