@@ -43,7 +43,7 @@
     var RESULT = /Prompt pinning result: ([^\n<]*)/;
 
     // The result line and the report link lead the info box: they are what a person reads first.
-    // The host shows the run's comments in the log box under the infotext (#html_log_TAB).
+    // Both hosts show the run's comments in the log box under it (#html_log_<tab>), not in the info box.
     function linkReport(app) {
         ["txt2img", "img2img"].forEach(function (tab) {
             var info = app.querySelector("#html_info_" + tab);

@@ -142,6 +142,36 @@ def host_networks() -> dict[str, list[str]]:
     return found
 
 
+def host_lora_hashes(prompt: str) -> dict[str, str]:
+    """The "Lora hashes" entry the host's Lora extension writes for ``prompt`` (empty when none): each
+    LoRA tag's name as written, less ":" and ",", with the short hash of the file it names, for the
+    files the extension lists with a hash (it reads one as it activates them). For an infotext the
+    host did not write (an image of an earlier session of a resumed run)."""
+    import sys
+
+    from prompt_pinning.prompt.attention import EXTRA_NETWORK_TAG
+
+    lora = sys.modules.get("networks")
+    files = {**(getattr(lora, "available_networks", None) or {}),
+             **(getattr(lora, "available_network_aliases", None) or {})}
+    try:
+        from modules import shared
+
+        if not getattr(shared.opts, "lora_add_hashes_to_infotext", True):
+            return {}
+    except ImportError:
+        pass
+    hashes = {}
+    for kind, args in EXTRA_NETWORK_TAG.findall(prompt):
+        name = args.split(":")[0]
+        entry = files.get(name) if kind in ("lora", "lyco") else None
+        if entry is not None and not getattr(entry, "shorthash", None) and callable(getattr(entry, "read_hash", None)):
+            entry.read_hash()
+        if getattr(entry, "shorthash", None):
+            hashes[name.translate(str.maketrans("", "", ":,"))] = entry.shorthash
+    return {"Lora hashes": ", ".join(f"{k}: {v}" for k, v in hashes.items())} if hashes else {}
+
+
 def current_host() -> A1111Host | ForgeHost:
     """The running WebUI's host; A1111 when there is no ``modules`` (tests, scripts)."""
     try:

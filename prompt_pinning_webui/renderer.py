@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from prompt_pinning.prompt.attention import EXTRA_NETWORK_TAG
 from prompt_pinning.rendering import GenerationSettings, RenderedBatch, RenderInterrupted
 
 from .samplers import GROUP_SIZE_ATTR, TRACES_ATTR
@@ -84,6 +85,9 @@ class A1111Renderer:
     """Render prompt pairs with the WebUI's loaded model and settings of ``base_p``."""
 
     name = "a1111"
+    # The host activates the networks of positive prompts only: a tag in the negative prompt
+    # reaches the text encoder as text, so its strength is no unit (network_units).
+    negative_networks = False
 
     def __init__(self, base_p: Any, *, max_images_per_call: Optional[int] = None, tokenizer=None,
                  process_images: Callable = _host_process_images,
@@ -158,10 +162,10 @@ class A1111Renderer:
         per_call = self.individuals_per_call(settings)
         total = len(prompts) * settings.batch_size * settings.steps
         out: list[RenderedBatch] = []
-        for start in range(0, len(prompts), per_call):
+        for chunk in host_batches(prompts, per_call):
             if self._stop_requested():
                 raise RenderInterrupted("stopped by the WebUI (interrupt or skip)")
-            out += self._render_chunk(prompts[start:start + per_call], settings)
+            out += self._render_chunk(chunk, settings)
             if progress is not None:
                 progress(len(out) * settings.batch_size * settings.steps, total)
         return out
@@ -258,6 +262,21 @@ class A1111Renderer:
             out.append(RenderedBatch(images=tensor, seeds=list(seeds[:size]), traces=trace, infotexts=texts,
                                      prompt_seconds=prompt_seconds))
         return out
+
+
+def host_batches(prompts: list, per_call: int) -> list[list]:
+    """Consecutive chunks of at most ``per_call`` prompt pairs whose positive prompts hold the same
+    extra-network tags: the host activates the networks of a batch's first prompt for all its images
+    (and writes their "Lora hashes" for all), so other strengths must go to another call."""
+    chunks: list[list] = []
+    key = None
+    for pair in prompts:
+        tags = EXTRA_NETWORK_TAG.findall(pair[0])
+        if not chunks or tags != key or len(chunks[-1]) >= per_call:
+            chunks.append([])
+            key = tags
+        chunks[-1].append(pair)
+    return chunks
 
 
 class _MethodTimer:

@@ -112,7 +112,8 @@ def build_components(gr, tab: str, describe: Optional[Callable] = None, inputs: 
     with gr.Accordion(panel.BASIC, open=True, elem_id=f"{ELEM_PREFIX}_{tab}_basic"):
         fields = _group_fields(panel.BASIC, last=False)
         components["targets"] = make_component(gr, tab, fields[0])
-        preview = gr.Gallery(label="Targets", show_label=False, visible=False, columns=6, height=120,
+        # 130: one row of thumbnails plus Gradio 4.40's padding fits unscrolled (at 120 it scrolled by 2 px)
+        preview = gr.Gallery(label="Targets", show_label=False, visible=False, columns=6, height=130,
                              elem_id=f"{ELEM_PREFIX}_{tab}_target_preview")
         with gr.Row():
             for option in fields[1:]:

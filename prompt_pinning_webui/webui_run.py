@@ -374,7 +374,9 @@ def with_params(infotext: str, params: dict[str, Any]) -> str:
 def fallback_infotext(positive: str, negative: str, settings: dict[str, Any], seed: int) -> str:
     from prompt_pinning.reports.infotext import build_infotext, generation_params
 
-    return build_infotext(positive, negative, generation_params(settings, seed))
+    from .hosts import host_lora_hashes
+
+    return build_infotext(positive, negative, {**generation_params(settings, seed), **host_lora_hashes(positive)})
 
 
 def with_run_settings(base: Any, settings: dict[str, Any], seeds: list[int]) -> Any:

@@ -66,3 +66,44 @@ def test_a_run_refuses_an_unknown_network_before_rendering():
                           renderer)
     assert [u.kind for u in vector.units] == ["word"] * 3 + ["lora"] * 2
     assert sorted(NETWORKS) == ["palette", "placement", "size"]
+
+
+def test_an_unreadable_tag_is_ignored_as_the_hosts_do_and_refused_with_network_units():
+    settings = GenerationSettings(seed=5, batch_size=1, steps=4, sampler="DPM++ 2M")
+    plain, bad, bad_known = BuiltinRenderer().render(
+        [("a red circle", ""), ("a red circle <lora:x:abc>", ""), ("a red circle <lora:size:abc>", "")], settings)
+    assert torch.equal(bad.images, plain.images) and torch.equal(bad_known.images, plain.images)
+    text, strengths = network_strengths("a circle <lora:size:abc> <lora:palette:0.5>")
+    assert (text, strengths) == ("a circle  ", {"palette": 0.5})  # the readable tag still acts
+    with pytest.raises(PromptError, match=r"<lora:size:abc> at character 13: strength 'abc' is not a number"):
+        build_vector(PinningConfig("a red circle <lora:size:abc>", network_units=True), BuiltinRenderer())
+    build_vector(PinningConfig("a red circle <lora:size:abc>"), BuiltinRenderer())  # units off: left as written
+
+
+def test_a_run_with_network_units_resumes_to_where_an_uninterrupted_run_ends(outdir):
+    from prompt_pinning.reports import ReportWriter
+    from prompt_pinning.run import checkpoint as ckpt
+    from prompt_pinning.run import resume_pinning, run_pinning
+    from test_resume_cuts import final_result
+
+    settings = GenerationSettings(seed=3, batch_size=2, steps=4, width=32, height=32, cfg_scale=3.0, sampler="Euler")
+    renderer = BuiltinRenderer()
+    target = renderer.render([("a red circle <lora:size:1.3> <lora:placement:0.8>", "")], settings.with_(seed=40))
+    config = lambda folder: PinningConfig(  # noqa: E731
+        positive="a red circle <lora:size:0.5> <lora:placement:0.2:0.6>", negative="<lora:palette:0.3>",
+        targets=[target[0].images], generation=settings, generations=3, lambda_=4, network_units=True,
+        validation_batches=0, cma_logging=False, outdir=folder)
+    full = run_pinning(config(outdir / "full"), renderer, sink=ReportWriter(worker="thread"))
+    assert full.stop_reason == "completed"
+    assert [u.kind for u in full.units][-4:] == ["lora", "lora te", "lora unet", "lora"]
+    assert full.best.positive != "a red circle <lora:size:0.5> <lora:placement:0.2:0.6>"  # strengths moved
+    evaluated = []
+    cut = run_pinning(config(outdir / "cut"), renderer, sink=ReportWriter(worker="thread"),
+                      should_stop=lambda: bool(evaluated) and evaluated[-1] >= 7,
+                      progress=lambda s, d, t: evaluated.append(d))
+    assert cut.stop_reason == "interrupted" and 0 < len(ckpt.read_individuals(cut.run_dir)) < 13
+    resumed = resume_pinning(cut.run_dir, renderer, sink=ReportWriter(worker="thread"))
+    assert resumed.stop_reason == "completed"
+    assert (resumed.best.positive, resumed.best.negative) == (full.best.positive, full.best.negative)
+    assert resumed.best.loss == full.best.loss and torch.equal(resumed.best.images, full.best.images)
+    assert final_result(cut.run_dir) == final_result(full.run_dir)  # units, strengths, history: all alike

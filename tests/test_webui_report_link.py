@@ -52,15 +52,17 @@ def test_served_path_is_relative_to_the_webui_folder_or_absolute_where_allowed(w
     assert (served_path(inside) is None) == (host == "forge")
 
 
-def a1111_result_boxes(processed) -> str:
-    """A1111's result boxes: the infotext in #html_info_txt2img, the comments under it in
-    #html_log_txt2img (modules/txt2img.py), each as plain text turned into a paragraph."""
-    def as_html(text, classname=""):
-        lines = "<br>\n".join(html.escape(line) for line in text.split("\n"))
-        return f"<p class='{classname}'>{lines}</p>" if classname else f"<p>{lines}</p>"
+def host_boxes(processed) -> str:
+    """What A1111 v1.10.1 and Forge show under the gallery (modules/txt2img.py, plaintext_to_html):
+    the infotext in #html_info_txt2img, the comments in #html_log_txt2img, then the time taken."""
+    def as_html(text, classname=None):
+        head = f'<p class="{classname}">' if classname else "<p>"
+        return head + "<br>\n".join(html.escape(line) for line in text.split("\n")) + "</p>"
 
     return (f'<div id="html_info_txt2img">{as_html(processed.info)}</div>'
-            f'<div id="html_log_txt2img">{as_html(processed.comments, "comments")}</div>')
+            f'<div id="html_log_txt2img">{as_html(processed.comments, "comments")}'
+            '<div class="performance"><p class="time">Time taken: <wbr><span class="measurement">3.1 sec.</span>'
+            '</p></div></div>')
 
 
 def run_in_webui(interrupt: str = ""):
@@ -88,7 +90,7 @@ def test_the_link_the_page_builds_answers_200_from_the_file_route(webui, host, i
         forge_stand_in.install()
     processed = run_in_webui(interrupt)
     assert REPORT_LABEL in processed.comments
-    page = (f'<!doctype html><html><body>{a1111_result_boxes(processed)}'
+    page = (f'<!doctype html><html><body>{host_boxes(processed)}'
             f'<script src="/prompt_pinning.js"></script></body></html>').encode()
     server = FileRouteServer(webui, [webui], serves_working_dir=host == "a1111",
                              pages={"/": page, "/prompt_pinning.js": JS.read_bytes()})

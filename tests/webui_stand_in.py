@@ -18,7 +18,7 @@ def install() -> None:
 
 def reset() -> None:
     """A1111 v1.10.1 with a loaded SD1 model (its text side: ``stand_in_models``)."""
-    from modules import images, processing, script_callbacks, shared
+    from modules import extra_networks, images, processing, script_callbacks, shared
 
     import gradio
 
@@ -31,6 +31,8 @@ def reset() -> None:
     shared.cmd_opts.prompt_pinning_no_samplers = False
     processing.before_batch_hooks.clear()
     processing.calls.clear()
+    extra_networks.loras.clear()
+    extra_networks.active.clear()
     images.saved.clear()
     script_callbacks.clear_callbacks()
     forge_stand_in.uninstall()

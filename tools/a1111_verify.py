@@ -28,6 +28,7 @@ Checks, in order (each prints one line, then details):
   units        a prompt over the unit limit is refused quickly with advice to use phrase
                mode; tiny runs at a few unit counts print their prompt handling seconds
   decoders, prompt-size, public   see tools/a1111_verify_inputs.py
+  lora         LoRA strengths as units, with --lora NAME: see tools/a1111_verify_lora.py
 Infotexts name run folders relative to the WebUI's outputs folder: pass --outputs (that folder,
 when the WebUI runs on this machine) for the checks that read a run folder's files.
 Only the standard library is used, so any Python 3.8+ can run it. Exit status 1 if a
@@ -49,6 +50,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its companion module, however it is loaded
 import a1111_verify_inputs  # noqa: E402
+import a1111_verify_lora  # noqa: E402
 
 SCRIPT_NAME = "prompt pinning"
 PLAIN_SAMPLER = "Euler a"
@@ -56,10 +58,10 @@ INFO_KEYS = ("Pinning loss", "Pinning baseline loss", "Pinning loss seeds", "Pin
              "Pinning validation loss", "Pinning stop", "Pinning report")
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the engine's option schema
 from prompt_pinning.options import OPTIONS  # noqa: E402
-from prompt_pinning_webui.panel import label as panel_label  # noqa: E402
+from prompt_pinning_webui.panel import label as panel_label  # noqa: E402  (the labels script-info shows)
 
-# script_args 25-27, 36 and 37, their panel labels and defaults, as the extension declares them
-NEWER_ARGS = {i: (panel_label(OPTIONS[i].name), OPTIONS[i].ui_default) for i in (25, 26, 27, 36, 37)}
+# script_args 25-27, 36, 37 and 39, their panel labels and defaults, as the extension declares them
+NEWER_ARGS = {i: (panel_label(OPTIONS[i].name), OPTIONS[i].ui_default) for i in (25, 26, 27, 36, 37, 39)}
 ARG_INDEX = {option.name: i for i, option in enumerate(OPTIONS)}
 # file kinds a run folder may hold: data formats only, nothing that is unpickled
 RUN_FILE_SUFFIXES = (".json", ".jsonl", ".npz", ".html", ".png", ".jpg", ".webp", ".svg", ".gif", ".js", ".css",
@@ -479,11 +481,15 @@ def main(argv=None):
     parser.add_argument("--outputs", default="",
                         help="the WebUI's outputs folder, when on this machine (infotexts name runs relative to it)")
     a1111_verify_inputs.add_options(parser)
+    a1111_verify_lora.add_options(parser)
     parts_all = ["listing", "errors", "plain", "hyperbatch", "img2img", "interrupt", "resume", "paths", "hang",
-                 "units", *a1111_verify_inputs.PARTS]
+                 "units", *a1111_verify_inputs.PARTS, *a1111_verify_lora.PARTS]
     parser.add_argument("--only", choices=parts_all, action="append", help="run only these parts (repeatable)")
     opts = parser.parse_args(argv)
     parts = set(opts.only or parts_all)
+    if not opts.only and not opts.lora:
+        parts.discard("lora")
+        print("(no --lora NAME: the lora part is not run)")
 
     check = Check()
     show_host(opts.url)
@@ -520,7 +526,7 @@ def main(argv=None):
     if "units" in parts:
         check_units(opts.url, opts, found["txt2img"], check)
     this = sys.modules[__name__]
-    for name, part in a1111_verify_inputs.PARTS.items():
+    for name, part in {**a1111_verify_inputs.PARTS, **a1111_verify_lora.PARTS}.items():
         if name in parts:
             part(this, opts.url, opts, found["txt2img"], check)
     return 0 if check.summary() else 1

@@ -10,12 +10,15 @@ continuously as it answers an attention weight:
 - ``placement``: the shape towards the top left.
 
 The model has no separate text encoder and UNet: a tag with both strengths
-acts with their mean. Hypernetworks are not part of the model.
+acts with their mean. Hypernetworks are not part of the model. A tag that
+cannot be read (a strength that is not a number) is removed and not applied,
+as the hosts do (they log an error and go on); with ``network_units`` the run
+refuses it before the first render.
 """
 from __future__ import annotations
 
-from ..prompt.attention import strip_extra_networks
-from ..prompt.networks import prompt_network_units
+from ..prompt.attention import EXTRA_NETWORK_TAG, PromptError, strip_extra_networks
+from ..prompt.networks import tag_units
 
 # name -> (tag, weight added per unit of strength)
 NETWORKS: dict[str, tuple[tuple[str, float], ...]] = {
@@ -29,9 +32,14 @@ STRENGTH_RANGE = (-4.0, 4.0)  # past 4 the colour and position pulls are saturat
 def network_strengths(prompt: str) -> tuple[str, dict[str, float]]:
     """The prompt without its tags, and the summed strength of each known LoRA in it."""
     by_tag: dict[int, list] = {}  # tag position -> its units (te and unet of one LoRA: two)
-    for unit in prompt_network_units(prompt, "positive"):
-        if unit.kind.startswith("lora") and unit.name in NETWORKS:
-            by_tag.setdefault(unit.position, []).append(unit)
+    for match in EXTRA_NETWORK_TAG.finditer(prompt):
+        try:
+            units = tag_units(match.group(0), match.start(), "positive")
+        except PromptError:
+            continue  # unreadable: not applied
+        for unit in units:
+            if unit.kind.startswith("lora") and unit.name in NETWORKS:
+                by_tag.setdefault(unit.position, []).append(unit)
     totals: dict[str, float] = {}
     for units in by_tag.values():
         name = units[0].name

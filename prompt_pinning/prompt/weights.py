@@ -99,9 +99,11 @@ class PromptVector:
         decimals: int = DEFAULT_DECIMALS,
         networks: bool = False,
         strength_range: tuple[float, float] = (-MAX_NETWORK_STRENGTH, MAX_NETWORK_STRENGTH),
+        negative_networks: bool = True,
     ) -> "PromptVector":
         """Parse both prompts. ``embeddings``: textual-inversion names, kept whole. ``networks``:
-        pin the strengths of LoRA and hypernetwork tags too, within ``strength_range``."""
+        pin the strengths of LoRA and hypernetwork tags too, within ``strength_range``; those of the
+        negative prompt only with ``negative_networks`` (else its tags stay as written)."""
         if unit_mode not in UNIT_MODES:
             raise ValueError(f"unit_mode must be one of {UNIT_MODES}, got {unit_mode!r}")
         if not isinstance(tokenizer, Tokenizer):
@@ -113,8 +115,8 @@ class PromptVector:
             POSITIVE: prompt_items(positive, POSITIVE, tokenizer, unit_mode, names),
             NEGATIVE: prompt_items(negative, NEGATIVE, tokenizer, unit_mode, names),
         }
-        found = {which: prompt_network_units(text, which) if networks else []
-                 for which, text in ((POSITIVE, positive), (NEGATIVE, negative))}
+        found = {POSITIVE: prompt_network_units(positive, POSITIVE) if networks else [],
+                 NEGATIVE: prompt_network_units(negative, NEGATIVE) if networks and negative_networks else []}
         if not any(item.kind == UNIT for item in items[POSITIVE]) and not found[POSITIVE]:
             raise PromptError(
                 f"positive prompt: nothing to pin in {positive!r}: it is empty or holds only "

@@ -94,6 +94,7 @@ class WebUIApiRenderer:
     """Render through the API of the WebUIs at ``urls`` (one per GPU), as one work queue."""
 
     name = "webui-api"
+    negative_networks = False  # the WebUIs apply positive prompts' networks only (as A1111Renderer)
 
     def __init__(self, urls: Sequence[str], *, tokenizer=None, auth: Optional[Credentials] = None,
                  auth_file: Optional[Path] = None, timeout: float = 600.0, init_images: Optional[Sequence] = None,

@@ -7,6 +7,7 @@ the images a run pins to, for scripts that score images as a run would (with
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
@@ -17,11 +18,13 @@ from ..config import PinningConfig
 from ..search.optimizer import make_optimizer
 from ..rendering import Renderer
 
+logger = logging.getLogger(__name__)
+
 
 def build_vector(config: PinningConfig, renderer: Renderer):
     from ..prompt.weights import PromptVector, check_zero_offsets
     from ..prompt.tokenizers import COMMA_PADDING_BACKTRACK
-    from ..prompt.networks import strength_range
+    from ..prompt.networks import prompt_network_units, strength_range
 
     tokenizer = renderer.tokenizer
     # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole,
@@ -29,9 +32,15 @@ def build_vector(config: PinningConfig, renderer: Renderer):
     embeddings = dict(getattr(tokenizer, "embeddings", dict)())
     backtrack = getattr(tokenizer, "comma_padding_backtrack", COMMA_PADDING_BACKTRACK)
     networks = bool(getattr(config, "network_units", False))
+    # a host that applies only the positive prompt's networks (A1111, Forge) says so
+    negative_networks = bool(getattr(renderer, "negative_networks", True))
     vector = PromptVector.from_prompts(config.positive, config.negative, tokenizer,
                                        config.unit_mode, embeddings=list(embeddings),
-                                       networks=networks, strength_range=strength_range(renderer))
+                                       networks=networks, strength_range=strength_range(renderer),
+                                       negative_networks=negative_networks)
+    if networks and not negative_networks and prompt_network_units(config.negative, "negative"):
+        logger.warning("network units: the host does not apply extra networks of the negative prompt (their "
+                       "tags reach its text encoder as text); they stay as written")
     if networks:
         check_network_names(vector, renderer)
     check_zero_offsets(vector, tokenizer, embeddings=embeddings or None, comma_padding_backtrack=backtrack)

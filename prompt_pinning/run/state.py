@@ -307,7 +307,7 @@ class RunState:
         seed block: one that does not beat the user's prompt on the user's seeds gives way to it."""
         if leader is None or self.baseline is None or self.final is None:
             return False
-        return self.final["id"] == leader.individual_id and float(self.final["loss"]) >= self.baseline.loss
+        return self.final["id"] == leader.individual_id and SeedLoss(float(self.final["loss"]), 0) >= self.unmodified(0)
 
     def hall_of_fame(self) -> list[IndividualRecord]:
         """The best candidates, ranked on common seeds (validation, else the selected one's block)."""

@@ -7,9 +7,13 @@ prompt gives per-image prompts); ``all_seeds`` = the seed list as given, or seed
 (``index_of_first_image`` 1) unless ``do_not_save_grid``; ``save_samples()``; img2img's
 init-image rules; under the Forge stand-in, ``forge_model_reload()`` first. Generation
 itself is a toy latent model run through the selected sampler
-(``sd_samplers.create_sampler``), decoded to PIL images of the asked size.
+(``sd_samplers.create_sampler``), decoded to PIL images of the asked size. Extra-network
+tags are cut out of each batch's prompts and its first prompt's LoRAs activated
+(``modules/extra_networks.py``); infotexts carry the prompts as given and the
+batch's ``extra_generation_params``.
 """
 import hashlib
+import json
 import random
 
 import numpy as np
@@ -17,7 +21,7 @@ import torch
 from PIL import Image
 
 from modules import images as host_images
-from modules import prompt_parser, sd_models, sd_samplers, shared
+from modules import extra_networks, prompt_parser, sd_models, sd_samplers, shared
 from modules.shared import opts, state
 
 before_batch_hooks = []  # tests: callables(p, n) run at the start of each batch
@@ -73,6 +77,9 @@ class StableDiffusionProcessing:
     def setup_conds(self):
         """Prompt parsing and text encoding of the current batch (per batch, as the host does)."""
         self.c, self.uc = _conds(self.prompts, self.negative_prompts, self.steps)
+
+    def parse_extra_network_prompts(self):
+        self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
 
     def save_samples(self):
         return opts.samples_save and not self.do_not_save_samples and not state.interrupted and not state.skipped
@@ -138,9 +145,10 @@ def _vector(text, salt):
 
 
 def _conds(prompts, negatives, steps):
+    shift = sum((te * extra_networks.lora_vector(name, "te") for name, te, _ in extra_networks.active), 0)
     cond = prompt_parser.MulticondLearnedConditioning(shape=(len(prompts),), batch=[
         [prompt_parser.ComposableScheduledPromptConditioning(
-            [prompt_parser.ScheduledPromptConditioning(steps, _vector(t, "c"))])] for t in prompts])
+            [prompt_parser.ScheduledPromptConditioning(steps, _vector(t, "c") + shift)])] for t in prompts])
     uncond = [[prompt_parser.ScheduledPromptConditioning(steps, _vector(t, "u"))] for t in negatives]
     return cond, uncond
 
@@ -167,8 +175,12 @@ def _decode(latent, width, height):
 
 
 def _infotext(p, i):
-    return (f"{p.prompts[i]}\nNegative prompt: {p.negative_prompts[i]}\n"
-            f"Steps: {p.steps}, Sampler: {p.sampler_name}, Seed: {p.seeds[i]}")
+    """As the host writes it: the prompt as given (tags and all), then the batch's extra parameters."""
+    row = p.iteration * p.batch_size + i
+    extra = "".join(f", {k}: {json.dumps(v) if any(c in str(v) for c in ',:') else v}"
+                    for k, v in p.extra_generation_params.items())
+    return (f"{p.all_prompts[row]}\nNegative prompt: {p.all_negative_prompts[row]}\n"
+            f"Steps: {p.steps}, Sampler: {p.sampler_name}, Seed: {p.seeds[i]}{extra}")
 
 
 def process_images(p):
@@ -197,11 +209,14 @@ def process_images(p):
         rows = slice(n * p.batch_size, (n + 1) * p.batch_size)
         p.prompts, p.negative_prompts = p.all_prompts[rows], p.all_negative_prompts[rows]
         p.seeds, p.subseeds = p.all_seeds[rows], p.all_subseeds[rows]
+        p.parse_extra_network_prompts()
+        extra_networks.activate(p, p.extra_network_data)
         p.setup_conds()
         cond, uncond = p.c, p.uc
         image_cond = torch.zeros(len(p.prompts), 5, 1, 1)
         p.sampler = sd_samplers.create_sampler(p.sampler_name, shared.sd_model)
-        noise = _noise(p.seeds, shape)
+        lora_shift = [unet * extra_networks.lora_vector(name, "unet") for name, _, unet in extra_networks.active]
+        noise = _noise(p.seeds, shape) + sum(lora_shift, torch.zeros(4))[:, None, None]
         if init is None:
             samples = p.sampler.sample(p, noise, cond, uncond, image_conditioning=image_cond)
         else:
