@@ -11,6 +11,8 @@
                for the pinned prompt alone, and (with --outputs) final_result.json lists a unit of
                kind lora with that strength and the first individuals' saved images are what the host
                renders for each one's own prompt (none took another's strength)
+  negative     with network_units on, ``<lora:NAME:0.5>`` in the negative prompt (which the host does not
+               apply) is no unit: the run's negative prompt carries it as written
   refusals     with network_units on, an unknown LoRA name is refused with HTTP 4xx naming the LoRAs
                the host has, and a strength outside the range is refused, both before any render
 The host needs LoRA hashing for "Lora hashes" (A1111: do not pass --no-hashing). Standard library only.
@@ -205,6 +207,18 @@ def check_individuals(v, url, opts, check, run_dir, most=2):
                  and len(diffs) > 0 and max(diffs) < CHANGED, f"{len(found)} individuals, differences {diffs}")
 
 
+def check_negative(v, url, opts, info, check, name):
+    """A LoRA tag in the negative prompt: the host does not apply it, so it is no unit and stays as written."""
+    request = v.base_request(opts, v.PLAIN_SAMPLER, v.pinning_args(info, opts))
+    request["script_args"][NETWORK_UNITS] = True
+    tag = _tag(name, 0.5)
+    request.update(negative_prompt=f"{opts.negative} {tag}", batch_size=1)
+    status, payload, seconds = v.call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)
+    negative = json.loads(payload.get("info") or "{}").get("negative_prompt", "") if status == 200 else ""
+    check.record("lora: a negative-prompt tag stays as written", status == 200 and tag in negative,
+                 f"HTTP {status} in {seconds:.1f} s, negative {negative or str(v._detail(payload))[:300]!r}")
+
+
 def check_refusals(v, url, opts, info, check, name):
     """Unknown names and strengths out of range are refused before any render."""
     for label, tag, expected in (("unknown LoRA name", _tag(UNKNOWN, 0.8), [UNKNOWN, name]),
@@ -234,6 +248,7 @@ def check_lora(v, url, opts, info, check):
         return False
     check_strengths(v, url, opts, check, name)
     check_pinning(v, url, opts, info, check, name)
+    check_negative(v, url, opts, info, check, name)
     check_refusals(v, url, opts, info, check, name)
     return True
 
