@@ -111,6 +111,7 @@ def pair():
 def test_images_do_not_depend_on_which_actor_renders_them(pair):
     prompts = [(f"red circle {'blue ' * k}", "green" if k % 2 else "") for k in range(7)]
     alone = BuiltinRenderer().render(prompts, SETTINGS)
+    assert pair.negative_networks is True  # the built-in model pins negative-prompt networks too
     for parts in (1, 3):  # 2 parts of 4 and 3 individuals, then 6 parts taken by whichever actor is free
         pair.parts_per_actor, before = parts, list(pair.rendered)
         batches = pair.render(prompts, SETTINGS)
@@ -222,6 +223,7 @@ def test_each_webui_instance_gets_an_actor_and_a_failed_one_leaves_its_part_to_a
         try:
             assert len(renderer.actors) == 2 and renderer.resources == {"num_cpus": 0}
             assert renderer.host_settings()["instances"] == [a.url, b.url]
+            assert renderer.negative_networks is False  # the WebUIs apply positive prompts' networks only
             batches = renderer.render(prompts, SETTINGS)
         finally:
             renderer.shutdown()

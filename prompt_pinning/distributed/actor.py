@@ -47,6 +47,7 @@ class RenderActor:
         return {"name": self.renderer.name, "tokenizer": self.renderer.tokenizer if tokenizer else None,
                 "host_settings": dict(settings()) if callable(settings) else None,
                 "methods": [m for m in FORWARDED if callable(getattr(self.renderer, m, None))],
+                "negative_networks": bool(getattr(self.renderer, "negative_networks", True)),
                 "pid": os.getpid()}
 
     def call(self, method: str, *args: Any) -> Any:

@@ -160,6 +160,13 @@ class RayRenderer:
             return self.view.host_settings()
         return dict(self._described["host_settings"] or {})
 
+    @property
+    def negative_networks(self) -> bool:
+        """Whether the renderer applies the negative prompt's extra networks (the WebUIs do not)."""
+        if self.view is not None:
+            return bool(getattr(self.view, "negative_networks", True))
+        return bool(self._described.get("negative_networks", True))
+
     def report_info(self) -> dict[str, Any]:
         return {"renderer": self.name, "ray": {"actors": len(self.actors), "resources": self.resources,
                                                "rendered": list(self.rendered), "faults": list(self.faults)}}
