@@ -274,15 +274,18 @@ class RayRenderer:
             raise NoActorLeft(f"every Ray actor is gone ({said}); the run keeps what was done and can be resumed")
 
     def _stop(self, call: int, running: dict[Any, tuple[int, range]]) -> None:
-        """Stop the call's parts: in flight on their actors, queued ones by cancelling them."""
+        """Stop the call's parts on their actors (a part not yet started there ends at once), wait
+        for them to end, then cancel what is still running. Cancelling first would let a part's
+        reference resolve while its actor still renders it."""
         import ray
 
         if not running:
             return
         for ref, (k, _) in running.items():
             self.actors[k].stop.remote(call)
+        _, left = ray.wait(list(running), num_returns=len(running), timeout=STOP_SECONDS)
+        for ref in left:
             ray.cancel(ref)
-        ray.wait(list(running), num_returns=len(running), timeout=STOP_SECONDS)
 
     def shutdown(self) -> None:
         """End the actors (Ray ends them too when the driver exits)."""
