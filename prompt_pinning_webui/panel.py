@@ -7,6 +7,8 @@ differ; the schema's full hint stays as the field's tooltip.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from prompt_pinning.options import MIN_LAMBDA, OPTION, OPTIONS
 
 INTRO = ("Searches the weight of every word of your prompt so that its images stay like the target "
@@ -14,30 +16,31 @@ INTRO = ("Searches the weight of every word of your prompt so that its images st
 BASIC = "Basic"
 
 # (group, {option: (label, one-line help)}), in panel order; "Basic" is the only open group.
-# An option missing here (a newer one) goes to the last group with the schema's label.
-LAYOUT: tuple[tuple[str, dict[str, tuple[str, str]]], ...] = (
+# Label None: the schema's label is already plain. An option missing here (a newer one) goes
+# to the last group with the schema's label.
+LAYOUT: tuple[tuple[str, dict[str, tuple[Optional[str], str]]], ...] = (
     (BASIC, {
-        "targets": ("Target images", "Empty: pin to your prompt's own first batch."),
-        "unit_mode": ("Pinnable unit", "One weight per word, or per comma-separated phrase."),
+        "targets": (None, "Empty: pin to your prompt's own first batch."),
+        "unit_mode": (None, "One weight per word, or per comma-separated phrase."),
         "generations": ("Generations", "Search rounds; empty = auto (shown below)."),
     }),
     ("Target details", {
-        "target_mask": ("Target mask", "White pixels count, black ones are ignored."),
+        "target_mask": (None, "White pixels count, black ones are ignored."),
         "target_mask_source": ("Mask source", "Where the mask comes from."),
-        "wanted_tags": ("Wanted tags", "Tags the images should show, e.g. red, (circle:1.5)."),
-        "unwanted_tags": ("Unwanted tags", "Tags the images should not show."),
-        "tag_loss_weight": ("Tag loss weight", "How much the tags count against the images."),
+        "wanted_tags": (None, "Tags the images should show, e.g. red, (circle:1.5)."),
+        "unwanted_tags": (None, "Tags the images should not show."),
+        "tag_loss_weight": (None, "How much the tags count against the images."),
         "tag_loss_only": ("Tags only", "Score by the tags alone, not the images."),
-        "tagger": ("Tagger", "What reads the tags from the images."),
+        "tagger": (None, "What reads the tags from the images."),
         "network_units": ("Pin LoRA strengths", "Also pin the strengths of <lora:...> and <hypernet:...> tags."),
     }),
     ("Scoring", {
-        "validation_batches": ("Validation batches", "Held-out seed batches that choose the result; 0 = none."),
-        "seed_schedule": ("Seed schedule", "rotating: fresh seeds each round; fixed: your seeds only."),
+        "validation_batches": (None, "Held-out seed batches that choose the result; 0 = none."),
+        "seed_schedule": (None, "rotating: fresh seeds each round; fixed: your seeds only."),
         "loss_variant": ("Image pairs compared (loss variant)", "Which image pairs the loss compares."),
-        "fade_guard": ("Fade guard", "Charge for a faded subject; 0 = off."),
-        "fade_tolerance": ("Fade tolerance", "Share of contrast a batch may lose for free."),
-        "fade_guard_form": ("Fade guard form", "What the fade guard measures."),
+        "fade_guard": (None, "Charge for a faded subject; 0 = off."),
+        "fade_tolerance": (None, "Share of contrast a batch may lose for free."),
+        "fade_guard_form": (None, "What the fade guard measures."),
     }),
     ("Search (CMA-ES)", {
         "lambda_": ("Candidates per generation (lambda_)", "Prompts tried each round; empty = auto."),
@@ -46,7 +49,7 @@ LAYOUT: tuple[tuple[str, dict[str, tuple[str, str]]], ...] = (
         "initial_radius": ("Initial spread (radius)", "Random start around your weights."),
         "cma_seed": ("Search seed (CMA seed)", "Same seed, same run; empty = from the image seed."),
         "weights": ("Parent weighting (recombination weights)", "How the kept parents are weighted."),
-        "start_from": ("Start from a cluster", "RUN_FOLDER:CLUSTER of an earlier run; empty = random start."),
+        "start_from": (None, "RUN_FOLDER:CLUSTER of an earlier run; empty = random start."),
         "cma_logging": ("Log each generation to the console (CMA logging)", "One line per round."),
     }),
     ("CMA-ES constants (experts)", {
@@ -70,11 +73,11 @@ LAYOUT: tuple[tuple[str, dict[str, tuple[str, str]]], ...] = (
     }),
     ("Output and resume", {
         "max_images_per_call": ("Images per sampler call", "Empty = auto (from free memory)."),
-        "resume": ("Resume run folder", "Continue a stopped run; empty = a new run."),
+        "resume": (None, "Continue a stopped run; empty = a new run."),
     }),
 )
 
-LABELS = {name: label for _, fields in LAYOUT for name, (label, _) in fields.items()}
+LABELS = {name: label for _, fields in LAYOUT for name, (label, _) in fields.items() if label is not None}
 HELP = {name: text for _, fields in LAYOUT for name, (_, text) in fields.items()}
 GROUP_OF = {name: group for group, fields in LAYOUT for name in fields}
 
