@@ -76,6 +76,10 @@ def test_negative_prompt_tags_stay_as_written_on_the_host(caplog):
     offsets = [0.3] * vector.size
     assert vector.render(offsets)[1].count("<lora:style:0.5>") == 1  # written as typed, whatever the offsets
     assert "does not apply extra networks of the negative prompt" in caplog.text
+    unreadable = PinningConfig(positive="red circle <lora:style:0.8>", negative="blurry <lora:x:abc>",
+                               network_units=True)
+    kept = build_vector(unreadable, renderer)  # not refused over a tag the host leaves unapplied
+    assert kept.render([0.0] * kept.size)[1] == "blurry <lora:x:abc>"
     # the built-in model applies them: there they are units
     from prompt_pinning.builtin.renderer import BuiltinRenderer
 

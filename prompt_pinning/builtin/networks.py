@@ -17,8 +17,8 @@ refuses it before the first render.
 """
 from __future__ import annotations
 
-from ..prompt.attention import EXTRA_NETWORK_TAG, PromptError, strip_extra_networks
-from ..prompt.networks import tag_units
+from ..prompt.attention import strip_extra_networks
+from ..prompt.networks import prompt_network_units
 
 # name -> (tag, weight added per unit of strength)
 NETWORKS: dict[str, tuple[tuple[str, float], ...]] = {
@@ -32,14 +32,9 @@ STRENGTH_RANGE = (-4.0, 4.0)  # past 4 the colour and position pulls are saturat
 def network_strengths(prompt: str) -> tuple[str, dict[str, float]]:
     """The prompt without its tags, and the summed strength of each known LoRA in it."""
     by_tag: dict[int, list] = {}  # tag position -> its units (te and unet of one LoRA: two)
-    for match in EXTRA_NETWORK_TAG.finditer(prompt):
-        try:
-            units = tag_units(match.group(0), match.start(), "positive")
-        except PromptError:
-            continue  # unreadable: not applied
-        for unit in units:
-            if unit.kind.startswith("lora") and unit.name in NETWORKS:
-                by_tag.setdefault(unit.position, []).append(unit)
+    for unit in prompt_network_units(prompt, "positive", skip_unreadable=True):  # unreadable: not applied
+        if unit.kind.startswith("lora") and unit.name in NETWORKS:
+            by_tag.setdefault(unit.position, []).append(unit)
     totals: dict[str, float] = {}
     for units in by_tag.values():
         name = units[0].name

@@ -142,12 +142,22 @@ def render_tag(tag: str, units: Sequence[NetworkUnit], strengths: Sequence[Optio
     return out[:-1] + "".join(inserts) + out[-1:]
 
 
-def prompt_network_units(text: str, which: str) -> list[NetworkUnit]:
-    """Every pinnable strength of a prompt's tags, in order."""
+def prompt_network_units(text: str, which: str, skip_unreadable: bool = False) -> list[NetworkUnit]:
+    """Every pinnable strength of a prompt's tags, in order; an unreadable tag is an error, or
+    left out with ``skip_unreadable`` (as the hosts leave it unapplied)."""
     units: list[NetworkUnit] = []
     for match in EXTRA_NETWORK_TAG.finditer(text):
-        units.extend(tag_units(match.group(0), match.start(), which))
+        try:
+            units.extend(tag_units(match.group(0), match.start(), which))
+        except PromptError:
+            if not skip_unreadable:
+                raise
     return units
+
+
+def has_network_tags(text: str) -> bool:
+    """Whether the text holds a LoRA or hypernetwork tag, readable or not."""
+    return any(m.group(1) in (*LORA_KINDS, HYPERNET) for m in EXTRA_NETWORK_TAG.finditer(text))
 
 
 def strength_range(renderer) -> tuple[float, float]:

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 def build_vector(config: PinningConfig, renderer: Renderer):
     from ..prompt.weights import PromptVector, check_zero_offsets
     from ..prompt.tokenizers import COMMA_PADDING_BACKTRACK
-    from ..prompt.networks import prompt_network_units, strength_range
+    from ..prompt.networks import has_network_tags, strength_range
 
     tokenizer = renderer.tokenizer
     # Optional on a host tokenizer: textual-inversion names -> vector counts, kept whole,
@@ -38,7 +38,7 @@ def build_vector(config: PinningConfig, renderer: Renderer):
                                        config.unit_mode, embeddings=list(embeddings),
                                        networks=networks, strength_range=strength_range(renderer),
                                        negative_networks=negative_networks)
-    if networks and not negative_networks and prompt_network_units(config.negative, "negative"):
+    if networks and not negative_networks and has_network_tags(config.negative):
         logger.warning("network units: the host does not apply extra networks of the negative prompt (their "
                        "tags reach its text encoder as text); they stay as written")
     if networks:
