@@ -92,8 +92,10 @@ class A1111Renderer:
     def __init__(self, base_p: Any, *, max_images_per_call: Optional[int] = None, tokenizer=None,
                  process_images: Callable = _host_process_images,
                  stop_requested: Callable[[], bool] = _host_stop_requested,
-                 device: Optional[torch.device] = None):
+                 device: Optional[torch.device] = None, networks_vary: bool = False):
         self.base_p = base_p
+        # network strengths are units: every individual's tags differ, so each gets its own call
+        self.networks_vary = networks_vary
         self._device = device
         self.max_images_per_call = max_images_per_call
         self._tokenizer = tokenizer
@@ -154,6 +156,9 @@ class A1111Renderer:
         return max(1, budget // settings.batch_size)
 
     def calls_needed(self, individuals: int, settings: GenerationSettings) -> int:
+        """Host calls for a render of ``individuals`` (as ``host_batches`` splits them)."""
+        if self.networks_vary:
+            return individuals
         return math.ceil(individuals / self.individuals_per_call(settings))
 
     def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,

@@ -254,7 +254,10 @@ def run_from_script(p: Any, args: Sequence[Any], is_img2img: bool):
         base.n_iter = 1
     config = confine_resume(build_config(base, parsed, is_img2img))
     budget = config.max_images_per_call or command_line_budget()
-    renderer = A1111Renderer(base, max_images_per_call=budget)
+    from prompt_pinning.prompt.networks import has_network_tags
+
+    renderer = A1111Renderer(base, max_images_per_call=budget,
+                             networks_vary=bool(config.network_units) and has_network_tags(config.positive))
     settings = run_settings(config)
     # The engine reports its total before the first render, so the bar covers the baseline.
     progress = HostProgress(renderer, settings, steps_per_call(settings, is_img2img))

@@ -50,6 +50,13 @@ def test_prompts_with_other_networks_never_share_a_host_batch():
     # the two 0.9 pairs (other negatives) still share a call; every other change of tags starts one
     assert [sorted(set(c)) for c in calls] == [[PAIRS[0][0]], [PAIRS[1][0]], [PAIRS[3][0]], [PAIRS[4][0]]]
     assert len(processing.calls) == 5
+    # the host's job count (the progress bar and ETA) plans a call per individual when strengths vary
+    distinct = [pair for pair in PAIRS if pair != PAIRS[2]]  # pinned strengths differ in every individual
+    processing.calls.clear()
+    varying = A1111Renderer(base_p(), max_images_per_call=10, tokenizer=object(), networks_vary=True)
+    varying.render(distinct, SETTINGS)
+    assert varying.calls_needed(len(distinct), SETTINGS) == len(processing.calls) == 4
+    assert A1111Renderer(base_p(), max_images_per_call=10, tokenizer=object()).calls_needed(4, SETTINGS) == 1
     images = {pair: batch.images for pair, batch in zip(PAIRS, single)}
     assert len({bytes(i.numpy()) for i in images.values()}) == 5  # every strength gives other images
 
