@@ -50,8 +50,9 @@
             if (!info) return;
             var log = app.querySelector("#html_log_" + tab);
             var existing = info.querySelector(".prompt-pinning-header");
-            var text = (info.textContent || "").replace(existing ? existing.textContent : "", "") +
-                "\n" + (log ? log.textContent || "" : "");
+            // the log first: the info box holds the user's prompt, which must not pass for a comment
+            var text = (log ? log.textContent || "" : "") + "\n" +
+                (info.textContent || "").replace(existing ? existing.textContent : "", "");
             var match = REPORT.exec(text);
             var result = RESULT.exec(text);
             if (!match && !result) {

@@ -90,6 +90,8 @@ def test_the_link_the_page_builds_answers_200_from_the_file_route(webui, host, i
         forge_stand_in.install()
     processed = run_in_webui(interrupt)
     assert REPORT_LABEL in processed.comments
+    # a prompt (in the infotext) that holds the comments' words must not pass for them
+    processed.info = f"decoy {REPORT_LABEL} elsewhere/index.html Prompt pinning result: decoy\n{processed.info}"
     page = (f'<!doctype html><html><body>{host_boxes(processed)}'
             f'<script src="/prompt_pinning.js"></script></body></html>').encode()
     server = FileRouteServer(webui, [webui], serves_working_dir=host == "a1111",
