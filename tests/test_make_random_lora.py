@@ -10,9 +10,11 @@ import re
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 from safetensors import safe_open
-from transformers import CLIPTextConfig, CLIPTextModel
+
+UNet2DConditionModel = pytest.importorskip("diffusers").UNet2DConditionModel  # the diffusers extra
+transformers = pytest.importorskip("transformers")
+CLIPTextConfig, CLIPTextModel = transformers.CLIPTextConfig, transformers.CLIPTextModel
 
 import webui_stand_in
 
@@ -114,7 +116,8 @@ def test_seeds_and_scales_give_other_weights(tmp_path):
     assert torch.allclose(big[key].float(), 4 * one[key].float(), rtol=1e-2, atol=1e-3)
 
 
-@pytest.mark.parametrize("args, message", [(["--rank", "0"], "rank must be 1 or more"),
+@pytest.mark.parametrize("args, message", [(["--rank", "0"], "rank must be 1 to 320"),
+                                           (["--rank", "100000"], "rank must be 1 to 320 (the narrowest"),
                                            (["--scale", "-1"], "scale must be a positive number")])
 def test_bad_options_are_refused(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit):

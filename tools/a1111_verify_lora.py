@@ -25,7 +25,6 @@ import re
 import struct
 import zlib
 
-NETWORK_UNITS = 39  # script_args index of network_units
 UNKNOWN = "no_such_lora_35"
 # mean absolute pixel difference (0-255) above which two images count as different
 CHANGED = 0.5
@@ -142,7 +141,7 @@ def _field(text, key):
 def check_pinning(v, url, opts, info, check, name):
     """A pinning run with network units: the pinned strength reaches the host and the records."""
     request = v.base_request(opts, v.PLAIN_SAMPLER, v.pinning_args(info, opts))
-    request["script_args"][NETWORK_UNITS] = True
+    request["script_args"][v.arg_index(info, "network_units")] = True
     # room for a whole generation per sampler call, as on a GPU: individuals must still not share one
     request["script_args"][v.arg_index(info, "max_images_per_call")] = opts.batch * (opts.lambda_ + 1)
     request["prompt"] = f"{opts.prompt} {_tag(name, opts.lora_strength)}"
@@ -210,7 +209,7 @@ def check_individuals(v, url, opts, check, run_dir, most=2):
 def check_negative(v, url, opts, info, check, name):
     """A LoRA tag in the negative prompt: the host does not apply it, so it is no unit and stays as written."""
     request = v.base_request(opts, v.PLAIN_SAMPLER, v.pinning_args(info, opts))
-    request["script_args"][NETWORK_UNITS] = True
+    request["script_args"][v.arg_index(info, "network_units")] = True
     tag = _tag(name, 0.5)
     request.update(negative_prompt=f"{opts.negative} {tag}", batch_size=1)
     status, payload, seconds = v.call(url, "/sdapi/v1/txt2img", request, timeout=opts.timeout)
@@ -224,7 +223,7 @@ def check_refusals(v, url, opts, info, check, name):
     for label, tag, expected in (("unknown LoRA name", _tag(UNKNOWN, 0.8), [UNKNOWN, name]),
                                  ("strength out of range", _tag(name, opts.lora_too_strong), ["range"])):
         request = v.base_request(opts, v.PLAIN_SAMPLER, v.pinning_args(info, opts))
-        request["script_args"][NETWORK_UNITS] = True
+        request["script_args"][v.arg_index(info, "network_units")] = True
         request["prompt"] = f"{opts.prompt} {tag}"
         status, payload, seconds = v.call(url, "/sdapi/v1/txt2img", request, timeout=300)
         detail = str(v._detail(payload))
@@ -237,10 +236,8 @@ def check_lora(v, url, opts, info, check):
     name = opts.lora
     if not name:
         return check.record("lora", False, "give --lora NAME (tools/make_random_lora.py writes one)")
-    label = info["args"][NETWORK_UNITS]["label"] if len(info["args"]) > NETWORK_UNITS else None
-    if not check.record("lora: script_args[39] is network_units", label == v.panel_label("network_units"),
-                        f"{label!r}"):
-        return False
+    index = v.arg_index(info, "network_units")  # exits naming the label found, if it is not there
+    check.record(f"lora: script_args[{index}] is network_units", True, repr(info["args"][index]["label"]))
     status, loras, _ = v.call(url, "/sdapi/v1/loras")
     names = sorted({n for entry in (loras if status == 200 else []) for n in (entry.get("name"), entry.get("alias"))
                     if n})

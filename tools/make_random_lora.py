@@ -55,8 +55,9 @@ def lora_modules() -> dict[str, tuple[int, int, bool]]:
 
 def random_lora(seed: int = 0, rank: int = 4, scale: float = 1.0) -> dict[str, torch.Tensor]:
     """The state dict: lora_down ~ N(0, 1/in), lora_up ~ N(0, scale^2/rank), alpha = rank (fp16)."""
-    if rank < 1:
-        raise ValueError(f"rank must be 1 or more, got {rank}")
+    narrowest = min(min(fan_in, fan_out) for fan_in, fan_out, _ in lora_modules().values())
+    if not 1 <= rank <= narrowest:
+        raise ValueError(f"rank must be 1 to {narrowest} (the narrowest layer's width), got {rank}")
     if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive number, got {scale}")
     generator = torch.Generator().manual_seed(seed)
