@@ -22,7 +22,7 @@ and API contracts. They differ only in the four things a host class answers:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from prompt_pinning.prompt.tokenizers import COMMA_PADDING_BACKTRACK
 
@@ -120,18 +120,26 @@ class ForgeHost:
         return FORGE_COMMA_PADDING_BACKTRACK
 
 
+def _lora_files() -> Optional[dict[str, Any]]:
+    """Name or alias -> the file entry, from the host's Lora extension (its ``networks`` module, as
+    loaded); None where the host has no such module."""
+    import sys
+
+    lora = sys.modules.get("networks")
+    available = getattr(lora, "available_networks", None)
+    if not isinstance(available, dict):
+        return None
+    return {**available, **(getattr(lora, "available_network_aliases", None) or {})}
+
+
 def host_networks() -> dict[str, list[str]]:
     """The host's extra networks by kind, for the name check of network units: LoRAs (names and
     aliases) from the Lora extension's ``networks`` module, as loaded, and hypernetworks from
     ``shared.hypernetworks``. A kind the host does not expose is left out (not checked)."""
-    import sys
-
     found: dict[str, list[str]] = {}
-    lora = sys.modules.get("networks")
-    available = getattr(lora, "available_networks", None)
-    if isinstance(available, dict):
-        aliases = getattr(lora, "available_network_aliases", None) or {}
-        found["lora"] = sorted(set(available) | set(aliases))
+    files = _lora_files()
+    if files is not None:
+        found["lora"] = sorted(files)
     try:
         from modules import shared
     except ImportError:
@@ -147,13 +155,10 @@ def host_lora_hashes(prompt: str) -> dict[str, str]:
     LoRA tag's name as written, less ":" and ",", with the short hash of the file it names, for the
     files the extension lists with a hash (it reads one as it activates them). For an infotext the
     host did not write (an image of an earlier session of a resumed run)."""
-    import sys
-
     from prompt_pinning.prompt.attention import EXTRA_NETWORK_TAG
+    from prompt_pinning.prompt.networks import LORA_KINDS
 
-    lora = sys.modules.get("networks")
-    files = {**(getattr(lora, "available_networks", None) or {}),
-             **(getattr(lora, "available_network_aliases", None) or {})}
+    files = _lora_files() or {}
     try:
         from modules import shared
 
@@ -164,7 +169,7 @@ def host_lora_hashes(prompt: str) -> dict[str, str]:
     hashes = {}
     for kind, args in EXTRA_NETWORK_TAG.findall(prompt):
         name = args.split(":")[0]
-        entry = files.get(name) if kind in ("lora", "lyco") else None
+        entry = files.get(name) if kind in LORA_KINDS else None
         if entry is not None and not getattr(entry, "shorthash", None) and callable(getattr(entry, "read_hash", None)):
             entry.read_hash()
         if getattr(entry, "shorthash", None):
