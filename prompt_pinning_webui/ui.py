@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from prompt_pinning.options import Option
@@ -60,12 +61,10 @@ def intro_html(docs_href: Optional[str]) -> str:
 def docs_href() -> Optional[str]:
     """The extension's README as the host's file= route serves it (no network needed); the
     folder as the host loaded it, which may be a link into its extensions folder."""
-    import os
-
     from .links import served_path
 
-    try:
-        served = served_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"))
+    try:  # served_path makes it absolute without following links
+        served = served_path(Path(__file__).parent.parent / "README.md")
     except Exception:  # outside a WebUI: no link
         return None
     return f"file={served}" if served else None
