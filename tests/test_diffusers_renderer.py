@@ -222,3 +222,21 @@ def test_single_files_need_local_configs_and_say_so(tiny_diffusers, tmp_path, mo
         load_diffusers_renderer(xl, device="cpu")
     with pytest.raises(ValueError, match=r"could not be read with the configs of .*sd15.*\(SingleFileComponentError"):
         load_diffusers_renderer(odd, device="cpu", config=str(tiny_diffusers["sd15"]))
+
+
+def test_a_force_upcast_vae_stays_float32_and_nan_images_are_refused(tiny_diffusers, renderer):
+    from types import SimpleNamespace
+
+    from prompt_pinning.diffusers.renderer import vae_dtype
+
+    upcast, plain = SimpleNamespace(force_upcast=True), SimpleNamespace(force_upcast=False)
+    assert vae_dtype(upcast, torch.float16) == torch.float32
+    assert vae_dtype(plain, torch.float16) == torch.float16
+    assert vae_dtype(SimpleNamespace(), torch.float16) == torch.float16
+    assert vae_dtype(upcast, torch.bfloat16) == torch.bfloat16 and vae_dtype(upcast, torch.float32) == torch.float32
+    half = load_diffusers_renderer(tiny_diffusers["sdxl"], device="cpu", dtype=torch.float16)
+    assert half.vae.config.force_upcast  # diffusers' default, and SDXL's
+    assert {p.dtype for p in half.vae.parameters()} == {torch.float32}
+    assert {p.dtype for p in half.unet.parameters()} == {torch.float16}
+    with pytest.raises(FloatingPointError, match="non-finite .* float32"):
+        renderer.decode(torch.full((1, 4, 8, 8), float("nan")))

@@ -90,6 +90,14 @@ def default_max_images_per_call(device: torch.device, base_channels: int, latent
     return CPU_MAX_IMAGES
 
 
+def vae_dtype(vae_config, dtype: torch.dtype) -> torch.dtype:
+    """The VAE's dtype for a model run in ``dtype``: float32 where its config asks (``force_upcast``, as the
+    SDXL VAE does: it overflows to NaN in float16)."""
+    if dtype == torch.float16 and getattr(vae_config, "force_upcast", False):
+        return torch.float32
+    return dtype
+
+
 def images_per_call(max_images: int, batch: int, whole_individuals: bool) -> int:
     """Rows per call: whole individuals for hyperbatch samplers (at least one)."""
     return max(1, max_images // batch) * batch if whole_individuals else max(1, max_images)
@@ -276,6 +284,9 @@ class DiffusersRenderer:
         with self.clock.stage("transfer"):
             return torch.cat([d.cpu() for d in decoded])
 
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
     def _latent_scale(self) -> tuple[float, float]:
         config = self.vae.config
         return float(config.scaling_factor), float(getattr(config, "shift_factor", None) or 0.0)
@@ -284,17 +295,18 @@ class DiffusersRenderer:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents to float32 sRGB images in [0, 1] (on the model's device)."""
         scale, shift = self._latent_scale()
-        pixels = self.vae.decode((latents / scale + shift).to(self.dtype)).sample.float()
+        pixels = self.vae.decode((latents / scale + shift).to(self._vae_dtype())).sample.float()
         if not torch.isfinite(pixels).all():
-            log.warning("VAE output has non-finite values; replacing them with 0")
-            pixels = torch.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
+            raise FloatingPointError(f"the VAE decoded non-finite values (NaN/inf) in {self._vae_dtype()}: "
+                                     "load the model in float32 (dtype=torch.float32), or use a VAE that "
+                                     "works in float16")
         return ((pixels + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] to latents (the VAE encoder's mean, scaled as the UNet expects)."""
         scale, shift = self._latent_scale()
-        pixels = (images.to(self.device, self.dtype) * 2 - 1)
+        pixels = (images.to(self.device, self._vae_dtype()) * 2 - 1)
         mean = self.vae.encode(pixels).latent_dist.mean.float()
         return (mean - shift) * scale
 
