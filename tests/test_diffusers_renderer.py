@@ -120,16 +120,22 @@ def test_out_of_memory_halves_the_call_and_keeps_results(renderer, per_individua
 
     def limited(call, *args):
         tried.append(len(call))
-        if len(call) > 2:
+        if len(tried) == 1:  # runs out of memory once, after some progress
+            args[-1]({"image_steps_done": 4})
             raise torch.cuda.OutOfMemoryError("pretend")
         return real(call, *args)
 
     monkeypatch.setattr(renderer, "_sample_and_decode", limited)
+    monkeypatch.setattr(renderer, "_oom_cap", None)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    packed = render_with(renderer, 6, PROMPTS, SETTINGS.with_(sampler=HYPER))
+    seen = []
+    packed = render_with(renderer, 6, PROMPTS, SETTINGS.with_(sampler=HYPER), progress=lambda d, t: seen.append(d))
     assert tried == [6, 2, 2, 2] and renderer.last_call_sizes == [2, 2, 2]
+    assert seen == sorted(seen) and seen[0] == 4 and seen[-1] == 3 * 5  # never back after the retry
     for one, many in zip(per_individual[HYPER], packed):
         assert torch.allclose(one.images, many.images, atol=1e-5, rtol=0)
+    render_with(renderer, 6, PROMPTS, SETTINGS.with_(sampler=HYPER))  # the smaller size is kept
+    assert tried[4:] == [2, 2, 2] and renderer.last_call_sizes == [2, 2, 2]
 
 
 def test_progress_counts_image_steps_and_stop_interrupts(renderer):

@@ -116,6 +116,19 @@ def weights_hash(modules, values: int = 4096) -> str:
     return digest.hexdigest()[:16]
 
 
+def _never_back(progress: Optional[ProgressCallback]) -> Optional[ProgressCallback]:
+    """``progress`` without the reports that would go back below one already made."""
+    if progress is None:
+        return None
+    highest = [0]
+
+    def report(done: int, total: int) -> None:
+        if done >= highest[0]:
+            highest[0] = done
+            progress(done, total)
+    return report
+
+
 def _refuse_extra_networks(text: str, which: str) -> None:
     _, _, tags = strip_extra_networks(text)
     if tags:
@@ -162,6 +175,7 @@ class DiffusersRenderer:
         self.clock = StageClock(self.device)
         self.last_call_sizes: list[int] = []  # images per sampler call in the last render
         self._weights_hash: Optional[str] = None
+        self._oom_cap: Optional[int] = None  # images per call after an out-of-memory retry: a ceiling from then on
 
     def host_settings(self) -> dict[str, Any]:
         """The run's fingerprint: model, a hash of sampled weights, kind and precision."""
@@ -202,10 +216,12 @@ class DiffusersRenderer:
 
     def max_images(self, settings: GenerationSettings) -> int:
         if self.max_images_per_call is not None:
-            return self.max_images_per_call
-        pixels = (settings.height // self.latent_factor) * (settings.width // self.latent_factor)
-        base = self.unet.config.block_out_channels[0]
-        return default_max_images_per_call(self.device, base, pixels, torch.finfo(self.dtype).bits // 8)
+            wanted = self.max_images_per_call
+        else:
+            pixels = (settings.height // self.latent_factor) * (settings.width // self.latent_factor)
+            base = self.unet.config.block_out_channels[0]
+            wanted = default_max_images_per_call(self.device, base, pixels, torch.finfo(self.dtype).bits // 8)
+        return wanted if self._oom_cap is None else min(wanted, self._oom_cap)
 
     def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
                progress: Optional[ProgressCallback] = None, init_images: Optional[torch.Tensor] = None,
@@ -217,6 +233,7 @@ class DiffusersRenderer:
         if not prompts:
             return []
         stop = should_stop or self.should_stop
+        progress = _never_back(progress)  # a call retried after running out of memory reports its steps again
         batch = settings.batch_size
         with self.clock.stage("text"):
             started = time.perf_counter()
@@ -250,6 +267,7 @@ class DiffusersRenderer:
                 if per_call <= (batch if spec.hyperbatch else 1):
                     raise
                 per_call = images_per_call(per_call // 2, batch, spec.hyperbatch)
+                self._oom_cap = per_call
                 log.warning("out of GPU memory: retrying with %d images per sampler call", per_call)
                 torch.cuda.empty_cache()
                 continue
