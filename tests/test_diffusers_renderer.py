@@ -246,3 +246,16 @@ def test_a_force_upcast_vae_stays_float32_and_nan_images_are_refused(tiny_diffus
     assert {p.dtype for p in half.unet.parameters()} == {torch.float16}
     with pytest.raises(FloatingPointError, match="non-finite .* float32"):
         renderer.decode(torch.full((1, 4, 8, 8), float("nan")))
+
+
+def test_the_stage_clock_is_off_unless_switched_on(monkeypatch):
+    from prompt_pinning.diffusers.renderer import StageClock
+
+    syncs = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: syncs.append(1))
+    off, on = StageClock("cuda"), StageClock("cuda", enabled=True)
+    for clock in (off, on):
+        with clock.stage("sampler"):
+            pass
+    assert syncs == [1, 1]  # both edges, for the switched-on clock only
+    assert off.snapshot() == {} and set(on.snapshot()) == {"sampler"}

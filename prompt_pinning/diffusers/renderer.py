@@ -56,18 +56,23 @@ VAE_BATCH = 8  # images per VAE decode
 
 
 class StageClock:
-    """Seconds spent per named stage; synchronizes CUDA at stage edges so times are real."""
+    """Seconds spent per named stage, for benchmarks: off (a no-op) unless ``enabled``; when on it
+    synchronizes CUDA at stage edges so times are real, which slows rendering."""
 
-    def __init__(self, device: torch.device | str = "cpu"):
+    def __init__(self, device: torch.device | str = "cpu", enabled: bool = False):
         self.cuda = torch.device(device).type == "cuda"
+        self.enabled = enabled
         self.seconds: dict[str, float] = defaultdict(float)
 
     def sync(self) -> None:
-        if self.cuda:
+        if self.enabled and self.cuda:
             torch.cuda.synchronize()
 
     @contextlib.contextmanager
     def stage(self, name: str):
+        if not self.enabled:
+            yield
+            return
         self.sync()
         start = time.perf_counter()
         try:
