@@ -259,3 +259,21 @@ def test_the_stage_clock_is_off_unless_switched_on(monkeypatch):
             pass
     assert syncs == [1, 1]  # both edges, for the switched-on clock only
     assert off.snapshot() == {} and set(on.snapshot()) == {"sampler"}
+
+
+def test_the_weights_hash_sees_a_middle_attention_weight(renderer):
+    from prompt_pinning.diffusers.renderer import weights_hash
+
+    modules = [renderer.unet, renderer.vae]
+    before = weights_hash(modules)
+    name, weight = [(n, p) for n, p in renderer.unet.named_parameters() if "attn" in n and "to_k" in n][0]
+    assert weight is not list(renderer.unet.parameters())[0] and weight is not list(renderer.unet.parameters())[-1]
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.add_(0.01)  # as a merged LoRA would
+        assert weights_hash(modules) != before, name
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert weights_hash(modules) == before

@@ -108,16 +108,18 @@ def images_per_call(max_images: int, batch: int, whole_individuals: bool) -> int
     return max(1, max_images // batch) * batch if whole_individuals else max(1, max_images)
 
 
-def weights_hash(modules, values: int = 4096) -> str:
-    """A short hash of the first and last ``values`` numbers of every module's first and last parameter:
-    cheap on any model size, and different for different weights."""
+def weights_hash(modules, values: int = 64) -> str:
+    """A short hash of up to ``values`` evenly spaced numbers of every parameter of every module: cheap on
+    any model size, and changed by a change anywhere (a merged LoRA, say)."""
     digest = hashlib.sha256()
+    picked = []
     for module in modules:
-        parameters = list(module.parameters())
-        for parameter in (parameters[0], parameters[-1]):
+        for parameter in module.parameters():
             flat = parameter.detach().flatten()
-            picked = torch.cat([flat[:values], flat[-values:]]).float().cpu().numpy()
-            digest.update(picked.tobytes())
+            where = torch.linspace(0, flat.numel() - 1, min(values, flat.numel()), device=flat.device).round().long()
+            picked.append(flat[where].float())
+            digest.update(str(tuple(parameter.shape)).encode())
+    digest.update(torch.cat(picked).cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
