@@ -102,7 +102,9 @@ def test_zero_offsets_reproduce_the_plain_prompt(renderer):
     assert moved[0].startswith("(a:1.1) (red:1.1) (fox:1.1)(,:1.1)")
     explicit = (moved[0].replace("1.1", "1"), moved[1].replace("1.1", "1"))  # every unit weighted 1, written out
     plain, zero, ones, other = renderer.render([(positive, negative), at_zero, explicit, moved], SETTINGS)
-    assert torch.equal(plain.images, zero.images) and torch.equal(plain.images, ones.images)
+    # rows of one UNet batch: equal up to the batch's kernel rounding
+    assert torch.allclose(plain.images, zero.images, atol=1e-6, rtol=0)
+    assert torch.allclose(plain.images, ones.images, atol=1e-6, rtol=0)
     assert distance(plain, other) > 0.001
 
 
