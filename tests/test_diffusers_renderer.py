@@ -279,3 +279,8 @@ def test_the_weights_hash_sees_a_middle_attention_weight(renderer):
         with torch.no_grad():
             weight.copy_(saved)
     assert weights_hash(modules) == before
+
+
+def test_a_model_given_as_dot_is_named_by_its_folder(tiny_diffusers, monkeypatch):
+    monkeypatch.chdir(tiny_diffusers["sd15"])
+    assert load_diffusers_renderer(".", device="cpu").host_settings()["model"] == "sd15"

@@ -72,8 +72,9 @@ def _load_pipeline(path: Path, dtype: torch.dtype, config: Optional[str]):
                              ".safetensors/.ckpt checkpoint file")
         # Without accelerate, say so to diffusers rather than have it warn on every load.
         lean = importlib.util.find_spec("accelerate") is not None
-        pipeline = _pipeline_class(_is_sdxl_folder(path)).from_pretrained(str(path), low_cpu_mem_usage=lean, **options)
-        return pipeline, _is_sdxl_folder(path)
+        sdxl = _is_sdxl_folder(path)
+        pipeline = _pipeline_class(sdxl).from_pretrained(str(path), low_cpu_mem_usage=lean, **options)
+        return pipeline, sdxl
     if path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
         sdxl = _is_sdxl_folder(Path(config)) if config else _is_sdxl_file(path)
         config = config or _cached_config(sdxl)
@@ -117,4 +118,4 @@ def load_diffusers_renderer(path, device=None, dtype: Optional[torch.dtype] = No
     else:
         encoders = [TextEncoder(pipeline.text_encoder, first, layer="last" if clip_skip == 1 else -clip_skip)]
     return DiffusersRenderer(pipeline.unet, pipeline.vae, PromptEncoder(encoders), dict(pipeline.scheduler.config),
-                             model_name=Path(path).name, device=device, dtype=dtype, **options)
+                             model_name=Path(path).resolve().name, device=device, dtype=dtype, **options)
