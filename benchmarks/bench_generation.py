@@ -168,6 +168,7 @@ def run_mode(key: str, renderer: DiffusersRenderer, params: dict, packed_limit, 
     renderer.max_images_per_call = packed_limit if packed else params["batch"]
     renderer.render([(PROMPT, NEGATIVE)], settings)  # warm-up (kernels, allocator)
     clock = renderer.clock
+    clock.enabled = True  # off by default: it synchronizes CUDA at every stage edge
     clock.seconds.clear()
     if clock.cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -355,9 +355,32 @@ def diffusers_renderer(args: argparse.Namespace, config: PinningConfig):
         from .diffusers import load_diffusers_renderer
     except ImportError as error:
         raise ConfigError("--diffusers", f"needs the diffusers extra ({error}): pip install \".[diffusers]\"") from None
-    return load_diffusers_renderer(args.diffusers, device=args.diffusers_device,
+    return load_diffusers_renderer(args.diffusers, device=_diffusers_device(args.diffusers_device),
                                    config=None if args.diffusers_config is None else str(args.diffusers_config),
                                    max_images_per_call=config.max_images_per_call)
+
+
+def _diffusers_device(text: Optional[str]):
+    """--diffusers-device as a torch device that this machine has (None: the default)."""
+    if text is None:
+        return None
+    import torch
+
+    accepted = "accepted: cpu, cuda or cuda:N (N a GPU index), mps"
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError("--diffusers-device", f"{text!r} is not a device; {accepted}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--diffusers-device", f"{text!r}: CUDA is not available on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError("--diffusers-device", f"{text!r}: this machine has {torch.cuda.device_count()} "
+                                                "GPU(s), numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--diffusers-device", f"{text!r}: MPS is not available on this machine; use cpu")
+    return device
 
 
 def _check_sampler(sampler: str, scheduler: str) -> None:

@@ -61,7 +61,7 @@ def test_timed_optimizer_counts_time_and_hands_out_the_optimizer_state(bench):
     from prompt_pinning.config import PinningConfig
     from prompt_pinning.search.optimizer import CmaOptimizer
 
-    clock = StageClock("cpu")
+    clock = StageClock("cpu", enabled=True)
     timed = bench.TimedOptimizer([3, 1, 2], clock)
     timed.sort()
     assert timed.inner == [1, 2, 3] and clock.seconds["optimizer"] > 0

@@ -46,3 +46,24 @@ def test_diffusers_options_without_a_model_are_refused(tmp_path, capsys):
 def test_a_path_that_is_no_model_is_refused(tmp_path, capsys):
     code = main([*SMALL, "--diffusers", str(tmp_path / "nothing.bin"), "--outdir", str(tmp_path)])
     assert code == 2 and "neither a pipeline folder nor a .safetensors/.ckpt file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device,fragment", [
+    ("gpu", "--diffusers-device: 'gpu' is not a device; accepted: cpu, cuda or cuda:N"),
+    ("cuda:x", "--diffusers-device: 'cuda:x' is not a device; accepted: cpu"),
+    ("meta", "--diffusers-device: 'meta' is not a device; accepted: cpu"),
+])
+def test_a_bad_diffusers_device_is_a_one_line_error(tiny_diffusers, tmp_path, capsys, device, fragment):
+    code = main([*SMALL, "--diffusers", str(tiny_diffusers["sd15"]), "--diffusers-device", device,
+                 "--outdir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_cuda_without_cuda_is_refused_by_name(tiny_diffusers, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = main([*SMALL, "--diffusers", str(tiny_diffusers["sd15"]), "--diffusers-device", "cuda:0",
+                 "--outdir", str(tmp_path)])
+    assert code == 2 and "--diffusers-device: 'cuda:0': CUDA is not available" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from .renderer import DiffusersRenderer
+from .renderer import DiffusersRenderer, vae_dtype
 from .text import HFTokenizer, PromptEncoder, TextEncoder
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -72,8 +72,9 @@ def _load_pipeline(path: Path, dtype: torch.dtype, config: Optional[str]):
                              ".safetensors/.ckpt checkpoint file")
         # Without accelerate, say so to diffusers rather than have it warn on every load.
         lean = importlib.util.find_spec("accelerate") is not None
-        pipeline = _pipeline_class(_is_sdxl_folder(path)).from_pretrained(str(path), low_cpu_mem_usage=lean, **options)
-        return pipeline, _is_sdxl_folder(path)
+        sdxl = _is_sdxl_folder(path)
+        pipeline = _pipeline_class(sdxl).from_pretrained(str(path), low_cpu_mem_usage=lean, **options)
+        return pipeline, sdxl
     if path.is_file() and path.suffix in SINGLE_FILE_SUFFIXES:
         sdxl = _is_sdxl_folder(Path(config)) if config else _is_sdxl_file(path)
         config = config or _cached_config(sdxl)
@@ -96,7 +97,8 @@ def load_diffusers_renderer(path, device=None, dtype: Optional[torch.dtype] = No
     """A DiffusersRenderer for the SD1.x or SDXL model at ``path`` (folder or single file).
 
     ``device``: None gives cuda when available, else cpu; ``dtype``: None gives
-    float16 on cuda, float32 elsewhere. ``clip_skip`` (SD1.x): as A1111's "Clip
+    float16 on cuda, float32 elsewhere (the VAE stays float32 where its config
+    says ``force_upcast``, as SDXL's does). ``clip_skip`` (SD1.x): as A1111's "Clip
     skip" setting. ``options`` go to DiffusersRenderer (max_images_per_call, ...).
     """
     if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or clip_skip < 1:
@@ -107,6 +109,7 @@ def load_diffusers_renderer(path, device=None, dtype: Optional[torch.dtype] = No
     modules = [pipeline.unet, pipeline.vae, pipeline.text_encoder] + ([pipeline.text_encoder_2] if sdxl else [])
     for module in modules:
         module.to(device).eval().requires_grad_(False)
+    pipeline.vae.to(dtype=vae_dtype(pipeline.vae.config, dtype))
     first = HFTokenizer(pipeline.tokenizer)
     if sdxl:
         encoders = [TextEncoder(pipeline.text_encoder, first, layer="penultimate"),
@@ -115,4 +118,4 @@ def load_diffusers_renderer(path, device=None, dtype: Optional[torch.dtype] = No
     else:
         encoders = [TextEncoder(pipeline.text_encoder, first, layer="last" if clip_skip == 1 else -clip_skip)]
     return DiffusersRenderer(pipeline.unet, pipeline.vae, PromptEncoder(encoders), dict(pipeline.scheduler.config),
-                             model_name=Path(path).name, device=device, dtype=dtype, **options)
+                             model_name=Path(path).resolve().name, device=device, dtype=dtype, **options)

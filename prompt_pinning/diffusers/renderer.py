@@ -56,18 +56,23 @@ VAE_BATCH = 8  # images per VAE decode
 
 
 class StageClock:
-    """Seconds spent per named stage; synchronizes CUDA at stage edges so times are real."""
+    """Seconds spent per named stage, for benchmarks: off (a no-op) unless ``enabled``; when on it
+    synchronizes CUDA at stage edges so times are real, which slows rendering."""
 
-    def __init__(self, device: torch.device | str = "cpu"):
+    def __init__(self, device: torch.device | str = "cpu", enabled: bool = False):
         self.cuda = torch.device(device).type == "cuda"
+        self.enabled = enabled
         self.seconds: dict[str, float] = defaultdict(float)
 
     def sync(self) -> None:
-        if self.cuda:
+        if self.enabled and self.cuda:
             torch.cuda.synchronize()
 
     @contextlib.contextmanager
     def stage(self, name: str):
+        if not self.enabled:
+            yield
+            return
         self.sync()
         start = time.perf_counter()
         try:
@@ -90,22 +95,45 @@ def default_max_images_per_call(device: torch.device, base_channels: int, latent
     return CPU_MAX_IMAGES
 
 
+def vae_dtype(vae_config, dtype: torch.dtype) -> torch.dtype:
+    """The VAE's dtype for a model run in ``dtype``: float32 where its config asks (``force_upcast``, as the
+    SDXL VAE does: it overflows to NaN in float16)."""
+    if dtype == torch.float16 and getattr(vae_config, "force_upcast", False):
+        return torch.float32
+    return dtype
+
+
 def images_per_call(max_images: int, batch: int, whole_individuals: bool) -> int:
     """Rows per call: whole individuals for hyperbatch samplers (at least one)."""
     return max(1, max_images // batch) * batch if whole_individuals else max(1, max_images)
 
 
-def weights_hash(modules, values: int = 4096) -> str:
-    """A short hash of the first and last ``values`` numbers of every module's first and last parameter:
-    cheap on any model size, and different for different weights."""
+def weights_hash(modules, values: int = 64) -> str:
+    """A short hash of up to ``values`` evenly spaced numbers of every parameter of every module: cheap on
+    any model size, and changed by a change anywhere (a merged LoRA, say)."""
     digest = hashlib.sha256()
+    picked = []
     for module in modules:
-        parameters = list(module.parameters())
-        for parameter in (parameters[0], parameters[-1]):
+        for parameter in module.parameters():
             flat = parameter.detach().flatten()
-            picked = torch.cat([flat[:values], flat[-values:]]).float().cpu().numpy()
-            digest.update(picked.tobytes())
+            where = torch.linspace(0, flat.numel() - 1, min(values, flat.numel()), device=flat.device).round().long()
+            picked.append(flat[where].float())
+            digest.update(str(tuple(parameter.shape)).encode())
+    digest.update(torch.cat(picked).cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _never_back(progress: Optional[ProgressCallback]) -> Optional[ProgressCallback]:
+    """``progress`` without the reports that would go back below one already made."""
+    if progress is None:
+        return None
+    highest = [0]
+
+    def report(done: int, total: int) -> None:
+        if done >= highest[0]:
+            highest[0] = done
+            progress(done, total)
+    return report
 
 
 def _refuse_extra_networks(text: str, which: str) -> None:
@@ -154,6 +182,7 @@ class DiffusersRenderer:
         self.clock = StageClock(self.device)
         self.last_call_sizes: list[int] = []  # images per sampler call in the last render
         self._weights_hash: Optional[str] = None
+        self._oom_cap: Optional[int] = None  # images per call after an out-of-memory retry: a ceiling from then on
 
     def host_settings(self) -> dict[str, Any]:
         """The run's fingerprint: model, a hash of sampled weights, kind and precision."""
@@ -194,10 +223,12 @@ class DiffusersRenderer:
 
     def max_images(self, settings: GenerationSettings) -> int:
         if self.max_images_per_call is not None:
-            return self.max_images_per_call
-        pixels = (settings.height // self.latent_factor) * (settings.width // self.latent_factor)
-        base = self.unet.config.block_out_channels[0]
-        return default_max_images_per_call(self.device, base, pixels, torch.finfo(self.dtype).bits // 8)
+            wanted = self.max_images_per_call
+        else:
+            pixels = (settings.height // self.latent_factor) * (settings.width // self.latent_factor)
+            base = self.unet.config.block_out_channels[0]
+            wanted = default_max_images_per_call(self.device, base, pixels, torch.finfo(self.dtype).bits // 8)
+        return wanted if self._oom_cap is None else min(wanted, self._oom_cap)
 
     def render(self, prompts: Sequence[tuple[str, str]], settings: GenerationSettings,
                progress: Optional[ProgressCallback] = None, init_images: Optional[torch.Tensor] = None,
@@ -209,6 +240,7 @@ class DiffusersRenderer:
         if not prompts:
             return []
         stop = should_stop or self.should_stop
+        progress = _never_back(progress)  # a call retried after running out of memory reports its steps again
         batch = settings.batch_size
         with self.clock.stage("text"):
             started = time.perf_counter()
@@ -242,6 +274,7 @@ class DiffusersRenderer:
                 if per_call <= (batch if spec.hyperbatch else 1):
                     raise
                 per_call = images_per_call(per_call // 2, batch, spec.hyperbatch)
+                self._oom_cap = per_call
                 log.warning("out of GPU memory: retrying with %d images per sampler call", per_call)
                 torch.cuda.empty_cache()
                 continue
@@ -276,6 +309,9 @@ class DiffusersRenderer:
         with self.clock.stage("transfer"):
             return torch.cat([d.cpu() for d in decoded])
 
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
     def _latent_scale(self) -> tuple[float, float]:
         config = self.vae.config
         return float(config.scaling_factor), float(getattr(config, "shift_factor", None) or 0.0)
@@ -284,17 +320,18 @@ class DiffusersRenderer:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents to float32 sRGB images in [0, 1] (on the model's device)."""
         scale, shift = self._latent_scale()
-        pixels = self.vae.decode((latents / scale + shift).to(self.dtype)).sample.float()
+        pixels = self.vae.decode((latents / scale + shift).to(self._vae_dtype())).sample.float()
         if not torch.isfinite(pixels).all():
-            log.warning("VAE output has non-finite values; replacing them with 0")
-            pixels = torch.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
+            raise FloatingPointError(f"the VAE decoded non-finite values (NaN/inf) in {self._vae_dtype()}: "
+                                     "load the model in float32 (dtype=torch.float32), or use a VAE that "
+                                     "works in float16")
         return ((pixels + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] to latents (the VAE encoder's mean, scaled as the UNet expects)."""
         scale, shift = self._latent_scale()
-        pixels = (images.to(self.device, self.dtype) * 2 - 1)
+        pixels = (images.to(self.device, self._vae_dtype()) * 2 - 1)
         mean = self.vae.encode(pixels).latent_dist.mean.float()
         return (mean - shift) * scale
 

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .emphasis import TOKENS_PER_CHUNK, empty_chunk, original_emphasis, pad_chunks, prompt_chunks
+from .emphasis import empty_chunk, original_emphasis, pad_chunks, prompt_chunks
 
 
 class HFTokenizer:
@@ -38,10 +38,6 @@ class Encoded:
 
     context: torch.Tensor
     pooled: Optional[torch.Tensor] = None
-
-    @property
-    def chunks(self) -> int:
-        return self.context.shape[0] // TOKENS_PER_CHUNK
 
 
 class TextEncoder:
