@@ -9,7 +9,8 @@ ray = pytest.importorskip("ray")
 
 from prompt_pinning.builtin import BuiltinRenderer  # noqa: E402
 from prompt_pinning.cli import config_from_args  # noqa: E402
-from prompt_pinning.distributed.sweep import check_options, prompt_folder, sweep_main, sweep_parser  # noqa: E402
+from prompt_pinning.distributed.sweep import (check_options, prompt_folder, renderer_of, sweep_main,  # noqa: E402
+                                              sweep_parser)
 from prompt_pinning.reports.writer import ReportWriter  # noqa: E402
 from prompt_pinning.run import run_pinning  # noqa: E402
 from prompt_pinning.run.checkpoint import read_individuals  # noqa: E402
@@ -76,9 +77,15 @@ def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, ca
     prompts = tmp_path / "p.txt"
     prompts.write_text("red circle\n", encoding="utf-8")
     first = [str(prompts), "--outdir", str(tmp_path), "--lambda", "5"]
-    check_options(tmp_path / "sweeps" / "p", config_from_args(sweep_parser().parse_args(first)), ["red circle"])
+    parsed = sweep_parser().parse_args(first)
+    config = config_from_args(parsed)
+    check_options(tmp_path / "sweeps" / "p", config, ["red circle"], renderer_of(parsed, config))
     assert sweep_main([*first[:-1], "3"]) == 2
     assert "run with other options (lambda_ 5 then, 3 now); rerun it" in capsys.readouterr().err
+    # another model: the prompts finished on the built-in one are not done on it
+    assert sweep_main([*first, "--webui", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "renderer {'kind': 'builtin', 'target': None} then" in err and "http://127.0.0.1:9" in err
     prompts.write_text("# nothing\n\n", encoding="utf-8")
     assert sweep_main([str(prompts), "--outdir", str(tmp_path)]) == 2
     assert "holds no prompt" in capsys.readouterr().err

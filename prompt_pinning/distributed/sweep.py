@@ -5,7 +5,8 @@ The sweep folder is ``OUTDIR/sweeps/<PROMPTS file name without suffix>``; each p
 lives in ``runs/<slug>-<hash>/prompt_pins/<run>`` (named by the prompt's text, so adding or
 moving lines keeps every finished run). Rerunning the same command skips finished prompts,
 resumes interrupted or failed runs (the engine replays their journal) and starts the rest.
-``sweep.json`` keeps the sweep's options: a rerun with other options is refused.
+``sweep.json`` keeps the sweep's options and renderer (kind, model path or URLs): a rerun with
+other options or another model is refused.
 
 A task renders and scores on its own node: the run's renderer is built there from a
 RendererSpec (a GPU per task for a diffusers model on GPUs, else a CPU), so the output
@@ -125,7 +126,7 @@ def sweep_main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.webui:
             check_sampler(config.generation.sampler, config.generation.scheduler)
         folder = args.outdir / "sweeps" / args.prompts.stem
-        check_options(folder, config, prompts)
+        check_options(folder, config, prompts, renderer_of(args, config))
         rows = run_sweep(config, prompts, folder, args)
     except (ValueError, OSError) as error:
         sys.stderr.write(f"{PROG}: error: {with_flag(str(error), flag_names(parser))}\n")
@@ -143,9 +144,18 @@ def recorded_options(config) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in NOT_RECORDED}
 
 
-def check_options(folder: Path, config, prompts: list[str]) -> None:
-    """Record the sweep's options, or refuse options other than those it was started with."""
-    options = json.loads(json.dumps(recorded_options(config), default=str))
+def renderer_of(args, config) -> dict[str, Any]:
+    """The model the sweep renders with (its kind and path or URLs): a prompt finished on one
+    model is not done on another."""
+    from .cli_ray import renderer_spec
+
+    spec = renderer_spec(args, config)
+    return {"kind": spec.kind, "target": spec.target}
+
+
+def check_options(folder: Path, config, prompts: list[str], renderer: dict[str, Any]) -> None:
+    """Record the sweep's options and renderer, or refuse others than those it was started with."""
+    options = json.loads(json.dumps({**recorded_options(config), "renderer": renderer}, default=str))
     path = folder / SWEEP_FILE
     if path.is_file():
         saved = read_json(path).get("options", {})
