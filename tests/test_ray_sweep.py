@@ -9,6 +9,7 @@ ray = pytest.importorskip("ray")
 
 from prompt_pinning.builtin import BuiltinRenderer  # noqa: E402
 from prompt_pinning.cli import config_from_args  # noqa: E402
+from prompt_pinning.distributed.cli_ray import renderer_spec  # noqa: E402
 from prompt_pinning.distributed.sweep import (check_options, prompt_folder, renderer_of, sweep_main,  # noqa: E402
                                               sweep_parser)
 from prompt_pinning.reports.writer import ReportWriter  # noqa: E402
@@ -71,6 +72,17 @@ def test_a_sweep_runs_every_prompt_and_a_rerun_skips_finished_ones_and_resumes_t
     assert sorted(p.name for p in (home / "prompt_pins").iterdir()) == ["00000000"]
     slots = [(e["generation"], e["index"]) for e in read_individuals(result_dir(home))]
     assert len(set(slots)) == len(slots) and max(slots)[0] == 2  # each evaluation once, through generation 2
+
+
+def test_a_numbered_gpu_with_ray_is_refused_naming_both_flags(tmp_path):
+    args = sweep_parser().parse_args([str(tmp_path / "p.txt"), "--outdir", str(tmp_path)])
+    config = config_from_args(args)
+    for device in ("cuda:1", "cuda:0"):
+        args.diffusers, args.diffusers_device = str(tmp_path / "model"), device
+        with pytest.raises(ValueError, match=f"--diffusers-device: '{device}' with --ray: .* give --diffusers-device cuda"):
+            renderer_spec(args, config)
+    args.diffusers_device = "cuda"
+    assert renderer_spec(args, config).options["device"] == "cuda"
 
 
 def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, capsys):
