@@ -10,7 +10,7 @@ ray = pytest.importorskip("ray")
 from prompt_pinning.builtin import BuiltinRenderer  # noqa: E402
 from prompt_pinning.cli import config_from_args  # noqa: E402
 from prompt_pinning.distributed.cli_ray import renderer_spec  # noqa: E402
-from prompt_pinning.distributed.sweep import (check_options, prompt_folder, renderer_of, sweep_main,  # noqa: E402
+from prompt_pinning.distributed.sweep import (check_options, pin_prompt, prompt_folder, renderer_of, sweep_main,  # noqa: E402
                                               sweep_parser)
 from prompt_pinning.reports.writer import ReportWriter  # noqa: E402
 from prompt_pinning.run import run_pinning  # noqa: E402
@@ -72,6 +72,25 @@ def test_a_sweep_runs_every_prompt_and_a_rerun_skips_finished_ones_and_resumes_t
     assert sorted(p.name for p in (home / "prompt_pins").iterdir()) == ["00000000"]
     slots = [(e["generation"], e["index"]) for e in read_individuals(result_dir(home))]
     assert len(set(slots)) == len(slots) and max(slots)[0] == 2  # each evaluation once, through generation 2
+
+
+class RefusingRenderer(BuiltinRenderer):
+    def check(self, generation):
+        raise ValueError(f"sampler {generation.sampler!r} is not on this instance")
+
+
+class RefusingSpec:
+    options: dict = {}
+
+    def build(self):
+        return RefusingRenderer()
+
+
+def test_a_new_prompt_run_checks_its_renderer_before_it_starts(tmp_path):
+    config = config_from_args(sweep_parser().parse_args([str(tmp_path / "p.txt"), *SMALL]))
+    row = pin_prompt(replace(config, positive="red circle"), RefusingSpec(), str(tmp_path / "home"))
+    assert row["status"].startswith("error: ValueError: sampler ") and "is not on this instance" in row["status"]
+    assert not (tmp_path / "home" / "prompt_pins").exists()  # refused before the run began
 
 
 def test_a_numbered_gpu_with_ray_is_refused_naming_both_flags(tmp_path):

@@ -85,6 +85,9 @@ def pin_prompt(config, spec, home: str) -> dict[str, Any]:
     try:
         set_worker_threads(spec)
         renderer = spec.build()
+        check = getattr(renderer, "check", None)  # a WebUI's: its sampler, size, model (a resume: at its first render)
+        if callable(check) and resume is None:
+            check(config.generation)
         run_config = replace(config, outdir=home_path, resume=resume)
         result = run_pinning(run_config, renderer, sink=ReportWriter(worker="thread"), raise_errors=False)
     except Exception as error:  # bad input or a run that cannot be resumed: the other prompts go on
