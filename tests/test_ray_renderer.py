@@ -204,6 +204,43 @@ def test_a_stop_request_stops_the_parts_in_flight(pair):
     assert len(pair.render(prompts[:2], SETTINGS)) == 2  # the actors take the next call
 
 
+def test_a_forwarded_call_waits_for_the_render_in_flight():
+    import threading
+
+    from prompt_pinning.distributed.actor import RenderActor
+
+    started, release, seen = threading.Event(), threading.Event(), []
+
+    class Held(BuiltinRenderer):
+        def render(self, prompts, settings, progress=None):
+            started.set()
+            release.wait(10)
+            seen.append("render done")
+            return super().render(prompts, settings, progress)
+
+        def check(self, generation):
+            seen.append("check")
+
+    class Spec:
+        options: dict = {}
+
+        def build(self):
+            return Held()
+
+    actor = RenderActor(Spec())
+    render = threading.Thread(target=actor.render, args=(0, [("red circle", "")], SETTINGS))
+    render.start()
+    assert started.wait(10)
+    call = threading.Thread(target=actor.call, args=("check", SETTINGS))
+    call.start()
+    call.join(0.5)
+    assert call.is_alive() and seen == []  # held while the render runs
+    release.set()
+    render.join(30)
+    call.join(30)
+    assert seen == ["render done", "check"]
+
+
 def test_bad_actor_counts_are_refused_naming_the_flag():
     with pytest.raises(ValueError, match="--ray-actors"):
         RayRenderer(BUILTIN, 0)
