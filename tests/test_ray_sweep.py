@@ -9,6 +9,7 @@ ray = pytest.importorskip("ray")
 
 from prompt_pinning.builtin import BuiltinRenderer  # noqa: E402
 from prompt_pinning.cli import config_from_args  # noqa: E402
+from prompt_pinning.distributed import sweep  # noqa: E402
 from prompt_pinning.distributed.cli_ray import renderer_spec  # noqa: E402
 from prompt_pinning.distributed.sweep import (check_options, pin_prompt, prompt_folder, renderer_of, sweep_main,  # noqa: E402
                                               sweep_parser)
@@ -104,7 +105,7 @@ def test_a_numbered_gpu_with_ray_is_refused_naming_both_flags(tmp_path):
     assert renderer_spec(args, config).options["device"] == "cuda"
 
 
-def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, capsys):
+def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, capsys, monkeypatch):
     prompts = tmp_path / "p.txt"
     prompts.write_text("red circle\n", encoding="utf-8")
     first = [str(prompts), "--outdir", str(tmp_path), "--lambda", "5"]
@@ -117,6 +118,13 @@ def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, ca
     assert sweep_main([*first, "--webui", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert "renderer {'kind': 'builtin', 'target': None} then" in err and "http://127.0.0.1:9" in err
+    prompts.write_text("red circle\nblue\n red circle \n", encoding="utf-8")
+    assert sweep_main([str(prompts), "--outdir", str(tmp_path)]) == 2
+    assert "a prompt is listed twice: 'red circle'" in capsys.readouterr().err
+    monkeypatch.setattr(sweep, "MAX_PROMPT_BYTES", 10)
+    assert sweep_main([str(prompts), "--outdir", str(tmp_path)]) == 2
+    assert f"PROMPTS: {prompts}: 29 bytes; at most 10 bytes" in capsys.readouterr().err
+    monkeypatch.undo()
     prompts.write_text("# nothing\n\n", encoding="utf-8")
     assert sweep_main([str(prompts), "--outdir", str(tmp_path)]) == 2
     assert "holds no prompt" in capsys.readouterr().err

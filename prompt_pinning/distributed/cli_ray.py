@@ -13,8 +13,8 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
                    help="render a generation's individuals on Ray actors: local (start Ray on this machine), "
                         "auto (the cluster this machine joined with ray start) or HOST:PORT")
     g.add_argument("--ray-actors", type=int, default=None, metavar="N",
-                   help="render actors (a sweep: runs at once); default: one per GPU of the cluster for a GPU "
-                        "renderer, 2 on CPUs, one per --webui instance")
+                   help="render actors; default: one per GPU of the cluster for a GPU renderer, 2 on CPUs, one "
+                        "per --webui instance (a sweep: runs at once; default one per GPU, else per CPU)")
 
 
 def renderer_spec(args: argparse.Namespace, config) -> RendererSpec:
