@@ -11,8 +11,8 @@ from prompt_pinning.builtin import BuiltinRenderer  # noqa: E402
 from prompt_pinning.cli import config_from_args  # noqa: E402
 from prompt_pinning.distributed import sweep  # noqa: E402
 from prompt_pinning.distributed.cli_ray import renderer_spec  # noqa: E402
-from prompt_pinning.distributed.sweep import (check_options, pin_prompt, prompt_folder, renderer_of, sweep_main,  # noqa: E402
-                                              sweep_parser)
+from prompt_pinning.distributed.sweep import (  # noqa: E402
+    check_options, pin_prompt, prompt_folder, renderer_of, sweep_main, sweep_parser)
 from prompt_pinning.reports.writer import ReportWriter  # noqa: E402
 from prompt_pinning.run import run_pinning  # noqa: E402
 from prompt_pinning.run.checkpoint import read_individuals  # noqa: E402
@@ -99,7 +99,8 @@ def test_a_numbered_gpu_with_ray_is_refused_naming_both_flags(tmp_path):
     config = config_from_args(args)
     for device in ("cuda:1", "cuda:0"):
         args.diffusers, args.diffusers_device = str(tmp_path / "model"), device
-        with pytest.raises(ValueError, match=f"--diffusers-device: '{device}' with --ray: .* give --diffusers-device cuda"):
+        expected = f"--diffusers-device: '{device}' with --ray: .* give --diffusers-device cuda"
+        with pytest.raises(ValueError, match=expected):
             renderer_spec(args, config)
     args.diffusers_device = "cuda"
     assert renderer_spec(args, config).options["device"] == "cuda"
