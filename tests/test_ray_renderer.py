@@ -192,16 +192,63 @@ def test_a_stop_request_stops_the_parts_in_flight(pair):
     slow = SETTINGS.with_(steps=40, width=64, height=64, batch_size=4)
     before = [s["renders"] for s in ray.get([actor.state.remote() for actor in pair.actors])]
 
-    def stop(done, total):
-        raise RenderInterrupted("stop requested")
+    started = time.monotonic()
+
+    def stop(done, total):  # once an actor renders this call, so the stop reaches a part in flight
+        states = ray.get([actor.state.remote() for actor in pair.actors])
+        if any(s["rendering"] == pair.last_call for s in states):
+            raise RenderInterrupted("stop requested")
+        assert time.monotonic() - started < 60, "no actor began rendering the call"
 
     with pytest.raises(RenderInterrupted):
         pair.render(prompts, slow, stop)
     call = pair.last_call
-    states = ray.get([actor.state.remote() for actor in pair.actors])
-    assert all(s["rendering"] is None and call in s["stopped"] for s in states)
+    deadline = time.monotonic() + 20
+    while True:  # the actors hear the stop at their renderer's next step
+        states = ray.get([actor.state.remote() for actor in pair.actors])
+        if all(s["rendering"] is None and call in s["stopped"] for s in states) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert all(s["rendering"] is None and call in s["stopped"] for s in states), states
     assert [s["renders"] for s in states] == before  # neither finished its part
     assert len(pair.render(prompts[:2], SETTINGS)) == 2  # the actors take the next call
+
+
+def test_a_forwarded_call_waits_for_the_render_in_flight():
+    import threading
+
+    from prompt_pinning.distributed.actor import RenderActor
+
+    started, release, seen = threading.Event(), threading.Event(), []
+
+    class Held(BuiltinRenderer):
+        def render(self, prompts, settings, progress=None):
+            started.set()
+            release.wait(10)
+            seen.append("render done")
+            return super().render(prompts, settings, progress)
+
+        def check(self, generation):
+            seen.append("check")
+
+    class Spec:
+        options: dict = {}
+
+        def build(self):
+            return Held()
+
+    actor = RenderActor(Spec())
+    render = threading.Thread(target=actor.render, args=(0, [("red circle", "")], SETTINGS))
+    render.start()
+    assert started.wait(10)
+    call = threading.Thread(target=actor.call, args=("check", SETTINGS))
+    call.start()
+    call.join(0.5)
+    assert call.is_alive() and seen == []  # held while the render runs
+    release.set()
+    render.join(30)
+    call.join(30)
+    assert seen == ["render done", "check"]
 
 
 def test_bad_actor_counts_are_refused_naming_the_flag():

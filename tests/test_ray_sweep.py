@@ -9,7 +9,10 @@ ray = pytest.importorskip("ray")
 
 from prompt_pinning.builtin import BuiltinRenderer  # noqa: E402
 from prompt_pinning.cli import config_from_args  # noqa: E402
-from prompt_pinning.distributed.sweep import check_options, prompt_folder, sweep_main, sweep_parser  # noqa: E402
+from prompt_pinning.distributed import sweep  # noqa: E402
+from prompt_pinning.distributed.cli_ray import renderer_spec  # noqa: E402
+from prompt_pinning.distributed.sweep import (  # noqa: E402
+    check_options, pin_prompt, prompt_folder, renderer_of, sweep_main, sweep_parser)
 from prompt_pinning.reports.writer import ReportWriter  # noqa: E402
 from prompt_pinning.run import run_pinning  # noqa: E402
 from prompt_pinning.run.checkpoint import read_individuals  # noqa: E402
@@ -72,13 +75,57 @@ def test_a_sweep_runs_every_prompt_and_a_rerun_skips_finished_ones_and_resumes_t
     assert len(set(slots)) == len(slots) and max(slots)[0] == 2  # each evaluation once, through generation 2
 
 
-def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, capsys):
+class RefusingRenderer(BuiltinRenderer):
+    def check(self, generation):
+        raise ValueError(f"sampler {generation.sampler!r} is not on this instance")
+
+
+class RefusingSpec:
+    options: dict = {}
+
+    def build(self):
+        return RefusingRenderer()
+
+
+def test_a_new_prompt_run_checks_its_renderer_before_it_starts(tmp_path):
+    config = config_from_args(sweep_parser().parse_args([str(tmp_path / "p.txt"), *SMALL]))
+    row = pin_prompt(replace(config, positive="red circle"), RefusingSpec(), str(tmp_path / "home"))
+    assert row["status"].startswith("error: ValueError: sampler ") and "is not on this instance" in row["status"]
+    assert not (tmp_path / "home" / "prompt_pins").exists()  # refused before the run began
+
+
+def test_a_numbered_gpu_with_ray_is_refused_naming_both_flags(tmp_path):
+    args = sweep_parser().parse_args([str(tmp_path / "p.txt"), "--outdir", str(tmp_path)])
+    config = config_from_args(args)
+    for device in ("cuda:1", "cuda:0"):
+        args.diffusers, args.diffusers_device = str(tmp_path / "model"), device
+        expected = f"--diffusers-device: '{device}' with --ray: .* give --diffusers-device cuda"
+        with pytest.raises(ValueError, match=expected):
+            renderer_spec(args, config)
+    args.diffusers_device = "cuda"
+    assert renderer_spec(args, config).options["device"] == "cuda"
+
+
+def test_a_rerun_with_other_options_or_a_bad_prompt_file_is_refused(tmp_path, capsys, monkeypatch):
     prompts = tmp_path / "p.txt"
     prompts.write_text("red circle\n", encoding="utf-8")
     first = [str(prompts), "--outdir", str(tmp_path), "--lambda", "5"]
-    check_options(tmp_path / "sweeps" / "p", config_from_args(sweep_parser().parse_args(first)), ["red circle"])
+    parsed = sweep_parser().parse_args(first)
+    config = config_from_args(parsed)
+    check_options(tmp_path / "sweeps" / "p", config, ["red circle"], renderer_of(parsed, config))
     assert sweep_main([*first[:-1], "3"]) == 2
     assert "run with other options (lambda_ 5 then, 3 now); rerun it" in capsys.readouterr().err
+    # another model: the prompts finished on the built-in one are not done on it
+    assert sweep_main([*first, "--webui", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "renderer {'kind': 'builtin', 'target': None} then" in err and "http://127.0.0.1:9" in err
+    prompts.write_text("red circle\nblue\n red circle \n", encoding="utf-8")
+    assert sweep_main([str(prompts), "--outdir", str(tmp_path)]) == 2
+    assert "a prompt is listed twice: 'red circle'" in capsys.readouterr().err
+    monkeypatch.setattr(sweep, "MAX_PROMPT_BYTES", 10)
+    assert sweep_main([str(prompts), "--outdir", str(tmp_path)]) == 2
+    assert f"PROMPTS: {prompts}: 29 bytes; at most 10 bytes" in capsys.readouterr().err
+    monkeypatch.undo()
     prompts.write_text("# nothing\n\n", encoding="utf-8")
     assert sweep_main([str(prompts), "--outdir", str(tmp_path)]) == 2
     assert "holds no prompt" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """RenderActor: one renderer in one Ray worker process (``ray.remote`` is applied by ``remote_class``).
 
-The actor runs two threads (``max_concurrency=2``): renders go one at a time under a
-lock, and ``stop`` can reach a render while it runs; the renderer's progress callback
+The actor runs two threads (``max_concurrency=2``): renders and forwarded calls go one at a
+time under a lock, and ``stop`` can reach a render while it runs; the renderer's progress callback
 then raises RenderInterrupted there. Calls that change what the renderer returns (a
 tagger turns tag posteriors on) come with every render as ``setup`` and are applied
 once per actor process, so an actor that Ray restarted renders as before.
@@ -53,7 +53,8 @@ class RenderActor:
     def call(self, method: str, *args: Any) -> Any:
         if method not in FORWARDED:
             raise ValueError(f"RenderActor.call: {method!r} is not one of {', '.join(FORWARDED)}")
-        return getattr(self.renderer, method)(*args)
+        with self.lock:  # not while a render runs on the actor's other thread
+            return getattr(self.renderer, method)(*args)
 
     def state(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "rendering": self.rendering, "renders": self.renders,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from .spec import RendererSpec
 
@@ -12,8 +13,8 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
                    help="render a generation's individuals on Ray actors: local (start Ray on this machine), "
                         "auto (the cluster this machine joined with ray start) or HOST:PORT")
     g.add_argument("--ray-actors", type=int, default=None, metavar="N",
-                   help="render actors (a sweep: runs at once); default: one per GPU of the cluster for a GPU "
-                        "renderer, 2 on CPUs, one per --webui instance")
+                   help="render actors; default: one per GPU of the cluster for a GPU renderer, 2 on CPUs, one "
+                        "per --webui instance (a sweep: runs at once; default one per GPU, else per CPU)")
 
 
 def renderer_spec(args: argparse.Namespace, config) -> RendererSpec:
@@ -22,9 +23,13 @@ def renderer_spec(args: argparse.Namespace, config) -> RendererSpec:
     if diffusers and args.webui:
         raise ValueError("--diffusers: give either --diffusers or --webui, not both")
     if diffusers:
+        device = getattr(args, "diffusers_device", None)
+        if device and re.fullmatch(r"cuda:\d+", str(device).strip()):
+            raise ValueError(f"--diffusers-device: {device!r} with --ray: each Ray actor sees only the GPU Ray "
+                             "gave it, so give --diffusers-device cuda (or leave it out)")
         config_folder = getattr(args, "diffusers_config", None)
         return RendererSpec("diffusers", str(diffusers), {
-            "threads": args.threads, "device": getattr(args, "diffusers_device", None),
+            "threads": args.threads, "device": device,
             "config": None if config_folder is None else str(config_folder),
             "max_images_per_call": config.max_images_per_call})
     if args.webui:

@@ -298,9 +298,9 @@ class RayRenderer:
 def _driver_device(spec: RendererSpec) -> Optional[str]:
     """Where the driver scores: its GPU for a GPU renderer when it has one; the built-in model's
     images are scored on the CPU, as without Ray."""
-    import torch
+    from ..remote.renderer import _default_device
 
-    return "cuda" if spec.kind != "builtin" and torch.cuda.is_available() else None
+    return None if spec.kind == "builtin" else _default_device()
 
 
 def _now() -> str:

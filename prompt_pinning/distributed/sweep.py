@@ -5,7 +5,8 @@ The sweep folder is ``OUTDIR/sweeps/<PROMPTS file name without suffix>``; each p
 lives in ``runs/<slug>-<hash>/prompt_pins/<run>`` (named by the prompt's text, so adding or
 moving lines keeps every finished run). Rerunning the same command skips finished prompts,
 resumes interrupted or failed runs (the engine replays their journal) and starts the rest.
-``sweep.json`` keeps the sweep's options: a rerun with other options is refused.
+``sweep.json`` keeps the sweep's options and renderer (kind, model path or URLs): a rerun with
+other options or another model is refused.
 
 A task renders and scores on its own node: the run's renderer is built there from a
 RendererSpec (a GPU per task for a diffusers model on GPUs, else a CPU), so the output
@@ -18,12 +19,13 @@ import json
 import logging
 import re
 import sys
+from collections import Counter, deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..run.checkpoint import CONFIG_FILE, STATE_FILE
-from ..run.files import read_json
+from ..run.files import read_json, write_json_atomic
 from ..run.rundir import existing_run_numbers, number_name, runs_root
 from .summary import summary_row, write_tables
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 PROG = "prompt-pinning sweep"
 SWEEP_FILE = "sweep.json"
 MAX_PROMPTS = 100_000
+MAX_PROMPT_BYTES = 32 * 2**20  # read whole: 100,000 prompts of ~300 characters
 # Options that say how to run, not what: a rerun may change them.
 NOT_RECORDED = {"positive", "outdir", "resume"}
 
@@ -39,6 +42,10 @@ NOT_RECORDED = {"positive", "outdir", "resume"}
 def read_prompts(path: Path) -> list[str]:
     """One prompt per non-empty line; lines starting with # are comments."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_PROMPT_BYTES:
+            raise ValueError(f"PROMPTS: {path}: {size} bytes; at most {MAX_PROMPT_BYTES} bytes "
+                             f"(split it into several sweeps)")
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"PROMPTS: {path}: cannot be read as UTF-8 text ({error})") from None
@@ -47,7 +54,7 @@ def read_prompts(path: Path) -> list[str]:
         raise ValueError(f"PROMPTS: {path}: holds no prompt (one per line; # starts a comment)")
     if len(prompts) > MAX_PROMPTS:
         raise ValueError(f"PROMPTS: {path}: {len(prompts)} prompts; at most {MAX_PROMPTS}")
-    repeated = sorted({p for p in prompts if prompts.count(p) > 1})
+    repeated = sorted(p for p, n in Counter(prompts).items() if n > 1)
     if repeated:
         raise ValueError(f"PROMPTS: {path}: a prompt is listed twice: {repeated[0]!r}")
     return prompts
@@ -84,6 +91,9 @@ def pin_prompt(config, spec, home: str) -> dict[str, Any]:
     try:
         set_worker_threads(spec)
         renderer = spec.build()
+        check = getattr(renderer, "check", None)  # a WebUI's: its sampler, size, model (a resume: at its first render)
+        if callable(check) and resume is None:
+            check(config.generation)
         run_config = replace(config, outdir=home_path, resume=resume)
         result = run_pinning(run_config, renderer, sink=ReportWriter(worker="thread"), raise_errors=False)
     except Exception as error:  # bad input or a run that cannot be resumed: the other prompts go on
@@ -125,7 +135,7 @@ def sweep_main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.webui:
             check_sampler(config.generation.sampler, config.generation.scheduler)
         folder = args.outdir / "sweeps" / args.prompts.stem
-        check_options(folder, config, prompts)
+        check_options(folder, config, prompts, renderer_of(args, config))
         rows = run_sweep(config, prompts, folder, args)
     except (ValueError, OSError) as error:
         sys.stderr.write(f"{PROG}: error: {with_flag(str(error), flag_names(parser))}\n")
@@ -143,9 +153,18 @@ def recorded_options(config) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in NOT_RECORDED}
 
 
-def check_options(folder: Path, config, prompts: list[str]) -> None:
-    """Record the sweep's options, or refuse options other than those it was started with."""
-    options = json.loads(json.dumps(recorded_options(config), default=str))
+def renderer_of(args, config) -> dict[str, Any]:
+    """The model the sweep renders with (its kind and path or URLs): a prompt finished on one
+    model is not done on another."""
+    from .cli_ray import renderer_spec
+
+    spec = renderer_spec(args, config)
+    return {"kind": spec.kind, "target": spec.target}
+
+
+def check_options(folder: Path, config, prompts: list[str], renderer: dict[str, Any]) -> None:
+    """Record the sweep's options and renderer, or refuse others than those it was started with."""
+    options = json.loads(json.dumps({**recorded_options(config), "renderer": renderer}, default=str))
     path = folder / SWEEP_FILE
     if path.is_file():
         saved = read_json(path).get("options", {})
@@ -155,11 +174,12 @@ def check_options(folder: Path, config, prompts: list[str]) -> None:
             raise ValueError(f"--outdir: the sweep in {folder} was run with other options ({'; '.join(differ)}); "
                              "rerun it with the same options, or give another --outdir for a new sweep")
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"options": options, "prompts": prompts}, indent=1), encoding="utf-8")
+    write_json_atomic(path, {"options": options, "prompts": prompts})
 
 
 def run_sweep(config, prompts: list[str], folder: Path, args) -> list[dict[str, Any]]:
-    """Every prompt as a Ray task, at most ``--ray-actors`` at once (default: as resources allow)."""
+    """Every prompt as a Ray task, at most ``--ray-actors`` at once (default: one per GPU of the
+    cluster for a GPU renderer, else one per CPU)."""
     from .cli_ray import renderer_spec
     from .cluster import connect
     from .renderer import actor_resources
@@ -169,16 +189,16 @@ def run_sweep(config, prompts: list[str], folder: Path, args) -> list[dict[str, 
     spec = renderer_spec(args, config)
     connect(args.ray or "local")
     resources = actor_resources(spec)
-    task = ray.remote(pin_prompt).options(**(resources if "num_gpus" in resources else {"num_cpus": 1}),
-                                          max_retries=2)
-    limit = args.ray_actors or len(prompts)
+    on_gpus = "num_gpus" in resources
+    task = ray.remote(pin_prompt).options(**(resources if on_gpus else {"num_cpus": 1}), max_retries=2)
+    limit = args.ray_actors or max(1, int(ray.cluster_resources().get("GPU" if on_gpus else "CPU", 1)))
     rows: dict[int, dict[str, Any]] = {}
-    waiting = list(enumerate(prompts))
+    waiting = deque(enumerate(prompts))
     running: dict[Any, int] = {}
     try:
         while waiting or running:
             while waiting and len(running) < limit:
-                k, prompt = waiting.pop(0)
+                k, prompt = waiting.popleft()
                 home = folder / "runs" / prompt_folder(prompt)
                 running[task.remote(replace(config, positive=prompt), spec, str(home))] = k
             (ref,), _ = ray.wait(list(running), num_returns=1)
