@@ -117,7 +117,7 @@ def sweep_parser():
 
 def sweep_main(argv: Optional[Sequence[str]] = None) -> int:
     from ..cli import EXAMPLE_POSITIVE, config_from_args, flag_names, with_flag
-    from ..cli import _check_sampler as check_sampler
+    from ..cli_renderers import check_sampler
 
     parser = sweep_parser()
     args = parser.parse_args(argv)
